@@ -1,0 +1,3 @@
+//! Exact and approximate inference: partition functions, marginals, MAP.
+
+pub mod rbm;

@@ -1,0 +1,11 @@
+//! Tolerances used across the tests, named in one place.
+#![allow(dead_code)] // each test module uses a different subset
+
+/// Relative tolerance for quantities computed exactly in f64 by two different methods.
+pub const EXACT_REL: f64 = 1e-9;
+/// Monte Carlo checks accept deviations up to this many standard errors (two-sided, normal:
+/// a false-failure rate of about 6e-7 per check at 5 sigma).
+pub const MC_SIGMAS: f64 = 5.0;
+/// Significance level of chi-square goodness-of-fit tests: a correct sampler fails a given test
+/// with probability 1e-4 (and, being seeded, fails or passes deterministically).
+pub const CHI_SQUARE_ALPHA: f64 = 1e-4;

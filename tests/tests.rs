@@ -1,0 +1,4 @@
+//! Integration tests, one binary (see Cargo.toml `[[test]]`): modules by scope.
+
+mod cli;
+mod common;

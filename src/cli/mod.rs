@@ -1,6 +1,7 @@
 //! Argument parsing and printing. Each subcommand has its own file: an args struct, a
 //! conversion to validated library parameters, the library call, and the output.
 
+mod denoise;
 mod noise;
 pub mod output;
 #[allow(dead_code)] // used by the long-running subcommands as they land
@@ -44,6 +45,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Flip each pixel of a binary image independently with probability P.
     Noise(noise::NoiseArgs),
+    /// Restore a noisy binary image: exact MAP by graph cut, or ICM, annealing, Gibbs.
+    Denoise(denoise::DenoiseArgs),
 }
 
 /// Runs the parsed command line.
@@ -56,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match &cli.command {
         Command::Noise(args) => noise::run(args, &cli.global),
+        Command::Denoise(args) => denoise::run(args, &cli.global),
     }
 }
 

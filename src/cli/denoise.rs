@@ -38,14 +38,16 @@ impl From<MethodArg> for MapMethod {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Energy (PRML 8.3.3), pixels +-1, 4-neighbours, open boundary:
+#[command(
+    after_help = "Energy (PRML 8.3.3), pixels +-1, 4-neighbours, open boundary:
   E(s; x) = h sum s_i - beta sum_<ij> s_i s_j - eta sum x_i s_i
 
 Examples:
   ebm noise --input data/images/horse.png --flip 0.1 --output noisy.png --seed 1
   ebm denoise --input noisy.png --output restored.png --clean data/images/horse.png
   ebm denoise --input noisy.png --output icm.png --method icm --json
-  ebm denoise --input noisy.png --output mode.png --method gibbs --sweeps 500 --marginals p.png")]
+  ebm denoise --input noisy.png --output mode.png --method gibbs --sweeps 500 --marginals p.png"
+)]
 pub struct DenoiseArgs {
     /// Noisy image (PNG, PBM/PGM/PPM); grey levels >= --threshold are white (+1).
     #[arg(long)]
@@ -160,9 +162,7 @@ pub fn run(args: &DenoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(m) = &args.marginals
-        && !m
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+        && !m.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"))
     {
         return Err(usage(format!(
             "--marginals {}: the marginals are written as PNG (use a .png name)",
@@ -260,11 +260,7 @@ pub fn run(args: &DenoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             report.input_energy
         );
         if let (Some(e), Some(i)) = (error_rate, input_error_rate) {
-            line += &format!(
-                "; error rate {:.3}% (input {:.3}%)",
-                100.0 * e,
-                100.0 * i
-            );
+            line += &format!("; error rate {:.3}% (input {:.3}%)", 100.0 * e, 100.0 * i);
         }
         say(global, &line);
     }

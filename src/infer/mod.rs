@@ -1,4 +1,4 @@
 //! Exact and approximate inference: partition functions, marginals, MAP.
 
-pub mod rbm;
 pub mod map;
+pub mod rbm;

@@ -89,7 +89,11 @@ pub fn anneal(
     observer: &mut dyn Observer,
 ) -> Result<AnnealOutcome> {
     params.validate()?;
-    assert_eq!(init.len(), energy.len(), "initial labelling has the wrong length");
+    assert_eq!(
+        init.len(),
+        energy.len(),
+        "initial labelling has the wrong length"
+    );
     let mut state = Padded::new(energy.width(), energy.height(), init);
     let mut rngs = row_streams(params.seed, energy.height());
     for k in 0..params.sweeps {
@@ -134,6 +138,13 @@ mod tests {
         assert!((t[0] - 8.0).abs() < 1e-12 && (t[4] - 0.5).abs() < 1e-12);
         assert!(AnnealParams { sweeps: 0, ..p }.validate().is_err());
         assert!(AnnealParams { t_end: 0.0, ..p }.validate().is_err());
-        assert!(AnnealParams { t_start: f64::NAN, ..p }.validate().is_err());
+        assert!(
+            AnnealParams {
+                t_start: f64::NAN,
+                ..p
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

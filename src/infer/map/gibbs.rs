@@ -63,7 +63,11 @@ pub fn gibbs_marginal_mode(
     if params.sweeps > u32::MAX as u64 {
         return Err(Error::param("sweeps", "must be below 2^32"));
     }
-    assert_eq!(init.len(), energy.len(), "initial labelling has the wrong length");
+    assert_eq!(
+        init.len(),
+        energy.len(),
+        "initial labelling has the wrong length"
+    );
     let (w, h) = (energy.width(), energy.height());
     let mut state = Padded::new(w, h, init);
     let mut rngs = row_streams(params.seed, h);
@@ -75,14 +79,11 @@ pub fn gibbs_marginal_mode(
             heat_bath_half_sweep(&mut state, energy.evidence(), &table, &mut rngs, colour);
         }
         if k >= params.burn_in {
-            counts
-                .par_chunks_mut(w)
-                .enumerate()
-                .for_each(|(r, row)| {
-                    for (n, &s) in row.iter_mut().zip(state.row(r)) {
-                        *n += (s > 0) as u32;
-                    }
-                });
+            counts.par_chunks_mut(w).enumerate().for_each(|(r, row)| {
+                for (n, &s) in row.iter_mut().zip(state.row(r)) {
+                    *n += (s > 0) as u32;
+                }
+            });
         }
         let step = Step {
             done: k + 1,

@@ -22,7 +22,11 @@ pub struct Icm<'a> {
 impl<'a> Icm<'a> {
     /// Starts from labelling `init` (row-major, +-1, the size of the grid).
     pub fn new(energy: &GridEnergy<'a>, init: &[Spin]) -> Self {
-        assert_eq!(init.len(), energy.len(), "initial labelling has the wrong length");
+        assert_eq!(
+            init.len(),
+            energy.len(),
+            "initial labelling has the wrong length"
+        );
         Icm {
             energy: *energy,
             rule: IcmRule::new(energy),

@@ -36,6 +36,8 @@
 
 use std::collections::VecDeque;
 
+use rayon::prelude::*;
+
 use super::GridEnergy;
 use crate::error::{Error, Result, check_finite};
 use crate::model::Spin;
@@ -51,6 +53,12 @@ const IN_S: u8 = 0b1000;
 const IN_T: u8 = 0b1_0000;
 const TREE_MASK: u8 = IN_S | IN_T;
 const ACTIVE: u8 = 0b10_0000;
+/// The node is in the first column (no left neighbour).
+const LEFT_EDGE: u8 = 0b100_0000;
+/// The node is in the last column (no right neighbour).
+const RIGHT_EDGE: u8 = 0b1000_0000;
+/// Bits that stay fixed for the whole run.
+const FIXED: u8 = LEFT_EDGE | RIGHT_EDGE;
 
 #[inline(always)]
 fn opposite(d: u8) -> u8 {
@@ -79,7 +87,6 @@ pub struct GridCut {
     flags: Vec<u8>,
     dist: Vec<u32>,
     ts: Vec<u32>,
-    time: u32,
     flow: f64,
     solved: bool,
 }
@@ -98,7 +105,10 @@ impl GridCut {
             .checked_mul(height)
             .filter(|&n| n > 0 && n < u32::MAX as usize)
             .ok_or_else(|| {
-                Error::param("grid size", format!("{width} x {height} is empty or too large"))
+                Error::param(
+                    "grid size",
+                    format!("{width} x {height} is empty or too large"),
+                )
             })?;
         if source.len() != n || sink.len() != n {
             return Err(Error::SizeMismatch(format!(
@@ -153,6 +163,11 @@ impl GridCut {
 
     fn from_residuals(width: usize, height: usize, cap: f64, tr: Vec<f64>, flow: f64) -> Self {
         let n = width * height;
+        let mut flags = vec![0u8; n];
+        for row in flags.chunks_exact_mut(width) {
+            row[0] |= LEFT_EDGE;
+            row[width - 1] |= RIGHT_EDGE;
+        }
         GridCut {
             width,
             height,
@@ -160,10 +175,9 @@ impl GridCut {
             tr,
             fr: vec![0.0; n],
             fd: vec![0.0; n],
-            flags: vec![0; n],
+            flags,
             dist: vec![0; n],
             ts: vec![0; n],
-            time: 0,
             flow,
             solved: false,
         }
@@ -182,6 +196,175 @@ impl GridCut {
     /// Bytes held by the per-node arrays (the queues come on top, usually far smaller).
     pub fn memory_bytes(&self) -> usize {
         self.len() * (3 * 8 + 1 + 2 * 4)
+    }
+
+    /// Computes the maximum flow (once; later calls return the same value).
+    ///
+    /// The rows are cut into strips of a fixed height (a function of the grid size only); each
+    /// strip is solved on its own, in parallel, ignoring the edges between strips. Those flows
+    /// together are a valid flow of the whole grid, and the search trees of the strips are
+    /// valid trees of the whole grid, so a last run over the whole grid continues from them,
+    /// with only the nodes next to a strip border active. The labels are the source tree at
+    /// the end: the nodes reachable from the source in the final residual graph, the same set
+    /// for every maximum flow, so the result does not depend on the number of threads.
+    pub fn max_flow(&mut self) -> f64 {
+        if self.solved {
+            return self.flow;
+        }
+        let (w, h) = (self.width, self.height);
+        let strip = strip_rows(w, h);
+        let chunk = strip * w;
+        let cap = self.cap;
+        let results: Vec<(f64, u32)> = self
+            .tr
+            .par_chunks_mut(chunk)
+            .zip(self.fr.par_chunks_mut(chunk))
+            .zip(self.fd.par_chunks_mut(chunk))
+            .zip(self.flags.par_chunks_mut(chunk))
+            .zip(self.dist.par_chunks_mut(chunk))
+            .zip(self.ts.par_chunks_mut(chunk))
+            .map(|(((((tr, fr), fd), flags), dist), ts)| {
+                let mut region = Region {
+                    width: w,
+                    cap,
+                    tr,
+                    fr,
+                    fd,
+                    flags,
+                    dist,
+                    ts,
+                    time: 1,
+                    flow: 0.0,
+                };
+                region.init_trees();
+                let n = region.tr.len();
+                let mut active = VecDeque::new();
+                for p in 0..n {
+                    let tree = region.tree(p);
+                    if tree != 0
+                        && region
+                            .directions(p)
+                            .into_iter()
+                            .any(|d| d != NONE && region.tree(region.neighbour(p, d)) != tree)
+                    {
+                        region.activate(&mut active, p);
+                    }
+                }
+                region.run(active);
+                (region.flow, region.time)
+            })
+            .collect();
+        let mut flow = self.flow;
+        let mut time = 0;
+        for (f, t) in &results {
+            flow += f;
+            time = time.max(*t);
+        }
+        if results.len() > 1 {
+            let mut region = Region {
+                width: w,
+                cap,
+                tr: &mut self.tr,
+                fr: &mut self.fr,
+                fd: &mut self.fd,
+                flags: &mut self.flags,
+                dist: &mut self.dist,
+                ts: &mut self.ts,
+                time,
+                flow: 0.0,
+            };
+            let mut active = VecDeque::new();
+            for border in (strip..h).step_by(strip) {
+                for p in (border - 1) * w..(border + 1) * w {
+                    if region.tree(p) != 0 {
+                        region.activate(&mut active, p);
+                    }
+                }
+            }
+            region.run(active);
+            flow += region.flow;
+        }
+        self.flow = flow;
+        self.solved = true;
+        self.flow
+    }
+
+    /// True when node `i` is on the source side of the minimum cut found (the nodes reachable
+    /// from the source in the final residual graph). Computes the flow first if needed.
+    pub fn source_side(&mut self, i: usize) -> bool {
+        self.max_flow();
+        self.flags[i] & TREE_MASK == IN_S
+    }
+
+    /// The minimum-cut labelling: +1 on the source side, -1 on the sink side.
+    pub fn labels(&mut self) -> Vec<Spin> {
+        self.max_flow();
+        self.flags
+            .iter()
+            .map(|&f| if f & TREE_MASK == IN_S { 1 } else { -1 })
+            .collect()
+    }
+}
+
+/// Rows per strip of the parallel first phase: at least 64 rows, at most 8 strips.
+fn strip_rows(_width: usize, height: usize) -> usize {
+    height.div_ceil(8).max(64)
+}
+
+/// The Boykov-Kolmogorov machinery over a band of whole rows of the grid (indices local to the
+/// band; edges leaving the band are ignored).
+struct Region<'a> {
+    width: usize,
+    cap: f64,
+    tr: &'a mut [f64],
+    fr: &'a mut [f64],
+    fd: &'a mut [f64],
+    flags: &'a mut [u8],
+    dist: &'a mut [u32],
+    ts: &'a mut [u32],
+    time: u32,
+    flow: f64,
+}
+
+impl Region<'_> {
+    /// Puts every node with a terminal residual in the tree of that terminal.
+    fn init_trees(&mut self) {
+        for p in 0..self.tr.len() {
+            let t = self.tr[p];
+            if t > 0.0 {
+                self.flags[p] |= IN_S | TERMINAL;
+            } else if t < 0.0 {
+                self.flags[p] |= IN_T | TERMINAL;
+            } else {
+                continue;
+            }
+            self.dist[p] = 1;
+            self.ts[p] = self.time;
+        }
+    }
+
+    /// Growth, augmentation and adoption until no active node is left.
+    fn run(&mut self, mut active: VecDeque<u32>) {
+        let mut orphans: VecDeque<u32> = VecDeque::new();
+        while let Some(&front) = active.front() {
+            let p = front as usize;
+            let tree = self.tree(p);
+            if tree == 0 {
+                self.flags[p] &= !ACTIVE;
+                active.pop_front();
+                continue;
+            }
+            match self.grow(p, tree, &mut active) {
+                Some((s_end, t_end, from, dir)) => {
+                    self.augment(s_end, t_end, from, dir, &mut orphans);
+                    self.adopt(&mut orphans, &mut active);
+                }
+                None => {
+                    self.flags[p] &= !ACTIVE;
+                    active.pop_front();
+                }
+            }
+        }
     }
 
     #[inline(always)]
@@ -232,16 +415,19 @@ impl GridCut {
         }
     }
 
-    /// Directions from `p` that stay on the grid, as a bit set over 1..=4.
+    /// The directions from `p` that stay on the grid (`NONE` for those that leave it).
     #[inline(always)]
     fn directions(&self, p: usize) -> [u8; 4] {
-        let c = p % self.width;
-        let r = p / self.width;
+        let f = self.flags[p];
         [
-            if c + 1 < self.width { RIGHT } else { NONE },
-            if c > 0 { LEFT } else { NONE },
-            if r + 1 < self.height { DOWN } else { NONE },
-            if r > 0 { UP } else { NONE },
+            if f & RIGHT_EDGE == 0 { RIGHT } else { NONE },
+            if f & LEFT_EDGE == 0 { LEFT } else { NONE },
+            if p + self.width < self.tr.len() {
+                DOWN
+            } else {
+                NONE
+            },
+            if p >= self.width { UP } else { NONE },
         ]
     }
 
@@ -268,52 +454,6 @@ impl GridCut {
         }
     }
 
-    /// Computes the maximum flow (once; later calls return the same value).
-    pub fn max_flow(&mut self) -> f64 {
-        if self.solved {
-            return self.flow;
-        }
-        let n = self.len();
-        let mut active: VecDeque<u32> = VecDeque::new();
-        let mut orphans: VecDeque<u32> = VecDeque::new();
-        self.time = 1;
-        for p in 0..n {
-            let t = self.tr[p];
-            if t > 0.0 {
-                self.flags[p] = IN_S | TERMINAL;
-            } else if t < 0.0 {
-                self.flags[p] = IN_T | TERMINAL;
-            } else {
-                continue;
-            }
-            self.dist[p] = 1;
-            self.ts[p] = self.time;
-            // Only nodes next to a node of the other tree or a free node can grow.
-            self.activate(&mut active, p);
-        }
-        while let Some(&front) = active.front() {
-            let p = front as usize;
-            let tree = self.tree(p);
-            if tree == 0 {
-                self.flags[p] &= !ACTIVE;
-                active.pop_front();
-                continue;
-            }
-            match self.grow(p, tree, &mut active) {
-                Some((s_end, t_end, from, dir)) => {
-                    self.augment(s_end, t_end, from, dir, &mut orphans);
-                    self.adopt(&mut orphans, &mut active);
-                }
-                None => {
-                    self.flags[p] &= !ACTIVE;
-                    active.pop_front();
-                }
-            }
-        }
-        self.solved = true;
-        self.flow
-    }
-
     /// Growth from active node `p` of tree `tree`; returns an augmenting path when `p` touches
     /// the other tree: `(end in S, end in T, tail of the middle edge, its direction)`.
     #[inline]
@@ -338,7 +478,7 @@ impl GridCut {
             }
             let qt = self.tree(q);
             if qt == 0 {
-                self.flags[q] = (self.flags[q] & ACTIVE) | tree | opposite(d);
+                self.flags[q] = (self.flags[q] & (ACTIVE | FIXED)) | tree | opposite(d);
                 self.dist[q] = self.dist[p] + 1;
                 self.ts[q] = self.ts[p];
                 self.activate(active, q);
@@ -537,24 +677,8 @@ impl GridCut {
                     self.make_orphan(q, orphans);
                 }
             }
-            self.flags[p] &= ACTIVE;
+            self.flags[p] &= ACTIVE | FIXED;
         }
-    }
-
-    /// True when node `i` is on the source side of the minimum cut found (the nodes reachable
-    /// from the source in the final residual graph). Computes the flow first if needed.
-    pub fn source_side(&mut self, i: usize) -> bool {
-        self.max_flow();
-        self.tree(i) == IN_S
-    }
-
-    /// The minimum-cut labelling: +1 on the source side, -1 on the sink side.
-    pub fn labels(&mut self) -> Vec<Spin> {
-        self.max_flow();
-        self.flags
-            .iter()
-            .map(|&f| if f & TREE_MASK == IN_S { 1 } else { -1 })
-            .collect()
     }
 }
 

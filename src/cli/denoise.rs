@@ -211,6 +211,8 @@ pub fn run(args: &DenoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         method.name(),
         "T",
     );
+    // Start rayon's worker threads before the clock, so that `seconds` times the restoration.
+    rayon::broadcast(|_| ());
     let start = Instant::now();
     let result = denoise(&noisy, &params, &mut bar)?;
     let seconds = start.elapsed().as_secs_f64();

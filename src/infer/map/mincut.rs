@@ -236,6 +236,7 @@ impl GridCut {
                     time: 1,
                     flow: 0.0,
                 };
+                region.push_local();
                 region.init_trees();
                 let n = region.tr.len();
                 let mut active = VecDeque::new();
@@ -306,10 +307,16 @@ impl GridCut {
     }
 }
 
-/// Rows per strip of the parallel first phase: at least 64 rows, at most 8 strips.
-fn strip_rows(_width: usize, height: usize) -> usize {
-    height.div_ceil(8).max(64)
+/// Rows per strip of the first phase, a function of the grid size only: about 2^17 nodes
+/// (4 MB of node arrays, so that a strip's search stays in cache), at least 16 rows, and at least
+/// two strips when the grid has 32 rows or more. Measured at 4096 x 4096 (10% noise): strips of
+/// 2^17 nodes ran about 1.6x faster than strips of 2^21.
+fn strip_rows(width: usize, height: usize) -> usize {
+    (STRIP_NODES / width).min(height.div_ceil(2)).max(16)
 }
+
+/// Target number of nodes per strip.
+const STRIP_NODES: usize = 1 << 17;
 
 /// The Boykov-Kolmogorov machinery over a band of whole rows of the grid (indices local to the
 /// band; edges leaving the band are ignored).
@@ -327,6 +334,50 @@ struct Region<'a> {
 }
 
 impl Region<'_> {
+    /// Pushes flow along every path `source -> p -> q -> sink` of two terminal edges and one
+    /// pair edge, in one pass over the pairs (right and down neighbours, row-major). This is
+    /// ordinary augmentation on the shortest paths, done without search trees; the trees are
+    /// built afterwards from the residuals left.
+    fn push_local(&mut self) {
+        if self.cap <= 0.0 {
+            return;
+        }
+        let n = self.tr.len();
+        for p in 0..n {
+            if self.tr[p] == 0.0 {
+                continue;
+            }
+            if self.flags[p] & RIGHT_EDGE == 0 {
+                self.push_pair(p, RIGHT);
+            }
+            if p + self.width < n {
+                self.push_pair(p, DOWN);
+            }
+        }
+    }
+
+    /// Augments along `source -> p -> q -> sink` or `source -> q -> p -> sink`, where `q` is
+    /// the neighbour of `p` in direction `d`, when the terminal residuals allow it.
+    #[inline(always)]
+    fn push_pair(&mut self, p: usize, d: u8) {
+        let q = self.neighbour(p, d);
+        let (tp, tq) = (self.tr[p], self.tr[q]);
+        let (from, to, dir) = if tp > 0.0 && tq < 0.0 {
+            (p, q, d)
+        } else if tp < 0.0 && tq > 0.0 {
+            (q, p, opposite(d))
+        } else {
+            return;
+        };
+        let delta = self.tr[from].min(-self.tr[to]).min(self.res_out(from, dir));
+        if delta > 0.0 {
+            self.push_out(from, dir, delta);
+            self.tr[from] -= delta;
+            self.tr[to] += delta;
+            self.flow += delta;
+        }
+    }
+
     /// Puts every node with a terminal residual in the tree of that terminal.
     fn init_trees(&mut self) {
         for p in 0..self.tr.len() {

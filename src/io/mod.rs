@@ -4,3 +4,4 @@ pub mod atomic;
 
 pub use atomic::{write_atomic, write_bytes_atomic};
 pub mod images;
+pub mod uai;

@@ -167,3 +167,34 @@ fn pairwise_form_gives_the_same_log_probability_ratios() {
         }
     }
 }
+
+#[test]
+fn rbm_safetensors_write_then_read_through_files() {
+    use ebm::io::safetensors::{RbmFile, Tensor, read_rbm, write_rbm};
+    let mut rng = from_seed(3);
+    let (nv, nh) = (7, 5);
+    let w = (0..nv * nh).map(|_| uniform_f64(&mut rng) - 0.5).collect();
+    let b = (0..nv).map(|_| 3.0 * uniform_f64(&mut rng)).collect();
+    let c = (0..nh).map(|_| -uniform_f64(&mut rng) / 7.0).collect();
+    let mut file = RbmFile::new(ebm::model::Rbm::new(nv, nh, w, b, c).unwrap());
+    file.metadata
+        .insert("settings".into(), r#"{"cd_k":1,"epochs":2}"#.into());
+    let velocity = (0..nv * nh).map(|k| k as f64 * 1e-3).collect();
+    file.extra.insert(
+        "velocity_weights".into(),
+        Tensor {
+            shape: vec![nv, nh],
+            data: velocity,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    write_rbm(&path, &file).unwrap();
+    let back = read_rbm(&path).unwrap();
+    assert_eq!(back.rbm, file.rbm);
+    assert_eq!(back.extra, file.extra);
+    assert_eq!(back.metadata["settings"], file.metadata["settings"]);
+    assert_eq!(back.metadata["format"], "ebm-rbm");
+    // Only the finished file is in the folder.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}

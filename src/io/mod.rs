@@ -4,4 +4,5 @@ pub mod atomic;
 
 pub use atomic::{write_atomic, write_bytes_atomic};
 pub mod images;
+pub mod safetensors;
 pub mod uai;

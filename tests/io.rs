@@ -198,3 +198,45 @@ fn rbm_safetensors_write_then_read_through_files() {
     // Only the finished file is in the folder.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn every_dataset_format_round_trips_through_files_plain_and_gzipped() {
+    use ebm::dataset::Dataset;
+    use ebm::io::datasets::{read_dataset, write_dataset, write_dataset_txt};
+    let mut rng = from_seed(11);
+    let (rows, cols) = (9, 13);
+    let bits: Vec<u8> = (0..rows * cols).map(|_| rng.random_range(0..2u8)).collect();
+    let data = Dataset::new(rows, cols, bits).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "d.txt",
+        "d.txt.gz",
+        "d.csv",
+        "d.csv.gz",
+        "d.npy",
+        "d.npy.gz",
+        "d-idx2-ubyte",
+        "d-idx2-ubyte.gz",
+        "d.idx",
+    ];
+    for name in names {
+        let path = dir.path().join(name);
+        write_dataset(&path, &data).unwrap();
+        assert_eq!(read_dataset(&path, None).unwrap(), data, "{name}");
+    }
+    // The .gz files really are compressed: gzip's magic bytes.
+    let raw = std::fs::read(dir.path().join("d.txt.gz")).unwrap();
+    assert_eq!(&raw[..2], &[0x1f, 0x8b]);
+    // write_dataset_txt insists on a .txt name.
+    assert!(write_dataset_txt(&dir.path().join("x.csv"), &data).is_err());
+    write_dataset_txt(&dir.path().join("x.txt"), &data).unwrap();
+    // A .gz name over plain bytes is refused with a reason.
+    std::fs::write(dir.path().join("plain.txt.gz"), "0101\n").unwrap();
+    let err = read_dataset(&dir.path().join("plain.txt.gz"), None).unwrap_err();
+    assert!(err.to_string().contains("gzip"), "{err}");
+    // Only the written files remain (no temporaries).
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        names.len() + 2
+    );
+}

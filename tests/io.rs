@@ -240,3 +240,43 @@ fn every_dataset_format_round_trips_through_files_plain_and_gzipped() {
         names.len() + 2
     );
 }
+
+/// The 30 bars-and-stripes patterns, built here independently of the Python script.
+#[test]
+fn bundled_bars_and_stripes_holds_exactly_the_30_patterns() {
+    use std::collections::BTreeSet;
+    let data = ebm::io::datasets::read_dataset(
+        &crate::common::project_root().join("data/bars_stripes_4x4.txt"),
+        None,
+    )
+    .unwrap();
+    assert_eq!((data.rows(), data.cols()), (30, 16));
+    let mut expected = BTreeSet::new();
+    for mask in 0u32..16 {
+        // Stripes: row r on when bit r is set; bars: column c on when bit c is set.
+        let stripes: Vec<u8> = (0..16).map(|k| (mask >> (k / 4) & 1) as u8).collect();
+        let bars: Vec<u8> = (0..16).map(|k| (mask >> (k % 4) & 1) as u8).collect();
+        expected.insert(stripes);
+        expected.insert(bars);
+    }
+    assert_eq!(expected.len(), 30);
+    let found: BTreeSet<Vec<u8>> = data.iter_rows().map(<[u8]>::to_vec).collect();
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn bundled_digits_and_images_have_their_documented_sizes() {
+    let root = crate::common::project_root().join("data");
+    let train = ebm::io::datasets::read_dataset(&root.join("digits_train.txt"), None).unwrap();
+    let test = ebm::io::datasets::read_dataset(&root.join("digits_test.txt"), None).unwrap();
+    assert_eq!((train.rows(), train.cols()), (1497, 64));
+    assert_eq!((test.rows(), test.cols()), (300, 64));
+    for (name, w, h) in [
+        ("horse.png", 400, 328),
+        ("camera_256.png", 256, 256),
+        ("shapes.png", 96, 96),
+    ] {
+        let img = ebm::io::images::read_binary_image(&root.join("images").join(name), 128).unwrap();
+        assert_eq!((img.width(), img.height()), (w, h), "{name}");
+    }
+}

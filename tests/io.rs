@@ -280,3 +280,20 @@ fn bundled_digits_and_images_have_their_documented_sizes() {
         assert_eq!((img.width(), img.height()), (w, h), "{name}");
     }
 }
+
+/// The worked example of docs/formats.md: Z = 19 by hand.
+#[test]
+fn documented_uai_example_has_z_19() {
+    let text = "MARKOV\n2\n2 2\n2\n1 0\n2 0 1\n\n2\n1 3\n\n4\n2 0.5\n1.5 4\n";
+    let graph = parse_uai(text).unwrap();
+    let z: f64 = (0..4u8)
+        .map(|k| graph.log_weight_bits(&[k & 1, k >> 1 & 1]).exp())
+        .sum();
+    assert!((z - 19.0).abs() < 1e-12, "{z}");
+    // The Ising form keeps ln Z exactly through its constant.
+    let mrf = graph.to_pairwise().unwrap();
+    let z_ising: f64 = (0..4u8)
+        .map(|k| (-mrf.energy(&[spin_of_bit(k & 1), spin_of_bit(k >> 1 & 1)])).exp())
+        .sum();
+    assert!((z_ising - 19.0).abs() < 1e-12, "{z_ising}");
+}

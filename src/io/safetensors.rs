@@ -5,8 +5,8 @@
 //! | tensor | shape | meaning |
 //! |---|---|---|
 //! | `weights` | [n_visible, n_hidden] | W, row-major (entry (i, j) couples visible i and hidden j) |
-//! | `visible_bias` | [n_visible] | b |
-//! | `hidden_bias` | [n_hidden] | c |
+//! | `visible_bias` | \[n_visible\] | b |
+//! | `hidden_bias` | \[n_hidden\] | c |
 //! | any other name | any | an extra tensor (optimizer state, persistent chains, ...) |
 //!
 //! with E(v, h) = -v^T W h - b^T v - c^T h over units in {0, 1}. Tensors are written as F64

@@ -346,6 +346,13 @@ fn rows_cols(shape: &[usize], what: &str) -> Result<(usize, usize)> {
     Ok((shape[0], cols))
 }
 
+/// Bytes needed for `rows x cols` values of `scalar`, or an error for an impossible shape.
+fn byte_count(rows: usize, cols: usize, scalar: Scalar, shape: &[usize]) -> Result<usize> {
+    rows.checked_mul(cols)
+        .and_then(|n| n.checked_mul(scalar.size()))
+        .ok_or_else(|| Error::Format(format!("the array shape {shape:?} is impossibly large")))
+}
+
 const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 
 fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
@@ -422,7 +429,7 @@ fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
         }
     };
     let (rows, cols) = rows_cols(&shape, "the .npy array")?;
-    let need = rows * cols * scalar.size();
+    let need = byte_count(rows, cols, scalar, &shape)?;
     let body = &bytes[body_start..];
     if body.len() < need {
         return Err(Error::Format(format!(
@@ -510,7 +517,7 @@ fn parse_idx(bytes: &[u8], threshold: f64) -> Result<Dataset> {
         .map(|b| u32::from_be_bytes(b) as usize)
         .collect();
     let (rows, cols) = rows_cols(&shape, "the IDX array (a label file has 1 dimension)")?;
-    let need = rows * cols * scalar.size();
+    let need = byte_count(rows, cols, scalar, &shape)?;
     let body = &bytes[dims_end..];
     if body.len() != need {
         return Err(Error::Format(format!(
@@ -756,6 +763,10 @@ mod tests {
         assert_eq!(d.data(), &[0, 1, 1, 0, 0, 0, 1, 0]);
         assert!(parse_err(&idx[..idx.len() - 1], DatasetFormat::Idx).contains("truncated"));
         assert!(parse_err(b"\x01\x02\x08\x01", DatasetFormat::Idx).contains("not an IDX"));
+        let huge = [
+            0, 0, 0x0E, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 2,
+        ];
+        assert!(parse_err(&huge, DatasetFormat::Idx).contains("impossibl"));
         let labels = [0, 0, 8, 1, 0, 0, 0, 2, 5, 7];
         assert!(parse_err(&labels, DatasetFormat::Idx).contains("label"));
     }

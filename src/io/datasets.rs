@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | `*.txt` | one example per line, the characters `0` and `1`; spaces/tabs ignored, blank lines skipped | 0/1 only (anything else is an error) | none (not used) |
 //! | `*.csv` | one example per line, numbers separated by commas; blank lines skipped | any finite number | 0.5 |
-//! | `*.npy` | NumPy array, >= 2 dimensions (the first indexes examples, the rest are flattened row-major); bool, u8/u16/u32/u64, i8/i16/i32/i64, f32, f64; little-endian | any finite number | 0.5 (bool: false/true) |
+//! | `*.npy` | NumPy array, >= 2 dimensions (the first indexes examples, the rest are flattened row-major); bool, u8/u16/u32/u64, i8/i16/i32/i64, f32, f64; either byte order; C order (or Fortran order in 2-D) | any finite number | 0.5 (bool: false/true) |
 //! | `*-ubyte`, `*.idx`, `*.idx3`, ... | IDX (the MNIST distribution format), >= 2 dimensions, flattened the same way; big-endian | any finite number | 128 |
 //!
 //! Binarization: a value `>= threshold` becomes 1, a smaller one 0, so 0/1 data passes
@@ -438,8 +438,7 @@ fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
         )));
     }
     let body = &body[..need];
-    // A Bool array is already binary: the threshold applies to its 0/1 values only if it is
-    // above 1 or at most 0, which would make no sense; keep false -> 0, true -> 1.
+    // A bool array is already binary: false is 0 and true is 1 whatever the threshold.
     let threshold = if scalar == Scalar::Bool {
         0.5
     } else {

@@ -171,16 +171,24 @@ fn grid_max_flow_equals_ac_library_on_random_grids() {
         let source: Vec<i64> = (0..n).map(|_| cap(&mut rng)).collect();
         let sink: Vec<i64> = (0..n).map(|_| cap(&mut rng)).collect();
         let to_f = |v: &[i64]| v.iter().map(|&c| c as f64).collect::<Vec<_>>();
-        let mut grid = GridCut::new(w, h, pair as f64, &to_f(&source), &to_f(&sink)).unwrap();
-        let flow = grid.max_flow();
         let want = reference_flow(w, h, pair, &source, &sink);
-        assert_eq!(flow, want as f64, "{w}x{h} pair {pair}");
-        let side: Vec<bool> = (0..n).map(|i| grid.source_side(i)).collect();
-        assert_eq!(
-            cut_capacity(w, h, pair, &source, &sink, &side),
-            want,
-            "{w}x{h}: the labels are not a minimum cut"
-        );
+        // Integer capacities are held as exact i16 units; the f64 representation must agree.
+        for float in [false, true] {
+            let mut grid = GridCut::new(w, h, pair as f64, &to_f(&source), &to_f(&sink)).unwrap();
+            assert!(grid.is_integral() || pair == 0);
+            if float {
+                grid.use_float_capacities();
+                assert!(!grid.is_integral());
+            }
+            let flow = grid.max_flow();
+            assert_eq!(flow, want as f64, "{w}x{h} pair {pair} float {float}");
+            let side: Vec<bool> = (0..n).map(|i| grid.source_side(i)).collect();
+            assert_eq!(
+                cut_capacity(w, h, pair, &source, &sink, &side),
+                want,
+                "{w}x{h} float {float}: the labels are not a minimum cut"
+            );
+        }
     }
 }
 

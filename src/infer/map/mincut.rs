@@ -30,9 +30,18 @@
 //! has the same capacity `c = 2 beta` in both directions, so one signed flow per undirected edge
 //! (`f` in `[-c, c]`, residuals `c - f` forward and `c + f` backward) describes both residuals;
 //! the two terminal edges of a node are merged into one signed residual (positive: from the
-//! source, negative: to the sink) after pushing `min(source, sink)` straight through. Per node
-//! this is 3 f64 (terminal residual, right and down flows), two u32 (distance and timestamp)
-//! and one byte of flags: 33 bytes, about 550 MB for 4096 x 4096.
+//! source, negative: to the sink) after pushing `min(source, sink)` straight through. When all
+//! capacities are whole multiples (at most 8000) of one unit, as PRML's 2, 4.2, 4.2 are of 0.2,
+//! they are held as exact i16 integers, else as f64; a push of a whole residual sets it to
+//! exactly zero either way. Per node: 3 residuals (2 or 8 bytes), a distance and a timestamp
+//! (u32 each) and one byte of flags: 15 bytes (integral) or 33, i.e. about 250 MB or 550 MB
+//! for 4096 x 4096.
+//!
+//! Speed-ups that keep the result exact: one pass first pushes flow along every
+//! `source -> p -> q -> sink` path of two adjacent pixels; nodes whose neighbours all share
+//! their tree start passive; and the rows are solved in strips of about 2^17 nodes (in
+//! parallel, each in cache), then once more over the whole grid from the strips' flows and
+//! trees with only the strip borders active (see [`GridCut::max_flow`]).
 
 use std::collections::VecDeque;
 
@@ -70,6 +79,104 @@ fn opposite(d: u8) -> u8 {
     }
 }
 
+/// Capacities: f64 in general, or exact integers (i16) when every capacity is a small whole
+/// multiple of one unit (as the denoising energy's three values usually are: 2, 4.2, 4.2 are
+/// 10, 21, 21 times 0.2). Integer residuals are exact and take a quarter of the memory.
+pub(crate) trait Capacity:
+    Copy
+    + PartialOrd
+    + Send
+    + Sync
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Neg<Output = Self>
+{
+    const ZERO: Self;
+    fn cmin(self, other: Self) -> Self;
+    fn to_f64(self) -> f64;
+}
+
+impl Capacity for f64 {
+    const ZERO: f64 = 0.0;
+    #[inline(always)]
+    fn cmin(self, other: f64) -> f64 {
+        self.min(other)
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+impl Capacity for i16 {
+    const ZERO: i16 = 0;
+    #[inline(always)]
+    fn cmin(self, other: i16) -> i16 {
+        std::cmp::min(self, other)
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+/// Largest capacity, in units, of the integer representation: residuals stay within
+/// `2 * MAX_UNITS < i16::MAX`.
+const MAX_UNITS: u32 = 8000;
+
+/// A unit `u` such that every value is a whole multiple of `u` of at most [`MAX_UNITS`] (to a
+/// relative 1e-12, which absorbs the rounding of decimal inputs such as 4.2 / 0.2), or None.
+fn common_unit(values: &[f64]) -> Option<f64> {
+    let mut distinct: Vec<f64> = values
+        .iter()
+        .map(|v| v.abs())
+        .filter(|&v| v > 0.0)
+        .collect();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    if distinct.len() > 64 {
+        return None;
+    }
+    let largest = *distinct.last()?;
+    (1..=MAX_UNITS).map(|m| largest / m as f64).find(|&unit| {
+        distinct.iter().all(|&v| {
+            let r = v / unit;
+            (r - r.round()).abs() <= 1e-12 * r && r.round() >= 1.0
+        })
+    })
+}
+
+/// Per-node residual arrays of one capacity type.
+#[derive(Debug, Clone)]
+struct Arrays<C> {
+    cap: C,
+    /// Terminal residual: > 0 from the source into the node, < 0 from the node to the sink.
+    tr: Vec<C>,
+    /// Flow on edge (i, i + 1), in [-cap, cap] (positive: rightwards).
+    fr: Vec<C>,
+    /// Flow on edge (i, i + width), in [-cap, cap] (positive: downwards).
+    fd: Vec<C>,
+}
+
+impl<C: Capacity> Arrays<C> {
+    fn new(cap: C, tr: Vec<C>) -> Self {
+        let n = tr.len();
+        Arrays {
+            cap,
+            tr,
+            fr: vec![C::ZERO; n],
+            fd: vec![C::ZERO; n],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Residuals {
+    Float(Arrays<f64>),
+    /// Integer multiples of `unit`.
+    Int(Arrays<i16>, f64),
+}
+
 /// A max-flow / min-cut problem on a `width x height` grid: every 4-neighbour pair joined by
 /// edges of capacity `pair_capacity` in both directions, and each node joined to the source and
 /// the sink by its own capacities.
@@ -77,16 +184,12 @@ fn opposite(d: u8) -> u8 {
 pub struct GridCut {
     width: usize,
     height: usize,
-    cap: f64,
-    /// Terminal residual: > 0 from the source into the node, < 0 from the node to the sink.
-    tr: Vec<f64>,
-    /// Flow on edge (i, i + 1), in [-cap, cap] (positive: rightwards).
-    fr: Vec<f64>,
-    /// Flow on edge (i, i + width), in [-cap, cap] (positive: downwards).
-    fd: Vec<f64>,
+    residuals: Residuals,
     flags: Vec<u8>,
     dist: Vec<u32>,
     ts: Vec<u32>,
+    /// Flow pushed straight through `source -> i -> sink` before the search.
+    base_flow: f64,
     flow: f64,
     solved: bool,
 }
@@ -168,16 +271,33 @@ impl GridCut {
             row[0] |= LEFT_EDGE;
             row[width - 1] |= RIGHT_EDGE;
         }
+        let mut values: Vec<f64> = vec![cap];
+        for &t in &tr {
+            if values.len() > 65 {
+                break;
+            }
+            if !values.contains(&t.abs()) {
+                values.push(t.abs());
+            }
+        }
+        let residuals = match common_unit(&values) {
+            Some(unit) => {
+                let units = |v: f64| (v / unit).round() as i16;
+                Residuals::Int(
+                    Arrays::new(units(cap), tr.iter().map(|&t| units(t)).collect()),
+                    unit,
+                )
+            }
+            None => Residuals::Float(Arrays::new(cap, tr)),
+        };
         GridCut {
             width,
             height,
-            cap,
-            tr,
-            fr: vec![0.0; n],
-            fd: vec![0.0; n],
+            residuals,
             flags,
             dist: vec![0; n],
             ts: vec![0; n],
+            base_flow: flow,
             flow,
             solved: false,
         }
@@ -185,7 +305,7 @@ impl GridCut {
 
     /// Number of nodes.
     pub fn len(&self) -> usize {
-        self.tr.len()
+        self.flags.len()
     }
 
     /// Always false (a grid has at least one node).
@@ -193,9 +313,30 @@ impl GridCut {
         false
     }
 
-    /// Bytes held by the per-node arrays (the queues come on top, usually far smaller).
+    /// True when the capacities are held as exact integers (see [`GridCut::new`]'s docs).
+    pub fn is_integral(&self) -> bool {
+        matches!(self.residuals, Residuals::Int(..))
+    }
+
+    /// Switches to f64 capacities (before solving), e.g. to compare the two representations.
+    pub fn use_float_capacities(&mut self) {
+        if let Residuals::Int(arrays, unit) = &self.residuals {
+            let scale = |v: i16| v as f64 * *unit;
+            let float = Arrays {
+                cap: scale(arrays.cap),
+                tr: arrays.tr.iter().map(|&t| scale(t)).collect(),
+                fr: arrays.fr.iter().map(|&f| scale(f)).collect(),
+                fd: arrays.fd.iter().map(|&f| scale(f)).collect(),
+            };
+            self.residuals = Residuals::Float(float);
+        }
+    }
+
+    /// Bytes held by the per-node arrays (the queues come on top, usually far smaller):
+    /// 3 residuals (2 bytes each when integral, else 8), flags (1), distance and time (4 + 4).
     pub fn memory_bytes(&self) -> usize {
-        self.len() * (3 * 8 + 1 + 2 * 4)
+        let residual = if self.is_integral() { 2 } else { 8 };
+        self.len() * (3 * residual + 1 + 2 * 4)
     }
 
     /// Computes the maximum flow (once; later calls return the same value).
@@ -212,80 +353,12 @@ impl GridCut {
             return self.flow;
         }
         let (w, h) = (self.width, self.height);
-        let strip = strip_rows(w, h);
-        let chunk = strip * w;
-        let cap = self.cap;
-        let results: Vec<(f64, u32)> = self
-            .tr
-            .par_chunks_mut(chunk)
-            .zip(self.fr.par_chunks_mut(chunk))
-            .zip(self.fd.par_chunks_mut(chunk))
-            .zip(self.flags.par_chunks_mut(chunk))
-            .zip(self.dist.par_chunks_mut(chunk))
-            .zip(self.ts.par_chunks_mut(chunk))
-            .map(|(((((tr, fr), fd), flags), dist), ts)| {
-                let mut region = Region {
-                    width: w,
-                    cap,
-                    tr,
-                    fr,
-                    fd,
-                    flags,
-                    dist,
-                    ts,
-                    time: 1,
-                    flow: 0.0,
-                };
-                region.push_local();
-                region.init_trees();
-                let n = region.tr.len();
-                let mut active = VecDeque::new();
-                for p in 0..n {
-                    let tree = region.tree(p);
-                    if tree != 0
-                        && region
-                            .directions(p)
-                            .into_iter()
-                            .any(|d| d != NONE && region.tree(region.neighbour(p, d)) != tree)
-                    {
-                        region.activate(&mut active, p);
-                    }
-                }
-                region.run(active);
-                (region.flow, region.time)
-            })
-            .collect();
-        let mut flow = self.flow;
-        let mut time = 0;
-        for (f, t) in &results {
-            flow += f;
-            time = time.max(*t);
-        }
-        if results.len() > 1 {
-            let mut region = Region {
-                width: w,
-                cap,
-                tr: &mut self.tr,
-                fr: &mut self.fr,
-                fd: &mut self.fd,
-                flags: &mut self.flags,
-                dist: &mut self.dist,
-                ts: &mut self.ts,
-                time,
-                flow: 0.0,
-            };
-            let mut active = VecDeque::new();
-            for border in (strip..h).step_by(strip) {
-                for p in (border - 1) * w..(border + 1) * w {
-                    if region.tree(p) != 0 {
-                        region.activate(&mut active, p);
-                    }
-                }
-            }
-            region.run(active);
-            flow += region.flow;
-        }
-        self.flow = flow;
+        let (flags, dist, ts) = (&mut self.flags, &mut self.dist, &mut self.ts);
+        let pushed = match &mut self.residuals {
+            Residuals::Float(arrays) => solve(w, h, arrays, flags, dist, ts),
+            Residuals::Int(arrays, unit) => solve(w, h, arrays, flags, dist, ts) * *unit,
+        };
+        self.flow = self.base_flow + pushed;
         self.solved = true;
         self.flow
     }
@@ -307,6 +380,93 @@ impl GridCut {
     }
 }
 
+/// Boykov-Kolmogorov on strips, then on the whole grid (see [`GridCut::max_flow`]); returns the
+/// flow pushed, in capacity units.
+fn solve<C: Capacity>(
+    width: usize,
+    height: usize,
+    arrays: &mut Arrays<C>,
+    flags: &mut [u8],
+    dist: &mut [u32],
+    ts: &mut [u32],
+) -> f64 {
+    let (w, h) = (width, height);
+    let strip = strip_rows(w, h);
+    let chunk = strip * w;
+    let cap = arrays.cap;
+    let results: Vec<(f64, u32)> = arrays
+        .tr
+        .par_chunks_mut(chunk)
+        .zip(arrays.fr.par_chunks_mut(chunk))
+        .zip(arrays.fd.par_chunks_mut(chunk))
+        .zip(flags.par_chunks_mut(chunk))
+        .zip(dist.par_chunks_mut(chunk))
+        .zip(ts.par_chunks_mut(chunk))
+        .map(|(((((tr, fr), fd), flags), dist), ts)| {
+            let mut region = Region {
+                width: w,
+                cap,
+                tr,
+                fr,
+                fd,
+                flags,
+                dist,
+                ts,
+                time: 1,
+                flow: 0.0,
+            };
+            region.push_local();
+            region.init_trees();
+            let n = region.tr.len();
+            let mut active = VecDeque::new();
+            for p in 0..n {
+                let tree = region.tree(p);
+                if tree != 0
+                    && region
+                        .directions(p)
+                        .into_iter()
+                        .any(|d| d != NONE && region.tree(region.neighbour(p, d)) != tree)
+                {
+                    region.activate(&mut active, p);
+                }
+            }
+            region.run(active);
+            (region.flow, region.time)
+        })
+        .collect();
+    let mut flow = 0.0;
+    let mut time = 0;
+    for (f, t) in &results {
+        flow += f;
+        time = time.max(*t);
+    }
+    if results.len() > 1 {
+        let mut region = Region {
+            width: w,
+            cap,
+            tr: &mut arrays.tr,
+            fr: &mut arrays.fr,
+            fd: &mut arrays.fd,
+            flags: &mut *flags,
+            dist: &mut *dist,
+            ts: &mut *ts,
+            time,
+            flow: 0.0,
+        };
+        let mut active = VecDeque::new();
+        for border in (strip..h).step_by(strip) {
+            for p in (border - 1) * w..(border + 1) * w {
+                if region.tree(p) != 0 {
+                    region.activate(&mut active, p);
+                }
+            }
+        }
+        region.run(active);
+        flow += region.flow;
+    }
+    flow
+}
+
 /// Rows per strip of the first phase, a function of the grid size only: about 2^17 nodes
 /// (4 MB of node arrays, so that a strip's search stays in cache), at least 16 rows, and at least
 /// two strips when the grid has 32 rows or more. Measured at 4096 x 4096 (10% noise): strips of
@@ -320,12 +480,12 @@ const STRIP_NODES: usize = 1 << 17;
 
 /// The Boykov-Kolmogorov machinery over a band of whole rows of the grid (indices local to the
 /// band; edges leaving the band are ignored).
-struct Region<'a> {
+struct Region<'a, C: Capacity> {
     width: usize,
-    cap: f64,
-    tr: &'a mut [f64],
-    fr: &'a mut [f64],
-    fd: &'a mut [f64],
+    cap: C,
+    tr: &'a mut [C],
+    fr: &'a mut [C],
+    fd: &'a mut [C],
     flags: &'a mut [u8],
     dist: &'a mut [u32],
     ts: &'a mut [u32],
@@ -333,18 +493,18 @@ struct Region<'a> {
     flow: f64,
 }
 
-impl Region<'_> {
+impl<C: Capacity> Region<'_, C> {
     /// Pushes flow along every path `source -> p -> q -> sink` of two terminal edges and one
     /// pair edge, in one pass over the pairs (right and down neighbours, row-major). This is
     /// ordinary augmentation on the shortest paths, done without search trees; the trees are
     /// built afterwards from the residuals left.
     fn push_local(&mut self) {
-        if self.cap <= 0.0 {
+        if self.cap <= C::ZERO {
             return;
         }
         let n = self.tr.len();
         for p in 0..n {
-            if self.tr[p] == 0.0 {
+            if self.tr[p] == C::ZERO {
                 continue;
             }
             if self.flags[p] & RIGHT_EDGE == 0 {
@@ -362,19 +522,21 @@ impl Region<'_> {
     fn push_pair(&mut self, p: usize, d: u8) {
         let q = self.neighbour(p, d);
         let (tp, tq) = (self.tr[p], self.tr[q]);
-        let (from, to, dir) = if tp > 0.0 && tq < 0.0 {
+        let (from, to, dir) = if tp > C::ZERO && tq < C::ZERO {
             (p, q, d)
-        } else if tp < 0.0 && tq > 0.0 {
+        } else if tp < C::ZERO && tq > C::ZERO {
             (q, p, opposite(d))
         } else {
             return;
         };
-        let delta = self.tr[from].min(-self.tr[to]).min(self.res_out(from, dir));
-        if delta > 0.0 {
+        let delta = self.tr[from]
+            .cmin(-self.tr[to])
+            .cmin(self.res_out(from, dir));
+        if delta > C::ZERO {
             self.push_out(from, dir, delta);
-            self.tr[from] -= delta;
-            self.tr[to] += delta;
-            self.flow += delta;
+            self.tr[from] = self.tr[from] - delta;
+            self.tr[to] = self.tr[to] + delta;
+            self.flow += delta.to_f64();
         }
     }
 
@@ -382,9 +544,9 @@ impl Region<'_> {
     fn init_trees(&mut self) {
         for p in 0..self.tr.len() {
             let t = self.tr[p];
-            if t > 0.0 {
+            if t > C::ZERO {
                 self.flags[p] |= IN_S | TERMINAL;
-            } else if t < 0.0 {
+            } else if t < C::ZERO {
                 self.flags[p] |= IN_T | TERMINAL;
             } else {
                 continue;
@@ -430,7 +592,7 @@ impl Region<'_> {
 
     /// Residual capacity of the edge from `p` to its neighbour in direction `d`.
     #[inline(always)]
-    fn res_out(&self, p: usize, d: u8) -> f64 {
+    fn res_out(&self, p: usize, d: u8) -> C {
         match d {
             RIGHT => self.cap - self.fr[p],
             LEFT => self.cap + self.fr[p - 1],
@@ -443,27 +605,36 @@ impl Region<'_> {
     /// true when the edge is saturated afterwards. A push of the whole residual sets the flow to
     /// exactly the capacity, so saturation is exact in floating point.
     #[inline(always)]
-    fn push_out(&mut self, p: usize, d: u8, delta: f64) -> bool {
+    fn push_out(&mut self, p: usize, d: u8, delta: C) -> bool {
         let cap = self.cap;
-        let (f, sign) = match d {
-            RIGHT => (&mut self.fr[p], 1.0),
-            LEFT => (&mut self.fr[p - 1], -1.0),
-            DOWN => (&mut self.fd[p], 1.0),
-            _ => (&mut self.fd[p - self.width], -1.0),
+        let (f, forward) = match d {
+            RIGHT => (&mut self.fr[p], true),
+            LEFT => (&mut self.fr[p - 1], false),
+            DOWN => (&mut self.fd[p], true),
+            _ => (&mut self.fd[p - self.width], false),
         };
-        let residual = cap - sign * *f;
-        if delta >= residual {
-            *f = sign * cap;
-            true
+        if forward {
+            if delta >= cap - *f {
+                *f = cap;
+                return true;
+            }
+            *f = *f + delta;
+            if *f >= cap {
+                *f = cap;
+                return true;
+            }
         } else {
-            *f += sign * delta;
-            if sign * *f >= cap {
-                *f = sign * cap;
-                true
-            } else {
-                false
+            if delta >= cap + *f {
+                *f = -cap;
+                return true;
+            }
+            *f = *f - delta;
+            if *f <= -cap {
+                *f = -cap;
+                return true;
             }
         }
+        false
     }
 
     /// The directions from `p` that stay on the grid (`NONE` for those that leave it).
@@ -524,7 +695,7 @@ impl Region<'_> {
             } else {
                 self.res_out(q, opposite(d))
             };
-            if residual <= 0.0 {
+            if residual <= C::ZERO {
                 continue;
             }
             let qt = self.tree(q);
@@ -564,11 +735,11 @@ impl Region<'_> {
         loop {
             let pd = self.parent(u);
             if pd == TERMINAL {
-                delta = delta.min(self.tr[u]);
+                delta = delta.cmin(self.tr[u]);
                 break;
             }
             let v = self.neighbour(u, pd);
-            delta = delta.min(self.res_out(v, opposite(pd)));
+            delta = delta.cmin(self.res_out(v, opposite(pd)));
             u = v;
         }
         // Sink side: tree edges run child -> parent.
@@ -576,23 +747,23 @@ impl Region<'_> {
         loop {
             let pd = self.parent(u);
             if pd == TERMINAL {
-                delta = delta.min(-self.tr[u]);
+                delta = delta.cmin(-self.tr[u]);
                 break;
             }
-            delta = delta.min(self.res_out(u, pd));
+            delta = delta.cmin(self.res_out(u, pd));
             u = self.neighbour(u, pd);
         }
-        debug_assert!(delta > 0.0);
+        debug_assert!(delta > C::ZERO);
         self.push_out(from, dir, delta);
         let mut u = s_end;
         loop {
             let pd = self.parent(u);
             if pd == TERMINAL {
                 if self.tr[u] <= delta {
-                    self.tr[u] = 0.0;
+                    self.tr[u] = C::ZERO;
                     self.make_orphan(u, orphans);
                 } else {
-                    self.tr[u] -= delta;
+                    self.tr[u] = self.tr[u] - delta;
                 }
                 break;
             }
@@ -607,10 +778,10 @@ impl Region<'_> {
             let pd = self.parent(u);
             if pd == TERMINAL {
                 if -self.tr[u] <= delta {
-                    self.tr[u] = 0.0;
+                    self.tr[u] = C::ZERO;
                     self.make_orphan(u, orphans);
                 } else {
-                    self.tr[u] += delta;
+                    self.tr[u] = self.tr[u] + delta;
                 }
                 break;
             }
@@ -620,7 +791,7 @@ impl Region<'_> {
             }
             u = v;
         }
-        self.flow += delta;
+        self.flow += delta.to_f64();
     }
 
     #[inline]
@@ -691,7 +862,7 @@ impl Region<'_> {
                 } else {
                     self.res_out(p, d)
                 };
-                if residual <= 0.0 {
+                if residual <= C::ZERO {
                     continue;
                 }
                 if let Some(len) = self.origin_distance(q)
@@ -721,7 +892,7 @@ impl Region<'_> {
                 } else {
                     self.res_out(p, d)
                 };
-                if residual > 0.0 {
+                if residual > C::ZERO {
                     self.activate(active, q);
                 }
                 if self.parent(q) == opposite(d) {
@@ -760,6 +931,20 @@ mod tests {
         assert_eq!(g.max_flow(), 3.0);
         assert!(g.source_side(0));
         assert!(!g.source_side(2));
+    }
+
+    #[test]
+    fn decimal_capacities_find_their_common_unit() {
+        let unit = common_unit(&[2.0, 4.2, 4.2]).unwrap();
+        assert!((unit - 0.2).abs() < 1e-12, "{unit}");
+        assert_eq!(common_unit(&[3.0, 6.0, 0.0]), Some(3.0));
+        assert_eq!(common_unit(&[1.0, std::f64::consts::PI]), None);
+        assert_eq!(common_unit(&[0.0]), None);
+        let x = [1i8, -1, 1, 1];
+        let e = GridEnergy::new(2, 2, 1.0, 2.1, 0.0, &x).unwrap();
+        assert!(GridCut::from_energy(&e).unwrap().is_integral());
+        let e = GridEnergy::new(2, 2, 1.0, std::f64::consts::E, 0.0, &x).unwrap();
+        assert!(!GridCut::from_energy(&e).unwrap().is_integral());
     }
 
     #[test]

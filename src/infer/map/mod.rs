@@ -81,9 +81,7 @@ impl<'a> GridEnergy<'a> {
         if width * height > u32::MAX as usize - 1 || width > (1 << 29) {
             return Err(Error::TooLarge {
                 method: "grid energy".into(),
-                detail: format!(
-                    "{width} x {height}: at most 2^32 - 2 pixels and 2^29 columns"
-                ),
+                detail: format!("{width} x {height}: at most 2^32 - 2 pixels and 2^29 columns"),
             });
         }
         if let Some(k) = evidence.iter().position(|&v| v != 1 && v != -1) {

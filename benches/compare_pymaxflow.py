@@ -101,8 +101,6 @@ def picture(size):
 
 
 def compare(sizes, runs, ebm):
-    from PIL import Image
-
     print(f"ebm: {ebm}; PyMaxflow worker: {sys.executable}; {runs} runs per size, alternating")
     header = (
         f"{'size':>6} {'ebm s':>8} {'pymf s':>8} {'ratio':>6} {'ebm Mpx/s':>10} {'pymf Mpx/s':>10}"
@@ -114,7 +112,9 @@ def compare(sizes, runs, ebm):
             clean = os.path.join(tmp, f"clean{size}.png")
             noisy = os.path.join(tmp, f"noisy{size}.png")
             out = os.path.join(tmp, f"out{size}.png")
-            Image.fromarray(picture(size)).save(clean)
+            # In a child process: the parent stays small, because a child inherits the parent's
+            # peak resident size at fork, which would hide the child's own figure.
+            run_measured([sys.executable, __file__, "--picture", str(size), clean])
             run_measured([ebm, "noise", "--input", clean, "--flip", "0.1", "--output", noisy,
                           "--seed", "1", "--quiet"])
             rows = []
@@ -140,6 +140,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--setup", action="store_true", help="create benches/.venv with PyMaxflow")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--picture", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--sizes", default="256,512,1024,2048,4096")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--ebm", default=os.path.join(ROOT, "target", "release", "ebm"))
@@ -149,6 +150,11 @@ def main():
         return
     if args.worker:
         worker(args.worker)
+        return
+    if args.picture:
+        from PIL import Image
+
+        Image.fromarray(picture(int(args.picture[0]))).save(args.picture[1])
         return
     try:
         import maxflow  # noqa: F401

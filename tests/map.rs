@@ -99,6 +99,17 @@ fn graphcut_equals_the_brute_force_minimum_on_sixteen_pixels() {
         let labels = graph_cut(&e).unwrap();
         let got = e.energy(&labels);
         let want = brute_force_min(&e);
+        // The reduction: E_min = -sum |h - eta x_i| - beta #pairs + max-flow.
+        let flow = GridCut::from_energy(&e).unwrap().max_flow();
+        let offset: f64 = x
+            .iter()
+            .map(|&v| (field - eta * v as f64).abs())
+            .sum::<f64>()
+            + beta * e.num_bonds() as f64;
+        assert!(
+            close(flow - offset, want),
+            "case {case}: flow {flow}, minimum {want}"
+        );
         assert!(
             close(got, want),
             "case {case}: {w}x{h} beta {beta} eta {eta} h {field}: graph cut {got}, minimum {want}"

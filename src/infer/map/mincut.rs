@@ -246,7 +246,7 @@ impl GridCut {
     pub fn from_energy(energy: &GridEnergy<'_>) -> Result<Self> {
         let beta = energy.beta();
         if beta < 0.0 {
-            return Err(Error::NotSubmodular { i: 0, j: 1 });
+            return Err(negative_beta(beta));
         }
         let (h, eta) = (energy.field(), energy.eta());
         // a_i = h - eta x_i; terminal residual = source - sink = -2 a_i.
@@ -313,7 +313,7 @@ impl GridCut {
         false
     }
 
-    /// True when the capacities are held as exact integers (see [`GridCut::new`]'s docs).
+    /// True when the capacities are held as exact integers (see the module docs).
     pub fn is_integral(&self) -> bool {
         matches!(self.residuals, Residuals::Int(..))
     }
@@ -904,18 +904,19 @@ impl<C: Capacity> Region<'_, C> {
     }
 }
 
+/// The error for a negative coupling, which graph cut cannot handle.
+fn negative_beta(beta: f64) -> Error {
+    Error::param(
+        "beta",
+        format!(
+            "{beta} is negative: the energy is not submodular, so graph cut cannot minimise it \
+             exactly; use --method icm, anneal or gibbs"
+        ),
+    )
+}
+
 /// The exact minimum-energy labelling of a grid energy with `beta >= 0`.
 pub fn graph_cut(energy: &GridEnergy<'_>) -> Result<Vec<Spin>> {
-    if energy.beta() < 0.0 {
-        return Err(Error::param(
-            "beta",
-            format!(
-                "{} is negative: the energy is not submodular, so graph cut cannot minimise it \
-                 exactly; use --method icm, anneal or gibbs",
-                energy.beta()
-            ),
-        ));
-    }
     let mut cut = GridCut::from_energy(energy)?;
     Ok(cut.labels())
 }

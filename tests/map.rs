@@ -170,8 +170,9 @@ fn grid_max_flow_equals_ac_library_on_random_grids() {
         (64, 257),
         (9, 513),
         (8192, 40), // three strips of 16 rows
+        (4096, 50), // two strips of 32 and 18 rows
     ];
-    for (k, &(w, h)) in shapes.iter().cycle().take(30).enumerate() {
+    for (k, &(w, h)) in shapes.iter().cycle().take(33).enumerate() {
         let n = w * h;
         let pair = (rng.next_u64() % 6) as i64;
         let sparse = k % 3 == 0; // many zero terminal capacities: free nodes
@@ -392,8 +393,8 @@ fn prml_experiment_graph_cut_beats_icm_on_error_rate() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
-    // 300 rows: several strips in the graph cut, many rows for the per-row streams.
-    let clean = discs(120, 300);
+    // 1024 x 200: two strips in the graph cut, many rows for the per-row streams.
+    let clean = discs(1024, 200);
     let noisy = clean.with_flip_noise(0.12, 9).unwrap();
     let run = |threads: usize, method| {
         let pool = rayon::ThreadPoolBuilder::new()

@@ -15,6 +15,10 @@ use super::GridEnergy;
 use crate::model::Spin;
 use crate::rng::EbmRng;
 
+/// Rows are handed to rayon in tasks of at least this many cells, so that small images are not
+/// split into pieces cheaper than a thread hand-over.
+const MIN_TASK_CELLS: usize = 1 << 14;
+
 /// A zero-padded grid state and its double buffer.
 #[derive(Debug, Clone)]
 pub(crate) struct Padded {
@@ -69,6 +73,7 @@ impl Padded {
         let cur = &self.cur;
         let total = self.next[pw..pw * (h + 1)]
             .par_chunks_mut(pw)
+            .with_min_len(MIN_TASK_CELLS / pw + 1)
             .enumerate()
             .map(|(r, out)| {
                 let up = &cur[r * pw..(r + 1) * pw];
@@ -92,6 +97,7 @@ impl Padded {
         self.next[pw..pw * (h + 1)]
             .par_chunks_mut(pw)
             .zip(rngs.par_iter_mut())
+            .with_min_len(MIN_TASK_CELLS / pw + 1)
             .enumerate()
             .for_each(|(r, (out, rng))| {
                 let up = &cur[r * pw..(r + 1) * pw];

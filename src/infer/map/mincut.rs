@@ -468,11 +468,12 @@ fn solve<C: Capacity>(
 }
 
 /// Rows per strip of the first phase, a function of the grid size only: about 2^17 nodes
-/// (4 MB of node arrays, so that a strip's search stays in cache), at least 16 rows, and at least
-/// two strips when the grid has 32 rows or more. Measured at 4096 x 4096 (10% noise): strips of
-/// 2^17 nodes ran about 1.6x faster than strips of 2^21.
-fn strip_rows(width: usize, height: usize) -> usize {
-    (STRIP_NODES / width).min(height.div_ceil(2)).max(16)
+/// (2 MB of node arrays in the integer case, so that a strip's search stays in cache), and at
+/// least 16 rows. Measured at 4096 x 4096 (10% noise): strips of 2^17 nodes ran about 1.6x
+/// faster than strips of 2^21. Smaller grids are one strip, solved without handing work to
+/// other threads.
+fn strip_rows(width: usize, _height: usize) -> usize {
+    (STRIP_NODES / width).max(16)
 }
 
 /// Target number of nodes per strip.

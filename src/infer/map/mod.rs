@@ -145,8 +145,10 @@ impl<'a> GridEnergy<'a> {
         let w = self.width;
         let h = self.height;
         // Per row, the sums fit in i32 (|sum| <= 2 w < 2^31), which vectorises twice as wide.
+        // Tasks of at least 2^16 pixels: a small image is summed on one thread.
         (0..h)
             .into_par_iter()
+            .with_min_len((1 << 16) / w + 1)
             .map(|r| {
                 let row = &s[r * w..(r + 1) * w];
                 let x = &self.evidence[r * w..(r + 1) * w];

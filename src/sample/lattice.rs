@@ -1,0 +1,574 @@
+//! Checkerboard Gibbs and Metropolis on a bipartite [`IsingLattice`], rayon-parallel over rows.
+//!
+//! # Algorithm
+//! Colour site (r, c) by (r + c) mod 2. On a lattice whose sides are even (or open, or of
+//! length 1 on a periodic side, which has no bonds along it) every bond joins two colours, so all
+//! sites of one colour are conditionally independent given the other colour and can be updated
+//! at once. One sweep updates colour 0, then colour 1, with the same single-site rules as
+//! [`super::general`]: flip with probability 1 / (1 + exp(beta Delta)) (Gibbs) or
+//! min(1, exp(-beta Delta)) (Metropolis), Delta = 2 s_i (J S_i + h), S_i the neighbour sum.
+//!
+//! # Layout and speed
+//! Each colour is stored in its own array, `height` rows of `width / 2` spins (i8). For the site
+//! k of colour c in row r (column 2k + o with o = (r + c) mod 2), the neighbours above and below
+//! are entry k of the other colour's rows r -+ 1, and the left and right neighbours are entries
+//! k + o - 1 and k + o of the other colour's row r. Every operand is a contiguous slice, so the
+//! row update compiles to SIMD code (an AVX2 copy is chosen at run time when available).
+//!
+//! The flip probability takes only ten values (s_i in {-1, +1}, s_i S_i in {-4, -2, 0, 2, 4});
+//! they are precomputed as 32-bit thresholds t, and a spin flips when a 32-bit uniform u <= t,
+//! which happens with probability (t + 1) / 2^32 = ceil(p 2^32) / 2^32, within 2^-32 of p.
+//!
+//! # Randomness
+//! Every row owns a generator of 8 interleaved Xoshiro128++ streams (Blackman & Vigna 2021)
+//! seeded from [`crate::rng::stream`]`(seed, row)` and kept across sweeps, so the output does not
+//! depend on how rayon spreads rows over threads.
+
+// Index loops over several parallel slices are the clearest form of the kernels and vectorise.
+#![allow(clippy::needless_range_loop)]
+
+use rand::Rng;
+use rayon::prelude::*;
+
+use super::LocalRule;
+use super::general::flip_probability;
+use crate::model::{Boundary, IsingLattice, Spin};
+
+/// Lanes of the per-row generator.
+const LANES: usize = 8;
+
+/// Eight interleaved Xoshiro128++ generators; `next_block` yields 8 uniform u32 at once.
+#[derive(Debug, Clone)]
+struct RowRng {
+    s: [[u32; LANES]; 4],
+}
+
+impl RowRng {
+    fn new(seed: u64, index: u64) -> Self {
+        let mut base = crate::rng::stream(seed, index);
+        let mut s = [[0u32; LANES]; 4];
+        for lane in 0..LANES {
+            let a = base.next_u64();
+            let b = base.next_u64();
+            s[0][lane] = a as u32;
+            s[1][lane] = (a >> 32) as u32;
+            s[2][lane] = b as u32;
+            s[3][lane] = ((b >> 32) as u32) | 1; // never the all-zero state
+        }
+        RowRng { s }
+    }
+
+    /// Xoshiro128++: out = rotl(s0 + s3, 7) + s0, then the xorshift state update.
+    #[inline(always)]
+    fn next_block(&mut self) -> [u32; LANES] {
+        let mut out = [0u32; LANES];
+        let [s0, s1, s2, s3] = &mut self.s;
+        for l in 0..LANES {
+            out[l] = s0[l].wrapping_add(s3[l]).rotate_left(7).wrapping_add(s0[l]);
+            let t = s1[l] << 9;
+            s2[l] ^= s0[l];
+            s3[l] ^= s1[l];
+            s1[l] ^= s2[l];
+            s0[l] ^= s3[l];
+            s2[l] ^= t;
+            s3[l] = s3[l].rotate_left(11);
+        }
+        out
+    }
+
+    #[inline(always)]
+    fn fill(&mut self, buf: &mut [u32]) {
+        for chunk in buf.chunks_mut(LANES) {
+            let block = self.next_block();
+            chunk.copy_from_slice(&block[..chunk.len()]);
+        }
+    }
+}
+
+/// Per-row working memory: the generator and a buffer of uniforms.
+#[derive(Debug, Clone)]
+struct RowWork {
+    rng: RowRng,
+    uniforms: Vec<u32>,
+}
+
+/// Flip thresholds: entry [s_i S_i + 4] for s_i = -1 (`minus`) and +1 (`plus`). On a torus
+/// S_i is even; open edges give sites with 2 or 3 neighbours, hence odd sums.
+#[derive(Debug, Clone, Copy)]
+struct Thresholds {
+    minus: [u32; 9],
+    plus: [u32; 9],
+}
+
+/// The 32-bit threshold t with P(u <= t) = ceil(p 2^32) / 2^32 (at least 2^-32).
+fn threshold(p: f64) -> u32 {
+    let scaled = (p * 4_294_967_296.0).ceil();
+    if scaled >= 4_294_967_296.0 {
+        u32::MAX
+    } else if scaled >= 1.0 {
+        scaled as u32 - 1
+    } else {
+        0
+    }
+}
+
+impl Thresholds {
+    fn new(rule: LocalRule, beta: f64, j: f64, h: f64) -> Self {
+        let mut t = Thresholds {
+            minus: [0; 9],
+            plus: [0; 9],
+        };
+        for k in 0..9 {
+            let s_sum = k as f64 - 4.0; // s_i S_i
+            // Delta = 2 s (J S + h) = 2 J (s S) + 2 h s
+            t.plus[k] = threshold(flip_probability(rule, beta, 2.0 * j * s_sum + 2.0 * h));
+            t.minus[k] = threshold(flip_probability(rule, beta, 2.0 * j * s_sum - 2.0 * h));
+        }
+        t
+    }
+}
+
+/// Branch-free selection of table[k + 4]; with `ODD = false` only even k can occur.
+#[inline(always)]
+fn pick<const ODD: bool>(table: &[u32; 9], k: i8) -> u32 {
+    let mut t = table[0];
+    for (v, &entry) in table.iter().enumerate().skip(1) {
+        if ODD || v % 2 == 0 {
+            t = if k == v as i8 - 4 { entry } else { t };
+        }
+    }
+    t
+}
+
+/// Updates `row[k]` for every k given its four neighbour slices; returns the number of flips.
+#[inline(always)]
+fn update_span<const ODD: bool>(
+    row: &mut [i8],
+    up: &[i8],
+    down: &[i8],
+    left: &[i8],
+    right: &[i8],
+    u: &[u32],
+    t: &Thresholds,
+) -> u32 {
+    let n = row.len();
+    let (up, down, left, right, u) = (&up[..n], &down[..n], &left[..n], &right[..n], &u[..n]);
+    let mut flips = 0u32;
+    for k in 0..n {
+        let s = row[k];
+        let sum = up[k] + down[k] + left[k] + right[k];
+        let ss = s * sum;
+        let tp = pick::<ODD>(&t.plus, ss);
+        let tm = pick::<ODD>(&t.minus, ss);
+        let thr = if s > 0 { tp } else { tm };
+        let flip = u[k] <= thr;
+        row[k] = if flip { -s } else { s };
+        flips += flip as u32;
+    }
+    flips
+}
+
+/// The row-update body; compiled twice (baseline and AVX2).
+#[inline(always)]
+fn update_row_body(row: &mut [i8], nb: &Neighbours<'_>, work: &mut RowWork, t: &Thresholds) -> u32 {
+    // On a torus every site has four neighbours (a side of length 1 has none along it), so
+    // s S is even; open edges allow odd sums.
+    if nb.wrap {
+        update_row_generic::<false>(row, nb, work, t)
+    } else {
+        update_row_generic::<true>(row, nb, work, t)
+    }
+}
+
+#[inline(always)]
+fn update_row_generic<const ODD: bool>(
+    row: &mut [i8],
+    nb: &Neighbours<'_>,
+    work: &mut RowWork,
+    t: &Thresholds,
+) -> u32 {
+    let w2 = row.len();
+    work.rng.fill(&mut work.uniforms);
+    let u = &work.uniforms[..];
+    let mid = nb.mid;
+    let mut flips = 0;
+    if nb.offset == 0 {
+        // left = mid[k - 1], right = mid[k]; k = 0 has its left neighbour across the edge.
+        let edge_left = if nb.wrap { mid[w2 - 1] } else { 0 };
+        flips += update_span::<ODD>(
+            &mut row[..1],
+            &nb.up[..1],
+            &nb.down[..1],
+            &[edge_left],
+            &mid[..1],
+            &u[..1],
+            t,
+        );
+        flips += update_span::<ODD>(
+            &mut row[1..],
+            &nb.up[1..],
+            &nb.down[1..],
+            &mid[..w2 - 1],
+            &mid[1..],
+            &u[1..],
+            t,
+        );
+    } else {
+        // left = mid[k], right = mid[k + 1]; k = w2 - 1 has its right neighbour across the edge.
+        let edge_right = if nb.wrap { mid[0] } else { 0 };
+        flips += update_span::<ODD>(
+            &mut row[..w2 - 1],
+            &nb.up[..w2 - 1],
+            &nb.down[..w2 - 1],
+            &mid[..w2 - 1],
+            &mid[1..],
+            &u[..w2 - 1],
+            t,
+        );
+        flips += update_span::<ODD>(
+            &mut row[w2 - 1..],
+            &nb.up[w2 - 1..],
+            &nb.down[w2 - 1..],
+            &mid[w2 - 1..],
+            &[edge_right],
+            &u[w2 - 1..],
+            t,
+        );
+    }
+    flips
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn update_row_avx2(
+    row: &mut [i8],
+    nb: &Neighbours<'_>,
+    work: &mut RowWork,
+    t: &Thresholds,
+) -> u32 {
+    update_row_body(row, nb, work, t)
+}
+
+fn update_row_baseline(
+    row: &mut [i8],
+    nb: &Neighbours<'_>,
+    work: &mut RowWork,
+    t: &Thresholds,
+) -> u32 {
+    update_row_body(row, nb, work, t)
+}
+
+/// The other colour's rows around a row being updated.
+struct Neighbours<'a> {
+    up: &'a [i8],
+    down: &'a [i8],
+    mid: &'a [i8],
+    /// o = (r + c) mod 2: where the row's sites sit relative to the other colour.
+    offset: usize,
+    /// Periodic in the horizontal direction.
+    wrap: bool,
+}
+
+/// A checkerboard chain on a bipartite lattice with uniform coupling and field.
+#[derive(Debug, Clone)]
+pub struct Checkerboard {
+    width: usize,
+    height: usize,
+    boundary: Boundary,
+    coupling: f64,
+    field: f64,
+    colours: [Vec<i8>; 2],
+    zeros: Vec<i8>,
+    work: Vec<RowWork>,
+    thresholds: Thresholds,
+    avx2: bool,
+}
+
+impl Checkerboard {
+    /// True when the checkerboard applies: an even width, a bipartite vertical direction
+    /// (open, even height, or height 1) and a uniform field.
+    pub fn applies(model: &IsingLattice) -> bool {
+        let w_ok = model.width() % 2 == 0;
+        let h_ok =
+            model.boundary() == Boundary::Open || model.height() % 2 == 0 || model.height() == 1;
+        w_ok && h_ok && model.site_field().is_none()
+    }
+
+    /// A chain started from `state` (row-major); the caller has checked [`Self::applies`].
+    pub fn new(
+        model: &IsingLattice,
+        rule: LocalRule,
+        beta: f64,
+        seed: u64,
+        state: &[Spin],
+    ) -> Self {
+        debug_assert!(Self::applies(model));
+        let (w, h) = (model.width(), model.height());
+        let w2 = w / 2;
+        let mut colours = [vec![0i8; w2 * h], vec![0i8; w2 * h]];
+        for r in 0..h {
+            for col in 0..w {
+                colours[(r + col) % 2][r * w2 + col / 2] = state[r * w + col];
+            }
+        }
+        let work = (0..h)
+            .map(|r| RowWork {
+                rng: RowRng::new(seed, r as u64),
+                uniforms: vec![0; w2],
+            })
+            .collect();
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        Checkerboard {
+            width: w,
+            height: h,
+            boundary: model.boundary(),
+            coupling: model.coupling(),
+            field: model.uniform_field(),
+            colours,
+            zeros: vec![0; w2],
+            work,
+            thresholds: Thresholds::new(rule, beta, model.coupling(), model.uniform_field()),
+            avx2,
+        }
+    }
+
+    /// Uses the baseline code path even where AVX2 is available (for benchmarks and tests).
+    pub fn set_simd(&mut self, allow: bool) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.avx2 = allow && std::arch::is_x86_feature_detected!("avx2");
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = allow;
+        }
+    }
+
+    /// One sweep (colour 0 then colour 1); returns the number of spins flipped.
+    pub fn sweep(&mut self) -> u64 {
+        let mut flips = 0;
+        for c in 0..2 {
+            flips += self.half_sweep(c);
+        }
+        flips
+    }
+
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            w2: self.width / 2,
+            h: self.height,
+            periodic: self.boundary == Boundary::Periodic,
+        }
+    }
+
+    fn half_sweep(&mut self, c: usize) -> u64 {
+        let g = self.geometry();
+        let [a, b] = &mut self.colours;
+        let (target, other) = if c == 0 { (a, &*b) } else { (b, &*a) };
+        let zeros = &self.zeros[..];
+        let thresholds = &self.thresholds;
+        let avx2 = self.avx2;
+        target
+            .par_chunks_mut(g.w2)
+            .zip(self.work.par_iter_mut())
+            .enumerate()
+            .map(|(r, (row, wk))| {
+                let nb = g.neighbours(other, zeros, r, c);
+                let f = if avx2 {
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        // SAFETY: `avx2` is true only when the CPU reported AVX2 support.
+                        unsafe { update_row_avx2(row, &nb, wk, thresholds) }
+                    }
+                    #[cfg(not(target_arch = "x86_64"))]
+                    {
+                        update_row_baseline(row, &nb, wk, thresholds)
+                    }
+                } else {
+                    update_row_baseline(row, &nb, wk, thresholds)
+                };
+                f as u64
+            })
+            .sum()
+    }
+
+    /// Sum over bonds of s_i s_j (each bond has exactly one end of colour 0).
+    pub fn bond_sum(&self) -> i64 {
+        let g = self.geometry();
+        let zeros = &self.zeros[..];
+        let other = &self.colours[1][..];
+        self.colours[0]
+            .par_chunks(g.w2)
+            .enumerate()
+            .map(|(r, row)| {
+                let nb = g.neighbours(other, zeros, r, 0);
+                let w2 = g.w2;
+                let edge = if nb.wrap { 1 } else { 0 };
+                let mut sum = 0i64;
+                for k in 0..w2 {
+                    let (l, rt) = if nb.offset == 0 {
+                        (
+                            if k > 0 {
+                                nb.mid[k - 1]
+                            } else {
+                                edge * nb.mid[w2 - 1]
+                            },
+                            nb.mid[k],
+                        )
+                    } else {
+                        (
+                            nb.mid[k],
+                            if k + 1 < w2 {
+                                nb.mid[k + 1]
+                            } else {
+                                edge * nb.mid[0]
+                            },
+                        )
+                    };
+                    let s_nb = nb.up[k] as i32 + nb.down[k] as i32 + l as i32 + rt as i32;
+                    sum += (row[k] as i32 * s_nb) as i64;
+                }
+                sum
+            })
+            .sum()
+    }
+
+    /// Sum of all spins.
+    pub fn magnetization(&self) -> i64 {
+        self.colours
+            .iter()
+            .map(|c| {
+                c.par_chunks(4096)
+                    .map(|ch| ch.iter().map(|&x| x as i64).sum::<i64>())
+                    .sum::<i64>()
+            })
+            .sum()
+    }
+
+    /// E(s) = -J (bond sum) - h (magnetisation).
+    pub fn energy(&self) -> f64 {
+        -self.coupling * self.bond_sum() as f64 - self.field * self.magnetization() as f64
+    }
+
+    /// The configuration, row-major.
+    pub fn state(&self) -> Vec<Spin> {
+        let (w, h, w2) = (self.width, self.height, self.width / 2);
+        let mut s = vec![0; w * h];
+        for r in 0..h {
+            for col in 0..w {
+                s[r * w + col] = self.colours[(r + col) % 2][r * w2 + col / 2];
+            }
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    w2: usize,
+    h: usize,
+    periodic: bool,
+}
+
+impl Geometry {
+    fn neighbours<'a>(
+        &self,
+        other: &'a [i8],
+        zeros: &'a [i8],
+        r: usize,
+        c: usize,
+    ) -> Neighbours<'a> {
+        let (w2, h) = (self.w2, self.h);
+        let row = |i: usize| &other[i * w2..(i + 1) * w2];
+        let up = if r > 0 {
+            row(r - 1)
+        } else if self.periodic && h > 1 {
+            row(h - 1)
+        } else {
+            zeros
+        };
+        let down = if r + 1 < h {
+            row(r + 1)
+        } else if self.periodic && h > 1 {
+            row(0)
+        } else {
+            zeros
+        };
+        Neighbours {
+            up,
+            down,
+            mid: row(r),
+            offset: (r + c) % 2,
+            wrap: self.periodic,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EnergyModel;
+    use crate::sample::{Start, initial_state};
+
+    fn shapes() -> Vec<IsingLattice> {
+        let mut v = Vec::new();
+        for (w, h) in [(2, 1), (4, 1), (2, 2), (4, 2), (2, 4), (6, 4), (8, 6)] {
+            v.push(IsingLattice::new(w, h, Boundary::Periodic, 1.0, 0.3).unwrap());
+        }
+        for (w, h) in [(2, 1), (2, 3), (4, 3), (6, 5)] {
+            v.push(IsingLattice::new(w, h, Boundary::Open, 0.7, -0.3).unwrap());
+        }
+        v
+    }
+
+    #[test]
+    fn layout_round_trips_and_energy_matches_the_model() {
+        for m in shapes() {
+            assert!(Checkerboard::applies(&m));
+            let s = initial_state(m.num_sites(), Start::Random, 5);
+            let cb = Checkerboard::new(&m, LocalRule::Metropolis, 0.4, 1, &s);
+            assert_eq!(cb.state(), s);
+            assert!((cb.energy() - m.energy(&s)).abs() < 1e-9);
+            assert_eq!(cb.magnetization(), s.iter().map(|&x| x as i64).sum::<i64>());
+        }
+    }
+
+    /// At a very large beta every move with Delta E < 0 is accepted and every move with
+    /// Delta E > 0 is refused (probability exp(-1000 * 0.6) rounds to the smallest threshold,
+    /// 2^-32), so one sweep is deterministic and must match a direct implementation of
+    /// "colour 0, then colour 1" built on `flip_delta`. This checks every neighbour index.
+    #[test]
+    fn zero_temperature_sweep_matches_flip_delta_on_every_shape() {
+        for m in shapes() {
+            for simd in [false, true] {
+                let s0 = initial_state(m.num_sites(), Start::Random, 9);
+                let mut cb = Checkerboard::new(&m, LocalRule::Metropolis, 1000.0, 3, &s0);
+                cb.set_simd(simd);
+                let mut reference = s0.clone();
+                for _ in 0..3 {
+                    cb.sweep();
+                    for c in 0..2 {
+                        let before = reference.clone();
+                        for i in 0..m.num_sites() {
+                            let (r, col) = (i / m.width(), i % m.width());
+                            if (r + col) % 2 == c && m.flip_delta(&before, i) < 0.0 {
+                                reference[i] = -reference[i];
+                            }
+                        }
+                    }
+                    assert_eq!(cb.state(), reference, "{m:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn thresholds_round_up_to_a_multiple_of_two_to_the_minus_32() {
+        assert_eq!(threshold(1.0), u32::MAX);
+        assert_eq!(threshold(0.0), 0);
+        assert_eq!(threshold(0.5), (1u32 << 31) - 1);
+    }
+}

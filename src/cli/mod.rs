@@ -3,7 +3,7 @@
 
 mod noise;
 pub mod output;
-#[allow(dead_code)] // used by the long-running subcommands as they land
+mod sample;
 pub mod ui;
 
 use clap::{Args, Parser, Subcommand};
@@ -44,6 +44,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Flip each pixel of a binary image independently with probability P.
     Noise(noise::NoiseArgs),
+    /// Sample an Ising lattice or a UAI model by MCMC; report observables with error bars.
+    Sample(Box<sample::SampleArgs>),
 }
 
 /// Runs the parsed command line.
@@ -56,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match &cli.command {
         Command::Noise(args) => noise::run(args, &cli.global),
+        Command::Sample(args) => sample::run(args, &cli.global),
     }
 }
 

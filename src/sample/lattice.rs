@@ -34,6 +34,9 @@ use super::LocalRule;
 use super::general::flip_probability;
 use crate::model::{Boundary, IsingLattice, Spin};
 
+/// Colours with fewer sites than this are updated on the calling thread.
+pub const PARALLEL_MIN_SITES: usize = 4096;
+
 /// Lanes of the per-row generator.
 const LANES: usize = 8;
 
@@ -371,28 +374,41 @@ impl Checkerboard {
         let zeros = &self.zeros[..];
         let thresholds = &self.thresholds;
         let avx2 = self.avx2;
-        target
-            .par_chunks_mut(g.w2)
-            .zip(self.work.par_iter_mut())
-            .enumerate()
-            .map(|(r, (row, wk))| {
-                let nb = g.neighbours(other, zeros, r, c);
-                let f = if avx2 {
-                    #[cfg(target_arch = "x86_64")]
-                    {
-                        // SAFETY: `avx2` is true only when the CPU reported AVX2 support.
-                        unsafe { update_row_avx2(row, &nb, wk, thresholds) }
-                    }
-                    #[cfg(not(target_arch = "x86_64"))]
-                    {
-                        update_row_baseline(row, &nb, wk, thresholds)
-                    }
-                } else {
+        let update = |(r, (row, wk)): (usize, (&mut [i8], &mut RowWork))| -> u64 {
+            let nb = g.neighbours(other, zeros, r, c);
+            let f = if avx2 {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    // SAFETY: `avx2` is true only when the CPU reported AVX2 support.
+                    unsafe { update_row_avx2(row, &nb, wk, thresholds) }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
                     update_row_baseline(row, &nb, wk, thresholds)
-                };
-                f as u64
-            })
-            .sum()
+                }
+            } else {
+                update_row_baseline(row, &nb, wk, thresholds)
+            };
+            f as u64
+        };
+        // Small lattices are not worth waking threads for; the result is the same either way
+        // because every row has its own generator.
+        if target.len() < PARALLEL_MIN_SITES {
+            target
+                .chunks_mut(g.w2)
+                .zip(self.work.iter_mut())
+                .enumerate()
+                .map(update)
+                .sum()
+        } else {
+            target
+                .par_chunks_mut(g.w2)
+                .zip(self.work.par_iter_mut())
+                .enumerate()
+                .with_min_len(4)
+                .map(update)
+                .sum()
+        }
     }
 
     /// Sum over bonds of s_i s_j (each bond has exactly one end of colour 0).

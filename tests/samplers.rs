@@ -475,3 +475,201 @@ fn kaufman_energy_on_a_16x16_torus_at_beta_c() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The command line
+
+mod cli {
+    use super::{MC_SIGMAS, SMALL_UAI, exact_marginals};
+    use crate::common::ebm;
+    use predicates::prelude::*;
+    use serde_json::Value;
+
+    fn json_of(out: &[u8]) -> Value {
+        let text = std::str::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 1, "exactly one JSON line: {text}");
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn ising_json_has_the_contract_keys_and_writes_image_and_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (img, trace) = (dir.path().join("final.png"), dir.path().join("trace.csv"));
+        let out = ebm()
+            .args([
+                "sample", "ising", "--width", "16", "--height", "12", "--beta", "0.3",
+            ])
+            .args([
+                "--sweeps",
+                "300",
+                "--burn-in",
+                "20",
+                "--json",
+                "--seed",
+                "5",
+                "--image",
+            ])
+            .arg(&img)
+            .arg("--trace")
+            .arg(&trace)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v = json_of(&out);
+        for key in [
+            "energy_per_spin",
+            "energy_per_spin_stderr",
+            "abs_magnetization_per_spin",
+            "abs_magnetization_per_spin_stderr",
+            "specific_heat",
+            "susceptibility",
+            "binder_cumulant",
+            "tau_int_energy",
+            "acceptance_rate",
+            "flips_per_second",
+        ] {
+            assert!(v[key].is_f64(), "{key}: {}", v[key]);
+        }
+        assert_eq!(v["sweeps"], 300);
+        assert_eq!(v["seed"], 5);
+        assert_eq!(v["checkerboard"], true);
+        assert!(v["seconds"].as_f64().unwrap() >= 0.0);
+        // Hot phase: energy per spin between the ground state -2 and 0.
+        let e = v["energy_per_spin"].as_f64().unwrap();
+        assert!(-2.0 < e && e < 0.0);
+        let decoded = image::open(&img).unwrap().to_luma8();
+        assert_eq!(decoded.dimensions(), (16, 12));
+        let csv = std::fs::read_to_string(&trace).unwrap();
+        assert_eq!(csv.lines().count(), 1 + 320);
+        assert!(csv.starts_with("sweep,recorded,energy_per_spin,magnetization_per_spin\n"));
+    }
+
+    #[test]
+    fn output_does_not_depend_on_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut results = Vec::new();
+        for threads in ["1", "2"] {
+            let img = dir.path().join(format!("t{threads}.png"));
+            let out = ebm()
+                .args([
+                    "sample", "ising", "--width", "128", "--height", "64", "--beta", "0.5",
+                ])
+                .args([
+                    "--sweeps",
+                    "30",
+                    "--burn-in",
+                    "0",
+                    "--json",
+                    "--threads",
+                    threads,
+                ])
+                .arg("--image")
+                .arg(&img)
+                .assert()
+                .success()
+                .get_output()
+                .stdout
+                .clone();
+            let mut v = json_of(&out);
+            for volatile in ["seconds", "flips_per_second", "threads", "image"] {
+                v.as_object_mut().unwrap().remove(volatile);
+            }
+            results.push((v, std::fs::read(&img).unwrap()));
+        }
+        assert_eq!(results[0], results[1]);
+    }
+
+    #[test]
+    fn cluster_sampler_with_antiferromagnetic_coupling_is_refused_without_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("x.png");
+        ebm()
+            .args([
+                "sample",
+                "ising",
+                "--width",
+                "8",
+                "--height",
+                "8",
+                "--coupling",
+                "-1",
+            ])
+            .args(["--sampler", "wolff", "--image"])
+            .arg(&img)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("J >= 0"));
+        assert!(!img.exists());
+    }
+
+    #[test]
+    fn bad_flags_and_files_give_clear_errors() {
+        ebm()
+            .args([
+                "sample", "ising", "--width", "8", "--height", "8", "--image", "x.gif",
+            ])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("x.gif"));
+        ebm()
+            .args([
+                "sample", "ising", "--width", "8", "--height", "8", "--sweeps", "0",
+            ])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--sweeps"));
+        ebm()
+            .args(["sample", "--model", "model.safetensors"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("RBM sampling"));
+        ebm()
+            .args(["sample", "--model", "no/such/file.uai"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("no/such/file.uai"));
+        ebm()
+            .args(["sample"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("ebm sample ising"));
+    }
+
+    #[test]
+    fn uai_marginals_from_the_command_line_match_the_exact_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small.uai");
+        std::fs::write(&path, SMALL_UAI).unwrap();
+        let out = ebm()
+            .args(["sample", "--sweeps", "32000", "--json", "--model"])
+            .arg(&path)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v = json_of(&out);
+        let exact = exact_marginals(&ebm::io::uai::parse_uai(SMALL_UAI).unwrap());
+        let est = v["marginals"].as_array().unwrap();
+        let se = v["marginals_stderr"].as_array().unwrap();
+        assert_eq!(est.len(), 6);
+        for i in 0..6 {
+            let (p, s) = (est[i].as_f64().unwrap(), se[i].as_f64().unwrap());
+            // MC_SIGMAS batch-means standard errors, as in the library test above.
+            assert!(
+                (p - exact[i]).abs() < MC_SIGMAS * s,
+                "x{i}: {p} ± {s} vs {}",
+                exact[i]
+            );
+        }
+        // Text form: a header and one line per variable on stdout.
+        ebm()
+            .args(["sample", "--sweeps", "200", "--marginals", "--model"])
+            .arg(&path)
+            .assert()
+            .success()
+            .stdout(predicate::str::starts_with("variable\tP(x=1)\tstderr\n"));
+    }
+}

@@ -131,21 +131,25 @@ impl Thresholds {
     }
 }
 
-/// Branch-free selection of table[k + 4]; with `ODD = false` only even k can occur.
+/// Branch-free selection of table[k + 4] in 32-bit lanes; with `ODD = false` only even k
+/// occur.
 #[inline(always)]
-fn pick<const ODD: bool>(table: &[u32; 9], k: i8) -> u32 {
+fn pick<const ODD: bool>(table: &[u32; 9], k: i32) -> u32 {
     let mut t = table[0];
     for (v, &entry) in table.iter().enumerate().skip(1) {
         if ODD || v % 2 == 0 {
-            t = if k == v as i8 - 4 { entry } else { t };
+            t = if k == v as i32 - 4 { entry } else { t };
         }
     }
     t
 }
 
 /// Updates `row[k]` for every k given its four neighbour slices; returns the number of flips.
+///
+/// Written for auto-vectorisation: s S is formed as (S ^ m) - m with m = s >> 7 (all ones for
+/// s = -1), no multiplications; the flip is s ^ (-2 & mask), since -1 = 1 ^ -2.
 #[inline(always)]
-fn update_span<const ODD: bool>(
+fn update_span<const ODD: bool, const FIELD: bool>(
     row: &mut [i8],
     up: &[i8],
     down: &[i8],
@@ -160,13 +164,19 @@ fn update_span<const ODD: bool>(
     for k in 0..n {
         let s = row[k];
         let sum = up[k] + down[k] + left[k] + right[k];
-        let ss = s * sum;
+        let m = s >> 7;
+        let ss = ((sum ^ m) - m) as i32;
+        let m32 = m as i32;
         let tp = pick::<ODD>(&t.plus, ss);
-        let tm = pick::<ODD>(&t.minus, ss);
-        let thr = if s > 0 { tp } else { tm };
-        let flip = u[k] <= thr;
-        row[k] = if flip { -s } else { s };
-        flips += flip as u32;
+        let thr = if FIELD {
+            let tm = pick::<ODD>(&t.minus, ss);
+            (tp & !(m32 as u32)) | (tm & m32 as u32)
+        } else {
+            tp
+        };
+        let flip = (u[k] <= thr) as u32;
+        row[k] = s ^ ((flip as i8).wrapping_neg() & -2);
+        flips += flip;
     }
     flips
 }
@@ -176,15 +186,17 @@ fn update_span<const ODD: bool>(
 fn update_row_body(row: &mut [i8], nb: &Neighbours<'_>, work: &mut RowWork, t: &Thresholds) -> u32 {
     // On a torus every site has four neighbours (a side of length 1 has none along it), so
     // s S is even; open edges allow odd sums.
-    if nb.wrap {
-        update_row_generic::<false>(row, nb, work, t)
-    } else {
-        update_row_generic::<true>(row, nb, work, t)
+    // Without a field the two tables are equal and one lookup is enough.
+    match (nb.wrap, t.plus == t.minus) {
+        (true, true) => update_row_generic::<false, false>(row, nb, work, t),
+        (true, false) => update_row_generic::<false, true>(row, nb, work, t),
+        (false, true) => update_row_generic::<true, false>(row, nb, work, t),
+        (false, false) => update_row_generic::<true, true>(row, nb, work, t),
     }
 }
 
 #[inline(always)]
-fn update_row_generic<const ODD: bool>(
+fn update_row_generic<const ODD: bool, const FIELD: bool>(
     row: &mut [i8],
     nb: &Neighbours<'_>,
     work: &mut RowWork,
@@ -198,7 +210,7 @@ fn update_row_generic<const ODD: bool>(
     if nb.offset == 0 {
         // left = mid[k - 1], right = mid[k]; k = 0 has its left neighbour across the edge.
         let edge_left = if nb.wrap { mid[w2 - 1] } else { 0 };
-        flips += update_span::<ODD>(
+        flips += update_span::<ODD, FIELD>(
             &mut row[..1],
             &nb.up[..1],
             &nb.down[..1],
@@ -207,7 +219,7 @@ fn update_row_generic<const ODD: bool>(
             &u[..1],
             t,
         );
-        flips += update_span::<ODD>(
+        flips += update_span::<ODD, FIELD>(
             &mut row[1..],
             &nb.up[1..],
             &nb.down[1..],
@@ -219,7 +231,7 @@ fn update_row_generic<const ODD: bool>(
     } else {
         // left = mid[k], right = mid[k + 1]; k = w2 - 1 has its right neighbour across the edge.
         let edge_right = if nb.wrap { mid[0] } else { 0 };
-        flips += update_span::<ODD>(
+        flips += update_span::<ODD, FIELD>(
             &mut row[..w2 - 1],
             &nb.up[..w2 - 1],
             &nb.down[..w2 - 1],
@@ -228,7 +240,7 @@ fn update_row_generic<const ODD: bool>(
             &u[..w2 - 1],
             t,
         );
-        flips += update_span::<ODD>(
+        flips += update_span::<ODD, FIELD>(
             &mut row[w2 - 1..],
             &nb.up[w2 - 1..],
             &nb.down[w2 - 1..],

@@ -58,7 +58,7 @@ fn checkerboard_rate(rule: LocalRule, threads: usize, simd: bool, reps: usize) -
         for _ in 0..3 {
             cb.sweep();
         }
-        let sweeps = 10;
+        let sweeps = 100;
         let mut wall = Vec::new();
         let mut cpu = Vec::new();
         for _ in 0..reps {
@@ -100,7 +100,7 @@ fn sequential_rate(reps: usize) -> f64 {
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     let reps = if quick { 3 } else { 7 };
-    println!("single-spin sweeps, 1024 x 1024 torus, beta_c; median of {reps} x 10 sweeps");
+    println!("single-spin sweeps, 1024 x 1024 torus, beta_c; median of {reps} x 100 sweeps");
     println!(
         "  sequential flip_delta Metropolis, 1 thread: {:.3} flips/ns",
         sequential_rate(reps)

@@ -181,6 +181,57 @@ fn update_span<const ODD: bool, const FIELD: bool>(
     flips
 }
 
+/// sum_k row[k] * (up[k] + down[k] + left[k] + right[k]), vectorisable.
+#[inline]
+fn bond_span(row: &[i8], up: &[i8], down: &[i8], left: &[i8], right: &[i8]) -> i64 {
+    let n = row.len();
+    let (up, down, left, right) = (&up[..n], &down[..n], &left[..n], &right[..n]);
+    let mut acc = 0i32;
+    for k in 0..n {
+        let sum = up[k] + down[k] + left[k] + right[k];
+        let m = row[k] >> 7;
+        acc += ((sum ^ m) - m) as i32;
+    }
+    acc as i64
+}
+
+/// The bonds of one colour-0 row: each bond of the lattice has exactly one colour-0 end.
+fn row_bond_sum(row: &[i8], nb: &Neighbours<'_>) -> i64 {
+    let w2 = row.len();
+    let mid = nb.mid;
+    if nb.offset == 0 {
+        let edge_left = if nb.wrap { mid[w2 - 1] } else { 0 };
+        bond_span(
+            &row[..1],
+            &nb.up[..1],
+            &nb.down[..1],
+            &[edge_left],
+            &mid[..1],
+        ) + bond_span(
+            &row[1..],
+            &nb.up[1..],
+            &nb.down[1..],
+            &mid[..w2 - 1],
+            &mid[1..],
+        )
+    } else {
+        let edge_right = if nb.wrap { mid[0] } else { 0 };
+        bond_span(
+            &row[..w2 - 1],
+            &nb.up[..w2 - 1],
+            &nb.down[..w2 - 1],
+            &mid[..w2 - 1],
+            &mid[1..],
+        ) + bond_span(
+            &row[w2 - 1..],
+            &nb.up[w2 - 1..],
+            &nb.down[w2 - 1..],
+            &mid[w2 - 1..],
+            &[edge_right],
+        )
+    }
+}
+
 /// The row-update body; compiled twice (baseline and AVX2).
 #[inline(always)]
 fn update_row_body(row: &mut [i8], nb: &Neighbours<'_>, work: &mut RowWork, t: &Thresholds) -> u32 {
@@ -428,40 +479,17 @@ impl Checkerboard {
         let g = self.geometry();
         let zeros = &self.zeros[..];
         let other = &self.colours[1][..];
-        self.colours[0]
-            .par_chunks(g.w2)
-            .enumerate()
-            .map(|(r, row)| {
-                let nb = g.neighbours(other, zeros, r, 0);
-                let w2 = g.w2;
-                let edge = if nb.wrap { 1 } else { 0 };
-                let mut sum = 0i64;
-                for k in 0..w2 {
-                    let (l, rt) = if nb.offset == 0 {
-                        (
-                            if k > 0 {
-                                nb.mid[k - 1]
-                            } else {
-                                edge * nb.mid[w2 - 1]
-                            },
-                            nb.mid[k],
-                        )
-                    } else {
-                        (
-                            nb.mid[k],
-                            if k + 1 < w2 {
-                                nb.mid[k + 1]
-                            } else {
-                                edge * nb.mid[0]
-                            },
-                        )
-                    };
-                    let s_nb = nb.up[k] as i32 + nb.down[k] as i32 + l as i32 + rt as i32;
-                    sum += (row[k] as i32 * s_nb) as i64;
-                }
-                sum
-            })
-            .sum()
+        let one = |(r, row): (usize, &[i8])| row_bond_sum(row, &g.neighbours(other, zeros, r, 0));
+        if self.colours[0].len() < PARALLEL_MIN_SITES {
+            self.colours[0].chunks(g.w2).enumerate().map(one).sum()
+        } else {
+            self.colours[0]
+                .par_chunks(g.w2)
+                .enumerate()
+                .with_min_len(4)
+                .map(one)
+                .sum()
+        }
     }
 
     /// Sum of all spins.
@@ -469,9 +497,12 @@ impl Checkerboard {
         self.colours
             .iter()
             .map(|c| {
-                c.par_chunks(4096)
-                    .map(|ch| ch.iter().map(|&x| x as i64).sum::<i64>())
-                    .sum::<i64>()
+                let part = |ch: &[i8]| ch.iter().map(|&x| x as i32).sum::<i32>() as i64;
+                if c.len() < PARALLEL_MIN_SITES {
+                    part(c)
+                } else {
+                    c.par_chunks(PARALLEL_MIN_SITES).map(part).sum::<i64>()
+                }
             })
             .sum()
     }

@@ -78,21 +78,12 @@ impl RowRng {
         }
         out
     }
-
-    #[inline(always)]
-    fn fill(&mut self, buf: &mut [u32]) {
-        for chunk in buf.chunks_mut(LANES) {
-            let block = self.next_block();
-            chunk.copy_from_slice(&block[..chunk.len()]);
-        }
-    }
 }
 
-/// Per-row working memory: the generator and a buffer of uniforms.
+/// Per-row working state: the row's generator.
 #[derive(Debug, Clone)]
 struct RowWork {
     rng: RowRng,
-    uniforms: Vec<u32>,
 }
 
 /// Flip thresholds: entry [s_i S_i + 4] for s_i = -1 (`minus`) and +1 (`plus`). On a torus
@@ -155,30 +146,63 @@ fn update_span<const ODD: bool, const FIELD: bool>(
     down: &[i8],
     left: &[i8],
     right: &[i8],
-    u: &[u32],
+    rng: &mut RowRng,
     t: &Thresholds,
 ) -> u32 {
     let n = row.len();
-    let (up, down, left, right, u) = (&up[..n], &down[..n], &left[..n], &right[..n], &u[..n]);
+    let (up, down, left, right) = (&up[..n], &down[..n], &left[..n], &right[..n]);
     let mut flips = 0u32;
-    for k in 0..n {
-        let s = row[k];
-        let sum = up[k] + down[k] + left[k] + right[k];
-        let m = s >> 7;
-        let ss = ((sum ^ m) - m) as i32;
-        let m32 = m as i32;
-        let tp = pick::<ODD>(&t.plus, ss);
-        let thr = if FIELD {
-            let tm = pick::<ODD>(&t.minus, ss);
-            (tp & !(m32 as u32)) | (tm & m32 as u32)
-        } else {
-            tp
-        };
-        let flip = (u[k] <= thr) as u32;
-        row[k] = s ^ ((flip as i8).wrapping_neg() & -2);
-        flips += flip;
+    let mut k0 = 0;
+    // Full blocks of LANES sites, each with one block of uniforms, then the tail.
+    while k0 + LANES <= n {
+        let u = rng.next_block();
+        let row = &mut row[k0..k0 + LANES];
+        let (up, down) = (&up[k0..k0 + LANES], &down[k0..k0 + LANES]);
+        let (left, right) = (&left[k0..k0 + LANES], &right[k0..k0 + LANES]);
+        for l in 0..LANES {
+            flips +=
+                update_site::<ODD, FIELD>(&mut row[l], up[l], down[l], left[l], right[l], u[l], t);
+        }
+        k0 += LANES;
+    }
+    if k0 < n {
+        let u = rng.next_block();
+        for l in 0..n - k0 {
+            let k = k0 + l;
+            flips +=
+                update_site::<ODD, FIELD>(&mut row[k], up[k], down[k], left[k], right[k], u[l], t);
+        }
     }
     flips
+}
+
+/// One site: s S is formed as (S ^ m) - m with m = s >> 7 (all ones for s = -1), no
+/// multiplication; the flip is s ^ (-2 & mask), since -1 = 1 ^ -2. Returns 1 if it flipped.
+#[inline(always)]
+fn update_site<const ODD: bool, const FIELD: bool>(
+    site: &mut i8,
+    up: i8,
+    down: i8,
+    left: i8,
+    right: i8,
+    u: u32,
+    t: &Thresholds,
+) -> u32 {
+    let s = *site;
+    let sum = up + down + left + right;
+    let m = s >> 7;
+    let ss = ((sum ^ m) - m) as i32;
+    let m32 = m as i32;
+    let tp = pick::<ODD>(&t.plus, ss);
+    let thr = if FIELD {
+        let tm = pick::<ODD>(&t.minus, ss);
+        (tp & !(m32 as u32)) | (tm & m32 as u32)
+    } else {
+        tp
+    };
+    let flip = (u <= thr) as u32;
+    *site = s ^ ((flip as i8).wrapping_neg() & -2);
+    flip
 }
 
 /// sum_k row[k] * (up[k] + down[k] + left[k] + right[k]), vectorisable.
@@ -254,8 +278,7 @@ fn update_row_generic<const ODD: bool, const FIELD: bool>(
     t: &Thresholds,
 ) -> u32 {
     let w2 = row.len();
-    work.rng.fill(&mut work.uniforms);
-    let u = &work.uniforms[..];
+    let rng = &mut work.rng;
     let mid = nb.mid;
     let mut flips = 0;
     if nb.offset == 0 {
@@ -267,7 +290,7 @@ fn update_row_generic<const ODD: bool, const FIELD: bool>(
             &nb.down[..1],
             &[edge_left],
             &mid[..1],
-            &u[..1],
+            rng,
             t,
         );
         flips += update_span::<ODD, FIELD>(
@@ -276,7 +299,7 @@ fn update_row_generic<const ODD: bool, const FIELD: bool>(
             &nb.down[1..],
             &mid[..w2 - 1],
             &mid[1..],
-            &u[1..],
+            rng,
             t,
         );
     } else {
@@ -288,7 +311,7 @@ fn update_row_generic<const ODD: bool, const FIELD: bool>(
             &nb.down[..w2 - 1],
             &mid[..w2 - 1],
             &mid[1..],
-            &u[..w2 - 1],
+            rng,
             t,
         );
         flips += update_span::<ODD, FIELD>(
@@ -297,7 +320,7 @@ fn update_row_generic<const ODD: bool, const FIELD: bool>(
             &nb.down[w2 - 1..],
             &mid[w2 - 1..],
             &[edge_right],
-            &u[w2 - 1..],
+            rng,
             t,
         );
     }
@@ -380,7 +403,6 @@ impl Checkerboard {
         let work = (0..h)
             .map(|r| RowWork {
                 rng: RowRng::new(seed, r as u64),
-                uniforms: vec![0; w2],
             })
             .collect();
         #[cfg(target_arch = "x86_64")]

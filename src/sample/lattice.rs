@@ -12,17 +12,21 @@
 //! Each colour is stored in its own array, `height` rows of `width / 2` spins (i8). For the site
 //! k of colour c in row r (column 2k + o with o = (r + c) mod 2), the neighbours above and below
 //! are entry k of the other colour's rows r -+ 1, and the left and right neighbours are entries
-//! k + o - 1 and k + o of the other colour's row r. Every operand is a contiguous slice, so the
-//! row update compiles to SIMD code (an AVX2 copy is chosen at run time when available).
+//! k + o - 1 and k + o of the other colour's row r. Every operand is a contiguous slice. Where the
+//! CPU has AVX2 (checked at run time) a kernel written with intrinsics updates 8 sites per step;
+//! elsewhere a portable branch-free loop does the same work and gives bit-identical chains.
 //!
-//! The flip probability takes only ten values (s_i in {-1, +1}, s_i S_i in {-4, -2, 0, 2, 4});
-//! they are precomputed as 32-bit thresholds t, and a spin flips when a 32-bit uniform u <= t,
-//! which happens with probability (t + 1) / 2^32 = ceil(p 2^32) / 2^32, within 2^-32 of p.
+//! The flip probability takes few values (s_i in {-1, +1}, s_i S_i in {-4, ..., 4}, even on a
+//! torus); they are precomputed as 32-bit thresholds t, and a spin flips when a 32-bit uniform
+//! u <= t, which happens with probability (t + 1) / 2^32 = ceil(p 2^32) / 2^32, within 2^-32 of p.
+//! The threshold is selected without branches (compare and blend), s_i S_i is formed without a
+//! multiplication, and a flip is an XOR with -2 (1 ^ -2 = -1).
 //!
 //! # Randomness
 //! Every row owns a generator of 8 interleaved Xoshiro128++ streams (Blackman & Vigna 2021)
 //! seeded from [`crate::rng::stream`]`(seed, row)` and kept across sweeps, so the output does not
-//! depend on how rayon spreads rows over threads.
+//! depend on how rayon spreads rows over threads. Each block of 8 sites takes one step of the 8
+//! streams (lane l for site l of the block; a partial block at a row's end uses the first lanes).
 
 // Index loops over several parallel slices are the clearest form of the kernels and vectorise.
 #![allow(clippy::needless_range_loop)]

@@ -9,7 +9,7 @@
 //! [`sample_lattice`] picks the checkerboard when the lattice is bipartite (even width; even
 //! height, open boundary or height 1) with a uniform field, and the sequential sweep otherwise
 //! (a periodic side of odd length is not two-colourable). All samplers target
-//! p(s) ∝ exp(-beta E(s)) with E(s) = -J sum_<ij> s_i s_j - sum_i h_i s_i, s_i in {-1, +1}.
+//! p(s) ∝ exp(-beta E(s)) with `E(s) = -J sum_<ij> s_i s_j - sum_i h_i s_i`, s_i in {-1, +1}.
 //!
 //! Results do not depend on the number of rayon threads: the checkerboard gives every row its
 //! own random stream, and the other samplers are sequential.
@@ -354,17 +354,18 @@ pub fn sample_lattice(
 /// The physical observables of a lattice run, per spin, with error bars.
 ///
 /// With e = E / N and m = M / N over the recorded sweeps:
-/// `energy_per_spin` <e>, `abs_magnetization_per_spin` <|m|> (standard errors from tau_int),
-/// `specific_heat` C = beta^2 N (<e^2> - <e>^2), `susceptibility` chi = beta N (<m^2> - <|m|>^2)
-/// (the finite-lattice form with |m|), `binder_cumulant` U = 1 - <m^4> / (3 <m^2>^2) (blocked
-/// jackknife errors; see [`stats`]).
+/// * `energy_per_spin` `<e>`, `abs_magnetization_per_spin` `<|m|>` (standard errors from
+///   tau_int);
+/// * `specific_heat` `C = beta^2 N (<e^2> - <e>^2)`, `susceptibility`
+///   `chi = beta N (<m^2> - <|m|>^2)` (the finite-lattice form with |m|), `binder_cumulant`
+///   `U = 1 - <m^4> / (3 <m^2>^2)` (blocked jackknife errors; see [`stats`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatticeObservables {
-    /// <E> / N.
+    /// `<E> / N`.
     pub energy_per_spin: Estimate,
-    /// <|M|> / N.
+    /// `<|M|> / N`.
     pub abs_magnetization_per_spin: Estimate,
-    /// <M> / N.
+    /// `<M> / N`.
     pub magnetization_per_spin: Estimate,
     /// Specific heat per spin.
     pub specific_heat: Estimate,

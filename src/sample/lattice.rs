@@ -139,7 +139,27 @@ fn pick<const ODD: bool>(table: &[u32; 9], k: i32) -> u32 {
     t
 }
 
-/// Updates `row[k]` for every k given its four neighbour slices; returns the number of flips.
+/// What a row update did: spins flipped, and over the flipped sites the sums of s_i S_i and of
+/// s_i before the flip. Flipping site i changes the bond sum by -2 s_i S_i and the
+/// magnetisation by -2 s_i (sites of one colour have no bonds between them), so the chain keeps
+/// E and M up to date without another pass over the lattice.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    flips: u32,
+    ss: i32,
+    s: i32,
+}
+
+impl std::ops::AddAssign for Tally {
+    #[inline(always)]
+    fn add_assign(&mut self, o: Tally) {
+        self.flips += o.flips;
+        self.ss += o.ss;
+        self.s += o.s;
+    }
+}
+
+/// Updates `row[k]` for every k given its four neighbour slices.
 ///
 /// Written for auto-vectorisation: s S is formed as (S ^ m) - m with m = s >> 7 (all ones for
 /// s = -1), no multiplications; the flip is s ^ (-2 & mask), since -1 = 1 ^ -2.
@@ -152,10 +172,10 @@ fn update_span<const ODD: bool, const FIELD: bool>(
     right: &[i8],
     rng: &mut RowRng,
     t: &Thresholds,
-) -> u32 {
+) -> Tally {
     let n = row.len();
     let (up, down, left, right) = (&up[..n], &down[..n], &left[..n], &right[..n]);
-    let mut flips = 0u32;
+    let mut flips = Tally::default();
     let mut k0 = 0;
     // Full blocks of LANES sites, each with one block of uniforms, then the tail.
     while k0 + LANES <= n {
@@ -181,7 +201,7 @@ fn update_span<const ODD: bool, const FIELD: bool>(
 }
 
 /// One site: s S is formed as (S ^ m) - m with m = s >> 7 (all ones for s = -1), no
-/// multiplication; the flip is s ^ (-2 & mask), since -1 = 1 ^ -2. Returns 1 if it flipped.
+/// multiplication; the flip is s ^ (-2 & mask), since -1 = 1 ^ -2.
 #[inline(always)]
 fn update_site<const ODD: bool, const FIELD: bool>(
     site: &mut i8,
@@ -191,7 +211,7 @@ fn update_site<const ODD: bool, const FIELD: bool>(
     right: i8,
     u: u32,
     t: &Thresholds,
-) -> u32 {
+) -> Tally {
     let s = *site;
     let sum = up + down + left + right;
     let m = s >> 7;
@@ -205,8 +225,13 @@ fn update_site<const ODD: bool, const FIELD: bool>(
         tp
     };
     let flip = (u <= thr) as u32;
+    let fm = (flip as i32).wrapping_neg();
     *site = s ^ ((flip as i8).wrapping_neg() & -2);
-    flip
+    Tally {
+        flips: flip,
+        ss: ss & fm,
+        s: s as i32 & fm,
+    }
 }
 
 /// sum_k row[k] * (up[k] + down[k] + left[k] + right[k]), vectorisable.
@@ -267,7 +292,7 @@ fn update_row_body<const SIMD: bool>(
     nb: &Neighbours<'_>,
     work: &mut RowWork,
     t: &Thresholds,
-) -> u32 {
+) -> Tally {
     // On a torus every site has four neighbours (a side of length 1 has none along it), so
     // s S is even; open edges allow odd sums.
     // Without a field the two tables are equal and one lookup is enough.
@@ -285,11 +310,11 @@ fn update_row_generic<const ODD: bool, const FIELD: bool, const SIMD: bool>(
     nb: &Neighbours<'_>,
     work: &mut RowWork,
     t: &Thresholds,
-) -> u32 {
+) -> Tally {
     let w2 = row.len();
     let rng = &mut work.rng;
     let mid = nb.mid;
-    let mut flips = 0;
+    let mut flips = Tally::default();
     if nb.offset == 0 {
         // left = mid[k - 1], right = mid[k]; k = 0 has its left neighbour across the edge.
         let edge_left = if nb.wrap { mid[w2 - 1] } else { 0 };
@@ -343,7 +368,7 @@ unsafe fn update_row_avx2(
     nb: &Neighbours<'_>,
     work: &mut RowWork,
     t: &Thresholds,
-) -> u32 {
+) -> Tally {
     update_row_body::<true>(row, nb, work, t)
 }
 
@@ -352,7 +377,7 @@ fn update_row_baseline(
     nb: &Neighbours<'_>,
     work: &mut RowWork,
     t: &Thresholds,
-) -> u32 {
+) -> Tally {
     update_row_body::<false>(row, nb, work, t)
 }
 
@@ -367,7 +392,7 @@ fn update_span_dispatch<const ODD: bool, const FIELD: bool, const SIMD: bool>(
     right: &[i8],
     rng: &mut RowRng,
     t: &Thresholds,
-) -> u32 {
+) -> Tally {
     #[cfg(target_arch = "x86_64")]
     if SIMD {
         // SAFETY: SIMD = true is instantiated only inside `update_row_avx2`, which runs only
@@ -380,7 +405,7 @@ fn update_span_dispatch<const ODD: bool, const FIELD: bool, const SIMD: bool>(
 /// The row kernel written with AVX2 intrinsics: 8 sites per step in 32-bit lanes.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{LANES, RowRng, Thresholds, update_span as portable_span};
+    use super::{LANES, RowRng, Tally, Thresholds, update_span as portable_span};
     use std::arch::x86_64::*;
 
     /// For an 8-bit flip mask, the u64 whose byte l is 0xFE when bit l is set: XOR with it
@@ -441,17 +466,19 @@ mod avx2 {
         right: &[i8],
         rng: &mut RowRng,
         t: &Thresholds,
-    ) -> u32 {
+    ) -> Tally {
         const _: () = assert!(LANES == 8);
         let n = row.len();
         let (up, down, left, right) = (&up[..n], &down[..n], &left[..n], &right[..n]);
         let full = n / 8 * 8;
         let mut flips = 0u32;
+        let mut tally = Tally::default();
         // SAFETY: every load and store below covers k..k + 8 with k + 8 <= n, within the
         // slices re-sliced to n above; the generator state arrays hold exactly 8 u32.
         unsafe {
             let st = |i: usize| _mm256_loadu_si256(rng.s[i].as_ptr() as *const __m256i);
             let (mut s0, mut s1, mut s2, mut s3) = (st(0), st(1), st(2), st(3));
+            let (mut acc_ss, mut acc_s) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             let mut k = 0;
             while k < full {
                 // Xoshiro128++ in 8 lanes, exactly as RowRng::next_block.
@@ -479,6 +506,8 @@ mod avx2 {
                 };
                 // u <= thr (unsigned)  <=>  max(u, thr) == thr
                 let le = _mm256_cmpeq_epi32(_mm256_max_epu32(u, thr), thr);
+                acc_ss = _mm256_add_epi32(acc_ss, _mm256_and_si256(ss, le));
+                acc_s = _mm256_add_epi32(acc_s, _mm256_and_si256(s, le));
                 let mask = _mm256_movemask_ps(_mm256_castsi256_ps(le)) as usize;
                 let p = row.as_mut_ptr().add(k) as *mut u64;
                 p.write_unaligned(p.read_unaligned() ^ FLIP_BYTES[mask]);
@@ -492,9 +521,15 @@ mod avx2 {
             put(1, s1, &mut rng.s);
             put(2, s2, &mut rng.s);
             put(3, s3, &mut rng.s);
+            let mut lanes = [[0i32; 8]; 2];
+            _mm256_storeu_si256(lanes[0].as_mut_ptr() as *mut __m256i, acc_ss);
+            _mm256_storeu_si256(lanes[1].as_mut_ptr() as *mut __m256i, acc_s);
+            tally.ss = lanes[0].iter().sum();
+            tally.s = lanes[1].iter().sum();
         }
+        tally.flips = flips;
         if full < n {
-            flips += portable_span::<ODD, FIELD>(
+            tally += portable_span::<ODD, FIELD>(
                 &mut row[full..],
                 &up[full..],
                 &down[full..],
@@ -504,7 +539,7 @@ mod avx2 {
                 t,
             );
         }
-        flips
+        tally
     }
 }
 
@@ -532,6 +567,9 @@ pub struct Checkerboard {
     work: Vec<RowWork>,
     thresholds: Thresholds,
     avx2: bool,
+    /// Bond sum and magnetisation, kept up to date by the sweeps.
+    bonds: i64,
+    magnetization: i64,
 }
 
 impl Checkerboard {
@@ -570,7 +608,7 @@ impl Checkerboard {
         let avx2 = std::arch::is_x86_feature_detected!("avx2");
         #[cfg(not(target_arch = "x86_64"))]
         let avx2 = false;
-        Checkerboard {
+        let mut chain = Checkerboard {
             width: w,
             height: h,
             boundary: model.boundary(),
@@ -581,7 +619,12 @@ impl Checkerboard {
             work,
             thresholds: Thresholds::new(rule, beta, model.coupling(), model.uniform_field()),
             avx2,
-        }
+            bonds: 0,
+            magnetization: 0,
+        };
+        chain.bonds = chain.bond_sum();
+        chain.magnetization = chain.count_magnetization();
+        chain
     }
 
     /// Uses the baseline code path even where AVX2 is available (for benchmarks and tests).
@@ -600,7 +643,10 @@ impl Checkerboard {
     pub fn sweep(&mut self) -> u64 {
         let mut flips = 0;
         for c in 0..2 {
-            flips += self.half_sweep(c);
+            let [f, ss, s] = self.half_sweep(c);
+            flips += f as u64;
+            self.bonds -= 2 * ss;
+            self.magnetization -= 2 * s;
         }
         flips
     }
@@ -613,14 +659,15 @@ impl Checkerboard {
         }
     }
 
-    fn half_sweep(&mut self, c: usize) -> u64 {
+    /// Updates colour c; returns [flips, sum of s S over flipped sites, sum of s over them].
+    fn half_sweep(&mut self, c: usize) -> [i64; 3] {
         let g = self.geometry();
         let [a, b] = &mut self.colours;
         let (target, other) = if c == 0 { (a, &*b) } else { (b, &*a) };
         let zeros = &self.zeros[..];
         let thresholds = &self.thresholds;
         let avx2 = self.avx2;
-        let update = |(r, (row, wk)): (usize, (&mut [i8], &mut RowWork))| -> u64 {
+        let update = |(r, (row, wk)): (usize, (&mut [i8], &mut RowWork))| -> [i64; 3] {
             let nb = g.neighbours(other, zeros, r, c);
             let f = if avx2 {
                 #[cfg(target_arch = "x86_64")]
@@ -635,8 +682,9 @@ impl Checkerboard {
             } else {
                 update_row_baseline(row, &nb, wk, thresholds)
             };
-            f as u64
+            [f.flips as i64, f.ss as i64, f.s as i64]
         };
+        let add = |a: [i64; 3], b: [i64; 3]| [a[0] + b[0], a[1] + b[1], a[2] + b[2]];
         // Small lattices are not worth waking threads for; the result is the same either way
         // because every row has its own generator.
         if target.len() < PARALLEL_MIN_SITES {
@@ -645,7 +693,7 @@ impl Checkerboard {
                 .zip(self.work.iter_mut())
                 .enumerate()
                 .map(update)
-                .sum()
+                .fold([0; 3], add)
         } else {
             target
                 .par_chunks_mut(g.w2)
@@ -653,11 +701,12 @@ impl Checkerboard {
                 .enumerate()
                 .with_min_len(4)
                 .map(update)
-                .sum()
+                .reduce(|| [0; 3], add)
         }
     }
 
-    /// Sum over bonds of s_i s_j (each bond has exactly one end of colour 0).
+    /// Sum over bonds of s_i s_j, recomputed from the configuration (each bond has exactly one
+    /// end of colour 0).
     pub fn bond_sum(&self) -> i64 {
         let g = self.geometry();
         let zeros = &self.zeros[..];
@@ -675,8 +724,13 @@ impl Checkerboard {
         }
     }
 
-    /// Sum of all spins.
+    /// Sum of all spins (kept up to date by the sweeps).
     pub fn magnetization(&self) -> i64 {
+        self.magnetization
+    }
+
+    /// Sum of all spins, recounted from the configuration.
+    pub fn count_magnetization(&self) -> i64 {
         self.colours
             .iter()
             .map(|c| {
@@ -690,9 +744,9 @@ impl Checkerboard {
             .sum()
     }
 
-    /// E(s) = -J (bond sum) - h (magnetisation).
+    /// E(s) = -J (bond sum) - h (magnetisation), from the tracked sums (O(1)).
     pub fn energy(&self) -> f64 {
-        -self.coupling * self.bond_sum() as f64 - self.field * self.magnetization() as f64
+        -self.coupling * self.bonds as f64 - self.field * self.magnetization as f64
     }
 
     /// The configuration, row-major.
@@ -802,6 +856,8 @@ mod tests {
                         }
                     }
                     assert_eq!(cb.state(), reference, "{m:?}");
+                    assert!((cb.energy() - m.energy(&reference)).abs() < 1e-9);
+                    assert_eq!(cb.magnetization(), cb.count_magnetization());
                 }
             }
         }
@@ -826,6 +882,12 @@ mod tests {
                 b.set_simd(false);
                 for _ in 0..20 {
                     assert_eq!(a.sweep(), b.sweep());
+                    // The sums tracked through the kernels equal a recount.
+                    for x in [&a, &b] {
+                        assert_eq!(x.bonds, x.bond_sum());
+                        assert_eq!(x.magnetization(), x.count_magnetization());
+                        assert!((x.energy() - m.energy(&x.state())).abs() < 1e-9);
+                    }
                 }
                 assert_eq!(a.state(), b.state());
                 assert_ne!(a.state(), s0);

@@ -164,7 +164,7 @@ impl std::ops::AddAssign for Tally {
 /// Written for auto-vectorisation: s S is formed as (S ^ m) - m with m = s >> 7 (all ones for
 /// s = -1), no multiplications; the flip is s ^ (-2 & mask), since -1 = 1 ^ -2.
 #[inline(always)]
-fn update_span<const ODD: bool, const FIELD: bool>(
+fn update_span<const ODD: bool, const FIELD: bool, const TRACK: bool>(
     row: &mut [i8],
     up: &[i8],
     down: &[i8],
@@ -184,8 +184,15 @@ fn update_span<const ODD: bool, const FIELD: bool>(
         let (up, down) = (&up[k0..k0 + LANES], &down[k0..k0 + LANES]);
         let (left, right) = (&left[k0..k0 + LANES], &right[k0..k0 + LANES]);
         for l in 0..LANES {
-            flips +=
-                update_site::<ODD, FIELD>(&mut row[l], up[l], down[l], left[l], right[l], u[l], t);
+            flips += update_site::<ODD, FIELD, TRACK>(
+                &mut row[l],
+                up[l],
+                down[l],
+                left[l],
+                right[l],
+                u[l],
+                t,
+            );
         }
         k0 += LANES;
     }
@@ -193,8 +200,15 @@ fn update_span<const ODD: bool, const FIELD: bool>(
         let u = rng.next_block();
         for l in 0..n - k0 {
             let k = k0 + l;
-            flips +=
-                update_site::<ODD, FIELD>(&mut row[k], up[k], down[k], left[k], right[k], u[l], t);
+            flips += update_site::<ODD, FIELD, TRACK>(
+                &mut row[k],
+                up[k],
+                down[k],
+                left[k],
+                right[k],
+                u[l],
+                t,
+            );
         }
     }
     flips
@@ -203,7 +217,7 @@ fn update_span<const ODD: bool, const FIELD: bool>(
 /// One site: s S is formed as (S ^ m) - m with m = s >> 7 (all ones for s = -1), no
 /// multiplication; the flip is s ^ (-2 & mask), since -1 = 1 ^ -2.
 #[inline(always)]
-fn update_site<const ODD: bool, const FIELD: bool>(
+fn update_site<const ODD: bool, const FIELD: bool, const TRACK: bool>(
     site: &mut i8,
     up: i8,
     down: i8,
@@ -227,10 +241,12 @@ fn update_site<const ODD: bool, const FIELD: bool>(
     let flip = (u <= thr) as u32;
     let fm = (flip as i32).wrapping_neg();
     *site = s ^ ((flip as i8).wrapping_neg() & -2);
+    // Without TRACK only the flips are counted (the portable path recounts E and M after the
+    // sweep, which keeps this loop simple enough to vectorise with baseline SSE2).
     Tally {
         flips: flip,
-        ss: ss & fm,
-        s: s as i32 & fm,
+        ss: if TRACK { ss & fm } else { 0 },
+        s: if TRACK { s as i32 & fm } else { 0 },
     }
 }
 
@@ -399,7 +415,7 @@ fn update_span_dispatch<const ODD: bool, const FIELD: bool, const SIMD: bool>(
         // when the CPU reported AVX2.
         return unsafe { avx2::update_span::<ODD, FIELD>(row, up, down, left, right, rng, t) };
     }
-    update_span::<ODD, FIELD>(row, up, down, left, right, rng, t)
+    update_span::<ODD, FIELD, false>(row, up, down, left, right, rng, t)
 }
 
 /// The row kernel written with AVX2 intrinsics: 8 sites per step in 32-bit lanes.
@@ -529,7 +545,7 @@ mod avx2 {
         }
         tally.flips = flips;
         if full < n {
-            tally += portable_span::<ODD, FIELD>(
+            tally += portable_span::<ODD, FIELD, true>(
                 &mut row[full..],
                 &up[full..],
                 &down[full..],
@@ -647,6 +663,11 @@ impl Checkerboard {
             flips += f as u64;
             self.bonds -= 2 * ss;
             self.magnetization -= 2 * s;
+        }
+        if !self.avx2 {
+            // The portable kernel does not track the sums: recount them.
+            self.bonds = self.bond_sum();
+            self.magnetization = self.count_magnetization();
         }
         flips
     }

@@ -44,5 +44,6 @@ pub mod logspace;
 pub mod model;
 pub mod progress;
 pub mod rng;
+pub mod sample;
 
 pub use error::{Error, Result};

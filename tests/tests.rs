@@ -5,3 +5,4 @@ mod common;
 mod io;
 mod map;
 mod models;
+mod samplers;

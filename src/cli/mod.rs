@@ -5,7 +5,7 @@ mod denoise;
 mod info;
 mod noise;
 pub mod output;
-#[allow(dead_code)] // used by the long-running subcommands as they land
+mod sample;
 pub mod ui;
 
 use clap::{Args, Parser, Subcommand};
@@ -50,6 +50,8 @@ pub enum Command {
     Noise(noise::NoiseArgs),
     /// Restore a noisy binary image: exact MAP by graph cut, or ICM, annealing, Gibbs.
     Denoise(denoise::DenoiseArgs),
+    /// Sample an Ising lattice or a UAI model by MCMC; report observables with error bars.
+    Sample(Box<sample::SampleArgs>),
 }
 
 /// Runs the parsed command line.
@@ -64,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(args) => info::run(args, &cli.global),
         Command::Noise(args) => noise::run(args, &cli.global),
         Command::Denoise(args) => denoise::run(args, &cli.global),
+        Command::Sample(args) => sample::run(args, &cli.global),
     }
 }
 

@@ -15,3 +15,9 @@ pub const GIBBS_MARGINAL_ABS: f64 = 0.03;
 /// Absolute tolerance on log10 Z against a UAI `.PR` answer file, which prints 4 decimals
 /// (rounding error up to 5e-5); a little slack for the competition solver's own rounding.
 pub const PR_FILE_ABS: f64 = 1e-4;
+/// Stationarity of an exactly built transition matrix: |pi T - pi| per state, in f64 sums of at
+/// most 16 terms.
+pub const STATIONARY_ABS: f64 = 1e-12;
+/// Chi-square tests merge states whose expected count is below this into one cell, so that the
+/// chi-square approximation of the statistic holds (the usual rule of thumb).
+pub const CHI_SQUARE_MIN_EXPECTED: f64 = 5.0;

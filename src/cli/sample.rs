@@ -1,0 +1,661 @@
+//! `ebm sample`: Markov-chain sampling of Ising lattices and UAI models, with observables and
+//! autocorrelation-aware error bars.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use super::output::{print_json, say};
+use super::ui::{BarObserver, progress_enabled};
+use super::{GlobalArgs, UsageError};
+use ebm::image::BinaryImage;
+use ebm::io::atomic::write_atomic;
+use ebm::io::images::{format_for_path, write_binary_image};
+use ebm::model::{Boundary, EnergyModel, IsingLattice};
+use ebm::sample::stats::{self, Estimate};
+use ebm::sample::{
+    LatticeParams, LocalRule, ModelParams, SamplerKind, Start, lattice_observables, sample_lattice,
+    sample_model,
+};
+
+const EXAMPLES: &str = "Examples:
+  ebm sample ising --width 64 --height 64 --beta 0.4406868 --sampler wolff --sweeps 20000 --image critical.png
+  ebm sample ising --width 256 --height 256 --beta 0.6 --sampler metropolis --sweeps 2000 --burn-in 500 --json
+  ebm sample --model model.uai --sampler gibbs --sweeps 100000 --marginals";
+
+/// `ebm sample ising ...` or `ebm sample --model FILE`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, after_help = EXAMPLES)]
+pub struct SampleArgs {
+    #[command(subcommand)]
+    pub target: Option<SampleTarget>,
+    /// Model to sample: a UAI file (.uai), or an RBM (.safetensors).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    /// Print the estimated marginals P(x_i = 1) with their standard errors (UAI models).
+    #[arg(long)]
+    pub marginals: bool,
+    /// RBM only: number of chains run in parallel.
+    #[arg(long)]
+    pub chains: Option<usize>,
+    /// RBM only: block-Gibbs steps per chain.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// RBM only: file the final visible states are written to, as a dataset.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SampleTarget {
+    /// A square-lattice Ising model: E = -J sum_<ij> s_i s_j - h sum_i s_i.
+    #[command(after_help = EXAMPLES)]
+    Ising(IsingArgs),
+}
+
+/// Lattice shape and couplings.
+#[derive(Debug, Args)]
+pub struct IsingArgs {
+    /// Number of columns.
+    #[arg(long)]
+    pub width: usize,
+    /// Number of rows.
+    #[arg(long)]
+    pub height: usize,
+    /// Boundary condition: periodic (torus, 2 W H bonds) or open.
+    #[arg(long, value_enum, default_value_t = BoundaryArg::Periodic)]
+    pub boundary: BoundaryArg,
+    /// Uniform coupling J (J > 0 ferromagnetic).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub coupling: f64,
+    /// Uniform field h.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub field: f64,
+    #[command(flatten)]
+    pub chain: ChainArgs,
+}
+
+/// Settings of the chain, shared by the lattice and model forms.
+#[derive(Debug, Clone, Args)]
+pub struct ChainArgs {
+    /// Inverse temperature beta (p ∝ exp(-beta E)); the critical point of the square lattice
+    /// with J = 1, h = 0 is 0.4406868.
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// Sampler: gibbs, metropolis (any model) or wolff, swendsen-wang (lattices with J >= 0)
+    /// [default: metropolis for lattices, gibbs for models].
+    #[arg(long, value_enum)]
+    pub sampler: Option<SamplerArg>,
+    /// Sweeps recorded (for wolff: cluster updates).
+    #[arg(long, default_value_t = LatticeParams::DEFAULT_SWEEPS)]
+    pub sweeps: u64,
+    /// Sweeps discarded before recording.
+    #[arg(long, default_value_t = LatticeParams::DEFAULT_BURN_IN)]
+    pub burn_in: u64,
+    /// Initial configuration: random (hot) or up (all +1, cold).
+    #[arg(long, value_enum, default_value_t = StartArg::Random)]
+    pub start: StartArg,
+    /// Write the final configuration as an image (PNG or PBM by extension; +1 is white).
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Write the energy and magnetisation per spin after every sweep as CSV.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SamplerArg {
+    Gibbs,
+    Metropolis,
+    Wolff,
+    SwendsenWang,
+}
+
+impl SamplerArg {
+    fn kind(self) -> SamplerKind {
+        match self {
+            SamplerArg::Gibbs => SamplerKind::Gibbs,
+            SamplerArg::Metropolis => SamplerKind::Metropolis,
+            SamplerArg::Wolff => SamplerKind::Wolff,
+            SamplerArg::SwendsenWang => SamplerKind::SwendsenWang,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            SamplerArg::Gibbs => "gibbs",
+            SamplerArg::Metropolis => "metropolis",
+            SamplerArg::Wolff => "wolff",
+            SamplerArg::SwendsenWang => "swendsen-wang",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BoundaryArg {
+    Periodic,
+    Open,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StartArg {
+    Random,
+    Up,
+}
+
+impl StartArg {
+    fn start(self) -> Start {
+        match self {
+            StartArg::Random => Start::Random,
+            StartArg::Up => Start::Up,
+        }
+    }
+}
+
+/// A finite number or JSON null.
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+fn stderr_of(e: &Estimate) -> Option<f64> {
+    e.stderr.and_then(finite)
+}
+
+fn check_chain_args(chain: &ChainArgs) -> anyhow::Result<()> {
+    if !(chain.beta.is_finite() && chain.beta >= 0.0) {
+        return Err(UsageError(format!(
+            "--beta must be a finite number >= 0, got {}",
+            chain.beta
+        ))
+        .into());
+    }
+    if chain.sweeps == 0 {
+        return Err(UsageError("--sweeps must be at least 1".into()).into());
+    }
+    if let Some(path) = &chain.image {
+        format_for_path(path).with_context(|| format!("--image {}", path.display()))?;
+    }
+    Ok(())
+}
+
+pub fn run(args: &SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    match (&args.target, &args.model) {
+        (Some(SampleTarget::Ising(ising)), _) => run_ising(ising, global),
+        (None, Some(model)) => run_model(model, args, global),
+        (None, None) => Err(UsageError(
+            "say what to sample: `ebm sample ising --width W --height H ...` or \
+             `ebm sample --model FILE.uai`"
+                .into(),
+        )
+        .into()),
+    }
+}
+
+/// What `ebm sample ising --json` prints.
+#[derive(Debug, Serialize)]
+struct IsingReport {
+    model: &'static str,
+    width: usize,
+    height: usize,
+    boundary: &'static str,
+    coupling: f64,
+    field: f64,
+    beta: f64,
+    sampler: &'static str,
+    /// True when the parallel checkerboard ran (bipartite lattice, gibbs or metropolis).
+    checkerboard: bool,
+    sweeps: u64,
+    burn_in: u64,
+    seed: u64,
+    threads: usize,
+    energy_per_spin: Option<f64>,
+    energy_per_spin_stderr: Option<f64>,
+    abs_magnetization_per_spin: Option<f64>,
+    abs_magnetization_per_spin_stderr: Option<f64>,
+    magnetization_per_spin: Option<f64>,
+    magnetization_per_spin_stderr: Option<f64>,
+    specific_heat: Option<f64>,
+    specific_heat_stderr: Option<f64>,
+    susceptibility: Option<f64>,
+    susceptibility_stderr: Option<f64>,
+    binder_cumulant: Option<f64>,
+    binder_cumulant_stderr: Option<f64>,
+    /// In sweeps (cluster updates for wolff).
+    tau_int_energy: Option<f64>,
+    tau_int_abs_magnetization: Option<f64>,
+    /// False when the run is shorter than 50 tau_int: error bars are then too small.
+    tau_int_reliable: bool,
+    error_method: &'static str,
+    /// Fraction of single-spin updates that flipped the spin (local samplers only).
+    acceptance_rate: Option<f64>,
+    /// Mean number of spins flipped per cluster update (cluster samplers only).
+    mean_cluster_flips: Option<f64>,
+    spin_updates: Option<u64>,
+    cluster_updates: Option<u64>,
+    spins_flipped: u64,
+    seconds: f64,
+    /// Attempted single-spin updates per second (local samplers) or spins flipped per second
+    /// (cluster samplers); burn-in included.
+    flips_per_second: Option<f64>,
+    image: Option<String>,
+    trace: Option<String>,
+}
+
+const ERROR_METHOD: &str = "means: sqrt(2 tau_int var / n) with tau_int from Sokal's automatic window (c = 6); specific heat, susceptibility, Binder cumulant: jackknife over blocks of >= 6 tau_int sweeps";
+
+fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let chain = &args.chain;
+    check_chain_args(chain)?;
+    let sampler = chain.sampler.unwrap_or(SamplerArg::Metropolis);
+    let boundary = match args.boundary {
+        BoundaryArg::Periodic => Boundary::Periodic,
+        BoundaryArg::Open => Boundary::Open,
+    };
+    let lattice = IsingLattice::new(args.width, args.height, boundary, args.coupling, args.field)?;
+    let params = LatticeParams {
+        beta: chain.beta,
+        sampler: sampler.kind(),
+        sweeps: chain.sweeps,
+        burn_in: chain.burn_in,
+        seed: global.seed,
+        start: chain.start.start(),
+    };
+    let mut bar = BarObserver::new(
+        progress_enabled(global),
+        params.burn_in + params.sweeps,
+        "sampling",
+        "E/N",
+    );
+    let started = Instant::now();
+    let run = sample_lattice(&lattice, &params, &mut bar)?;
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish();
+    let obs = lattice_observables(&run, chain.beta);
+
+    if let Some(path) = &chain.image {
+        let image = BinaryImage::new(args.width, args.height, run.state.clone())?;
+        write_binary_image(path, &image).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &chain.trace {
+        let n = run.sites as f64;
+        write_atomic(path, |w| {
+            writeln!(w, "sweep,recorded,energy_per_spin,magnetization_per_spin")?;
+            for (t, (e, m)) in run.energies.iter().zip(&run.magnetizations).enumerate() {
+                let recorded = (t >= run.burn_in) as u8;
+                writeln!(w, "{},{recorded},{},{}", t + 1, e / n, m / n)?;
+            }
+            Ok(())
+        })
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
+
+    let local = sampler.kind().local_rule().is_some();
+    let rate = |count: u64| (seconds > 0.0).then(|| count as f64 / seconds);
+    let report = IsingReport {
+        model: "ising",
+        width: args.width,
+        height: args.height,
+        boundary: match boundary {
+            Boundary::Periodic => "periodic",
+            Boundary::Open => "open",
+        },
+        coupling: args.coupling,
+        field: args.field,
+        beta: chain.beta,
+        sampler: sampler.name(),
+        checkerboard: run.checkerboard,
+        sweeps: chain.sweeps,
+        burn_in: chain.burn_in,
+        seed: global.seed,
+        threads: rayon::current_num_threads(),
+        energy_per_spin: finite(obs.energy_per_spin.value),
+        energy_per_spin_stderr: stderr_of(&obs.energy_per_spin),
+        abs_magnetization_per_spin: finite(obs.abs_magnetization_per_spin.value),
+        abs_magnetization_per_spin_stderr: stderr_of(&obs.abs_magnetization_per_spin),
+        magnetization_per_spin: finite(obs.magnetization_per_spin.value),
+        magnetization_per_spin_stderr: stderr_of(&obs.magnetization_per_spin),
+        specific_heat: finite(obs.specific_heat.value),
+        specific_heat_stderr: stderr_of(&obs.specific_heat),
+        susceptibility: finite(obs.susceptibility.value),
+        susceptibility_stderr: stderr_of(&obs.susceptibility),
+        binder_cumulant: finite(obs.binder_cumulant.value),
+        binder_cumulant_stderr: stderr_of(&obs.binder_cumulant),
+        tau_int_energy: finite(obs.tau_int_energy.tau),
+        tau_int_abs_magnetization: finite(obs.tau_int_abs_magnetization.tau),
+        tau_int_reliable: obs.tau_int_energy.reliable && obs.tau_int_abs_magnetization.reliable,
+        error_method: ERROR_METHOD,
+        acceptance_rate: local.then(|| run.flips as f64 / run.updates as f64),
+        mean_cluster_flips: (!local).then(|| run.flips as f64 / run.updates as f64),
+        spin_updates: local.then_some(run.updates),
+        cluster_updates: (!local).then_some(run.updates),
+        spins_flipped: run.flips,
+        seconds,
+        flips_per_second: if local {
+            rate(run.updates)
+        } else {
+            rate(run.flips)
+        },
+        image: chain.image.as_ref().map(|p| p.display().to_string()),
+        trace: chain.trace.as_ref().map(|p| p.display().to_string()),
+    };
+    if global.json {
+        return print_json(&report);
+    }
+    let pm = |v: Option<f64>, e: Option<f64>| match (v, e) {
+        (Some(v), Some(e)) => format!("{v:.6} ± {e:.6}"),
+        (Some(v), None) => format!("{v:.6} (no error bar: too few sweeps)"),
+        _ => "undefined".to_string(),
+    };
+    let lines = [
+        format!(
+            "{} x {} {} Ising, J = {}, h = {}, beta = {}: {} {} sweeps after {} burn-in (seed {}{})",
+            args.width,
+            args.height,
+            report.boundary,
+            args.coupling,
+            args.field,
+            chain.beta,
+            chain.sweeps,
+            sampler.name(),
+            chain.burn_in,
+            global.seed,
+            if run.checkerboard {
+                ", checkerboard"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "  energy per spin      {}",
+            pm(report.energy_per_spin, report.energy_per_spin_stderr)
+        ),
+        format!(
+            "  |m| per spin         {}",
+            pm(
+                report.abs_magnetization_per_spin,
+                report.abs_magnetization_per_spin_stderr
+            )
+        ),
+        format!(
+            "  specific heat        {}",
+            pm(report.specific_heat, report.specific_heat_stderr)
+        ),
+        format!(
+            "  susceptibility       {}",
+            pm(report.susceptibility, report.susceptibility_stderr)
+        ),
+        format!(
+            "  Binder cumulant      {}",
+            pm(report.binder_cumulant, report.binder_cumulant_stderr)
+        ),
+        format!(
+            "  tau_int(E) = {:.2}, tau_int(|m|) = {:.2} {}{}",
+            obs.tau_int_energy.tau,
+            obs.tau_int_abs_magnetization.tau,
+            if local {
+                "sweeps"
+            } else if sampler == SamplerArg::Wolff {
+                "cluster updates"
+            } else {
+                "updates"
+            },
+            if report.tau_int_reliable {
+                ""
+            } else {
+                " (run shorter than 50 tau_int: error bars are too small; run longer)"
+            }
+        ),
+        match (report.acceptance_rate, report.mean_cluster_flips) {
+            (Some(a), _) => format!(
+                "  acceptance {:.4}, {:.3e} spin updates/s, {:.2} s",
+                a,
+                report.flips_per_second.unwrap_or(0.0),
+                seconds
+            ),
+            (_, Some(c)) => format!(
+                "  {c:.1} spins flipped per update, {:.3e} flips/s, {:.2} s",
+                report.flips_per_second.unwrap_or(0.0),
+                seconds
+            ),
+            _ => String::new(),
+        },
+    ];
+    for line in &lines {
+        say(global, line);
+    }
+    Ok(())
+}
+
+/// What `ebm sample --model FILE.uai --json` prints.
+#[derive(Debug, Serialize)]
+struct ModelReport {
+    model: String,
+    variables: usize,
+    factors: usize,
+    beta: f64,
+    sampler: &'static str,
+    sweeps: u64,
+    burn_in: u64,
+    seed: u64,
+    /// Mean energy E = -sum_f ln phi_f over the recorded sweeps.
+    energy: Option<f64>,
+    energy_stderr: Option<f64>,
+    tau_int_energy: Option<f64>,
+    tau_int_reliable: bool,
+    /// Estimated P(x_i = 1) (state 1 of variable i), averaged over the recorded sweeps.
+    marginals: Vec<f64>,
+    /// Batch-means standard errors of the marginals (32 batches); null with fewer sweeps.
+    marginals_stderr: Option<Vec<f64>>,
+    acceptance_rate: f64,
+    spin_updates: u64,
+    seconds: f64,
+    flips_per_second: Option<f64>,
+    trace: Option<String>,
+}
+
+fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("uai") => {}
+        Some("safetensors") => {
+            // The coordinator wires RBM block-Gibbs sampling here:
+            // `return super::sample_rbm::run(args, global);`
+            return Err(UsageError(format!(
+                "{}: RBM sampling: see ebm sample --model with an RBM (block-Gibbs sampling of \
+                 RBMs is not part of this build)",
+                path.display()
+            ))
+            .into());
+        }
+        _ => {
+            return Err(UsageError(format!(
+                "{}: unknown model format; expected a .uai factor graph or a .safetensors RBM",
+                path.display()
+            ))
+            .into());
+        }
+    }
+    let chain = &args.chain;
+    check_chain_args(chain)?;
+    let sampler = chain.sampler.unwrap_or(SamplerArg::Gibbs);
+    let rule = match sampler {
+        SamplerArg::Gibbs => LocalRule::Gibbs,
+        SamplerArg::Metropolis => LocalRule::Metropolis,
+        other => {
+            return Err(UsageError(format!(
+                "--sampler {} needs a ferromagnetic lattice: use `ebm sample ising`; \
+                 UAI models take gibbs or metropolis",
+                other.name()
+            ))
+            .into());
+        }
+    };
+    if chain.image.is_some() {
+        return Err(UsageError(
+            "--image draws lattices (`ebm sample ising`) and RBM visible states; a UAI model \
+             has no image shape"
+                .into(),
+        )
+        .into());
+    }
+    for (flag, set) in [
+        ("--chains", args.chains.is_some()),
+        ("--steps", args.steps.is_some()),
+        ("--output", args.output.is_some()),
+    ] {
+        if set {
+            return Err(UsageError(format!("{flag} applies to RBM models only")).into());
+        }
+    }
+    let graph = ebm::io::uai::read_uai(path)
+        .with_context(|| format!("reading model {}", path.display()))?;
+    let params = ModelParams {
+        beta: chain.beta,
+        rule,
+        sweeps: chain.sweeps,
+        burn_in: chain.burn_in,
+        seed: global.seed,
+        start: chain.start.start(),
+    };
+    let mut bar = BarObserver::new(
+        progress_enabled(global),
+        params.burn_in + params.sweeps,
+        "sampling",
+        "E",
+    );
+    let started = Instant::now();
+    let run = sample_model(&graph, &params, &mut bar)
+        .with_context(|| format!("sampling {}", path.display()))?;
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish();
+    let (energy, tau) = stats::mean_with_error(&run.energies);
+    if let Some(trace) = &chain.trace {
+        write_atomic(trace, |w| {
+            writeln!(w, "sweep,energy")?;
+            for (t, e) in run.energies.iter().enumerate() {
+                writeln!(w, "{},{e}", chain.burn_in + t as u64 + 1)?;
+            }
+            Ok(())
+        })
+        .with_context(|| format!("writing {}", trace.display()))?;
+    }
+    let report = ModelReport {
+        model: path.display().to_string(),
+        variables: graph.num_vars(),
+        factors: graph.factors().len(),
+        beta: chain.beta,
+        sampler: sampler.name(),
+        sweeps: chain.sweeps,
+        burn_in: chain.burn_in,
+        seed: global.seed,
+        energy: finite(energy.value),
+        energy_stderr: stderr_of(&energy),
+        tau_int_energy: finite(tau.tau),
+        tau_int_reliable: tau.reliable,
+        marginals: run.marginals.clone(),
+        marginals_stderr: run.marginal_stderr.clone(),
+        acceptance_rate: run.flips as f64 / run.updates.max(1) as f64,
+        spin_updates: run.updates,
+        seconds,
+        flips_per_second: (seconds > 0.0).then(|| run.updates as f64 / seconds),
+        trace: chain.trace.as_ref().map(|p| p.display().to_string()),
+    };
+    debug_assert_eq!(graph.num_vars(), EnergyModel::num_vars(&graph));
+    if global.json {
+        return print_json(&report);
+    }
+    say(
+        global,
+        &format!(
+            "{}: {} variables, {} {} sweeps after {} burn-in at beta = {} (seed {}): \
+             mean energy {:.6} ± {:.6}, tau_int(E) = {:.2} sweeps, acceptance {:.4}",
+            report.model,
+            report.variables,
+            chain.sweeps,
+            sampler.name(),
+            chain.burn_in,
+            chain.beta,
+            global.seed,
+            energy.value,
+            energy.stderr.unwrap_or(f64::NAN),
+            tau.tau,
+            report.acceptance_rate
+        ),
+    );
+    if args.marginals {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "variable\tP(x=1)\tstderr")?;
+        for (i, p) in run.marginals.iter().enumerate() {
+            let se = run
+                .marginal_stderr
+                .as_ref()
+                .map_or("-".to_string(), |s| format!("{:.6}", s[i]));
+            writeln!(out, "{i}\t{p:.6}\t{se}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Cli, Command};
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn ising_flags_parse_with_defaults() {
+        let cli = Cli::try_parse_from([
+            "ebm",
+            "sample",
+            "ising",
+            "--width",
+            "8",
+            "--height",
+            "4",
+            "--beta",
+            "0.3",
+            "--sampler",
+            "swendsen-wang",
+            "--field",
+            "-0.5",
+        ])
+        .unwrap();
+        let Command::Sample(args) = cli.command else {
+            panic!("not sample")
+        };
+        let Some(SampleTarget::Ising(ising)) = args.target else {
+            panic!("not ising")
+        };
+        assert_eq!(ising.width, 8);
+        assert_eq!(ising.field, -0.5);
+        assert_eq!(ising.chain.sampler, Some(SamplerArg::SwendsenWang));
+        assert_eq!(ising.chain.sweeps, LatticeParams::DEFAULT_SWEEPS);
+        assert_eq!(ising.boundary, BoundaryArg::Periodic);
+    }
+
+    #[test]
+    fn model_form_parses_and_refuses_unknown_samplers() {
+        let cli =
+            Cli::try_parse_from(["ebm", "sample", "--model", "a.uai", "--marginals"]).unwrap();
+        let Command::Sample(args) = cli.command else {
+            panic!("not sample")
+        };
+        assert!(args.marginals);
+        assert!(args.target.is_none());
+        assert!(
+            Cli::try_parse_from(["ebm", "sample", "--model", "a.uai", "--sampler", "x"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["ebm", "sample", "ising", "--width", "4"]).is_err(),
+            "--height is required"
+        );
+    }
+}

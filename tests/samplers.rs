@@ -1,0 +1,675 @@
+//! Samplers against exact answers: chi-square goodness of fit of the visited states against the
+//! Boltzmann distribution (by enumeration), exact stationarity of one-sweep transition matrices,
+//! UAI marginals within error bars, thread-count independence, and (ignored, slow) Onsager and
+//! Kaufman checks.
+//!
+//! The exact distributions come from a small enumeration helper here, independent of the
+//! library's samplers and statistics.
+
+use crate::common::tol::{CHI_SQUARE_ALPHA, CHI_SQUARE_MIN_EXPECTED, MC_SIGMAS, STATIONARY_ABS};
+use ebm::model::{Boundary, EnergyModel, IsingLattice, PairwiseMrf, Spin};
+use ebm::progress::Silent;
+use ebm::rng::{from_seed, uniform_f64};
+use ebm::sample::general::{self, flip_probability};
+use ebm::sample::{
+    LatticeChain, LatticeParams, LocalRule, ModelParams, SamplerKind, Start, initial_state,
+    lattice_observables, sample_lattice, sample_model,
+};
+use statrs::distribution::{ChiSquared, ContinuousCDF};
+
+// ---------------------------------------------------------------------------------------------
+// Exact enumeration (state index: bit i set <=> spin i = +1)
+
+fn spins_of(index: usize, n: usize) -> Vec<Spin> {
+    (0..n)
+        .map(|i| if index >> i & 1 == 1 { 1 } else { -1 })
+        .collect()
+}
+
+fn index_of(s: &[Spin]) -> usize {
+    s.iter()
+        .enumerate()
+        .map(|(i, &x)| ((x > 0) as usize) << i)
+        .sum()
+}
+
+/// p(s) ∝ exp(-beta E(s)) for every state, normalised in log space.
+fn boltzmann(model: &dyn EnergyModel, beta: f64) -> Vec<f64> {
+    let n = model.num_vars();
+    let log_w: Vec<f64> = (0..1usize << n)
+        .map(|k| -beta * model.energy(&spins_of(k, n)))
+        .collect();
+    let max = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let z: f64 = log_w.iter().map(|l| (l - max).exp()).sum();
+    log_w.iter().map(|l| (l - max).exp() / z).collect()
+}
+
+/// A random frustrated model: couplings of both signs on a dense graph, random fields.
+fn frustrated_mrf(n: usize, seed: u64) -> PairwiseMrf {
+    let mut rng = from_seed(seed);
+    let mut edges = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            if uniform_f64(&mut rng) < 0.6 {
+                edges.push((i, j, 2.0 * uniform_f64(&mut rng) - 1.0));
+            }
+        }
+    }
+    let fields = (0..n).map(|_| uniform_f64(&mut rng) - 0.5).collect();
+    PairwiseMrf::new(fields, &edges).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chi-square goodness of fit
+
+/// p-value of Pearson's statistic for `counts` against `probs`; cells with expected count below
+/// CHI_SQUARE_MIN_EXPECTED are pooled into one cell.
+fn chi_square_p(counts: &[u64], probs: &[f64]) -> f64 {
+    let total: u64 = counts.iter().sum();
+    let n = total as f64;
+    let (mut stat, mut cells) = (0.0, 0usize);
+    let (mut pooled_obs, mut pooled_exp) = (0.0, 0.0);
+    for (&c, &p) in counts.iter().zip(probs) {
+        let e = n * p;
+        if e < CHI_SQUARE_MIN_EXPECTED {
+            pooled_obs += c as f64;
+            pooled_exp += e;
+        } else {
+            stat += (c as f64 - e).powi(2) / e;
+            cells += 1;
+        }
+    }
+    if pooled_exp > 0.0 {
+        if pooled_exp >= CHI_SQUARE_MIN_EXPECTED {
+            stat += (pooled_obs - pooled_exp).powi(2) / pooled_exp;
+            cells += 1;
+        } else {
+            // Too little mass to form a cell: it must still not be over-visited grossly.
+            assert!(
+                pooled_obs < 10.0 + 10.0 * pooled_exp,
+                "rare states over-visited"
+            );
+        }
+    }
+    assert!(cells >= 2, "too few cells for a chi-square test");
+    1.0 - ChiSquared::new((cells - 1) as f64).unwrap().cdf(stat)
+}
+
+/// Samples per chi-square case and the thinning between them (in sweeps or cluster updates).
+/// At the temperatures used below the integrated autocorrelation times are a few steps at most,
+/// so with THIN steps between samples they are nearly independent: the residual correlation
+/// inflates the statistic by roughly 1 + 2 sum_t rho(t * THIN), a fraction of a percent.
+/// With 40 000 samples a rule that samples beta 10% off fails (see the power test below).
+const SAMPLES: usize = 40_000;
+const THIN: usize = 10;
+
+fn lattice_counts(model: &IsingLattice, kind: SamplerKind, beta: f64, seed: u64) -> Vec<u64> {
+    let n = model.num_sites();
+    let mut chain = LatticeChain::new(
+        model,
+        kind,
+        beta,
+        seed,
+        initial_state(n, Start::Random, seed),
+    )
+    .unwrap();
+    for _ in 0..100 {
+        chain.step();
+    }
+    let mut counts = vec![0u64; 1 << n];
+    for _ in 0..SAMPLES {
+        for _ in 0..THIN {
+            chain.step();
+        }
+        let s = chain.state();
+        // The chain's own energy and magnetisation bookkeeping must agree with the state.
+        debug_assert!((chain.energy() - model.energy(&s)).abs() < 1e-9);
+        counts[index_of(&s)] += 1;
+    }
+    counts
+}
+
+fn general_counts(model: &dyn EnergyModel, rule: LocalRule, beta: f64, seed: u64) -> Vec<u64> {
+    let n = model.num_vars();
+    let mut rng = from_seed(seed);
+    let mut s = initial_state(n, Start::Random, seed);
+    let mut counts = vec![0u64; 1 << n];
+    for _ in 0..100 {
+        general::sweep(model, beta, rule, &mut s, &mut rng);
+    }
+    for _ in 0..SAMPLES {
+        for _ in 0..THIN {
+            general::sweep(model, beta, rule, &mut s, &mut rng);
+        }
+        counts[index_of(&s)] += 1;
+    }
+    counts
+}
+
+const ALL: [SamplerKind; 4] = [
+    SamplerKind::Gibbs,
+    SamplerKind::Metropolis,
+    SamplerKind::Wolff,
+    SamplerKind::SwendsenWang,
+];
+
+fn assert_fits(name: &str, counts: &[u64], probs: &[f64]) {
+    let p = chi_square_p(counts, probs);
+    // alpha = CHI_SQUARE_ALPHA (1e-4): a correct sampler fails one case with probability 1e-4,
+    // and the seeds are fixed, so the outcome is reproducible.
+    assert!(p > CHI_SQUARE_ALPHA, "{name}: chi-square p-value {p:.3e}");
+}
+
+/// 3x3 torus (512 states; odd sides, so gibbs and metropolis run the sequential sweep).
+#[test]
+fn every_sampler_fits_boltzmann_on_a_3x3_torus() {
+    let m = IsingLattice::new(3, 3, Boundary::Periodic, 1.0, 0.0).unwrap();
+    // Not too hot: near beta = 0 a sequential Metropolis sweep flips almost every spin, so
+    // states THIN sweeps apart stay strongly correlated (period-2 dynamics) although the
+    // chain is correct.
+    let beta = 0.45;
+    let exact = boltzmann(&m, beta);
+    for (k, kind) in ALL.into_iter().enumerate() {
+        let counts = lattice_counts(&m, kind, beta, 100 + k as u64);
+        assert_fits(&format!("3x3 torus {kind:?}"), &counts, &exact);
+    }
+}
+
+/// 3x3 open lattice with a field (Wolff accepts the cluster flip with the field's Metropolis
+/// probability; Swendsen-Wang picks each cluster's orientation by heat bath).
+#[test]
+fn every_sampler_fits_boltzmann_on_a_3x3_open_lattice_with_field() {
+    let m = IsingLattice::new(3, 3, Boundary::Open, 0.8, 0.25).unwrap();
+    let beta = 0.6;
+    let exact = boltzmann(&m, beta);
+    for (k, kind) in ALL.into_iter().enumerate() {
+        let counts = lattice_counts(&m, kind, beta, 200 + k as u64);
+        assert_fits(&format!("3x3 open, field {kind:?}"), &counts, &exact);
+    }
+}
+
+/// The parallel checkerboard: a 4x2 torus (double vertical bonds) with a field and a 2x4 open
+/// lattice (sites with 2 and 3 neighbours), 256 states each, plus cluster samplers on them.
+#[test]
+fn checkerboard_and_clusters_fit_boltzmann_on_even_lattices() {
+    let cases = [
+        IsingLattice::new(4, 2, Boundary::Periodic, 0.5, -0.2).unwrap(),
+        IsingLattice::new(2, 4, Boundary::Open, 1.0, 0.3).unwrap(),
+    ];
+    for (c, m) in cases.iter().enumerate() {
+        let beta = 0.7;
+        let exact = boltzmann(m, beta);
+        for (k, kind) in ALL.into_iter().enumerate() {
+            if let Some(_rule) = kind.local_rule() {
+                let chain = LatticeChain::new(m, kind, beta, 1, vec![1; 8]).unwrap();
+                assert!(chain.is_checkerboard());
+            }
+            let counts = lattice_counts(m, kind, beta, 300 + 10 * c as u64 + k as u64);
+            assert_fits(&format!("{m:?} {kind:?}"), &counts, &exact);
+        }
+    }
+}
+
+/// A random 8-variable frustrated pairwise MRF, sequential Gibbs and Metropolis.
+#[test]
+fn general_samplers_fit_boltzmann_on_a_frustrated_mrf() {
+    let m = frustrated_mrf(8, 17);
+    assert!(m.edges().iter().any(|e| e.2 < 0.0) && m.edges().iter().any(|e| e.2 > 0.0));
+    let beta = 1.0;
+    let exact = boltzmann(&m, beta);
+    for (k, rule) in [LocalRule::Gibbs, LocalRule::Metropolis]
+        .into_iter()
+        .enumerate()
+    {
+        let counts = general_counts(&m, rule, beta, 400 + k as u64);
+        assert_fits(&format!("frustrated MRF {rule:?}"), &counts, &exact);
+    }
+}
+
+/// Power: the same test rejects a sampler whose acceptance rule is off. A rule using
+/// exp(-1.1 beta Delta) in place of exp(-beta Delta) is exactly the correct rule at 1.1 beta, so
+/// comparing correct samples at 1.1 beta with the exact distribution at beta is that wrong rule.
+/// (And Metropolis with exp(-beta Delta / 2) is the correct rule at beta / 2.)
+#[test]
+fn the_chi_square_test_rejects_a_wrong_acceptance_rule() {
+    let m = IsingLattice::new(3, 3, Boundary::Periodic, 1.0, 0.0).unwrap();
+    let exact = boltzmann(&m, 0.45);
+    for (k, wrong_beta) in [0.495, 0.225].into_iter().enumerate() {
+        let counts = lattice_counts(&m, SamplerKind::Metropolis, wrong_beta, 500 + k as u64);
+        let p = chi_square_p(&counts, &exact);
+        assert!(p < CHI_SQUARE_ALPHA, "beta {wrong_beta}: p = {p:.3e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact stationarity of one sweep
+
+/// The 2^n x 2^n matrix of one sequential sweep (sites 0..n in order), each site flipped with
+/// probability `flip(delta)`.
+fn sweep_matrix(model: &dyn EnergyModel, flip: &dyn Fn(f64) -> f64) -> Vec<Vec<f64>> {
+    let n = model.num_vars();
+    let size = 1usize << n;
+    // Row vector convention: pi_{t+1} = pi_t T; compose single-site kernels T = T_0 T_1 ... .
+    let mut t: Vec<Vec<f64>> = (0..size)
+        .map(|a| (0..size).map(|b| (a == b) as u8 as f64).collect())
+        .collect();
+    for i in 0..n {
+        let mut next = vec![vec![0.0; size]; size];
+        for (a, row) in t.iter().enumerate() {
+            for (b, &w) in row.iter().enumerate() {
+                if w == 0.0 {
+                    continue;
+                }
+                let s = spins_of(b, n);
+                let p = flip(model.flip_delta(&s, i));
+                next[a][b ^ (1 << i)] += w * p;
+                next[a][b] += w * (1.0 - p);
+            }
+        }
+        t = next;
+    }
+    t
+}
+
+fn stationarity_error(pi: &[f64], t: &[Vec<f64>]) -> f64 {
+    (0..pi.len())
+        .map(|b| {
+            let flow: f64 = (0..pi.len()).map(|a| pi[a] * t[a][b]).sum();
+            (flow - pi[b]).abs()
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn one_sweep_leaves_boltzmann_exactly_stationary() {
+    let beta = 0.8;
+    let lattice = IsingLattice::new(2, 2, Boundary::Periodic, 1.0, 0.3).unwrap();
+    let models: Vec<Box<dyn EnergyModel>> = vec![
+        Box::new(frustrated_mrf(3, 5)),
+        Box::new(frustrated_mrf(4, 6)),
+        Box::new(lattice),
+    ];
+    for model in &models {
+        let pi = boltzmann(model.as_ref(), beta);
+        for rule in [LocalRule::Gibbs, LocalRule::Metropolis] {
+            let t = sweep_matrix(model.as_ref(), &|d| flip_probability(rule, beta, d));
+            for row in &t {
+                assert!((row.iter().sum::<f64>() - 1.0).abs() < STATIONARY_ABS);
+            }
+            let err = stationarity_error(&pi, &t);
+            assert!(err < STATIONARY_ABS, "{rule:?}: |pi T - pi| = {err:e}");
+        }
+        // A wrong rule (Metropolis with exp(-beta Delta / 2)) is visibly not stationary.
+        let wrong = sweep_matrix(model.as_ref(), &|d| (-beta * d / 2.0).exp().min(1.0));
+        assert!(stationarity_error(&pi, &wrong) > 1e-4);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// UAI marginals
+
+/// A small UAI model (6 binary variables, a ternary factor, pair and unary factors, one zero
+/// entry), parsed from text like any file.
+const SMALL_UAI: &str = "MARKOV
+6
+2 2 2 2 2 2
+7
+1 0
+2 0 1
+2 1 2
+3 2 3 4
+2 4 5
+2 5 0
+1 3
+2 0.6 1.4
+4 2.0 0.5 0.5 2.0
+4 0.3 1.0 1.0 0.3
+8 1.0 2.0 0.5 1.0 0.0 1.5 1.0 3.0
+4 1.5 1.0 1.0 1.5
+4 0.8 1.2 1.1 0.9
+2 1.0 0.4
+";
+
+fn exact_marginals(graph: &ebm::model::FactorGraph) -> Vec<f64> {
+    let n = graph.num_vars();
+    let mut weights = Vec::with_capacity(1 << n);
+    for k in 0..1usize << n {
+        let bits: Vec<u8> = (0..n).map(|i| (k >> i & 1) as u8).collect();
+        weights.push(graph.log_weight_bits(&bits).exp());
+    }
+    let z: f64 = weights.iter().sum();
+    (0..n)
+        .map(|i| {
+            weights
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| k >> i & 1 == 1)
+                .map(|(_, w)| w)
+                .sum::<f64>()
+                / z
+        })
+        .collect()
+}
+
+#[test]
+fn uai_marginals_are_within_error_bars_of_the_exact_ones() {
+    let graph = ebm::io::uai::parse_uai(SMALL_UAI).unwrap();
+    let exact = exact_marginals(&graph);
+    for (k, rule) in [LocalRule::Gibbs, LocalRule::Metropolis]
+        .into_iter()
+        .enumerate()
+    {
+        let params = ModelParams {
+            beta: 1.0,
+            rule,
+            sweeps: 64_000,
+            burn_in: 500,
+            seed: 600 + k as u64,
+            start: Start::Up,
+        };
+        let run = sample_model(&graph, &params, &mut Silent).unwrap();
+        let se = run.marginal_stderr.as_ref().unwrap();
+        for i in 0..graph.num_vars() {
+            // MC_SIGMAS (5) batch-means standard errors: a false failure per variable has
+            // probability ~6e-7 for a normal estimate (32 batches add a t-tail; still < 1e-4).
+            assert!(
+                (run.marginals[i] - exact[i]).abs() < MC_SIGMAS * se[i],
+                "{rule:?} x{i}: {} vs exact {} (se {})",
+                run.marginals[i],
+                exact[i],
+                se[i]
+            );
+            // The error bar itself is sane: between 1e-4 and 0.02 for 64 000 sweeps.
+            assert!(se[i] > 1e-4 && se[i] < 0.02, "se {}", se[i]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread-count independence
+
+#[test]
+fn same_seed_gives_identical_output_on_one_and_two_threads() {
+    // 128 x 64: each colour has 4096 sites, enough for the rayon path of the checkerboard.
+    let m = IsingLattice::new(128, 64, Boundary::Periodic, 1.0, 0.1).unwrap();
+    let run_with = |threads: usize, kind: SamplerKind| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let params = LatticeParams {
+                sweeps: 20,
+                burn_in: 5,
+                seed: 77,
+                ..LatticeParams::new(0.44, kind)
+            };
+            sample_lattice(&m, &params, &mut Silent).unwrap()
+        })
+    };
+    for kind in ALL {
+        let a = run_with(1, kind);
+        let b = run_with(2, kind);
+        assert_eq!(a, b, "{kind:?}");
+        assert_ne!(a.state, vec![1; m.num_sites()]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Closed forms (slow)
+
+/// Onsager/Yang: spontaneous magnetisation (1 - sinh(2 beta)^-4)^(1/8) = 0.973609... at
+/// beta = 0.6; at 64x64 the finite-size correction is far below the error bar (correlation
+/// length about 1 lattice spacing). Cold start avoids stripe states.
+#[test]
+#[ignore = "slow: run with --include-ignored"]
+fn onsager_magnetisation_on_a_64x64_torus_at_beta_0_6() {
+    let exact = (1.0 - (2.0f64 * 0.6).sinh().powi(-4)).powf(0.125);
+    assert!((exact - 0.973_609).abs() < 1e-6);
+    let m = IsingLattice::new(64, 64, Boundary::Periodic, 1.0, 0.0).unwrap();
+    for kind in [SamplerKind::Metropolis, SamplerKind::SwendsenWang] {
+        let params = LatticeParams {
+            sweeps: 20_000,
+            burn_in: 1_000,
+            seed: 9,
+            start: Start::Up,
+            ..LatticeParams::new(0.6, kind)
+        };
+        let run = sample_lattice(&m, &params, &mut Silent).unwrap();
+        let obs = lattice_observables(&run, 0.6);
+        let est = obs.abs_magnetization_per_spin;
+        assert!(
+            (est.value - exact).abs() < MC_SIGMAS * est.stderr.unwrap(),
+            "{kind:?}: {} ± {:?} vs {exact}",
+            est.value,
+            est.stderr
+        );
+    }
+}
+
+/// Kaufman's exact finite-torus energy per spin at beta = 0.4406868 on 16x16 (-1.45306490289944).
+#[test]
+#[ignore = "slow: run with --include-ignored"]
+fn kaufman_energy_on_a_16x16_torus_at_beta_c() {
+    let exact = -1.453_064_902_899_44;
+    let m = IsingLattice::new(16, 16, Boundary::Periodic, 1.0, 0.0).unwrap();
+    for kind in ALL {
+        let params = LatticeParams {
+            sweeps: if kind == SamplerKind::Wolff {
+                400_000
+            } else {
+                100_000
+            },
+            burn_in: 2_000,
+            seed: 10,
+            ..LatticeParams::new(0.440_686_8, kind)
+        };
+        let run = sample_lattice(&m, &params, &mut Silent).unwrap();
+        let obs = lattice_observables(&run, 0.440_686_8);
+        let est = obs.energy_per_spin;
+        assert!(
+            (est.value - exact).abs() < MC_SIGMAS * est.stderr.unwrap(),
+            "{kind:?}: {} ± {:?} vs {exact}",
+            est.value,
+            est.stderr
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command line
+
+mod cli {
+    use super::{MC_SIGMAS, SMALL_UAI, exact_marginals};
+    use crate::common::ebm;
+    use predicates::prelude::*;
+    use serde_json::Value;
+
+    fn json_of(out: &[u8]) -> Value {
+        let text = std::str::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 1, "exactly one JSON line: {text}");
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn ising_json_has_the_contract_keys_and_writes_image_and_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (img, trace) = (dir.path().join("final.png"), dir.path().join("trace.csv"));
+        let out = ebm()
+            .args([
+                "sample", "ising", "--width", "16", "--height", "12", "--beta", "0.3",
+            ])
+            .args([
+                "--sweeps",
+                "300",
+                "--burn-in",
+                "20",
+                "--json",
+                "--seed",
+                "5",
+                "--image",
+            ])
+            .arg(&img)
+            .arg("--trace")
+            .arg(&trace)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v = json_of(&out);
+        for key in [
+            "energy_per_spin",
+            "energy_per_spin_stderr",
+            "abs_magnetization_per_spin",
+            "abs_magnetization_per_spin_stderr",
+            "specific_heat",
+            "susceptibility",
+            "binder_cumulant",
+            "tau_int_energy",
+            "acceptance_rate",
+            "flips_per_second",
+        ] {
+            assert!(v[key].is_f64(), "{key}: {}", v[key]);
+        }
+        assert_eq!(v["sweeps"], 300);
+        assert_eq!(v["seed"], 5);
+        assert_eq!(v["checkerboard"], true);
+        assert!(v["seconds"].as_f64().unwrap() >= 0.0);
+        // Hot phase: energy per spin between the ground state -2 and 0.
+        let e = v["energy_per_spin"].as_f64().unwrap();
+        assert!(-2.0 < e && e < 0.0);
+        let decoded = image::open(&img).unwrap().to_luma8();
+        assert_eq!(decoded.dimensions(), (16, 12));
+        let csv = std::fs::read_to_string(&trace).unwrap();
+        assert_eq!(csv.lines().count(), 1 + 320);
+        assert!(csv.starts_with("sweep,recorded,energy_per_spin,magnetization_per_spin\n"));
+    }
+
+    #[test]
+    fn output_does_not_depend_on_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut results = Vec::new();
+        for threads in ["1", "2"] {
+            let img = dir.path().join(format!("t{threads}.png"));
+            let out = ebm()
+                .args([
+                    "sample", "ising", "--width", "128", "--height", "64", "--beta", "0.5",
+                ])
+                .args([
+                    "--sweeps",
+                    "30",
+                    "--burn-in",
+                    "0",
+                    "--json",
+                    "--threads",
+                    threads,
+                ])
+                .arg("--image")
+                .arg(&img)
+                .assert()
+                .success()
+                .get_output()
+                .stdout
+                .clone();
+            let mut v = json_of(&out);
+            for volatile in ["seconds", "flips_per_second", "threads", "image"] {
+                v.as_object_mut().unwrap().remove(volatile);
+            }
+            results.push((v, std::fs::read(&img).unwrap()));
+        }
+        assert_eq!(results[0], results[1]);
+    }
+
+    #[test]
+    fn cluster_sampler_with_antiferromagnetic_coupling_is_refused_without_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("x.png");
+        ebm()
+            .args([
+                "sample",
+                "ising",
+                "--width",
+                "8",
+                "--height",
+                "8",
+                "--coupling",
+                "-1",
+            ])
+            .args(["--sampler", "wolff", "--image"])
+            .arg(&img)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("J >= 0"));
+        assert!(!img.exists());
+    }
+
+    #[test]
+    fn bad_flags_and_files_give_clear_errors() {
+        ebm()
+            .args([
+                "sample", "ising", "--width", "8", "--height", "8", "--image", "x.gif",
+            ])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("x.gif"));
+        ebm()
+            .args([
+                "sample", "ising", "--width", "8", "--height", "8", "--sweeps", "0",
+            ])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--sweeps"));
+        ebm()
+            .args(["sample", "--model", "model.safetensors"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("RBM sampling"));
+        ebm()
+            .args(["sample", "--model", "no/such/file.uai"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("no/such/file.uai"));
+        ebm()
+            .args(["sample"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("ebm sample ising"));
+    }
+
+    #[test]
+    fn uai_marginals_from_the_command_line_match_the_exact_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small.uai");
+        std::fs::write(&path, SMALL_UAI).unwrap();
+        let out = ebm()
+            .args(["sample", "--sweeps", "32000", "--json", "--model"])
+            .arg(&path)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v = json_of(&out);
+        let exact = exact_marginals(&ebm::io::uai::parse_uai(SMALL_UAI).unwrap());
+        let est = v["marginals"].as_array().unwrap();
+        let se = v["marginals_stderr"].as_array().unwrap();
+        assert_eq!(est.len(), 6);
+        for i in 0..6 {
+            let (p, s) = (est[i].as_f64().unwrap(), se[i].as_f64().unwrap());
+            // MC_SIGMAS batch-means standard errors, as in the library test above.
+            assert!(
+                (p - exact[i]).abs() < MC_SIGMAS * s,
+                "x{i}: {p} ± {s} vs {}",
+                exact[i]
+            );
+        }
+        // Text form: a header and one line per variable on stdout.
+        ebm()
+            .args(["sample", "--sweeps", "200", "--marginals", "--model"])
+            .arg(&path)
+            .assert()
+            .success()
+            .stdout(predicate::str::starts_with("variable\tP(x=1)\tstderr\n"));
+    }
+}

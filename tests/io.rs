@@ -167,3 +167,133 @@ fn pairwise_form_gives_the_same_log_probability_ratios() {
         }
     }
 }
+
+#[test]
+fn rbm_safetensors_write_then_read_through_files() {
+    use ebm::io::safetensors::{RbmFile, Tensor, read_rbm, write_rbm};
+    let mut rng = from_seed(3);
+    let (nv, nh) = (7, 5);
+    let w = (0..nv * nh).map(|_| uniform_f64(&mut rng) - 0.5).collect();
+    let b = (0..nv).map(|_| 3.0 * uniform_f64(&mut rng)).collect();
+    let c = (0..nh).map(|_| -uniform_f64(&mut rng) / 7.0).collect();
+    let mut file = RbmFile::new(ebm::model::Rbm::new(nv, nh, w, b, c).unwrap());
+    file.metadata
+        .insert("settings".into(), r#"{"cd_k":1,"epochs":2}"#.into());
+    let velocity = (0..nv * nh).map(|k| k as f64 * 1e-3).collect();
+    file.extra.insert(
+        "velocity_weights".into(),
+        Tensor {
+            shape: vec![nv, nh],
+            data: velocity,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    write_rbm(&path, &file).unwrap();
+    let back = read_rbm(&path).unwrap();
+    assert_eq!(back.rbm, file.rbm);
+    assert_eq!(back.extra, file.extra);
+    assert_eq!(back.metadata["settings"], file.metadata["settings"]);
+    assert_eq!(back.metadata["format"], "ebm-rbm");
+    // Only the finished file is in the folder.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn every_dataset_format_round_trips_through_files_plain_and_gzipped() {
+    use ebm::dataset::Dataset;
+    use ebm::io::datasets::{read_dataset, write_dataset, write_dataset_txt};
+    let mut rng = from_seed(11);
+    let (rows, cols) = (9, 13);
+    let bits: Vec<u8> = (0..rows * cols).map(|_| rng.random_range(0..2u8)).collect();
+    let data = Dataset::new(rows, cols, bits).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "d.txt",
+        "d.txt.gz",
+        "d.csv",
+        "d.csv.gz",
+        "d.npy",
+        "d.npy.gz",
+        "d-idx2-ubyte",
+        "d-idx2-ubyte.gz",
+        "d.idx",
+    ];
+    for name in names {
+        let path = dir.path().join(name);
+        write_dataset(&path, &data).unwrap();
+        assert_eq!(read_dataset(&path, None).unwrap(), data, "{name}");
+    }
+    // The .gz files really are compressed: gzip's magic bytes.
+    let raw = std::fs::read(dir.path().join("d.txt.gz")).unwrap();
+    assert_eq!(&raw[..2], &[0x1f, 0x8b]);
+    // write_dataset_txt insists on a .txt name.
+    assert!(write_dataset_txt(&dir.path().join("x.csv"), &data).is_err());
+    write_dataset_txt(&dir.path().join("x.txt"), &data).unwrap();
+    // A .gz name over plain bytes is refused with a reason.
+    std::fs::write(dir.path().join("plain.txt.gz"), "0101\n").unwrap();
+    let err = read_dataset(&dir.path().join("plain.txt.gz"), None).unwrap_err();
+    assert!(err.to_string().contains("gzip"), "{err}");
+    // Only the written files remain (no temporaries).
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        names.len() + 2
+    );
+}
+
+/// The 30 bars-and-stripes patterns, built here independently of the Python script.
+#[test]
+fn bundled_bars_and_stripes_holds_exactly_the_30_patterns() {
+    use std::collections::BTreeSet;
+    let data = ebm::io::datasets::read_dataset(
+        &crate::common::project_root().join("data/bars_stripes_4x4.txt"),
+        None,
+    )
+    .unwrap();
+    assert_eq!((data.rows(), data.cols()), (30, 16));
+    let mut expected = BTreeSet::new();
+    for mask in 0u32..16 {
+        // Stripes: row r on when bit r is set; bars: column c on when bit c is set.
+        let stripes: Vec<u8> = (0..16).map(|k| (mask >> (k / 4) & 1) as u8).collect();
+        let bars: Vec<u8> = (0..16).map(|k| (mask >> (k % 4) & 1) as u8).collect();
+        expected.insert(stripes);
+        expected.insert(bars);
+    }
+    assert_eq!(expected.len(), 30);
+    let found: BTreeSet<Vec<u8>> = data.iter_rows().map(<[u8]>::to_vec).collect();
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn bundled_digits_and_images_have_their_documented_sizes() {
+    let root = crate::common::project_root().join("data");
+    let train = ebm::io::datasets::read_dataset(&root.join("digits_train.txt"), None).unwrap();
+    let test = ebm::io::datasets::read_dataset(&root.join("digits_test.txt"), None).unwrap();
+    assert_eq!((train.rows(), train.cols()), (1497, 64));
+    assert_eq!((test.rows(), test.cols()), (300, 64));
+    for (name, w, h) in [
+        ("horse.png", 400, 328),
+        ("camera_256.png", 256, 256),
+        ("shapes.png", 96, 96),
+    ] {
+        let img = ebm::io::images::read_binary_image(&root.join("images").join(name), 128).unwrap();
+        assert_eq!((img.width(), img.height()), (w, h), "{name}");
+    }
+}
+
+/// The worked example of docs/formats.md: Z = 19 by hand.
+#[test]
+fn documented_uai_example_has_z_19() {
+    let text = "MARKOV\n2\n2 2\n2\n1 0\n2 0 1\n\n2\n1 3\n\n4\n2 0.5\n1.5 4\n";
+    let graph = parse_uai(text).unwrap();
+    let z: f64 = (0..4u8)
+        .map(|k| graph.log_weight_bits(&[k & 1, k >> 1 & 1]).exp())
+        .sum();
+    assert!((z - 19.0).abs() < 1e-12, "{z}");
+    // The Ising form keeps ln Z exactly through its constant.
+    let mrf = graph.to_pairwise().unwrap();
+    let z_ising: f64 = (0..4u8)
+        .map(|k| (-mrf.energy(&[spin_of_bit(k & 1), spin_of_bit(k >> 1 & 1)])).exp())
+        .sum();
+    assert!((z_ising - 19.0).abs() < 1e-12, "{z_ising}");
+}

@@ -3,6 +3,7 @@
 
 mod info;
 mod noise;
+mod partition;
 pub mod output;
 #[allow(dead_code)] // used by the long-running subcommands as they land
 pub mod ui;
@@ -47,6 +48,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Flip each pixel of a binary image independently with probability P.
     Noise(noise::NoiseArgs),
+    /// Exact ln Z (and marginals) of an Ising lattice, a UAI model or an RBM.
+    Partition(partition::PartitionArgs),
 }
 
 /// Runs the parsed command line.
@@ -60,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Info(args) => info::run(args, &cli.global),
         Command::Noise(args) => noise::run(args, &cli.global),
+        Command::Partition(args) => partition::run(args, &cli.global),
     }
 }
 

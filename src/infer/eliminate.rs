@@ -178,23 +178,32 @@ fn plan_of(n: usize, scopes: &[&[usize]], heuristic: Heuristic) -> Plan {
         }
         fill
     };
+    let score = |adj: &Vec<Vec<usize>>, v: usize| match heuristic {
+        Heuristic::MinFill => fill_of(adj, v),
+        Heuristic::MinDegree => adj[v].len(),
+    };
+    let mut keys: Vec<(usize, usize, usize)> =
+        (0..n).map(|v| (score(&adj, v), adj[v].len(), v)).collect();
+    let mut queue: std::collections::BTreeSet<(usize, usize, usize)> =
+        keys.iter().copied().collect();
+    let mut touched = vec![false; n];
     for _ in 0..n {
-        let mut best: Option<(usize, usize, usize)> = None;
-        for v in (0..n).filter(|&v| alive[v]) {
-            let deg = adj[v].len();
-            let score = match heuristic {
-                Heuristic::MinFill => fill_of(&adj, v),
-                Heuristic::MinDegree => deg,
-            };
-            let key = (score, deg, v);
-            if best.is_none_or(|b| key < b) {
-                best = Some(key);
-            }
-        }
-        let (_, _, v) = best.expect("a live variable");
+        let (_, _, v) = queue.pop_first().expect("a live variable");
         let nb = std::mem::take(&mut adj[v]);
         width = width.max(nb.len());
         cost += (nb.len() as f64 + 1.0) * 2f64.powi(nb.len() as i32 + 1);
+        alive[v] = false;
+        order.push(v);
+        if width > PLAN_WIDTH_CAP {
+            // Hopeless: stop planning (the remaining order is irrelevant for the refusal).
+            order.extend((0..n).filter(|&u| alive[u]));
+            return Plan {
+                order,
+                induced_width: width,
+                max_table_entries: u64::MAX,
+                cost: f64::INFINITY,
+            };
+        }
         for &a in &nb {
             let list = &mut adj[a];
             if let Ok(p) = list.binary_search(&v) {
@@ -208,8 +217,30 @@ fn plan_of(n: usize, scopes: &[&[usize]], heuristic: Heuristic) -> Plan {
                 }
             }
         }
-        alive[v] = false;
-        order.push(v);
+        // Scores change for the neighbours of v and, for min-fill, their neighbours.
+        let mut changed: Vec<usize> = Vec::new();
+        for &a in &nb {
+            if !touched[a] {
+                touched[a] = true;
+                changed.push(a);
+            }
+            if heuristic == Heuristic::MinFill {
+                for &b in &adj[a] {
+                    if !touched[b] {
+                        touched[b] = true;
+                        changed.push(b);
+                    }
+                }
+            }
+        }
+        for &u in &changed {
+            touched[u] = false;
+            if alive[u] {
+                queue.remove(&keys[u]);
+                keys[u] = (score(&adj, u), adj[u].len(), u);
+                queue.insert(keys[u]);
+            }
+        }
     }
     Plan {
         order,
@@ -218,6 +249,9 @@ fn plan_of(n: usize, scopes: &[&[usize]], heuristic: Heuristic) -> Plan {
         cost,
     }
 }
+
+/// Planning stops once the induced width exceeds this (such a plan is refused anyway).
+pub const PLAN_WIDTH_CAP: usize = 48;
 
 /// The elimination plan of a factor graph.
 pub fn plan_factor_graph(graph: &FactorGraph, heuristic: Heuristic) -> Plan {

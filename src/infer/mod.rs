@@ -4,5 +4,6 @@ pub mod eliminate;
 pub mod exact;
 mod kernel;
 pub mod kaufman;
+pub mod partition;
 pub mod rbm;
 pub mod transfer;

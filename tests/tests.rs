@@ -2,5 +2,6 @@
 
 mod cli;
 mod common;
+mod exact;
 mod io;
 mod models;

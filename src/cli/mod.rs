@@ -3,8 +3,8 @@
 
 mod info;
 mod noise;
-mod partition;
 pub mod output;
+mod partition;
 #[allow(dead_code)] // used by the long-running subcommands as they land
 pub mod ui;
 

@@ -399,7 +399,11 @@ fn merge(args: &MergeArgs, global: &GlobalArgs, start: Instant) -> anyhow::Resul
             let missing = if s.shard_index > k as u64 {
                 format!("shard {k}/{count} is missing")
             } else {
-                format!("shard {}/{count} is given twice ({})", s.shard_index, p.display())
+                format!(
+                    "shard {}/{count} is given twice ({})",
+                    s.shard_index,
+                    p.display()
+                )
             };
             return Err(usage(format!("cannot merge: {missing}")));
         }

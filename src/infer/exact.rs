@@ -305,7 +305,13 @@ struct Partial {
 }
 
 /// Sums the states [start, end) of an n-variable walk (a sub-range of one unit).
-fn walk_range<W: Walker>(walker: &mut W, n: usize, start: u64, end: u64, marginals: bool) -> Partial {
+fn walk_range<W: Walker>(
+    walker: &mut W,
+    n: usize,
+    start: u64,
+    end: u64,
+    marginals: bool,
+) -> Partial {
     let chunk = 1u64 << CHUNK_BITS.min(n as u32);
     let low_bits = CHUNK_BITS.min(n as u32) as usize;
     let mut buf = vec![0.0f64; chunk as usize];
@@ -489,12 +495,7 @@ pub fn enumerate_factor_graph(
     if let Ok(pairwise) = graph.to_pairwise() {
         return enumerate_pairwise(&pairwise, 1.0, opts, observer);
     }
-    run_units(
-        &FactorWalker::new(graph),
-        graph.num_vars(),
-        opts,
-        observer,
-    )
+    run_units(&FactorWalker::new(graph), graph.num_vars(), opts, observer)
 }
 
 fn check_beta(beta: f64) -> Result<()> {
@@ -725,7 +726,9 @@ pub fn brute_force_map<M: EnergyModel + ?Sized>(model: &M) -> Result<MapState> {
         }
     }
     let x = gray(winner.1);
-    let state: Vec<Spin> = (0..n).map(|i| if x >> i & 1 == 1 { 1 } else { -1 }).collect();
+    let state: Vec<Spin> = (0..n)
+        .map(|i| if x >> i & 1 == 1 { 1 } else { -1 })
+        .collect();
     let energy = model.energy(&state);
     Ok(MapState { state, energy })
 }
@@ -739,7 +742,9 @@ mod tests {
         let n = m.num_vars();
         let terms: Vec<f64> = (0..1u64 << n)
             .map(|x| {
-                let s: Vec<Spin> = (0..n).map(|i| if x >> i & 1 == 1 { 1 } else { -1 }).collect();
+                let s: Vec<Spin> = (0..n)
+                    .map(|i| if x >> i & 1 == 1 { 1 } else { -1 })
+                    .collect();
                 -beta * m.energy(&s)
             })
             .collect();
@@ -766,11 +771,16 @@ mod tests {
         let opts = EnumerateOptions::default();
         for got in [
             log_partition(&lattice, 0.9).unwrap(),
-            enumerate_pairwise(&pw, 0.9, &opts, &mut Silent).unwrap().log_sum,
+            enumerate_pairwise(&pw, 0.9, &opts, &mut Silent)
+                .unwrap()
+                .log_sum,
             log_partition_lattice(&lattice, 0.9).unwrap(),
             log_partition_factor_graph(&FactorGraph::from_pairwise(&pw, 0.9).unwrap()).unwrap(),
         ] {
-            assert!((got - direct).abs() < 1e-12 * direct.abs(), "{got} vs {direct}");
+            assert!(
+                (got - direct).abs() < 1e-12 * direct.abs(),
+                "{got} vs {direct}"
+            );
         }
     }
 
@@ -798,7 +808,9 @@ mod tests {
         let m = PairwiseMrf::new(vec![0.1, -0.2, 0.3], &[(0, 1, -1.0), (1, 2, 0.5)]).unwrap();
         let best = brute_force_map(&m).unwrap();
         for x in 0..8u64 {
-            let s: Vec<Spin> = (0..3).map(|i| if x >> i & 1 == 1 { 1 } else { -1 }).collect();
+            let s: Vec<Spin> = (0..3)
+                .map(|i| if x >> i & 1 == 1 { 1 } else { -1 })
+                .collect();
             assert!(best.energy <= m.energy(&s) + 1e-12);
         }
     }

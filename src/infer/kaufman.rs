@@ -123,10 +123,7 @@ pub fn kaufman_log_partition(width: usize, height: usize, coupling: f64, beta: f
         (l_even_sinh, sign_even_sinh),
     ];
     let max = terms.iter().map(|t| t.0).fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = terms
-        .iter()
-        .map(|&(l, s)| s * (l - max).exp())
-        .sum();
+    let sum: f64 = terms.iter().map(|&(l, s)| s * (l - max).exp()).sum();
     let ln_2sinh2k = 2.0 * k + (-(-4.0 * k).exp_m1()).ln();
     Ok(-std::f64::consts::LN_2 + sites / 2.0 * ln_2sinh2k + max + sum.ln())
 }

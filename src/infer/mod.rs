@@ -2,8 +2,8 @@
 
 pub mod eliminate;
 pub mod exact;
-mod kernel;
 pub mod kaufman;
+mod kernel;
 pub mod partition;
 pub mod rbm;
 pub mod transfer;

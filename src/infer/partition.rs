@@ -202,7 +202,11 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                 Model::Rbm(_) => unreachable!(),
             } + if opts.marginals { 6.0 } else { 0.0 };
             let states = pow2(n) / opts.shard.count as f64;
-            Ok(est(states * ns * 1e-9 / threads(), 0.0, format!("2^{n} states")))
+            Ok(est(
+                states * ns * 1e-9 / threads(),
+                0.0,
+                format!("2^{n} states"),
+            ))
         }
         (Method::Rbm, Model::Rbm(r)) => {
             let k = rbm_enumerated_bits(r);
@@ -304,8 +308,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                     "this lattice (Kaufman needs a zero-field torus with both sides >= 2)",
                 );
             }
-            if lattice.coupling() < 0.0 && (lattice.width() % 2 == 1 || lattice.height() % 2 == 1)
-            {
+            if lattice.coupling() < 0.0 && (lattice.width() % 2 == 1 || lattice.height() % 2 == 1) {
                 return not_for("a frustrated antiferromagnet (J < 0 with an odd side)");
             }
             Ok(est(
@@ -343,9 +346,7 @@ pub fn choose(model: &Model, opts: &PartitionOptions) -> Result<Estimate> {
                 e.seconds,
                 e.bytes
             )),
-            Err(Error::TooLarge { detail, .. }) => {
-                refusals.push(format!("{}: {detail}", m.name()))
-            }
+            Err(Error::TooLarge { detail, .. }) => refusals.push(format!("{}: {detail}", m.name())),
             Err(_) => {}
         }
     }

@@ -105,7 +105,13 @@ impl Layout {
     /// The CPU must support AVX2 and FMA (checked by the caller).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn walk_avx2(&self, start: u64, end: u64, act: &mut [f64], buf: &mut [f64]) -> LogSumExp {
+    unsafe fn walk_avx2(
+        &self,
+        start: u64,
+        end: u64,
+        act: &mut [f64],
+        buf: &mut [f64],
+    ) -> LogSumExp {
         self.walk_inner(start, end, act, buf)
     }
 
@@ -231,6 +237,9 @@ mod tests {
         let reference = crate::logspace::log_sum_exp(&terms);
         let got = rbm_log_partition(&rbm).unwrap();
         assert!(got.is_finite());
-        assert!((got - reference).abs() < 1e-12 * reference.abs(), "{got} vs {reference}");
+        assert!(
+            (got - reference).abs() < 1e-12 * reference.abs(),
+            "{got} vs {reference}"
+        );
     }
 }

@@ -50,7 +50,9 @@ impl StripLattice {
             periodic_width: periodic,
             periodic_height: periodic,
             coupling: lattice.coupling(),
-            fields: (0..lattice.num_sites()).map(|i| lattice.field_at(i)).collect(),
+            fields: (0..lattice.num_sites())
+                .map(|i| lattice.field_at(i))
+                .collect(),
         }
     }
 
@@ -111,8 +113,8 @@ impl StripLattice {
 fn row_weight(x: usize, w: usize, k: f64, fields: &[f64], periodic: bool, beta: f64) -> f64 {
     let spin = |c: usize| if x >> c & 1 == 1 { 1.0 } else { -1.0 };
     let mut lw = 0.0;
-    for c in 0..w {
-        lw += beta * fields[c] * spin(c);
+    for (c, &h) in fields.iter().enumerate().take(w) {
+        lw += beta * h * spin(c);
         if c > 0 {
             lw += k * spin(c) * spin(c - 1);
         }
@@ -243,7 +245,10 @@ mod tests {
                     .unwrap();
                 let a = transfer_log_partition(&l, 0.7).unwrap();
                 let b = exact::log_partition(&l, 0.7).unwrap();
-                assert!((a - b).abs() < 1e-12 * b.abs(), "{w}x{h} {boundary:?}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() < 1e-12 * b.abs(),
+                    "{w}x{h} {boundary:?}: {a} vs {b}"
+                );
             }
         }
     }

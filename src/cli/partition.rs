@@ -278,7 +278,8 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             }
         };
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
-    if !(args.max_seconds > 0.0) || !(args.max_memory_mb > 0.0) {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if !positive(args.max_seconds) || !positive(args.max_memory_mb) {
         return Err(usage(format!(
             "--max-seconds and --max-memory-mb must be positive, got {} and {}",
             args.max_seconds, args.max_memory_mb

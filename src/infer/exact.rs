@@ -562,8 +562,11 @@ fn lattice_histogram(lattice: &IsingLattice, start: u64, end: u64) -> Vec<u64> {
     }
     debug_assert!(extra.is_empty(), "square lattices have degree <= 4");
     let stride = (n + 1) as i64;
-    let mut hist = vec![0u64; (nb + 1) * (n + 1)];
-    let mut counts = vec![0u32; hist.len()];
+    let len = (nb + 1) * (n + 1);
+    let mut hist = vec![0u64; len];
+    // Four interleaved count tables (step number mod 4), so that consecutive increments of the
+    // same bin do not wait on each other through memory.
+    let mut counts = vec![0u32; 4 * len];
     let mut spins = vec![0i8; n + 1];
     let unit = 1u64 << UNIT_BITS;
     let mut k = start;
@@ -587,11 +590,13 @@ fn lattice_histogram(lattice: &IsingLattice, start: u64, end: u64) -> Vec<u64> {
             let s = spins[i] as i64;
             idx -= s * (local * stride + 1);
             spins[i] = -spins[i];
-            counts[idx as usize] += 1;
+            counts[(kk & 3) as usize * len + idx as usize] += 1;
         }
-        for (h, c) in hist.iter_mut().zip(counts.iter_mut()) {
-            *h += *c as u64;
-            *c = 0;
+        for table in counts.chunks_exact_mut(len) {
+            for (h, c) in hist.iter_mut().zip(table.iter_mut()) {
+                *h += *c as u64;
+                *c = 0;
+            }
         }
         k = e;
     }

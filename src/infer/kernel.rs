@@ -142,6 +142,53 @@ pub fn update_softplus_sum(act: &mut [f64], column: &[f64], sign: f64) -> f64 {
     linear.iter().sum::<f64>() + log_total
 }
 
+/// Multiplies each `e_i` by `factor_i` and returns ln prod_i (1 + e_i) of the updated values.
+///
+/// With e_i = exp(a_i) this is sum_i softplus(a_i) without any exp or log per term: the products
+/// run in eight lanes and every `renorm` factors per lane the binary exponent of each lane's
+/// product is moved into an integer, so nothing overflows as long as `renorm` factors of
+/// (1 + e_i) stay below 2^1000 (the caller bounds the e_i). One logarithm per lane per call.
+#[inline(always)]
+pub fn update_log1p_product(e: &mut [f64], factor: &[f64], renorm: usize) -> f64 {
+    debug_assert_eq!(e.len(), factor.len());
+    const MANTISSA: u64 = 0x000F_FFFF_FFFF_FFFF;
+    const ONE_BITS: u64 = 0x3FF0_0000_0000_0000;
+    let mut prod = [1.0f64; SP_LANES];
+    let mut exps = [0i64; SP_LANES];
+    let block = SP_LANES * renorm.max(1);
+    let mut e_blocks = e.chunks_mut(block);
+    let mut f_blocks = factor.chunks(block);
+    for (eb, fb) in (&mut e_blocks).zip(&mut f_blocks) {
+        let mut e_chunks = eb.chunks_exact_mut(SP_LANES);
+        let mut f_chunks = fb.chunks_exact(SP_LANES);
+        for (x, f) in (&mut e_chunks).zip(&mut f_chunks) {
+            for l in 0..SP_LANES {
+                let v = x[l] * f[l];
+                x[l] = v;
+                prod[l] *= 1.0 + v;
+            }
+        }
+        for (x, &f) in e_chunks
+            .into_remainder()
+            .iter_mut()
+            .zip(f_chunks.remainder())
+        {
+            *x *= f;
+            prod[0] *= 1.0 + *x;
+        }
+        for l in 0..SP_LANES {
+            let bits = prod[l].to_bits();
+            exps[l] += ((bits >> 52) & 0x7FF) as i64 - 1023;
+            prod[l] = f64::from_bits((bits & MANTISSA) | ONE_BITS);
+        }
+    }
+    let mut total = 0.0;
+    for l in 0..SP_LANES {
+        total += exps[l] as f64 * std::f64::consts::LN_2 + prod[l].ln();
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +227,24 @@ mod tests {
         assert!((block_log_sum(&with_zeros) - log_sum_exp(&finite)).abs() < 1e-13);
         assert_eq!(block_log_sum(&[f64::NEG_INFINITY; 5]), f64::NEG_INFINITY);
         assert_eq!(block_log_sum(&[]), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn log1p_product_matches_scalar_softplus() {
+        for (n, renorm) in [(1usize, 1usize), (9, 1), (784, 3), (3000, 64)] {
+            let a: Vec<f64> = (0..n)
+                .map(|i| ((i * 31) % 97) as f64 * 0.4 - 19.0)
+                .collect();
+            let w: Vec<f64> = (0..n).map(|i| ((i * 17) % 13) as f64 * 0.5 - 3.0).collect();
+            let mut e: Vec<f64> = a.iter().map(|x| x.exp()).collect();
+            let f: Vec<f64> = w.iter().map(|x| x.exp()).collect();
+            let got = update_log1p_product(&mut e, &f, renorm);
+            let reference: f64 = a.iter().zip(&w).map(|(x, y)| softplus(x + y)).sum();
+            assert!(
+                (got - reference).abs() < 1e-12 * reference.abs().max(1.0),
+                "n = {n}: {got} vs {reference}"
+            );
+        }
     }
 
     #[test]

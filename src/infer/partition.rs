@@ -269,8 +269,8 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
             ))
         }
         (Method::Transfer, Model::Lattice { lattice, .. }) => {
-            let strip = StripLattice::of_lattice(lattice);
-            let w = strip.swept_width();
+            // The swept side is the shorter one (checked before building any per-site data).
+            let w = lattice.width().min(lattice.height());
             let torus = lattice.boundary() == Boundary::Periodic
                 && lattice.width().min(lattice.height()) > 1
                 && lattice.width().max(lattice.height()) > 1;
@@ -285,6 +285,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                     detail: format!("swept width {w} (at most {limit})"),
                 });
             }
+            let strip = StripLattice::of_lattice(lattice);
             let par = if torus { threads() } else { 1.0 };
             Ok(est(
                 strip.cost() * 25e-9 / par,

@@ -540,6 +540,176 @@ pub fn marginals_factor_graph(graph: &FactorGraph) -> Result<Vec<f64>> {
         .expect("asked for marginals"))
 }
 
+/// Row-0 tables for [`lattice_histogram_rows`]: for every pattern of the outside fields on the
+/// sites of row 0, the list of (index offset, count) over the 2^W states of row 0.
+struct RowTables {
+    w: usize,
+    /// Per pattern, a range into `entries`.
+    ranges: Vec<(u32, u32)>,
+    entries: Vec<(u32, u32)>,
+    /// Per rest site: change of the pattern number per unit change of its spin's digit.
+    pdelta: Vec<i64>,
+    /// Rest-only neighbour lists, padded with the dummy site n.
+    nbr_rest: Vec<[u32; 4]>,
+    /// Bonds with both ends outside row 0.
+    rest_bonds: Vec<(usize, usize)>,
+    /// Outside neighbours of each row-0 site (the same for all of them).
+    d_out: i64,
+    /// For each row-0 column, its outside neighbours (with multiplicity).
+    outside: Vec<Vec<usize>>,
+}
+
+impl RowTables {
+    /// Builds the tables when row 0 has at most 8 sites and every row-0 site has the same number
+    /// (<= 2) of neighbours outside row 0; `None` otherwise.
+    fn new(lattice: &IsingLattice) -> Option<RowTables> {
+        let (w, n) = (lattice.width(), lattice.num_sites());
+        if w > 8 {
+            return None;
+        }
+        let bonds = lattice.bonds();
+        let stride = n + 1;
+        let mut outside = vec![Vec::new(); w];
+        let mut row_bonds = Vec::new();
+        let mut rest_bonds = Vec::new();
+        for &(i, j) in &bonds {
+            match (i < w, j < w) {
+                (true, true) => row_bonds.push((i, j)),
+                (true, false) => outside[i].push(j),
+                (false, true) => outside[j].push(i),
+                (false, false) => rest_bonds.push((i, j)),
+            }
+        }
+        let d_out = outside[0].len();
+        if d_out > 2 || outside.iter().any(|o| o.len() != d_out) {
+            return None;
+        }
+        let mut pdelta = vec![0i64; n];
+        let mut pow3 = 1i64;
+        for o in &outside {
+            for &j in o {
+                pdelta[j] += pow3;
+            }
+            pow3 *= 3;
+        }
+        let mut nbr_rest = vec![[n as u32; 4]; n];
+        let mut deg = vec![0usize; n];
+        for &(i, j) in &rest_bonds {
+            for (a, b) in [(i, j), (j, i)] {
+                nbr_rest[a][deg[a]] = b as u32;
+                deg[a] += 1;
+            }
+        }
+        let patterns = 3usize.pow(w as u32);
+        let mut ranges = Vec::with_capacity(patterns);
+        let mut entries = Vec::new();
+        let mut acc = std::collections::BTreeMap::new();
+        for p in 0..patterns {
+            let mut digits = p;
+            let e: Vec<i64> = (0..w)
+                .map(|_| {
+                    let d = (digits % 3) as i64;
+                    digits /= 3;
+                    2 * d - d_out as i64
+                })
+                .collect();
+            acc.clear();
+            for x0 in 0..1usize << w {
+                let s = |c: usize| if x0 >> c & 1 == 1 { 1i64 } else { -1 };
+                let mut b0 = 0i64;
+                for &(i, j) in &row_bonds {
+                    b0 += s(i) * s(j);
+                }
+                for (c, &ec) in e.iter().enumerate() {
+                    b0 += s(c) * ec;
+                }
+                let delta = b0 * stride as i64 + x0.count_ones() as i64;
+                *acc.entry(delta).or_insert(0u32) += 1;
+            }
+            let from = entries.len() as u32;
+            // Offsets are stored shifted by the largest possible negative delta.
+            let shift = (w + 2 * w) as i64 * stride as i64;
+            entries.extend(acc.iter().map(|(&d, &c)| ((d + shift) as u32, c)));
+            ranges.push((from, entries.len() as u32));
+        }
+        Some(RowTables {
+            w,
+            ranges,
+            entries,
+            pdelta,
+            nbr_rest,
+            rest_bonds,
+            d_out: d_out as i64,
+            outside,
+        })
+    }
+}
+
+/// The histogram of [`lattice_histogram`] over an aligned range [start, end) (multiples of 2^W),
+/// summing each block of 2^W states (all states of row 0 for one state of the other rows) with
+/// one table lookup: for fixed other rows, row 0 only sees the fields e_c of its outside
+/// neighbours, so its (bond sum, up spins) counts depend on the pattern of e alone.
+fn lattice_histogram_rows(lattice: &IsingLattice, t: &RowTables, start: u64, end: u64) -> Vec<u64> {
+    let n = lattice.num_sites();
+    let nb = lattice.bonds().len();
+    let stride = (n + 1) as i64;
+    let w = t.w;
+    let shift = (w + 2 * w) as i64 * stride;
+    // Full-range index (bond sum + nb) * stride + ups, then halved at the end.
+    let len = (2 * nb + 1) * (n + 1);
+    let mut counts = vec![0u64; len + 2 * shift as usize + 1];
+    let mut spins = vec![0i8; n + 1];
+    let (k0, k1) = (start >> w, end >> w);
+    let x = gray(k0) << w;
+    for (i, sp) in spins[..n].iter_mut().enumerate() {
+        *sp = if i >= w && x >> i & 1 == 1 { 1 } else { -1 };
+    }
+    let mut b_rest: i64 = t
+        .rest_bonds
+        .iter()
+        .map(|&(i, j)| (spins[i] * spins[j]) as i64)
+        .sum();
+    let mut ups_rest = (x >> w).count_ones() as i64;
+    let mut p: i64 = 0;
+    let mut pow3 = 1i64;
+    for o in &t.outside {
+        let e: i64 = o.iter().map(|&j| spins[j] as i64).sum();
+        p += (e + t.d_out) / 2 * pow3;
+        pow3 *= 3;
+    }
+    for kk in k0..k1 {
+        if kk > k0 {
+            let i = w + kk.trailing_zeros() as usize;
+            let [a, b, c, d] = t.nbr_rest[i];
+            let local = spins[a as usize] as i64
+                + spins[b as usize] as i64
+                + spins[c as usize] as i64
+                + spins[d as usize] as i64;
+            let si = spins[i] as i64;
+            b_rest -= 2 * si * local;
+            ups_rest -= si;
+            p -= si * t.pdelta[i];
+            spins[i] = -spins[i];
+        }
+        let base = ((b_rest + nb as i64) * stride + ups_rest) as usize;
+        let (from, to) = t.ranges[p as usize];
+        let slice = &mut counts[base..];
+        for &(delta, cnt) in &t.entries[from as usize..to as usize] {
+            slice[delta as usize] += cnt as u64;
+        }
+    }
+    // Undo the offset shift and halve the bond index (the bond sum has the parity of nb).
+    let mut hist = vec![0u64; (nb + 1) * (n + 1)];
+    for (idx, &c) in counts.iter().enumerate() {
+        if c > 0 {
+            let full = idx as i64 - shift;
+            let (b, u) = (full / stride, full % stride);
+            hist[(b / 2 * stride + u) as usize] += c;
+        }
+    }
+    hist
+}
+
 /// The histogram of (bond sum, number of up spins) over the states [start, end) of a uniform
 /// lattice. Entry `b * (n + 1) + u` counts the states with bond sum `2 b - bonds` and `u` up spins.
 fn lattice_histogram(lattice: &IsingLattice, start: u64, end: u64) -> Vec<u64> {
@@ -623,12 +793,33 @@ pub fn enumerate_lattice(
     let (start, end) = opts.shard.range(1u64 << n);
     let units = units_of(start, end);
     let nb = lattice.bonds().len();
+    let tables = RowTables::new(lattice);
     let mut hist = vec![0u64; (nb + 1) * (n + 1)];
     let mut done = 0u64;
     for group in units.chunks(64) {
         let parts: Vec<Vec<u64>> = group
             .par_iter()
-            .map(|&(a, b)| lattice_histogram(lattice, a, b))
+            .map(|&(a, b)| match &tables {
+                Some(t) => {
+                    // Aligned middle by tables, unaligned ends state by state.
+                    let block = 1u64 << t.w;
+                    let (a2, b2) = (a.div_ceil(block) * block, b / block * block);
+                    if a2 < b2 {
+                        let mut h = lattice_histogram_rows(lattice, t, a2, b2);
+                        for (lo, hi) in [(a, a2), (b2, b)] {
+                            if lo < hi {
+                                for (x, y) in h.iter_mut().zip(lattice_histogram(lattice, lo, hi)) {
+                                    *x += y;
+                                }
+                            }
+                        }
+                        h
+                    } else {
+                        lattice_histogram(lattice, a, b)
+                    }
+                }
+                None => lattice_histogram(lattice, a, b),
+            })
             .collect();
         for p in parts {
             for (h, c) in hist.iter_mut().zip(p) {

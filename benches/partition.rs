@@ -8,11 +8,25 @@
 use std::time::Instant;
 
 use ebm::infer::eliminate::{EliminateOptions, eliminate_factor_graph};
-use ebm::infer::exact::{self, EnumerateOptions};
+use ebm::infer::exact;
 use ebm::infer::rbm::rbm_log_partition;
 use ebm::model::{Boundary, FactorGraph, IsingLattice, PairwiseMrf, Rbm};
-use ebm::progress::Silent;
 use rand::RngExt;
+
+/// CPU seconds (user + system) of this process so far, from /proc/self/stat (Linux; clock ticks
+/// of 1/100 s). On a shared machine wall time overstates per-core cost; CPU time does not.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
@@ -49,72 +63,53 @@ fn random_pairwise(n: usize, density: f64, seed: u64) -> PairwiseMrf {
     PairwiseMrf::new(fields, &edges).unwrap()
 }
 
-fn report(name: &str, states: f64, one_thread: (f64, f64), all: (f64, f64), threads: usize) {
-    println!(
-        "{name:<44} {:>10.3} s  {:>8.3} s ({threads} thr)  {:>7.3} ns/state/core  ln Z = {:.12}",
-        one_thread.0,
-        all.0,
-        one_thread.0 / states * 1e9,
-        all.1
-    );
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     let threads = rayon::current_num_threads();
     println!("threads available: {threads}; medians of repeated runs\n");
-    println!(
-        "{:<44} {:>12}  {:>16}  {:>22}",
-        "case", "1 thread", "all threads", "per state per core"
-    );
 
-    // Uniform torus: the (bond sum, magnetisation) histogram.
+    let case = |name: &str, states: f64, f: &dyn Fn() -> f64| {
+        let (c0, t0) = (cpu_seconds(), Instant::now());
+        let value = f();
+        let (cpu, wall) = (cpu_seconds() - c0, t0.elapsed().as_secs_f64());
+        println!(
+            "{name:<48} wall {wall:>8.3} s  cpu {cpu:>8.3} s  {:>8.3} ns/state/core (cpu)  {:>10.3e} states/s/core  ln Z = {value:.12}",
+            cpu / states * 1e9,
+            states / cpu
+        );
+    };
     let l56 = IsingLattice::new(6, 5, Boundary::Periodic, 1.0, 0.0).unwrap();
-    let run = || exact::log_partition_lattice(&l56, 0.4406868).unwrap();
-    report(
-        "enumerate 6x5 torus histogram (2^30)",
+    case(
+        "enumerate 6x5 torus, histogram (2^30)",
         2f64.powi(30),
-        time(1, 3, run),
-        time(threads, 3, run),
-        threads,
+        &|| exact::log_partition_lattice(&l56, 0.4406868).unwrap(),
     );
     if !quick {
         let l66 = IsingLattice::new(6, 6, Boundary::Periodic, 1.0, 0.0).unwrap();
-        let run = || exact::log_partition_lattice(&l66, 0.4406868).unwrap();
-        let all = time(threads, 1, run);
-        println!(
-            "{:<44} {:>12}  {:>8.3} s ({threads} thr)  {:>7.3} ns/state/core  ln Z = {:.12}",
-            "enumerate 6x6 torus histogram (2^36)",
-            "-",
-            all.0,
-            all.0 * threads as f64 / 2f64.powi(36) * 1e9,
-            all.1
+        case(
+            "enumerate 6x6 torus, histogram (2^36)",
+            2f64.powi(36),
+            &|| exact::log_partition_lattice(&l66, 0.4406868).unwrap(),
         );
     }
-
     // 30-variable random models as UAI-style factor graphs (pairwise tables exp(J s s), exp(h s)).
     for (label, density) in [
         ("sparse, mean degree ~4", 4.0 / 29.0),
-        ("dense, all 435 pairs", 1.0),
+        ("dense, all pairs", 1.0),
     ] {
-        let model = random_pairwise(30, density, 7);
-        let graph = FactorGraph::from_pairwise(&model, 1.0).unwrap();
-        let small = FactorGraph::from_pairwise(&random_pairwise(26, density, 7), 1.0).unwrap();
-        let one = time(1, 3, || exact::log_partition_factor_graph(&small).unwrap());
-        let all = time(threads, 1, || {
-            exact::log_partition_factor_graph(&graph).unwrap()
-        });
-        println!(
-            "{:<44} {:>8.3} s/2^26  {:>8.3} s ({threads} thr)  {:>7.3} ns/state/core  ln Z = {:.12}",
-            format!("enumerate 30-var random model ({label})"),
-            one.0,
-            all.0,
-            one.0 / 2f64.powi(26) * 1e9,
-            all.1
+        let graph = FactorGraph::from_pairwise(&random_pairwise(30, density, 7), 1.0).unwrap();
+        case(
+            &format!("enumerate 30-var random ({label})"),
+            2f64.powi(30),
+            &|| exact::log_partition_factor_graph(&graph).unwrap(),
         );
     }
-    let _ = EnumerateOptions::default();
-    let _ = Silent;
+    let _ = (
+        EnumerateOptions::default(),
+        Silent,
+        time::<fn() -> f64>,
+        report,
+    );
 
     // RBM 784 x 25.
     let mut rng = ebm::rng::from_seed(3);
@@ -128,36 +123,10 @@ fn main() {
     let b = (0..nv).map(|_| normal(&mut rng, 0.5)).collect();
     let c = (0..nh).map(|_| normal(&mut rng, 0.5)).collect();
     let rbm = Rbm::new(nv, nh, w, b, c).unwrap();
-    let small = Rbm::new(
-        nv,
-        20,
-        rbm.weights()
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| k % 25 < 20)
-            .map(|(_, &x)| x)
-            .collect(),
-        rbm.visible_bias().to_vec(),
-        rbm.hidden_bias()[..20].to_vec(),
-    )
-    .unwrap();
-    let one = time(1, 3, || rbm_log_partition(&small).unwrap());
-    let all = time(threads, if quick { 1 } else { 3 }, || {
+    case("rbm 784 x 25 (2^25 hidden states)", 2f64.powi(25), &|| {
         rbm_log_partition(&rbm).unwrap()
     });
-    println!(
-        "{:<44} {:>8.3} s/2^20  {:>8.3} s ({threads} thr)  {:>7.3} ns/state/core  ln Z = {:.12}",
-        "rbm 784 x 25 (2^25 hidden states)",
-        one.0,
-        all.0,
-        one.0 / 2f64.powi(20) * 1e9,
-        all.1
-    );
-    println!(
-        "{:<44} {:>7.3} ns per softplus term per core",
-        "",
-        one.0 / 2f64.powi(20) / 784.0 * 1e9
-    );
+    println!("{:<48} (per softplus term: divide ns/state by 784)", "");
 
     // UAI 2014 models by elimination.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/ref/ising/uai");
@@ -173,14 +142,16 @@ fn main() {
             let graph = ebm::io::uai::read_uai(&path).unwrap();
             let pr = ebm::io::uai::read_pr(&path.with_extension("uai.PR")).unwrap();
             let mut width = 0;
-            let (t, lz) = time(threads, 3, || {
+            let (c0, t0) = (cpu_seconds(), Instant::now());
+            let (_, lz) = time(threads, 1, || {
                 let e = eliminate_factor_graph(&graph, &EliminateOptions::default()).unwrap();
                 e.log_z
             });
+            let (t, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
             let plan = ebm::infer::eliminate::plan_factor_graph(&graph, Default::default());
             width = width.max(plan.induced_width);
             println!(
-                "eliminate {:<22} {:>8.3} s ({threads} thr)  width {width:>2}  log10 Z = {:.6} (.PR {pr})",
+                "eliminate {:<22} wall {:>7.3} s  cpu {cpu:>7.3} s ({threads} thr)  width {width:>2}  log10 Z = {:.6} (.PR {pr})",
                 path.file_name().unwrap().to_string_lossy(),
                 t,
                 lz / std::f64::consts::LN_10

@@ -3,8 +3,8 @@
 //!
 //! Cost model (seconds on one core of the 2-core development machine; rough, used only to rank
 //! methods and to refuse hopeless runs): enumeration ~ (2 + 1.5 d) ns per state for a pairwise
-//! model of mean degree d (2 ns for a uniform lattice's histogram, (3 + 4 t) ns for factor tables
-//! with t table updates per flip), RBM enumeration ~ 0.7 ns per state per unit of the larger
+//! model of mean degree d (0.3 ns for a uniform lattice of width <= 8, 2.5 ns for wider ones, (3 + 4 t) ns for factor tables
+//! with t table updates per flip), RBM enumeration ~ 0.35 ns per state per unit of the larger
 //! layer, elimination ~ 6 ns per table-entry operation of its [`Plan`], transfer ~ 25 ns per
 //! log-add-exp, Kaufman ~ 200 ns per column. Parallel methods divide by the rayon pool size.
 
@@ -190,7 +190,8 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                 Model::Lattice { lattice, .. }
                     if lattice.site_field().is_none() && !opts.marginals =>
                 {
-                    2.0
+                    // Row-0 tables for widths <= 8, else the per-state histogram walk.
+                    if lattice.width() <= 8 { 0.3 } else { 2.5 }
                 }
                 Model::Lattice { lattice, .. } => {
                     2.0 + 1.5 * 2.0 * lattice.bonds().len() as f64 / n.max(1) as f64
@@ -219,7 +220,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
             }
             let states = pow2(k) / opts.shard.count as f64;
             Ok(est(
-                states * (m as f64 * 0.7 + 5.0) * 1e-9 / threads(),
+                states * (m as f64 * 0.35 + 5.0) * 1e-9 / threads(),
                 0.0,
                 format!("2^{k} states x {m} softplus terms"),
             ))

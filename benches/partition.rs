@@ -104,12 +104,6 @@ fn main() {
             &|| exact::log_partition_factor_graph(&graph).unwrap(),
         );
     }
-    let _ = (
-        EnumerateOptions::default(),
-        Silent,
-        time::<fn() -> f64>,
-        report,
-    );
 
     // RBM 784 x 25.
     let mut rng = ebm::rng::from_seed(3);

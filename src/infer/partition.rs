@@ -5,7 +5,7 @@
 //! methods and to refuse hopeless runs): enumeration ~ (2 + 1.5 d) ns per state for a pairwise
 //! model of mean degree d (0.3 ns for a uniform lattice of width <= 8, 2.5 ns for wider ones, (3 + 4 t) ns for factor tables
 //! with t table updates per flip), RBM enumeration ~ 0.35 ns per state per unit of the larger
-//! layer, elimination ~ 6 ns per table-entry operation of its [`Plan`], transfer ~ 25 ns per
+//! layer, elimination ~ 6 ns per table-entry operation of its [`eliminate::Plan`], transfer ~ 25 ns per
 //! log-add-exp, Kaufman ~ 200 ns per column. Parallel methods divide by the rayon pool size.
 
 use super::eliminate::{self, EliminateOptions, Heuristic};

@@ -4,4 +4,5 @@ mod cli;
 mod common;
 mod exact;
 mod io;
+mod map;
 mod models;

@@ -1,6 +1,7 @@
 //! Argument parsing and printing. Each subcommand has its own file: an args struct, a
 //! conversion to validated library parameters, the library call, and the output.
 
+mod denoise;
 mod info;
 mod noise;
 pub mod output;
@@ -50,6 +51,8 @@ pub enum Command {
     Noise(noise::NoiseArgs),
     /// Exact ln Z (and marginals) of an Ising lattice, a UAI model or an RBM.
     Partition(partition::PartitionArgs),
+    /// Restore a noisy binary image: exact MAP by graph cut, or ICM, annealing, Gibbs.
+    Denoise(denoise::DenoiseArgs),
 }
 
 /// Runs the parsed command line.
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(args) => info::run(args, &cli.global),
         Command::Noise(args) => noise::run(args, &cli.global),
         Command::Partition(args) => partition::run(args, &cli.global),
+        Command::Denoise(args) => denoise::run(args, &cli.global),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod eliminate;
 pub mod exact;
 pub mod kaufman;
 mod kernel;
+pub mod map;
 pub mod partition;
 pub mod rbm;
 pub mod transfer;

@@ -814,3 +814,37 @@ fn cli_reads_rbm_and_uai_models() {
         assert!((a - b).abs() < 1e-10, "{a} vs {b}");
     }
 }
+
+#[test]
+fn cli_answer_does_not_depend_on_threads() {
+    let run = |threads: &str| {
+        let out = ebm()
+            .args([
+                "partition",
+                "ising",
+                "--width",
+                "5",
+                "--height",
+                "4",
+                "--field",
+                "0.2",
+            ])
+            .args([
+                "--boundary",
+                "open",
+                "--method",
+                "enumerate",
+                "--marginals",
+                "--json",
+            ])
+            .args(["--threads", threads])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        (v["log_z"].to_string(), v["marginals"].to_string())
+    };
+    assert_eq!(run("1"), run("2"));
+}

@@ -1000,6 +1000,29 @@ mod tests {
     }
 
     #[test]
+    fn asymmetric_tables_keep_their_constant_in_the_pairwise_walk() {
+        // Asymmetric positive tables: the Ising form carries a nonzero constant.
+        let g = FactorGraph::new(
+            4,
+            vec![
+                Factor::new(vec![0, 1], vec![2.0, 0.3, 1.1, 5.0]).unwrap(),
+                Factor::new(vec![2, 1], vec![0.7, 1.9, 3.3, 0.2]).unwrap(),
+                Factor::new(vec![3], vec![4.0, 0.5]).unwrap(),
+                Factor::new(vec![3, 0], vec![1.5, 2.5, 0.9, 1.2]).unwrap(),
+            ],
+        )
+        .unwrap();
+        assert!(g.to_pairwise().unwrap().constant() != 0.0);
+        let direct: Vec<f64> = (0..16u8)
+            .map(|x| g.log_weight_bits(&[x & 1, x >> 1 & 1, x >> 2 & 1, x >> 3 & 1]))
+            .collect();
+        let want = crate::logspace::log_sum_exp(&direct);
+        assert!((log_partition_factor_graph(&g).unwrap() - want).abs() < 1e-13);
+        let e = crate::infer::eliminate::log_partition_eliminate(&g).unwrap();
+        assert!((e - want).abs() < 1e-13);
+    }
+
+    #[test]
     fn brute_force_map_finds_the_ground_state() {
         let m = PairwiseMrf::new(vec![0.1, -0.2, 0.3], &[(0, 1, -1.0), (1, 2, 0.5)]).unwrap();
         let best = brute_force_map(&m).unwrap();

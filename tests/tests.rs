@@ -2,6 +2,7 @@
 
 mod cli;
 mod common;
+mod exact;
 mod io;
 mod map;
 mod models;

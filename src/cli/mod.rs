@@ -5,6 +5,7 @@ mod denoise;
 mod info;
 mod noise;
 pub mod output;
+mod partition;
 mod sample;
 pub mod ui;
 
@@ -48,6 +49,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Flip each pixel of a binary image independently with probability P.
     Noise(noise::NoiseArgs),
+    /// Exact ln Z (and marginals) of an Ising lattice, a UAI model or an RBM.
+    Partition(partition::PartitionArgs),
     /// Restore a noisy binary image: exact MAP by graph cut, or ICM, annealing, Gibbs.
     Denoise(denoise::DenoiseArgs),
     /// Sample an Ising lattice or a UAI model by MCMC; report observables with error bars.
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Info(args) => info::run(args, &cli.global),
         Command::Noise(args) => noise::run(args, &cli.global),
+        Command::Partition(args) => partition::run(args, &cli.global),
         Command::Denoise(args) => denoise::run(args, &cli.global),
         Command::Sample(args) => sample::run(args, &cli.global),
     }

@@ -1,4 +1,10 @@
 //! Exact and approximate inference: partition functions, marginals, MAP.
 
+pub mod eliminate;
+pub mod exact;
+pub mod kaufman;
+mod kernel;
 pub mod map;
+pub mod partition;
 pub mod rbm;
+pub mod transfer;

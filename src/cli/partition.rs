@@ -1,0 +1,444 @@
+//! `ebm partition`: exact ln Z of an Ising lattice, a UAI model or an RBM; shards and their merge.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use super::GlobalArgs;
+use super::output::{print_json, say};
+use super::ui::{BarObserver, progress_enabled};
+use ebm::infer::eliminate::Heuristic;
+use ebm::infer::exact::{Shard, merge_shards};
+use ebm::infer::partition::{Budget, Method, Model, PartitionOptions, log_partition};
+use ebm::model::{Boundary, FactorGraph, IsingLattice, Rbm};
+
+const AFTER_HELP: &str = "Examples:
+  ebm partition ising --width 4 --height 4 --beta 0.4406868
+  ebm partition ising --width 6 --height 6 --method enumerate --json
+  ebm partition ising --width 4096 --height 4096 --beta 0.44 --method kaufman
+  ebm partition --model ../shared/ref/ising/uai/Grids_11.uai --method eliminate
+  ebm partition --model rbm.safetensors
+  ebm partition ising --width 6 --height 6 --method enumerate --shard 3/8 > part3.json
+  ebm partition merge part*.json
+
+Methods: enumerate (all 2^n states, n <= 40), rbm (smaller RBM layer), eliminate (variable
+elimination; reports the induced width), transfer (lattices of small width), kaufman (zero-field
+torus, any size), auto (cheapest by estimated cost; refuses when none fits --max-seconds and
+--max-memory-mb). ln Z is the natural log; log10_z = ln Z / ln 10.";
+
+/// Exact ln Z of a model given by `--model FILE` or by the `ising` subcommand.
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct PartitionArgs {
+    #[command(subcommand)]
+    pub target: Option<Target>,
+    /// Model file: a UAI MARKOV model (.uai) or an RBM (.safetensors).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Exact method.
+    #[arg(long, global = true, value_enum, default_value_t = MethodArg::Auto)]
+    pub method: MethodArg,
+    /// Also compute P(x_i = 1) for every variable (enumerate or eliminate).
+    #[arg(long, global = true)]
+    pub marginals: bool,
+    /// Sum only the K-th (0-based) of N equal parts of the enumeration and print it as JSON;
+    /// combine the parts with `ebm partition merge`.
+    #[arg(long, global = true, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Elimination ordering heuristic.
+    #[arg(long, global = true, value_enum, default_value_t = OrderingArg::MinFill)]
+    pub ordering: OrderingArg,
+    /// auto refuses when every method's estimated time exceeds this many seconds.
+    #[arg(long, global = true, default_value_t = 3600.0)]
+    pub max_seconds: f64,
+    /// Memory limit for tables (elimination, transfer), in MiB.
+    #[arg(long, global = true, default_value_t = 2048.0)]
+    pub max_memory_mb: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Target {
+    /// A square-lattice Ising model given by flags.
+    Ising(IsingArgs),
+    /// Combine the JSON outputs of `--shard K/N` runs into ln Z.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IsingArgs {
+    /// Number of columns.
+    #[arg(long)]
+    pub width: usize,
+    /// Number of rows.
+    #[arg(long)]
+    pub height: usize,
+    /// Boundary condition.
+    #[arg(long, value_enum, default_value_t = BoundaryArg::Periodic)]
+    pub boundary: BoundaryArg,
+    /// Uniform coupling J.
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    pub coupling: f64,
+    /// Uniform field h.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub field: f64,
+    /// Inverse temperature beta.
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    pub beta: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// JSON files written by `ebm partition ... --shard K/N`, one per shard.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    Auto,
+    Enumerate,
+    Eliminate,
+    Transfer,
+    Kaufman,
+    Rbm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OrderingArg {
+    MinFill,
+    MinDegree,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BoundaryArg {
+    Periodic,
+    Open,
+}
+
+impl MethodArg {
+    fn method(self) -> Method {
+        match self {
+            MethodArg::Auto => Method::Auto,
+            MethodArg::Enumerate => Method::Enumerate,
+            MethodArg::Eliminate => Method::Eliminate,
+            MethodArg::Transfer => Method::Transfer,
+            MethodArg::Kaufman => Method::Kaufman,
+            MethodArg::Rbm => Method::Rbm,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    log_z: f64,
+    log10_z: f64,
+    method: &'static str,
+    variables: usize,
+    seconds: f64,
+    model: String,
+    estimated_seconds: f64,
+    cost: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    induced_width: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    states: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    marginals: Option<Vec<f64>>,
+    threads: usize,
+}
+
+/// What a shard run prints (and `merge` reads back).
+#[derive(Debug, Serialize, Deserialize)]
+struct ShardReport {
+    shard: String,
+    shard_index: u64,
+    shard_count: u64,
+    log_sum: f64,
+    states: u64,
+    method: String,
+    model: String,
+    fingerprint: String,
+    variables: usize,
+    seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct MergeReport {
+    log_z: f64,
+    log10_z: f64,
+    method: String,
+    variables: usize,
+    seconds: f64,
+    model: String,
+    fingerprint: String,
+    shards: u64,
+    states: u64,
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    super::UsageError(msg).into()
+}
+
+fn parse_shard(text: &str) -> anyhow::Result<Shard> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse::<u64>().ok()?, n.trim().parse::<u64>().ok()?)));
+    let Some((k, n)) = parsed else {
+        return Err(usage(format!(
+            "--shard expects K/N with integers 0 <= K < N, got {text:?}"
+        )));
+    };
+    Shard::new(k, n).map_err(|e| usage(format!("--shard {text}: {e}")))
+}
+
+/// FNV-1a over bytes: a stable fingerprint tying shards to their model and method.
+fn fingerprint(parts: &[&[u8]]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+enum Loaded {
+    Lattice(IsingLattice, f64),
+    Factors(FactorGraph),
+    Rbm(Rbm),
+}
+
+fn load_file(path: &Path) -> anyhow::Result<Loaded> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("uai") => Ok(Loaded::Factors(
+            ebm::io::uai::read_uai(path)
+                .with_context(|| format!("reading model {}", path.display()))?,
+        )),
+        Some("safetensors") => Ok(Loaded::Rbm(
+            ebm::io::safetensors::read_rbm(path)
+                .with_context(|| format!("reading model {}", path.display()))?
+                .rbm,
+        )),
+        _ => Err(usage(format!(
+            "--model {}: expected a .uai or .safetensors file",
+            path.display()
+        ))),
+    }
+}
+
+pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let (loaded, description, fp_source): (Loaded, String, Vec<u8>) =
+        match (&args.target, &args.model) {
+            (Some(Target::Merge(m)), None) => return merge(m, global, start),
+            (Some(_), Some(_)) => {
+                return Err(usage(
+                    "give either --model FILE or a subcommand (ising, merge), not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(usage(
+                    "nothing to compute: give --model FILE (.uai or .safetensors) or \
+                     `ising --width W --height H` (see `ebm partition --help`)"
+                        .into(),
+                ));
+            }
+            (Some(Target::Ising(i)), None) => {
+                if !i.beta.is_finite() {
+                    return Err(usage(format!("--beta must be finite, got {}", i.beta)));
+                }
+                let boundary = match i.boundary {
+                    BoundaryArg::Periodic => Boundary::Periodic,
+                    BoundaryArg::Open => Boundary::Open,
+                };
+                let lattice = IsingLattice::new(i.width, i.height, boundary, i.coupling, i.field)
+                    .map_err(|e| usage(e.to_string()))?;
+                let desc = format!(
+                    "ising {}x{} {:?} J={} h={} beta={}",
+                    i.width, i.height, boundary, i.coupling, i.field, i.beta
+                );
+                let bytes = desc.clone().into_bytes();
+                (Loaded::Lattice(lattice, i.beta), desc, bytes)
+            }
+            (None, Some(path)) => {
+                let loaded = load_file(path)?;
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("reading model {}", path.display()))?;
+                (loaded, path.display().to_string(), bytes)
+            }
+        };
+    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if !positive(args.max_seconds) || !positive(args.max_memory_mb) {
+        return Err(usage(format!(
+            "--max-seconds and --max-memory-mb must be positive, got {} and {}",
+            args.max_seconds, args.max_memory_mb
+        )));
+    }
+    let opts = PartitionOptions {
+        marginals: args.marginals,
+        shard: shard.unwrap_or(Shard::WHOLE),
+        budget: Budget {
+            max_seconds: args.max_seconds,
+            max_bytes: args.max_memory_mb * 1024.0 * 1024.0,
+        },
+        heuristic: match args.ordering {
+            OrderingArg::MinFill => Heuristic::MinFill,
+            OrderingArg::MinDegree => Heuristic::MinDegree,
+        },
+    };
+    if shard.is_some() && args.marginals {
+        return Err(usage("--marginals cannot be combined with --shard".into()));
+    }
+    let model = match &loaded {
+        Loaded::Lattice(l, beta) => Model::Lattice {
+            lattice: l,
+            beta: *beta,
+        },
+        Loaded::Factors(g) => Model::Factors(g),
+        Loaded::Rbm(r) => Model::Rbm(r),
+    };
+    let method = args.method.method();
+    // A bar only for the long-running enumerations (total set by the first report).
+    let mut bar = BarObserver::new(progress_enabled(global), 1, "partition", "");
+    let result = log_partition(&model, method, &opts, &mut bar).map_err(|e| match e {
+        ebm::Error::InvalidParam { .. } => usage(e.to_string()),
+        other => anyhow::Error::new(other).context(format!("ln Z of {description}")),
+    })?;
+    bar.finish();
+    let seconds = start.elapsed().as_secs_f64();
+    if let Some(shard) = shard {
+        let report = ShardReport {
+            shard: format!("{}/{}", shard.index, shard.count),
+            shard_index: shard.index,
+            shard_count: shard.count,
+            log_sum: result.log_z,
+            states: result.states.unwrap_or(0),
+            method: result.method.name().into(),
+            fingerprint: fingerprint(&[&fp_source, result.method.name().as_bytes()]),
+            model: description,
+            variables: model.num_vars(),
+            seconds,
+        };
+        // A shard's result is data for `merge`: always JSON on stdout.
+        return print_json(&report);
+    }
+    let report = Report {
+        log_z: result.log_z,
+        log10_z: result.log_z / std::f64::consts::LN_10,
+        method: result.method.name(),
+        variables: model.num_vars(),
+        seconds,
+        model: description,
+        estimated_seconds: result.estimate.seconds,
+        cost: result.estimate.detail.clone(),
+        induced_width: result.induced_width,
+        states: result.states,
+        marginals: result.marginals.clone(),
+        threads: rayon::current_num_threads(),
+    };
+    if global.json {
+        print_json(&report)?;
+    } else {
+        let mut text = format!(
+            "ln Z = {:.15} (log10 Z = {:.15}) by {}, {} variables, {:.3} s ({})",
+            report.log_z, report.log10_z, report.method, report.variables, seconds, report.cost
+        );
+        if let Some(m) = &report.marginals {
+            text.push_str("\nP(x_i = 1):");
+            for (i, p) in m.iter().enumerate() {
+                text.push_str(&format!("\n  {i} {p:.12}"));
+            }
+        }
+        say(global, &text);
+    }
+    Ok(())
+}
+
+fn merge(args: &MergeArgs, global: &GlobalArgs, start: Instant) -> anyhow::Result<()> {
+    let mut shards: Vec<(ShardReport, PathBuf)> = Vec::new();
+    for path in &args.files {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading shard {}", path.display()))?;
+        let report: ShardReport = serde_json::from_str(text.trim()).map_err(|e| {
+            usage(format!(
+                "{}: not the JSON of an `ebm partition --shard` run ({e})",
+                path.display()
+            ))
+        })?;
+        shards.push((report, path.clone()));
+    }
+    shards.sort_by_key(|(s, _)| s.shard_index);
+    let (first, first_path) = &shards[0];
+    let count = first.shard_count;
+    for (s, p) in &shards {
+        if s.fingerprint != first.fingerprint || s.shard_count != count {
+            return Err(usage(format!(
+                "{} is shard {} of a different run than {} (model {:?} vs {:?}, fingerprint {} vs {})",
+                p.display(),
+                s.shard,
+                first_path.display(),
+                s.model,
+                first.model,
+                s.fingerprint,
+                first.fingerprint
+            )));
+        }
+    }
+    for (k, (s, p)) in shards.iter().enumerate() {
+        if s.shard_index != k as u64 {
+            let missing = if s.shard_index > k as u64 {
+                format!("shard {k}/{count} is missing")
+            } else {
+                format!(
+                    "shard {}/{count} is given twice ({})",
+                    s.shard_index,
+                    p.display()
+                )
+            };
+            return Err(usage(format!("cannot merge: {missing}")));
+        }
+    }
+    if shards.len() as u64 != count {
+        return Err(usage(format!(
+            "cannot merge: {} of {count} shards given (missing {}/{count} and maybe more)",
+            shards.len(),
+            shards.len()
+        )));
+    }
+    let log_sums: Vec<f64> = shards.iter().map(|(s, _)| s.log_sum).collect();
+    let log_z = merge_shards(&log_sums);
+    let report = MergeReport {
+        log_z,
+        log10_z: log_z / std::f64::consts::LN_10,
+        method: first.method.clone(),
+        variables: first.variables,
+        seconds: start.elapsed().as_secs_f64() + shards.iter().map(|(s, _)| s.seconds).sum::<f64>(),
+        model: first.model.clone(),
+        fingerprint: first.fingerprint.clone(),
+        shards: count,
+        states: shards.iter().map(|(s, _)| s.states).sum(),
+    };
+    if global.json {
+        print_json(&report)
+    } else {
+        say(
+            global,
+            &format!(
+                "ln Z = {:.15} (log10 Z = {:.15}) from {count} shards of {} ({}, {} states)",
+                log_z, report.log10_z, report.model, report.method, report.states
+            ),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,452 @@
+//! One entry point for exact ln Z: the model kinds, the methods, their cost estimates, and the
+//! `auto` choice of the cheapest method that fits a time and memory budget.
+//!
+//! Cost model (seconds on one core of the 2-core development machine; rough, used only to rank
+//! methods and to refuse hopeless runs): enumeration ~ (2 + 1.5 d) ns per state for a pairwise
+//! model of mean degree d (0.3 ns for a uniform lattice of width <= 8, 2.5 ns for wider ones, (3 + 4 t) ns for factor tables
+//! with t table updates per flip), RBM enumeration ~ 0.35 ns per state per unit of the larger
+//! layer, elimination ~ 6 ns per table-entry operation of its [`eliminate::Plan`], transfer ~ 25 ns per
+//! log-add-exp, Kaufman ~ 200 ns per column. Parallel methods divide by the rayon pool size.
+
+use super::eliminate::{self, EliminateOptions, Heuristic};
+use super::exact::{self, EnumerateOptions, Shard};
+use super::kaufman::kaufman_log_partition;
+use super::rbm::{rbm_enumerate, rbm_enumerated_bits};
+use super::transfer::{MAX_STRIP_WIDTH, MAX_TORUS_WIDTH, StripLattice, transfer_log_partition};
+use crate::error::{Error, Result};
+use crate::model::{Boundary, FactorGraph, IsingLattice, Rbm};
+use crate::progress::Observer;
+
+/// An exact method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// The cheapest applicable method by estimated cost.
+    Auto,
+    /// Gray-code enumeration of all states.
+    Enumerate,
+    /// Variable elimination.
+    Eliminate,
+    /// Transfer matrices (lattices).
+    Transfer,
+    /// Kaufman's closed form (uniform zero-field torus).
+    Kaufman,
+    /// RBM: enumerate the smaller layer, sum the larger analytically.
+    Rbm,
+}
+
+impl Method {
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Auto => "auto",
+            Method::Enumerate => "enumerate",
+            Method::Eliminate => "eliminate",
+            Method::Transfer => "transfer",
+            Method::Kaufman => "kaufman",
+            Method::Rbm => "rbm",
+        }
+    }
+}
+
+/// A model whose ln Z is wanted.
+#[derive(Debug, Clone, Copy)]
+pub enum Model<'a> {
+    /// An Ising lattice at inverse temperature beta.
+    Lattice {
+        /// The lattice.
+        lattice: &'a IsingLattice,
+        /// Inverse temperature.
+        beta: f64,
+    },
+    /// A factor graph (beta = 1: the tables as given).
+    Factors(&'a FactorGraph),
+    /// An RBM.
+    Rbm(&'a Rbm),
+}
+
+impl Model<'_> {
+    /// Number of variables (for an RBM, visible + hidden).
+    pub fn num_vars(&self) -> usize {
+        match self {
+            Model::Lattice { lattice, .. } => lattice.num_sites(),
+            Model::Factors(g) => g.num_vars(),
+            Model::Rbm(r) => r.n_visible() + r.n_hidden(),
+        }
+    }
+}
+
+/// Budget that `auto` must respect.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// Largest estimated run time accepted, in seconds.
+    pub max_seconds: f64,
+    /// Largest memory for tables, in bytes.
+    pub max_bytes: f64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            max_seconds: 3600.0,
+            max_bytes: 2.0 * 1024.0 * 1024.0 * 1024.0,
+        }
+    }
+}
+
+/// The estimated cost of one method on one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    /// The method.
+    pub method: Method,
+    /// Estimated seconds of wall time with the current rayon pool.
+    pub seconds: f64,
+    /// Estimated memory for tables, in bytes.
+    pub bytes: f64,
+    /// The cost in words, e.g. "2^36 states" or "induced width 17, 2^17-entry tables".
+    pub detail: String,
+}
+
+/// Options of [`log_partition`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PartitionOptions {
+    /// Compute P(x_i = 1) too (enumeration and elimination only).
+    pub marginals: bool,
+    /// Part of the enumeration (enumeration and RBM only).
+    pub shard: Shard,
+    /// Budget for `auto`.
+    pub budget: Budget,
+    /// Ordering heuristic for elimination.
+    pub heuristic: Heuristic,
+}
+
+impl Default for PartitionOptions {
+    fn default() -> Self {
+        PartitionOptions {
+            marginals: false,
+            shard: Shard::WHOLE,
+            budget: Budget::default(),
+            heuristic: Heuristic::MinFill,
+        }
+    }
+}
+
+/// The answer of [`log_partition`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partition {
+    /// ln Z (for a shard: ln of the sum over its states).
+    pub log_z: f64,
+    /// The method that ran (never `Auto`).
+    pub method: Method,
+    /// P(x_i = 1) when asked for.
+    pub marginals: Option<Vec<f64>>,
+    /// Induced width, for elimination.
+    pub induced_width: Option<usize>,
+    /// States summed, for enumeration and RBM.
+    pub states: Option<u64>,
+    /// The estimate that was made for the method.
+    pub estimate: Estimate,
+}
+
+fn threads() -> f64 {
+    rayon::current_num_threads().max(1) as f64
+}
+
+fn pow2(bits: usize) -> f64 {
+    2f64.powi(bits as i32)
+}
+
+/// The cost of `method` on `model`, or why it does not apply.
+pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Result<Estimate> {
+    let not_for = |what: &str| {
+        Err(Error::param(
+            "method",
+            format!("{} does not apply to {what}", method.name()),
+        ))
+    };
+    if opts.marginals && !matches!(method, Method::Enumerate | Method::Eliminate) {
+        return not_for("marginals (use enumerate or eliminate)");
+    }
+    if opts.shard != Shard::WHOLE && !matches!(method, Method::Enumerate | Method::Rbm) {
+        return not_for("shards (use enumerate, or rbm for an RBM)");
+    }
+    let n = model.num_vars();
+    let est = |seconds: f64, bytes: f64, detail: String| Estimate {
+        method,
+        seconds,
+        bytes,
+        detail,
+    };
+    match (method, model) {
+        (Method::Auto, _) => Err(Error::param("method", "auto is not a method to estimate")),
+        (Method::Enumerate, Model::Rbm(_)) => estimate(model, Method::Rbm, opts),
+        (Method::Enumerate, _) => {
+            if n > exact::MAX_ENUMERATED_VARS {
+                return Err(Error::TooLarge {
+                    method: "enumeration".into(),
+                    detail: format!("2^{n} states (at most 2^{})", exact::MAX_ENUMERATED_VARS),
+                });
+            }
+            let ns = match model {
+                Model::Lattice { lattice, .. }
+                    if lattice.site_field().is_none() && !opts.marginals =>
+                {
+                    // Row-0 tables for widths <= 8, else the per-state histogram walk.
+                    if lattice.width() <= 8 { 0.3 } else { 2.5 }
+                }
+                Model::Lattice { lattice, .. } => {
+                    2.0 + 1.5 * 2.0 * lattice.bonds().len() as f64 / n.max(1) as f64
+                }
+                Model::Factors(g) => {
+                    let touches: usize = g.factors().iter().map(|f| f.arity()).sum();
+                    3.0 + 4.0 * touches as f64 / n.max(1) as f64
+                }
+                Model::Rbm(_) => unreachable!(),
+            } + if opts.marginals { 6.0 } else { 0.0 };
+            let states = pow2(n) / opts.shard.count as f64;
+            Ok(est(
+                states * ns * 1e-9 / threads(),
+                0.0,
+                format!("2^{n} states"),
+            ))
+        }
+        (Method::Rbm, Model::Rbm(r)) => {
+            let k = rbm_enumerated_bits(r);
+            let m = r.n_visible().max(r.n_hidden());
+            if k > super::rbm::MAX_ENUMERATED_UNITS {
+                return Err(Error::TooLarge {
+                    method: "exact RBM enumeration".into(),
+                    detail: format!("2^{k} states of the smaller layer"),
+                });
+            }
+            let states = pow2(k) / opts.shard.count as f64;
+            Ok(est(
+                states * (m as f64 * 0.35 + 5.0) * 1e-9 / threads(),
+                0.0,
+                format!("2^{k} states x {m} softplus terms"),
+            ))
+        }
+        (Method::Rbm, _) => not_for("a model that is not an RBM"),
+        (Method::Eliminate, Model::Rbm(_)) => not_for("an RBM (use rbm)"),
+        (Method::Eliminate, _) => {
+            if let Model::Lattice { lattice, .. } = model {
+                // Treewidth of a grid is at least its shorter side: skip hopeless planning.
+                let side = lattice.width().min(lattice.height());
+                if side > eliminate::PLAN_WIDTH_CAP {
+                    return Err(Error::TooLarge {
+                        method: "variable elimination".into(),
+                        detail: format!(
+                            "induced width >= {side} (the shorter side): tables of 2^{side} entries"
+                        ),
+                    });
+                }
+            }
+            let plan = match model {
+                Model::Lattice { lattice, .. } => {
+                    eliminate::plan_pairwise(&lattice.to_pairwise()?, opts.heuristic)
+                }
+                Model::Factors(g) => eliminate::plan_factor_graph(g, opts.heuristic),
+                Model::Rbm(_) => unreachable!(),
+            };
+            if plan.induced_width > eliminate::PLAN_WIDTH_CAP {
+                return Err(Error::TooLarge {
+                    method: "variable elimination".into(),
+                    detail: format!(
+                        "induced width > {} (min-fill gave up): tables of more than 2^{} entries",
+                        eliminate::PLAN_WIDTH_CAP,
+                        eliminate::PLAN_WIDTH_CAP
+                    ),
+                });
+            }
+            let runs = if opts.marginals { n as f64 + 1.0 } else { 1.0 };
+            Ok(est(
+                runs * plan.cost * 6e-9 / threads(),
+                plan.max_table_bytes(),
+                format!(
+                    "induced width {}, largest table 2^{} entries ({:.3e} bytes)",
+                    plan.induced_width,
+                    plan.induced_width,
+                    plan.max_table_bytes()
+                ),
+            ))
+        }
+        (Method::Transfer, Model::Lattice { lattice, .. }) => {
+            // The swept side is the shorter one (checked before building any per-site data).
+            let w = lattice.width().min(lattice.height());
+            let torus = lattice.boundary() == Boundary::Periodic
+                && lattice.width().min(lattice.height()) > 1
+                && lattice.width().max(lattice.height()) > 1;
+            let limit = if torus {
+                MAX_TORUS_WIDTH
+            } else {
+                MAX_STRIP_WIDTH
+            };
+            if w > limit {
+                return Err(Error::TooLarge {
+                    method: "transfer matrix".into(),
+                    detail: format!("swept width {w} (at most {limit})"),
+                });
+            }
+            let strip = StripLattice::of_lattice(lattice);
+            let par = if torus { threads() } else { 1.0 };
+            Ok(est(
+                strip.cost() * 25e-9 / par,
+                pow2(w) * 8.0 * if torus { threads() } else { 1.0 },
+                format!(
+                    "2^{w} frontier states{}, {:.3e} operations",
+                    if torus { " per first-row state" } else { "" },
+                    strip.cost()
+                ),
+            ))
+        }
+        (Method::Transfer, _) => not_for("a model that is not a lattice"),
+        (Method::Kaufman, Model::Lattice { lattice, .. }) => {
+            if lattice.boundary() != Boundary::Periodic
+                || lattice.site_field().is_some()
+                || lattice.uniform_field() != 0.0
+                || lattice.width() < 2
+                || lattice.height() < 2
+            {
+                return not_for(
+                    "this lattice (Kaufman needs a zero-field torus with both sides >= 2)",
+                );
+            }
+            if lattice.coupling() < 0.0 && (lattice.width() % 2 == 1 || lattice.height() % 2 == 1) {
+                return not_for("a frustrated antiferromagnet (J < 0 with an odd side)");
+            }
+            Ok(est(
+                lattice.width() as f64 * 2e-7,
+                0.0,
+                format!("{} columns", lattice.width()),
+            ))
+        }
+        (Method::Kaufman, _) => not_for("a model that is not a lattice"),
+    }
+}
+
+/// Chooses the cheapest applicable method within the budget, or refuses naming the costs.
+pub fn choose(model: &Model, opts: &PartitionOptions) -> Result<Estimate> {
+    let candidates = [
+        Method::Kaufman,
+        Method::Rbm,
+        Method::Transfer,
+        Method::Eliminate,
+        Method::Enumerate,
+    ];
+    let mut best: Option<Estimate> = None;
+    let mut refusals = Vec::new();
+    for m in candidates {
+        match estimate(model, m, opts) {
+            Ok(e) if e.seconds <= opts.budget.max_seconds && e.bytes <= opts.budget.max_bytes => {
+                if best.as_ref().is_none_or(|b| e.seconds < b.seconds) {
+                    best = Some(e);
+                }
+            }
+            Ok(e) => refusals.push(format!(
+                "{}: {} (about {:.3e} s, {:.3e} bytes)",
+                m.name(),
+                e.detail,
+                e.seconds,
+                e.bytes
+            )),
+            Err(Error::TooLarge { detail, .. }) => refusals.push(format!("{}: {detail}", m.name())),
+            Err(_) => {}
+        }
+    }
+    best.ok_or_else(|| Error::TooLarge {
+        method: "every exact method".into(),
+        detail: format!(
+            "budget {} s and {:.3e} bytes; {}",
+            opts.budget.max_seconds,
+            opts.budget.max_bytes,
+            if refusals.is_empty() {
+                "no method applies".to_string()
+            } else {
+                refusals.join("; ")
+            }
+        ),
+    })
+}
+
+/// Exact ln Z of `model` by `method` (`Auto` chooses by [`choose`]).
+pub fn log_partition(
+    model: &Model,
+    method: Method,
+    opts: &PartitionOptions,
+    observer: &mut dyn Observer,
+) -> Result<Partition> {
+    let estimate = if method == Method::Auto {
+        choose(model, opts)?
+    } else {
+        estimate(model, method, opts)?
+    };
+    let enum_opts = EnumerateOptions {
+        marginals: opts.marginals,
+        shard: opts.shard,
+    };
+    let elim_opts = EliminateOptions {
+        heuristic: opts.heuristic,
+        max_table_entries: (opts.budget.max_bytes / 8.0).max(1.0) as u64,
+    };
+    let mut out = Partition {
+        log_z: f64::NAN,
+        method: estimate.method,
+        marginals: None,
+        induced_width: None,
+        states: None,
+        estimate: estimate.clone(),
+    };
+    match (estimate.method, model) {
+        (Method::Enumerate, Model::Lattice { lattice, beta }) => {
+            let e = exact::enumerate_lattice(lattice, *beta, &enum_opts, observer)?;
+            out.log_z = e.log_sum;
+            out.marginals = e.marginals;
+            out.states = Some(e.states);
+        }
+        (Method::Enumerate, Model::Factors(g)) => {
+            let e = exact::enumerate_factor_graph(g, &enum_opts, observer)?;
+            out.log_z = e.log_sum;
+            out.marginals = e.marginals;
+            out.states = Some(e.states);
+        }
+        (Method::Rbm, Model::Rbm(r)) => {
+            let e = rbm_enumerate(r, opts.shard, observer)?;
+            out.log_z = e.log_sum;
+            out.states = Some(e.states);
+        }
+        (Method::Eliminate, Model::Lattice { lattice, beta }) => {
+            let pw = lattice.to_pairwise()?;
+            let e = eliminate::eliminate_pairwise(&pw, *beta, &elim_opts)?;
+            out.log_z = e.log_z;
+            out.induced_width = Some(e.plan.induced_width);
+            if opts.marginals {
+                out.marginals = Some(eliminate::marginals_pairwise(&pw, *beta, &elim_opts)?);
+            }
+        }
+        (Method::Eliminate, Model::Factors(g)) => {
+            let e = eliminate::eliminate_factor_graph(g, &elim_opts)?;
+            out.log_z = e.log_z;
+            out.induced_width = Some(e.plan.induced_width);
+            if opts.marginals {
+                out.marginals = Some(eliminate::marginals_factor_graph(g, &elim_opts)?);
+            }
+        }
+        (Method::Transfer, Model::Lattice { lattice, beta }) => {
+            out.log_z = transfer_log_partition(lattice, *beta)?;
+        }
+        (Method::Kaufman, Model::Lattice { lattice, beta }) => {
+            out.log_z = kaufman_log_partition(
+                lattice.width(),
+                lattice.height(),
+                lattice.coupling(),
+                *beta,
+            )?;
+        }
+        (m, _) => {
+            return Err(Error::param(
+                "method",
+                format!("{} does not apply to this model", m.name()),
+            ));
+        }
+    }
+    Ok(out)
+}

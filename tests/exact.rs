@@ -1,0 +1,850 @@
+//! Exact partition functions: every method against closed forms and against each other.
+//!
+//! Oracles that do not come from our own code: independent spins (ln Z = sum ln 2 cosh beta h_i),
+//! the periodic 1-D chain (Z = l+^N + l-^N), Kaufman's finite torus (checked itself against
+//! enumeration), Onsager's infinite-lattice free energy (a numerical double integral), the value
+//! of ln Z(4x4 torus, beta = 0.4406868) quoted in issue 3, and the UAI 2014 `.PR` answers.
+
+use ebm::infer::eliminate::{self, EliminateOptions, Heuristic};
+use ebm::infer::exact::{self, EnumerateOptions, Shard};
+use ebm::infer::kaufman::kaufman_log_partition;
+use ebm::infer::partition::{self, Budget, Method, Model, PartitionOptions};
+use ebm::infer::rbm::rbm_log_partition;
+use ebm::infer::transfer::{StripLattice, transfer_log_partition, transfer_log_partition_strip};
+use ebm::model::{Boundary, Factor, FactorGraph, IsingLattice, PairwiseMrf, Rbm};
+use ebm::progress::Silent;
+use rand::RngExt;
+
+use crate::common::tol::EXACT_REL;
+use crate::common::{ebm, uai_reference_dir};
+
+const BETAS: [f64; 3] = [0.2, 0.4406868, 0.6];
+
+fn assert_close(a: f64, b: f64, rel: f64, what: &str) {
+    assert!(a.is_finite() && b.is_finite(), "{what}: {a} vs {b}");
+    let err = (a - b).abs() / b.abs().max(1.0);
+    assert!(
+        err <= rel,
+        "{what}: {a} vs {b} (relative error {err:.3e} > {rel:.0e})"
+    );
+}
+
+fn random_pairwise(n: usize, density: f64, scale: f64, seed: u64) -> PairwiseMrf {
+    let mut rng = ebm::rng::from_seed(seed);
+    let fields = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut edges = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            if rng.random_bool(density) {
+                edges.push((i, j, rng.random_range(-scale..scale)));
+            }
+        }
+    }
+    PairwiseMrf::new(fields, &edges).unwrap()
+}
+
+#[test]
+fn independent_spins_match_the_closed_form() {
+    let h = [0.3, -1.7, 0.0, 2.5, -0.01, 4.0];
+    let model = PairwiseMrf::new(h.to_vec(), &[]).unwrap();
+    for beta in [0.5, 1.0, 50.0] {
+        let closed: f64 = h
+            .iter()
+            .map(|&hi: &f64| {
+                let x = (beta * hi).abs();
+                x + (-2.0 * x).exp().ln_1p() // ln 2cosh x, overflow-free
+            })
+            .sum();
+        let en = exact::log_partition(&model, beta).unwrap();
+        let el = eliminate::eliminate_pairwise(&model, beta, &EliminateOptions::default())
+            .unwrap()
+            .log_z;
+        assert_close(en, closed, EXACT_REL, "enumerate, independent spins");
+        assert_close(el, closed, EXACT_REL, "eliminate, independent spins");
+        let m = exact::marginals(&model, beta).unwrap();
+        for (p, &hi) in m.iter().zip(&h) {
+            let want = 1.0 / (1.0 + (-2.0 * beta * hi).exp());
+            assert!((p - want).abs() < 1e-12, "marginal {p} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn periodic_chain_matches_the_transfer_eigenvalues() {
+    for &(n, j, h, beta) in &[
+        (2usize, 1.0, 0.3, 0.7),
+        (3, -0.8, 0.5, 1.1),
+        (10, 1.0, 0.2, 0.4406868),
+        (17, -1.3, -0.4, 0.9),
+    ] {
+        let (k, hb): (f64, f64) = (beta * j, beta * h);
+        let root = ((2.0 * k).exp() * hb.sinh().powi(2) + (-2.0 * k).exp()).sqrt();
+        let lp = k.exp() * hb.cosh() + root;
+        let lm = k.exp() * hb.cosh() - root;
+        let closed = (lp.powi(n as i32) + lm.powi(n as i32)).ln();
+        let ring = IsingLattice::new(n, 1, Boundary::Periodic, j, h).unwrap();
+        let what = format!("ring N={n} J={j} h={h} beta={beta}");
+        assert_close(
+            exact::log_partition_lattice(&ring, beta).unwrap(),
+            closed,
+            EXACT_REL,
+            &what,
+        );
+        assert_close(
+            exact::log_partition(&ring, beta).unwrap(),
+            closed,
+            EXACT_REL,
+            &what,
+        );
+        assert_close(
+            transfer_log_partition(&ring, beta).unwrap(),
+            closed,
+            EXACT_REL,
+            &what,
+        );
+        let el =
+            eliminate::eliminate_pairwise(&ring.to_pairwise().unwrap(), beta, &Default::default());
+        assert_close(el.unwrap().log_z, closed, EXACT_REL, &what);
+    }
+}
+
+#[test]
+fn kaufman_reproduces_the_quoted_critical_value() {
+    // ln Z(4x4 torus, J = 1, beta = 0.4406868) = 15.5219156213353822658... (issue 3).
+    let want = 15.521_915_621_335_382; // 15.5219156213353822658... rounded to f64
+    assert!((kaufman_log_partition(4, 4, 1.0, 0.4406868).unwrap() - want).abs() < 1e-12);
+    let lattice = IsingLattice::new(4, 4, Boundary::Periodic, 1.0, 0.0).unwrap();
+    assert!((exact::log_partition_lattice(&lattice, 0.4406868).unwrap() - want).abs() < 1e-12);
+}
+
+#[test]
+fn kaufman_matches_enumeration_on_small_tori() {
+    for (w, h) in [(4, 4), (5, 5), (3, 4), (4, 3), (2, 2), (2, 5), (3, 6)] {
+        let lattice = IsingLattice::new(w, h, Boundary::Periodic, 1.0, 0.0).unwrap();
+        for beta in BETAS {
+            let k = kaufman_log_partition(w, h, 1.0, beta).unwrap();
+            let e = exact::log_partition_lattice(&lattice, beta).unwrap();
+            assert_close(k, e, EXACT_REL, &format!("kaufman {w}x{h} beta={beta}"));
+        }
+    }
+}
+
+#[test]
+fn kaufman_matches_transfer_on_larger_tori() {
+    for (w, h) in [(8, 8), (10, 10), (6, 9), (8, 11)] {
+        let lattice = IsingLattice::new(w, h, Boundary::Periodic, 1.0, 0.0).unwrap();
+        let betas: &[f64] = if w * h >= 88 {
+            &[0.4406868, 0.6]
+        } else {
+            &BETAS
+        };
+        for &beta in betas {
+            let k = kaufman_log_partition(w, h, 1.0, beta).unwrap();
+            let t = transfer_log_partition(&lattice, beta).unwrap();
+            assert_close(
+                k,
+                t,
+                EXACT_REL,
+                &format!("kaufman vs transfer {w}x{h} beta={beta}"),
+            );
+        }
+    }
+    // 10x10 at the high-temperature point too (g_0 < 0 there, the sign-sensitive case).
+    let lattice = IsingLattice::new(10, 10, Boundary::Periodic, 1.0, 0.0).unwrap();
+    let t = transfer_log_partition(&lattice, 0.2).unwrap();
+    assert_close(
+        kaufman_log_partition(10, 10, 1.0, 0.2).unwrap(),
+        t,
+        EXACT_REL,
+        "10x10 b=0.2",
+    );
+    // Antiferromagnet with even sides: Z(-J) = Z(J), checked against transfer.
+    let afm = IsingLattice::new(6, 4, Boundary::Periodic, -1.0, 0.0).unwrap();
+    let t = transfer_log_partition(&afm, 0.6).unwrap();
+    assert_close(
+        kaufman_log_partition(6, 4, -1.0, 0.6).unwrap(),
+        t,
+        EXACT_REL,
+        "afm 6x4",
+    );
+    assert!(kaufman_log_partition(5, 4, -1.0, 0.6).is_err());
+}
+
+/// Onsager: ln Z / N -> ln 2 + 1/(2 pi^2) int_0^pi int_0^pi ln(cosh^2 2K - sinh 2K (cos a + cos b)).
+fn onsager_free_energy(k: f64, points: usize) -> f64 {
+    // The integrand is smooth and periodic away from K_c: the midpoint rule converges
+    // exponentially.
+    let (c, s) = ((2.0 * k).cosh(), (2.0 * k).sinh());
+    let step = std::f64::consts::PI / points as f64;
+    let mut sum = 0.0;
+    for a in 0..points {
+        let ca = ((a as f64 + 0.5) * step).cos();
+        for b in 0..points {
+            let cb = ((b as f64 + 0.5) * step).cos();
+            sum += (c * c - s * (ca + cb)).ln();
+        }
+    }
+    std::f64::consts::LN_2 + sum * step * step / (2.0 * std::f64::consts::PI.powi(2))
+}
+
+#[test]
+fn kaufman_on_a_huge_torus_approaches_onsager() {
+    // Away from the critical point finite-size corrections decay like exp(-L / xi), except that
+    // below T_c the torus holds both ordered phases: ln Z = N f + ln 2 + O(exp(-L / xi)).
+    for beta in [0.3, 0.6] {
+        let l = 4096;
+        let two_phases = if beta > 0.4406868 {
+            std::f64::consts::LN_2
+        } else {
+            0.0
+        };
+        let per_site =
+            (kaufman_log_partition(l, l, 1.0, beta).unwrap() - two_phases) / (l * l) as f64;
+        let onsager = onsager_free_energy(beta, 400);
+        assert!(
+            (per_site - onsager).abs() < 1e-10,
+            "beta {beta}: {per_site} vs {onsager}"
+        );
+    }
+}
+
+#[test]
+fn transfer_matches_enumeration_on_open_and_cylinder_lattices_with_fields() {
+    let mut rng = ebm::rng::from_seed(3);
+    for (w, h) in [(4, 5), (5, 4), (3, 7), (6, 3)] {
+        let fields: Vec<f64> = (0..w * h).map(|_| rng.random_range(-1.0..1.0)).collect();
+        for periodic_width in [false, true] {
+            let strip = StripLattice {
+                width: w,
+                height: h,
+                periodic_width,
+                periodic_height: false,
+                coupling: -0.7,
+                fields: fields.clone(),
+            };
+            // The same lattice as a pairwise model, bonds written out here independently.
+            let mut bonds = Vec::new();
+            for r in 0..h {
+                for c in 0..w {
+                    let i = r * w + c;
+                    if c + 1 < w {
+                        bonds.push((i, i + 1, -0.7));
+                    } else if periodic_width && w > 1 {
+                        bonds.push((i, r * w, -0.7));
+                    }
+                    if r + 1 < h {
+                        bonds.push((i, i + w, -0.7));
+                    }
+                }
+            }
+            let pw = PairwiseMrf::new(fields.clone(), &bonds).unwrap();
+            for beta in [0.3, 1.0] {
+                let t = transfer_log_partition_strip(&strip, beta).unwrap();
+                let e = exact::log_partition(&pw, beta).unwrap();
+                let what = format!("{w}x{h} periodic_width={periodic_width} beta={beta}");
+                assert_close(t, e, EXACT_REL, &what);
+            }
+        }
+    }
+}
+
+#[test]
+fn all_methods_agree_on_random_models_with_fields_and_mixed_couplings() {
+    for seed in 0..6u64 {
+        let n = 10 + seed as usize;
+        let model = random_pairwise(n, 0.35, 1.5, seed);
+        let beta = 0.8;
+        let reference = exact::log_partition(&model, beta).unwrap();
+        let opts = EnumerateOptions::default();
+        let graph = FactorGraph::from_pairwise(&model, beta).unwrap();
+        let mut answers = vec![
+            (
+                "pairwise enumeration",
+                exact::enumerate_pairwise(&model, beta, &opts, &mut Silent)
+                    .unwrap()
+                    .log_sum,
+            ),
+            (
+                "factor-graph enumeration",
+                exact::log_partition_factor_graph(&graph).unwrap(),
+            ),
+            (
+                "generic enumeration of the factor graph",
+                exact::log_partition(&graph, 1.0).unwrap(),
+            ),
+            (
+                "factor-graph elimination",
+                eliminate::log_partition_eliminate(&graph).unwrap(),
+            ),
+        ];
+        for h in [Heuristic::MinFill, Heuristic::MinDegree] {
+            let o = EliminateOptions {
+                heuristic: h,
+                ..Default::default()
+            };
+            answers.push((
+                "pairwise elimination",
+                eliminate::eliminate_pairwise(&model, beta, &o)
+                    .unwrap()
+                    .log_z,
+            ));
+        }
+        for (name, value) in answers {
+            assert_close(value, reference, EXACT_REL, &format!("seed {seed}: {name}"));
+        }
+        // Marginals: enumeration against elimination.
+        let me = exact::marginals(&model, beta).unwrap();
+        let ml = eliminate::marginals_pairwise(&model, beta, &Default::default()).unwrap();
+        for (a, b) in me.iter().zip(&ml) {
+            assert!((a - b).abs() < 1e-10, "seed {seed}: marginal {a} vs {b}");
+        }
+    }
+    // Lattices with per-site fields: enumeration, histogram-free walk, transfer, elimination.
+    let mut rng = ebm::rng::from_seed(11);
+    for (w, h, boundary) in [
+        (4, 4, Boundary::Periodic),
+        (3, 5, Boundary::Open),
+        (2, 6, Boundary::Periodic),
+    ] {
+        let fields: Vec<f64> = (0..w * h).map(|_| rng.random_range(-0.8..0.8)).collect();
+        let l = IsingLattice::new(w, h, boundary, -1.1, 0.0)
+            .unwrap()
+            .with_site_field(fields)
+            .unwrap();
+        for beta in [0.4, 1.3] {
+            let reference = exact::log_partition(&l, beta).unwrap();
+            let model = Model::Lattice { lattice: &l, beta };
+            for m in [
+                Method::Enumerate,
+                Method::Eliminate,
+                Method::Transfer,
+                Method::Auto,
+            ] {
+                let got =
+                    partition::log_partition(&model, m, &PartitionOptions::default(), &mut Silent)
+                        .unwrap();
+                assert_close(got.log_z, reference, EXACT_REL, &format!("{w}x{h} {m:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn higher_arity_factors_and_zeros_agree_between_enumeration_and_elimination() {
+    let mut rng = ebm::rng::from_seed(5);
+    for trial in 0..4 {
+        let n = 12;
+        let mut factors = Vec::new();
+        for _ in 0..14 {
+            let arity = rng.random_range(1..=4usize);
+            let mut scope: Vec<usize> = Vec::new();
+            while scope.len() < arity {
+                let v = rng.random_range(0..n);
+                if !scope.contains(&v) {
+                    scope.push(v);
+                }
+            }
+            let mut table: Vec<f64> = (0..1 << arity)
+                .map(|_| {
+                    if rng.random_bool(0.2) {
+                        0.0
+                    } else {
+                        rng.random_range(0.01..5.0)
+                    }
+                })
+                .collect();
+            table[0] = table[0].max(0.5); // never all zero
+            factors.push(Factor::new(scope, table).unwrap());
+        }
+        let g = FactorGraph::new(n, factors).unwrap();
+        let en = exact::log_partition_factor_graph(&g).unwrap();
+        let el = eliminate::log_partition_eliminate(&g).unwrap();
+        assert_close(el, en, EXACT_REL, &format!("trial {trial}"));
+        let me = exact::marginals_factor_graph(&g).unwrap();
+        let ml = eliminate::marginals_factor_graph(&g, &Default::default()).unwrap();
+        for (a, b) in me.iter().zip(&ml) {
+            assert!(
+                a.is_finite() && (a - b).abs() < 1e-10,
+                "trial {trial}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn large_beta_does_not_overflow() {
+    let beta = 50.0;
+    let lattice = IsingLattice::new(4, 4, Boundary::Periodic, 1.0, 0.0).unwrap();
+    // Ground states: all up and all down, 32 satisfied bonds; the first excitation costs 8 J:
+    // ln Z = 32 beta + ln 2 + ln(1 + 16 e^{-8 beta} + ...), exact to far below 1e-9 here.
+    let want = 32.0 * beta + std::f64::consts::LN_2;
+    let model = Model::Lattice {
+        lattice: &lattice,
+        beta,
+    };
+    for m in [
+        Method::Enumerate,
+        Method::Eliminate,
+        Method::Transfer,
+        Method::Kaufman,
+    ] {
+        let got =
+            partition::log_partition(&model, m, &PartitionOptions::default(), &mut Silent).unwrap();
+        assert_close(got.log_z, want, 1e-13, &format!("beta 50, {m:?}"));
+    }
+    assert_close(
+        exact::log_partition(&lattice, beta).unwrap(),
+        want,
+        1e-13,
+        "generic walk",
+    );
+    // An RBM with huge weights.
+    let rbm = Rbm::new(
+        3,
+        2,
+        vec![100.0, -100.0, 50.0, 80.0, -90.0, 40.0],
+        vec![0.0; 3],
+        vec![0.0; 2],
+    )
+    .unwrap();
+    assert!(rbm_log_partition(&rbm).unwrap().is_finite());
+}
+
+#[test]
+fn rbm_method_agrees_with_enumeration_over_both_layers() {
+    let mut rng = ebm::rng::from_seed(9);
+    let (nv, nh) = (6, 5);
+    let w: Vec<f64> = (0..nv * nh).map(|_| rng.random_range(-2.0..2.0)).collect();
+    let b: Vec<f64> = (0..nv).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let c: Vec<f64> = (0..nh).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let rbm = Rbm::new(nv, nh, w, b, c).unwrap();
+    // The RBM as a pairwise factor graph over 11 bits: phi = exp(W_ij v_i h_j), exp(b v), exp(c h).
+    let mut factors = Vec::new();
+    for i in 0..nv {
+        factors.push(Factor::new(vec![i], vec![1.0, rbm.visible_bias()[i].exp()]).unwrap());
+        for j in 0..nh {
+            let wij = rbm.weight(i, j);
+            factors.push(Factor::new(vec![i, nv + j], vec![1.0, 1.0, 1.0, wij.exp()]).unwrap());
+        }
+    }
+    for j in 0..nh {
+        factors.push(Factor::new(vec![nv + j], vec![1.0, rbm.hidden_bias()[j].exp()]).unwrap());
+    }
+    let joint = FactorGraph::new(nv + nh, factors).unwrap();
+    let brute = exact::log_partition_factor_graph(&joint).unwrap();
+    let fast = rbm_log_partition(&rbm).unwrap();
+    assert_close(fast, brute, EXACT_REL, "rbm vs enumeration of both layers");
+    let swapped = rbm_log_partition(&rbm.transposed()).unwrap();
+    assert_close(swapped, fast, 1e-13, "either layer enumerated");
+}
+
+#[test]
+fn enumeration_is_bit_identical_for_any_thread_count() {
+    let model = random_pairwise(23, 0.3, 1.0, 77);
+    let lattice = IsingLattice::new(5, 5, Boundary::Periodic, 0.9, 0.1).unwrap();
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let opts = EnumerateOptions {
+                    marginals: true,
+                    ..Default::default()
+                };
+                let e = exact::enumerate_pairwise(&model, 0.7, &opts, &mut Silent).unwrap();
+                let l = exact::log_partition_lattice(&lattice, 0.5).unwrap();
+                (
+                    e.log_sum.to_bits(),
+                    e.marginals
+                        .unwrap()
+                        .iter()
+                        .map(|m| m.to_bits())
+                        .collect::<Vec<_>>(),
+                    l.to_bits(),
+                )
+            })
+    };
+    let one = run(1);
+    assert_eq!(one, run(3));
+    assert_eq!(one, run(2));
+}
+
+#[test]
+fn merged_shards_equal_the_single_run() {
+    let model = random_pairwise(23, 0.25, 1.0, 4);
+    let single = exact::enumerate_pairwise(&model, 1.0, &EnumerateOptions::default(), &mut Silent)
+        .unwrap()
+        .log_sum;
+    for count in [2u64, 3, 7] {
+        let parts: Vec<f64> = (0..count)
+            .map(|k| {
+                let opts = EnumerateOptions {
+                    marginals: false,
+                    shard: Shard::new(k, count).unwrap(),
+                };
+                exact::enumerate_pairwise(&model, 1.0, &opts, &mut Silent)
+                    .unwrap()
+                    .log_sum
+            })
+            .collect();
+        let merged = exact::merge_shards(&parts);
+        assert!(
+            (merged - single).abs() <= 1e-12 * single.abs(),
+            "{count} shards: {merged} vs {single}"
+        );
+    }
+    // The lattice histogram path shards too.
+    let lattice = IsingLattice::new(5, 5, Boundary::Periodic, 1.0, 0.2).unwrap();
+    let single = exact::log_partition_lattice(&lattice, 0.5).unwrap();
+    let parts: Vec<f64> = (0..5)
+        .map(|k| {
+            let opts = EnumerateOptions {
+                marginals: false,
+                shard: Shard::new(k, 5).unwrap(),
+            };
+            exact::enumerate_lattice(&lattice, 0.5, &opts, &mut Silent)
+                .unwrap()
+                .log_sum
+        })
+        .collect();
+    let merged = exact::merge_shards(&parts);
+    assert!((merged - single).abs() <= 1e-12 * single.abs());
+}
+
+#[test]
+fn auto_refuses_hopeless_models_naming_the_cost() {
+    let lattice = IsingLattice::new(64, 64, Boundary::Open, 1.0, 0.1).unwrap();
+    let model = Model::Lattice {
+        lattice: &lattice,
+        beta: 0.5,
+    };
+    let err = partition::log_partition(
+        &model,
+        Method::Auto,
+        &PartitionOptions::default(),
+        &mut Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("2^4096 states") && err.contains("induced width"),
+        "{err}"
+    );
+    // With a tiny budget even a small model is refused.
+    let small = IsingLattice::new(5, 5, Boundary::Open, 1.0, 0.1).unwrap();
+    let opts = PartitionOptions {
+        budget: Budget {
+            max_seconds: 1e-12,
+            max_bytes: 1.0,
+        },
+        ..Default::default()
+    };
+    let model = Model::Lattice {
+        lattice: &small,
+        beta: 0.5,
+    };
+    assert!(partition::log_partition(&model, Method::Auto, &opts, &mut Silent).is_err());
+    // Zero-field torus: auto takes the closed form.
+    let torus = IsingLattice::new(64, 64, Boundary::Periodic, 1.0, 0.0).unwrap();
+    let model = Model::Lattice {
+        lattice: &torus,
+        beta: 0.5,
+    };
+    let got = partition::log_partition(
+        &model,
+        Method::Auto,
+        &PartitionOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(got.method, Method::Kaufman);
+}
+
+#[test]
+fn uai_benchmarks_match_their_pr_answers() {
+    let Some(dir) = uai_reference_dir() else {
+        eprintln!("skipped: ../shared/ref/ising/uai is absent");
+        return;
+    };
+    let mut checked = 0;
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "uai"))
+        .collect();
+    names.sort();
+    for path in names {
+        let graph = ebm::io::uai::read_uai(&path).unwrap();
+        let pr = ebm::io::uai::read_pr(&path.with_extension("uai.PR")).unwrap();
+        let e = eliminate::eliminate_factor_graph(&graph, &EliminateOptions::default()).unwrap();
+        let log10 = e.log_z / std::f64::consts::LN_10;
+        // The .PR files print 2-4 decimals: 1e-3 in log10 (5e-3 for the two-decimal answers).
+        let tol = if (pr * 100.0).round() == pr * 100.0 && (pr * 1000.0).round() == pr * 1000.0 {
+            5e-3
+        } else {
+            1e-3
+        };
+        assert!(
+            (log10 - pr).abs() <= tol,
+            "{}: log10 Z {log10} vs .PR {pr}",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 7, "expected the seven UAI 2014 models");
+}
+
+#[test]
+fn cli_partition_prints_the_contract_keys() {
+    let out = ebm()
+        .args([
+            "partition",
+            "ising",
+            "--width",
+            "4",
+            "--height",
+            "4",
+            "--beta",
+            "0.4406868",
+            "--method",
+            "enumerate",
+            "--json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    for key in ["log_z", "log10_z", "method", "variables", "seconds"] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert!((v["log_z"].as_f64().unwrap() - 15.521_915_621_335_382).abs() < 1e-12);
+    assert_eq!(v["method"], "enumerate");
+    assert_eq!(v["variables"], 16);
+    let l10 = v["log10_z"].as_f64().unwrap() * std::f64::consts::LN_10;
+    assert!((l10 - v["log_z"].as_f64().unwrap()).abs() < 1e-12);
+}
+
+#[test]
+fn cli_partition_refuses_bad_requests() {
+    use predicates::prelude::*;
+    ebm()
+        .args(["partition"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--model"));
+    ebm()
+        .args([
+            "partition",
+            "ising",
+            "--width",
+            "5",
+            "--height",
+            "5",
+            "--boundary",
+            "open",
+            "--method",
+            "kaufman",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("kaufman"));
+    ebm()
+        .args([
+            "partition",
+            "ising",
+            "--width",
+            "4",
+            "--height",
+            "4",
+            "--shard",
+            "4/4",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--shard"));
+    ebm()
+        .args([
+            "partition",
+            "ising",
+            "--width",
+            "80",
+            "--height",
+            "80",
+            "--field",
+            "0.1",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("2^6400 states"));
+}
+
+#[test]
+fn cli_shards_merge_to_the_single_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "partition",
+        "ising",
+        "--width",
+        "4",
+        "--height",
+        "5",
+        "--field",
+        "0.3",
+        "--beta",
+        "0.7",
+        "--method",
+        "enumerate",
+    ];
+    let single: serde_json::Value = serde_json::from_slice(
+        &ebm()
+            .args(args)
+            .arg("--json")
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .unwrap();
+    let mut files = Vec::new();
+    for k in 0..3 {
+        let out = ebm()
+            .args(args)
+            .args(["--shard", &format!("{k}/3")])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let f = dir.path().join(format!("part{k}.json"));
+        std::fs::write(&f, out).unwrap();
+        files.push(f);
+    }
+    let merged: serde_json::Value = serde_json::from_slice(
+        &ebm()
+            .args(["partition", "merge", "--json"])
+            .args(&files)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .unwrap();
+    let (a, b) = (
+        merged["log_z"].as_f64().unwrap(),
+        single["log_z"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() <= 1e-12 * b.abs(), "{a} vs {b}");
+    // A missing shard is an error naming it.
+    use predicates::prelude::*;
+    ebm()
+        .args(["partition", "merge"])
+        .args(&files[..2])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("2/3"));
+}
+
+#[test]
+fn cli_reads_rbm_and_uai_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ebm::rng::from_seed(1);
+    let (nv, nh) = (9, 4);
+    let rbm = Rbm::new(
+        nv,
+        nh,
+        (0..nv * nh).map(|_| rng.random_range(-1.0..1.0)).collect(),
+        (0..nv).map(|_| rng.random_range(-1.0..1.0)).collect(),
+        (0..nh).map(|_| rng.random_range(-1.0..1.0)).collect(),
+    )
+    .unwrap();
+    let path = dir.path().join("m.safetensors");
+    ebm::io::safetensors::write_rbm(&path, &ebm::io::safetensors::RbmFile::new(rbm.clone()))
+        .unwrap();
+    let out: serde_json::Value = serde_json::from_slice(
+        &ebm()
+            .args(["partition", "--json", "--model"])
+            .arg(&path)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(out["method"], "rbm");
+    assert_eq!(out["variables"], 13);
+    assert_close(
+        out["log_z"].as_f64().unwrap(),
+        rbm_log_partition(&rbm).unwrap(),
+        1e-12,
+        "cli rbm",
+    );
+
+    let g = FactorGraph::from_pairwise(&random_pairwise(9, 0.4, 1.0, 2), 1.0).unwrap();
+    let uai = dir.path().join("m.uai");
+    ebm::io::uai::write_uai(&uai, &g).unwrap();
+    let out: serde_json::Value = serde_json::from_slice(
+        &ebm()
+            .args([
+                "partition",
+                "--json",
+                "--marginals",
+                "--method",
+                "eliminate",
+                "--model",
+            ])
+            .arg(&uai)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .unwrap();
+    let want = exact::marginals_factor_graph(&g).unwrap();
+    let got: Vec<f64> = out["marginals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), 9);
+    for (a, b) in got.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-10, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn cli_answer_does_not_depend_on_threads() {
+    let run = |threads: &str| {
+        let out = ebm()
+            .args([
+                "partition",
+                "ising",
+                "--width",
+                "5",
+                "--height",
+                "4",
+                "--field",
+                "0.2",
+            ])
+            .args([
+                "--boundary",
+                "open",
+                "--method",
+                "enumerate",
+                "--marginals",
+                "--json",
+            ])
+            .args(["--threads", threads])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        (v["log_z"].to_string(), v["marginals"].to_string())
+    };
+    assert_eq!(run("1"), run("2"));
+}

@@ -39,9 +39,13 @@ pub mod error;
 pub mod image;
 pub mod infer;
 pub mod io;
+pub mod learn;
+pub mod linalg;
 pub mod logspace;
 pub mod model;
 pub mod progress;
 pub mod rng;
+/// Samplers (block Gibbs for RBMs).
+pub mod sample;
 
 pub use error::{Error, Result};

@@ -2,4 +2,6 @@
 
 mod cli;
 mod common;
+mod io;
 mod learn;
+mod models;

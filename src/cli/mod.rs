@@ -1,6 +1,7 @@
 //! Argument parsing and printing. Each subcommand has its own file: an args struct, a
 //! conversion to validated library parameters, the library call, and the output.
 
+mod info;
 mod noise;
 pub mod output;
 #[allow(dead_code)] // used by the long-running subcommands as they land
@@ -14,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
     name = "ebm",
     version,
     about = "Binary energy-based models: exact partition functions, sampling, RBM training, MAP denoising",
-    after_help = "Examples:\n  ebm noise --input data/images/horse.png --flip 0.1 --output noisy.png\n\nRun `ebm <command> --help` for each command's flags and an example."
+    after_help = "Examples:\n  ebm info data/digits_train.txt\n  ebm noise --input data/images/horse.png --flip 0.1 --output noisy.png\n\nRun `ebm <command> --help` for each command's flags and an example."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -42,6 +43,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show what a file is and its key facts (image, dataset, UAI model, RBM).
+    Info(info::InfoArgs),
     /// Flip each pixel of a binary image independently with probability P.
     Noise(noise::NoiseArgs),
 }
@@ -55,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot start {threads} threads: {e}"))?;
     }
     match &cli.command {
+        Command::Info(args) => info::run(args, &cli.global),
         Command::Noise(args) => noise::run(args, &cli.global),
     }
 }

@@ -1,0 +1,450 @@
+//! RBM model files in the `.safetensors` format (loads in Python with
+//! `safetensors.numpy.load_file`).
+//!
+//! # Layout
+//! | tensor | shape | meaning |
+//! |---|---|---|
+//! | `weights` | [n_visible, n_hidden] | W, row-major (entry (i, j) couples visible i and hidden j) |
+//! | `visible_bias` | \[n_visible\] | b |
+//! | `hidden_bias` | \[n_hidden\] | c |
+//! | any other name | any | an extra tensor (optimizer state, persistent chains, ...) |
+//!
+//! with E(v, h) = -v^T W h - b^T v - c^T h over units in {0, 1}. Tensors are written as F64
+//! (little-endian, as the format prescribes); the three parameter tensors are read from F32 or
+//! F64, extra tensors from F32, F64 or any integer/bool dtype (converted to f64).
+//!
+//! The header's `__metadata__` (a string-to-string map) always holds `"format": "ebm-rbm"` and
+//! `"version": "1"`, plus the caller's entries (structured settings go in as a JSON string).
+//! When reading, a file without `format` is accepted (e.g. one written by hand in Python), but a
+//! different `format` or `version` is refused.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::error::{Error, Result};
+use crate::io::atomic::write_bytes_atomic;
+use crate::model::Rbm;
+
+/// Value of the `format` metadata entry.
+pub const FORMAT: &str = "ebm-rbm";
+/// Value of the `version` metadata entry.
+pub const VERSION: &str = "1";
+/// The names of the three parameter tensors.
+pub const PARAMETER_NAMES: [&str; 3] = ["weights", "visible_bias", "hidden_bias"];
+
+/// A dense f64 tensor, row-major (C order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// The entries, row-major; `data.len()` is the product of `shape`.
+    pub data: Vec<f64>,
+}
+
+/// An RBM with its metadata and any extra tensors stored beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RbmFile {
+    /// The model.
+    pub rbm: Rbm,
+    /// String metadata (`format` and `version` are added on writing).
+    pub metadata: BTreeMap<String, String>,
+    /// Other tensors by name (optimizer state, persistent chains for resuming, ...).
+    pub extra: BTreeMap<String, Tensor>,
+}
+
+impl RbmFile {
+    /// A file holding just `rbm`, with no metadata of its own and no extra tensors.
+    pub fn new(rbm: Rbm) -> Self {
+        RbmFile {
+            rbm,
+            metadata: BTreeMap::new(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+/// Reads an RBM `.safetensors` file (see the module docs for the layout).
+pub fn read_rbm(path: &Path) -> Result<RbmFile> {
+    decode_rbm(&std::fs::read(path)?)
+}
+
+/// Writes an RBM `.safetensors` file, atomically.
+pub fn write_rbm(path: &Path, file: &RbmFile) -> Result<()> {
+    let bytes = encode_rbm(file)?;
+    write_bytes_atomic(path, &bytes)
+}
+
+/// The bytes of an RBM `.safetensors` file.
+///
+/// Errors when an extra tensor uses a reserved name, when its shape does not match its data,
+/// or when it holds a NaN or infinite value.
+pub fn encode_rbm(file: &RbmFile) -> Result<Vec<u8>> {
+    let rbm = &file.rbm;
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = vec![
+        (
+            "weights".into(),
+            vec![rbm.n_visible(), rbm.n_hidden()],
+            le_bytes(rbm.weights()),
+        ),
+        (
+            "visible_bias".into(),
+            vec![rbm.n_visible()],
+            le_bytes(rbm.visible_bias()),
+        ),
+        (
+            "hidden_bias".into(),
+            vec![rbm.n_hidden()],
+            le_bytes(rbm.hidden_bias()),
+        ),
+    ];
+    for (name, tensor) in &file.extra {
+        if PARAMETER_NAMES.contains(&name.as_str()) || name == "__metadata__" {
+            return Err(Error::param(
+                "extra tensor",
+                format!("the name `{name}` is reserved"),
+            ));
+        }
+        let count: usize = tensor.shape.iter().product();
+        if count != tensor.data.len() {
+            return Err(Error::SizeMismatch(format!(
+                "extra tensor `{name}` has shape {:?} ({count} entries) but {} values",
+                tensor.shape,
+                tensor.data.len()
+            )));
+        }
+        if let Some(k) = tensor.data.iter().position(|x| !x.is_finite()) {
+            return Err(Error::InvalidModel(format!(
+                "extra tensor `{name}`: entry {k} is {} (not finite)",
+                tensor.data[k]
+            )));
+        }
+        owned.push((name.clone(), tensor.shape.clone(), le_bytes(&tensor.data)));
+    }
+    let views = owned
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F64, shape.clone(), bytes)
+                .map(|view| (name.as_str(), view))
+                .map_err(|e| Error::Format(format!("tensor `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut metadata: HashMap<String, String> = file
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    metadata.insert("format".into(), FORMAT.into());
+    metadata.insert("version".into(), VERSION.into());
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::Format(format!("cannot encode safetensors: {e}")))
+}
+
+/// Decodes the bytes of an RBM `.safetensors` file.
+pub fn decode_rbm(bytes: &[u8]) -> Result<RbmFile> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::Format(format!("not a valid safetensors file ({e})")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::Format(format!("not a valid safetensors file ({e})")))?;
+    let metadata: BTreeMap<String, String> = header
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    if let Some(format) = metadata.get("format").filter(|f| *f != FORMAT) {
+        return Err(Error::Format(format!(
+            "the metadata says format `{format}`; expected `{FORMAT}` (an ebm RBM file)"
+        )));
+    }
+    if let Some(version) = metadata.get("version").filter(|v| *v != VERSION) {
+        return Err(Error::Format(format!(
+            "RBM file version `{version}` is not supported (this build reads version {VERSION})"
+        )));
+    }
+    let param = |name: &str| -> Result<TensorView<'_>> {
+        st.tensor(name).map_err(|_| {
+            let mut present: Vec<&str> = st.names();
+            present.sort_unstable();
+            Error::Format(format!(
+                "missing tensor `{name}` (an RBM file needs `weights`, `visible_bias` and \
+                 `hidden_bias`; this file has {present:?})"
+            ))
+        })
+    };
+    let weights = param("weights")?;
+    let visible = param("visible_bias")?;
+    let hidden = param("hidden_bias")?;
+    let (nv, nh) = match weights.shape() {
+        &[nv, nh] => (nv, nh),
+        other => {
+            return Err(Error::Format(format!(
+                "tensor `weights` has shape {other:?}; expected 2 dimensions [n_visible, n_hidden]"
+            )));
+        }
+    };
+    for (name, view, want) in [("visible_bias", &visible, nv), ("hidden_bias", &hidden, nh)] {
+        if view.shape() != [want] {
+            return Err(Error::Format(format!(
+                "tensor `{name}` has shape {:?}; expected [{want}] to match `weights` [{nv}, {nh}]",
+                view.shape()
+            )));
+        }
+    }
+    let rbm = Rbm::new(
+        nv,
+        nh,
+        float_values("weights", &weights)?,
+        float_values("visible_bias", &visible)?,
+        float_values("hidden_bias", &hidden)?,
+    )?;
+    let mut extra = BTreeMap::new();
+    for (name, view) in st.iter() {
+        if PARAMETER_NAMES.contains(&name) {
+            continue;
+        }
+        let data = any_values(name, &view)?;
+        if let Some(k) = data.iter().position(|x| !x.is_finite()) {
+            return Err(Error::Format(format!(
+                "tensor `{name}`: entry {k} is {} (not finite)",
+                data[k]
+            )));
+        }
+        extra.insert(
+            name.to_string(),
+            Tensor {
+                shape: view.shape().to_vec(),
+                data,
+            },
+        );
+    }
+    Ok(RbmFile {
+        rbm,
+        metadata,
+        extra,
+    })
+}
+
+fn le_bytes(values: &[f64]) -> Vec<u8> {
+    values.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The values of an F32 or F64 tensor as f64.
+fn float_values(name: &str, view: &TensorView<'_>) -> Result<Vec<f64>> {
+    match view.dtype() {
+        Dtype::F64 => Ok(decode::<8>(view.data(), f64::from_le_bytes)),
+        Dtype::F32 => Ok(decode::<4>(view.data(), |b| f32::from_le_bytes(b) as f64)),
+        other => Err(Error::Format(format!(
+            "tensor `{name}` has dtype {other:?}; expected F32 or F64"
+        ))),
+    }
+}
+
+/// The values of a float, integer or bool tensor as f64 (64-bit integers beyond 2^53 round).
+fn any_values(name: &str, view: &TensorView<'_>) -> Result<Vec<f64>> {
+    let d = view.data();
+    Ok(match view.dtype() {
+        Dtype::F64 | Dtype::F32 => return float_values(name, view),
+        Dtype::BOOL | Dtype::U8 => d.iter().map(|&b| b as f64).collect(),
+        Dtype::I8 => d.iter().map(|&b| b as i8 as f64).collect(),
+        Dtype::U16 => decode::<2>(d, |b| u16::from_le_bytes(b) as f64),
+        Dtype::I16 => decode::<2>(d, |b| i16::from_le_bytes(b) as f64),
+        Dtype::U32 => decode::<4>(d, |b| u32::from_le_bytes(b) as f64),
+        Dtype::I32 => decode::<4>(d, |b| i32::from_le_bytes(b) as f64),
+        Dtype::U64 => decode::<8>(d, |b| u64::from_le_bytes(b) as f64),
+        Dtype::I64 => decode::<8>(d, |b| i64::from_le_bytes(b) as f64),
+        other => {
+            return Err(Error::Format(format!(
+                "tensor `{name}` has dtype {other:?}; expected a float (F32, F64), integer or \
+                 bool tensor"
+            )));
+        }
+    })
+}
+
+fn decode<const N: usize>(bytes: &[u8], convert: impl Fn([u8; N]) -> f64) -> Vec<f64> {
+    bytes
+        .chunks_exact(N)
+        .map(|c| convert(c.try_into().expect("chunk of N bytes")))
+        .collect()
+}
+
+/// Bytes of a safetensors file from `(name, dtype, shape, little-endian data)` entries, for
+/// tests that need files ebm would not write (other dtypes, missing tensors).
+#[doc(hidden)]
+pub fn encode_raw(
+    tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            TensorView::new(*dtype, shape.clone(), data)
+                .map(|v| (*name, v))
+                .map_err(|e| Error::Format(format!("tensor `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, metadata).map_err(|e| Error::Format(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small_rbm() -> Rbm {
+        let w: Vec<f64> = (0..12).map(|k| (k as f64 - 5.5) / 3.0).collect();
+        Rbm::new(
+            4,
+            3,
+            w,
+            vec![0.1, -0.2, 1e-300, 7.5],
+            vec![-1.0, 0.0, 1.0 / 3.0],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trip_keeps_parameters_metadata_and_extras() {
+        let mut file = RbmFile::new(small_rbm());
+        file.metadata
+            .insert("settings".into(), r#"{"epochs": 3}"#.into());
+        file.extra.insert(
+            "chains".into(),
+            Tensor {
+                shape: vec![2, 4],
+                data: vec![0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0],
+            },
+        );
+        file.extra.insert(
+            "step".into(),
+            Tensor {
+                shape: vec![],
+                data: vec![17.0],
+            },
+        );
+        let back = decode_rbm(&encode_rbm(&file).unwrap()).unwrap();
+        assert_eq!(back.rbm, file.rbm);
+        assert_eq!(back.extra, file.extra);
+        assert_eq!(back.metadata["format"], "ebm-rbm");
+        assert_eq!(back.metadata["version"], "1");
+        assert_eq!(back.metadata["settings"], r#"{"epochs": 3}"#);
+        assert_eq!(back.metadata.len(), 3);
+    }
+
+    #[test]
+    fn f32_parameters_are_read() {
+        let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let bytes = encode_raw(
+            &[
+                ("weights", Dtype::F32, vec![2, 1], f32_bytes(&[0.5, -1.25])),
+                ("visible_bias", Dtype::F32, vec![2], f32_bytes(&[0.0, 2.0])),
+                ("hidden_bias", Dtype::F32, vec![1], f32_bytes(&[-0.75])),
+                ("count", Dtype::I64, vec![1], 5i64.to_le_bytes().to_vec()),
+            ],
+            None,
+        )
+        .unwrap();
+        let file = decode_rbm(&bytes).unwrap();
+        assert_eq!(file.rbm.weights(), &[0.5, -1.25]);
+        assert_eq!(file.rbm.visible_bias(), &[0.0, 2.0]);
+        assert_eq!(file.rbm.hidden_bias(), &[-0.75]);
+        assert_eq!(file.extra["count"].data, vec![5.0]);
+        assert!(file.metadata.is_empty());
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_a_reason() {
+        let f64_bytes = |v: &[f64]| le_bytes(v);
+        let msg = |bytes: &[u8]| decode_rbm(bytes).unwrap_err().to_string();
+        // Missing tensor: named.
+        let missing = encode_raw(
+            &[
+                ("weights", Dtype::F64, vec![1, 1], f64_bytes(&[1.0])),
+                ("visible_bias", Dtype::F64, vec![1], f64_bytes(&[1.0])),
+            ],
+            None,
+        )
+        .unwrap();
+        assert!(msg(&missing).contains("missing tensor `hidden_bias`"));
+        // Wrong shape.
+        let shape = encode_raw(
+            &[
+                ("weights", Dtype::F64, vec![2, 1], f64_bytes(&[1.0, 2.0])),
+                ("visible_bias", Dtype::F64, vec![1], f64_bytes(&[1.0])),
+                ("hidden_bias", Dtype::F64, vec![1], f64_bytes(&[1.0])),
+            ],
+            None,
+        )
+        .unwrap();
+        assert!(msg(&shape).contains("`visible_bias` has shape [1]; expected [2]"));
+        // Wrong dtype.
+        let dtype = encode_raw(
+            &[
+                (
+                    "weights",
+                    Dtype::I32,
+                    vec![1, 1],
+                    1i32.to_le_bytes().to_vec(),
+                ),
+                ("visible_bias", Dtype::F64, vec![1], f64_bytes(&[1.0])),
+                ("hidden_bias", Dtype::F64, vec![1], f64_bytes(&[1.0])),
+            ],
+            None,
+        )
+        .unwrap();
+        assert!(msg(&dtype).contains("dtype I32; expected F32 or F64"));
+        // NaN parameter.
+        let nan = encode_raw(
+            &[
+                ("weights", Dtype::F64, vec![1, 1], f64_bytes(&[f64::NAN])),
+                ("visible_bias", Dtype::F64, vec![1], f64_bytes(&[1.0])),
+                ("hidden_bias", Dtype::F64, vec![1], f64_bytes(&[1.0])),
+            ],
+            None,
+        )
+        .unwrap();
+        assert!(msg(&nan).contains("weights[0] = NaN"));
+        // Another format's file.
+        let mut other = HashMap::new();
+        other.insert("format".to_string(), "pt".to_string());
+        let foreign = encode_raw(
+            &[("weights", Dtype::F64, vec![1, 1], f64_bytes(&[1.0]))],
+            Some(other),
+        )
+        .unwrap();
+        assert!(msg(&foreign).contains("format `pt`"));
+        // Not safetensors at all.
+        assert!(msg(b"hello, this is text").contains("not a valid safetensors file"));
+        assert!(msg(b"").contains("not a valid safetensors file"));
+    }
+
+    #[test]
+    fn writing_refuses_reserved_names_and_bad_extras() {
+        let mut file = RbmFile::new(small_rbm());
+        file.extra.insert(
+            "weights".into(),
+            Tensor {
+                shape: vec![1],
+                data: vec![0.0],
+            },
+        );
+        assert!(encode_rbm(&file).is_err());
+        file.extra.clear();
+        file.extra.insert(
+            "bad".into(),
+            Tensor {
+                shape: vec![3],
+                data: vec![0.0],
+            },
+        );
+        assert!(encode_rbm(&file).is_err());
+        file.extra.insert(
+            "bad".into(),
+            Tensor {
+                shape: vec![1],
+                data: vec![f64::INFINITY],
+            },
+        );
+        assert!(encode_rbm(&file).is_err());
+    }
+}

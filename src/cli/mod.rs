@@ -1,9 +1,12 @@
 //! Argument parsing and printing. Each subcommand has its own file: an args struct, a
 //! conversion to validated library parameters, the library call, and the output.
 
+mod evaluate;
 mod info;
 mod noise;
 pub mod output;
+pub mod sample_rbm;
+mod train_rbm;
 #[allow(dead_code)] // used by the long-running subcommands as they land
 pub mod ui;
 
@@ -47,6 +50,12 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Flip each pixel of a binary image independently with probability P.
     Noise(noise::NoiseArgs),
+    /// Train a binary RBM with contrastive divergence (CD-k) or persistent CD.
+    TrainRbm(train_rbm::TrainRbmArgs),
+    /// Average log-likelihood of a dataset under an RBM (ln Z exact or by AIS).
+    Evaluate(evaluate::EvaluateArgs),
+    /// Block Gibbs samples of an RBM (temporary: becomes `ebm sample --model X.safetensors`).
+    SampleRbm(sample_rbm::SampleRbmArgs),
 }
 
 /// Runs the parsed command line.
@@ -60,6 +69,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Info(args) => info::run(args, &cli.global),
         Command::Noise(args) => noise::run(args, &cli.global),
+        Command::TrainRbm(args) => train_rbm::run(args, &cli.global),
+        Command::Evaluate(args) => evaluate::run(args, &cli.global),
+        Command::SampleRbm(args) => sample_rbm::run_args(args, &cli.global),
     }
 }
 

@@ -3,9 +3,9 @@
 use ebm::dataset::Dataset;
 use ebm::infer::ais::{AisParams, ais_log_partition};
 use ebm::infer::rbm::rbm_log_partition;
-use ebm::learn::cd::{CdParams, LrSchedule, TrainState, phase_statistics};
+use ebm::learn::cd::{CdParams, TrainState, phase_statistics};
 use ebm::learn::{Evaluation, average_log_likelihood, train_rbm};
-use ebm::logspace::{LogSumExp, sigmoid};
+use ebm::logspace::sigmoid;
 use ebm::model::Rbm;
 use ebm::progress::{Control, Silent};
 use ebm::sample::rbm::{GibbsChains, RbmF32};
@@ -138,33 +138,337 @@ fn pcd_with_defaults_learns_bars_and_stripes() {
     assert!(ll >= -4.0, "final average log-likelihood {ll}");
 }
 
+fn digits_train() -> Dataset {
+    ebm::io::datasets::read_dataset(
+        &crate::common::project_root().join("data/digits_train.txt"),
+        None,
+    )
+    .unwrap()
+}
+
 #[test]
-#[ignore]
-fn tune_tmp() {
-    let data = bars_and_stripes();
-    for &(lr, m, epochs, bs, chains) in &[
-        (0.1, 0.5, 2000, 10, 100),
-        (0.1, 0.5, 3000, 10, 100),
-        (0.05, 0.5, 2000, 10, 100),
-        (0.1, 0.5, 2000, 20, 100),
-    ] {
-      for seed in 1..4u64 {
+fn ais_lies_within_its_error_bars_of_exact_log_z_and_tightens_with_more_temperatures() {
+    // A 64 x 20 RBM trained briefly on the digits: 2^20 hidden states is exact territory.
+    let data = digits_train();
+    let params = CdParams {
+        hidden: 20,
+        persistent: true,
+        epochs: 10,
+        batch_size: 20,
+        ..CdParams::default()
+    };
+    let out = train_rbm(&data, None, &params, None, &mut Silent).unwrap();
+    let rbm = out.state.model.to_rbm().unwrap();
+    let exact = rbm_log_partition(&rbm).unwrap();
+    let means = data.column_means();
+    let mut widths = Vec::new();
+    for betas in [100, 1000, 10_000] {
+        let est = ais_log_partition(
+            &rbm,
+            &means,
+            &AisParams {
+                betas,
+                runs: 100,
+                seed: 5,
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        widths.push(est.log_z_high - est.log_z_low);
+        if betas >= 1000 {
+            // The interval ln(mean +- 3 standard errors) must hold the exact value.
+            assert!(
+                est.log_z_low <= exact && exact <= est.log_z_high,
+                "K = {betas}: exact {exact} outside [{}, {}] (estimate {})",
+                est.log_z_low,
+                est.log_z_high,
+                est.log_z
+            );
+        }
+    }
+    assert!(
+        widths[0] > widths[1] && widths[1] > widths[2],
+        "spreads do not shrink with more temperatures: {widths:?}"
+    );
+}
+
+struct StopAt(usize);
+impl ebm::learn::TrainObserver for StopAt {
+    fn on_epoch(&mut self, _s: &TrainState, stats: &ebm::learn::EpochStats) -> Control {
+        if stats.epoch == self.0 {
+            Control::Break
+        } else {
+            Control::Continue
+        }
+    }
+}
+
+#[test]
+fn interrupted_and_resumed_run_equals_uninterrupted_run() {
+    let data = digits_train().select(&(0..300).collect::<Vec<_>>());
+    for persistent in [true, false] {
         let params = CdParams {
-            hidden: 16,
-            persistent: true,
-            learning_rate: lr,
-            momentum: m,
-            epochs,
-            batch_size: bs,
-            chains,
-            evaluation: Some(Evaluation::Exact),
-            eval_every: epochs / 4,
-            seed,
+            hidden: 12,
+            persistent,
+            chains: 30,
+            epochs: 10,
+            batch_size: 25,
+            momentum: 0.9,
             ..CdParams::default()
         };
-        let t = std::time::Instant::now();
-        let out = train_rbm(&data, None, &params, None, &mut Silent).unwrap();
-        let lls: Vec<f64> = out.history.iter().filter_map(|s| s.train_log_likelihood).collect();
-        println!("lr {lr} m {m} e {epochs} bs {bs} ch {chains}: {lls:?} {:.2}s", t.elapsed().as_secs_f64());
-    }}
+        let full = train_rbm(&data, None, &params, None, &mut Silent).unwrap();
+        let half = train_rbm(&data, None, &params, None, &mut StopAt(5)).unwrap();
+        assert!(half.interrupted && half.state.epoch == 5);
+        assert_ne!(half.state.model, full.state.model);
+        // Through the checkpoint representation: f64 arrays, looked up by name.
+        let arrays = half.state.extra_arrays();
+        let get = |name: &str| {
+            arrays
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, s, d)| (s.clone(), d.clone()))
+        };
+        let rbm = half.state.model.to_rbm().unwrap();
+        let resumed_state = TrainState::from_parts(&rbm, 5, &get).unwrap();
+        assert_eq!(resumed_state, half.state);
+        let resumed = train_rbm(&data, None, &params, Some(resumed_state), &mut Silent).unwrap();
+        assert_eq!(resumed.state, full.state, "persistent = {persistent}");
+    }
+}
+
+#[test]
+fn bad_settings_and_data_are_refused_with_the_setting_named() {
+    let data = bars_and_stripes();
+    let check = |params: CdParams, needle: &str| {
+        let err = train_rbm(&data, None, &params, None, &mut Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{err:?} does not mention {needle:?}");
+    };
+    check(
+        CdParams {
+            learning_rate: f64::NAN,
+            ..CdParams::default()
+        },
+        "learning-rate",
+    );
+    check(
+        CdParams {
+            hidden: 0,
+            ..CdParams::default()
+        },
+        "hidden",
+    );
+    check(
+        CdParams {
+            momentum: 1.0,
+            ..CdParams::default()
+        },
+        "momentum",
+    );
+    let empty = Dataset::new(0, 16, vec![]).unwrap();
+    let err = train_rbm(&empty, None, &CdParams::default(), None, &mut Silent).unwrap_err();
+    assert!(err.to_string().contains("no examples"), "{err}");
+    let narrow = Dataset::new(1, 3, vec![0, 1, 0]).unwrap();
+    let err = train_rbm(&data, Some(&narrow), &CdParams::default(), None, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("3 columns") && err.contains("16"), "{err}");
+}
+
+#[test]
+fn block_gibbs_visible_states_follow_exact_distribution() {
+    use statrs::distribution::{ChiSquared, ContinuousCDF};
+    let rbm = test_rbm(6, 4, 1.0);
+    let model = RbmF32::from_rbm(&rbm);
+    let exact = exact_visible_distribution(&model.to_rbm().unwrap());
+    // 40,000 independent chains (one stream each), 100 sweeps each: the final states are
+    // independent draws from the chain's distribution after 100 sweeps, which for this 6 x 4
+    // model equals P(v) to far below the test's resolution.
+    let n = 40_000;
+    let samples = ebm::sample::rbm::sample_rbm(&rbm, n, 100, 17, &mut Silent).unwrap();
+    let mut counts = vec![0f64; 64];
+    for v in samples.iter_rows() {
+        counts[v.iter().enumerate().map(|(k, &b)| (b as usize) << k).sum::<usize>()] += 1.0;
+    }
+    // Pearson chi-square; cells with expected count below 5 are pooled into one.
+    let (mut stat, mut cells, mut pool_e, mut pool_o) = (0.0, 0, 0.0, 0.0);
+    for (o, p) in counts.iter().zip(&exact) {
+        let e = p * n as f64;
+        if e < 5.0 {
+            pool_e += e;
+            pool_o += o;
+        } else {
+            stat += (o - e).powi(2) / e;
+            cells += 1;
+        }
+    }
+    if pool_e > 0.0 {
+        stat += (pool_o - pool_e).powi(2) / pool_e.max(1e-300);
+        cells += 1;
+    }
+    assert!(cells >= 40, "too few cells: {cells}");
+    let p_value = 1.0 - ChiSquared::new((cells - 1) as f64).unwrap().cdf(stat);
+    // A correct sampler fails with probability CHI_SQUARE_ALPHA (1e-4).
+    assert!(
+        p_value > tol::CHI_SQUARE_ALPHA,
+        "chi-square {stat} on {cells} cells: p = {p_value}"
+    );
+    // Power: the distribution of the data-free model (b only) is clearly rejected.
+    let mut indep = 0.0;
+    for (s, o) in counts.iter().enumerate() {
+        let p: f64 = (0..6)
+            .map(|i| {
+                let q = sigmoid(rbm.visible_bias()[i]);
+                if s >> i & 1 == 1 { q } else { 1.0 - q }
+            })
+            .product();
+        indep += (o - p * n as f64).powi(2) / (p * n as f64);
+    }
+    assert!(1.0 - ChiSquared::new(63.0).unwrap().cdf(indep) < 1e-10);
+}
+
+// ---- command line ----
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn digits_path(name: &str) -> String {
+    crate::common::project_root()
+        .join("data")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn cli_resume_equals_one_run_and_threads_do_not_change_the_model() {
+    use ebm::io::safetensors::read_rbm;
+    let dir = tempfile::tempdir().unwrap();
+    let out = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let train = |extra: &[&str], output: &str| {
+        let mut cmd = crate::common::ebm();
+        cmd.args(["train-rbm", "--data", &digits_path("digits_train.txt")])
+            .args(["--hidden", "16", "--persistent", "--batch-size", "100"])
+            .args(["--lr-schedule", "constant", "--eval", "none", "--quiet"])
+            .args(["--output", output])
+            .args(extra);
+        cmd.assert().success();
+    };
+    train(&["--epochs", "6", "--threads", "2"], &out("full.safetensors"));
+    train(&["--epochs", "3"], &out("half.safetensors"));
+    train(
+        &["--epochs", "6", "--resume", &out("half.safetensors")],
+        &out("resumed.safetensors"),
+    );
+    train(&["--epochs", "6", "--threads", "1"], &out("one.safetensors"));
+    let full = read_rbm(std::path::Path::new(&out("full.safetensors"))).unwrap();
+    let resumed = read_rbm(std::path::Path::new(&out("resumed.safetensors"))).unwrap();
+    let one = read_rbm(std::path::Path::new(&out("one.safetensors"))).unwrap();
+    let half = read_rbm(std::path::Path::new(&out("half.safetensors"))).unwrap();
+    assert_ne!(half.rbm, full.rbm);
+    assert_eq!(resumed.rbm, full.rbm);
+    assert_eq!(resumed.extra, full.extra);
+    assert_eq!(one.rbm, full.rbm);
+    assert_eq!(one.extra, full.extra);
+}
+
+#[test]
+fn cli_train_and_evaluate_print_the_contract_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let assert = crate::common::ebm()
+        .args(["train-rbm", "--data", &digits_path("bars_stripes_4x4.txt")])
+        .args(["--test", &digits_path("bars_stripes_4x4.txt")])
+        .args(["--hidden", "8", "--epochs", "20", "--json"])
+        .arg("--output")
+        .arg(&model)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    for key in [
+        "train_log_likelihood",
+        "test_log_likelihood",
+        "log_z",
+        "log_z_method",
+        "epochs",
+        "seconds",
+        "seconds_per_epoch",
+        "seed",
+    ] {
+        assert!(!v[key].is_null(), "missing {key} in {v}");
+    }
+    let assert = crate::common::ebm()
+        .args(["evaluate", "--data", &digits_path("bars_stripes_4x4.txt")])
+        .arg("--model")
+        .arg(&model)
+        .arg("--json")
+        .assert()
+        .success();
+    let e: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(e["method"], "exact");
+    assert_eq!(e["log_likelihood"], v["train_log_likelihood"]);
+    assert_eq!(e["log_z"], v["log_z"]);
+    let assert = crate::common::ebm()
+        .args(["evaluate", "--data", &digits_path("bars_stripes_4x4.txt")])
+        .args(["--method", "ais", "--ais-betas", "500", "--ais-runs", "20", "--json"])
+        .arg("--model")
+        .arg(&model)
+        .assert()
+        .success();
+    let a: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(a["method"], "ais");
+    assert!(a["log_z_high"].as_f64().unwrap() >= a["log_z"].as_f64().unwrap());
+}
+
+#[test]
+fn cli_bad_input_gives_clear_errors_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let bas = digits_path("bars_stripes_4x4.txt");
+    let run = |args: &[&str], needles: &[&str]| {
+        let assert = crate::common::ebm()
+            .args(args)
+            .arg("--output")
+            .arg(&model)
+            .assert()
+            .code(2);
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        for n in needles {
+            assert!(err.contains(n), "{err:?} does not mention {n:?}");
+        }
+        assert!(!model.exists());
+    };
+    run(
+        &["train-rbm", "--data", &bas, "--learning-rate", "NaN"],
+        &["learning-rate", "NaN"],
+    );
+    run(&["train-rbm", "--data", &bas, "--hidden", "0"], &["hidden", "0"]);
+    let empty = write(dir.path(), "empty.txt", "");
+    run(
+        &["train-rbm", "--data", empty.to_str().unwrap()],
+        &["empty.txt", "empty"],
+    );
+    let bad = write(dir.path(), "bad.txt", "0101\n0121\n");
+    run(
+        &["train-rbm", "--data", bad.to_str().unwrap()],
+        &["bad.txt", "line 2"],
+    );
+    // Width mismatch: a 16-unit model evaluated on 64-column digits.
+    crate::common::ebm()
+        .args(["train-rbm", "--data", &bas, "--hidden", "4", "--epochs", "1"])
+        .args(["--eval", "none", "--quiet", "--output"])
+        .arg(&model)
+        .assert()
+        .success();
+    let assert = crate::common::ebm()
+        .args(["evaluate", "--data", &digits_path("digits_test.txt"), "--model"])
+        .arg(&model)
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(err.contains("64 columns") && err.contains("16 visible"), "{err}");
 }

@@ -1,4 +1,9 @@
 //! Exact and approximate inference: partition functions, marginals, MAP.
 
 pub mod ais;
+pub mod eliminate;
+pub mod exact;
+pub mod kaufman;
+mod kernel;
 pub mod rbm;
+pub mod transfer;

@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | `*.txt` | one example per line, the characters `0` and `1`; spaces/tabs ignored, blank lines skipped | 0/1 only (anything else is an error) | none (not used) |
 //! | `*.csv` | one example per line, numbers separated by commas; blank lines skipped | any finite number | 0.5 |
-//! | `*.npy` | NumPy array, >= 2 dimensions (the first indexes examples, the rest are flattened row-major); bool, u8/u16/u32/u64, i8/i16/i32/i64, f32, f64; little-endian | any finite number | 0.5 (bool: false/true) |
+//! | `*.npy` | NumPy array, >= 2 dimensions (the first indexes examples, the rest are flattened row-major); bool, u8/u16/u32/u64, i8/i16/i32/i64, f32, f64; either byte order; C order (or Fortran order in 2-D) | any finite number | 0.5 (bool: false/true) |
 //! | `*-ubyte`, `*.idx`, `*.idx3`, ... | IDX (the MNIST distribution format), >= 2 dimensions, flattened the same way; big-endian | any finite number | 128 |
 //!
 //! Binarization: a value `>= threshold` becomes 1, a smaller one 0, so 0/1 data passes
@@ -346,6 +346,13 @@ fn rows_cols(shape: &[usize], what: &str) -> Result<(usize, usize)> {
     Ok((shape[0], cols))
 }
 
+/// Bytes needed for `rows x cols` values of `scalar`, or an error for an impossible shape.
+fn byte_count(rows: usize, cols: usize, scalar: Scalar, shape: &[usize]) -> Result<usize> {
+    rows.checked_mul(cols)
+        .and_then(|n| n.checked_mul(scalar.size()))
+        .ok_or_else(|| Error::Format(format!("the array shape {shape:?} is impossibly large")))
+}
+
 const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 
 fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
@@ -422,7 +429,7 @@ fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
         }
     };
     let (rows, cols) = rows_cols(&shape, "the .npy array")?;
-    let need = rows * cols * scalar.size();
+    let need = byte_count(rows, cols, scalar, &shape)?;
     let body = &bytes[body_start..];
     if body.len() < need {
         return Err(Error::Format(format!(
@@ -431,8 +438,7 @@ fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
         )));
     }
     let body = &body[..need];
-    // A Bool array is already binary: the threshold applies to its 0/1 values only if it is
-    // above 1 or at most 0, which would make no sense; keep false -> 0, true -> 1.
+    // A bool array is already binary: false is 0 and true is 1 whatever the threshold.
     let threshold = if scalar == Scalar::Bool {
         0.5
     } else {
@@ -510,7 +516,7 @@ fn parse_idx(bytes: &[u8], threshold: f64) -> Result<Dataset> {
         .map(|b| u32::from_be_bytes(b) as usize)
         .collect();
     let (rows, cols) = rows_cols(&shape, "the IDX array (a label file has 1 dimension)")?;
-    let need = rows * cols * scalar.size();
+    let need = byte_count(rows, cols, scalar, &shape)?;
     let body = &bytes[dims_end..];
     if body.len() != need {
         return Err(Error::Format(format!(
@@ -756,6 +762,10 @@ mod tests {
         assert_eq!(d.data(), &[0, 1, 1, 0, 0, 0, 1, 0]);
         assert!(parse_err(&idx[..idx.len() - 1], DatasetFormat::Idx).contains("truncated"));
         assert!(parse_err(b"\x01\x02\x08\x01", DatasetFormat::Idx).contains("not an IDX"));
+        let huge = [
+            0, 0, 0x0E, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 2,
+        ];
+        assert!(parse_err(&huge, DatasetFormat::Idx).contains("impossibl"));
         let labels = [0, 0, 8, 1, 0, 0, 0, 2, 5, 7];
         assert!(parse_err(&labels, DatasetFormat::Idx).contains("label"));
     }

@@ -137,8 +137,12 @@ mod tests {
     #[test]
     fn matches_naive_product_with_transposes_and_accumulation() {
         for &(m, k, n) in &[(3, 5, 4), (70, 33, 65), (1, 7, 9), (40, 1, 3)] {
-            let a: Vec<f32> = (0..m * k).map(|x| ((x * 7 % 13) as f32 - 6.0) / 8.0).collect();
-            let b: Vec<f32> = (0..k * n).map(|x| ((x * 5 % 11) as f32 - 5.0) / 4.0).collect();
+            let a: Vec<f32> = (0..m * k)
+                .map(|x| ((x * 7 % 13) as f32 - 6.0) / 8.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|x| ((x * 5 % 11) as f32 - 5.0) / 4.0)
+                .collect();
             let av = View::row_major(&a, m, k);
             let bv = View::row_major(&b, k, n);
             let want = naive(av, bv);

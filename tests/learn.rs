@@ -56,7 +56,13 @@ fn positive_phase_equals_exact_data_term_and_negative_phase_matches_model_term()
     // f64 copies of the f32 parameters, so that enumeration uses the same numbers.
     let exact_rbm = model.to_rbm().unwrap();
     let (nv, nh) = (4, 3);
-    let data = [[1u8, 0, 1, 1], [0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1], [1, 0, 1, 1]];
+    let data = [
+        [1u8, 0, 1, 1],
+        [0, 1, 1, 0],
+        [1, 1, 0, 0],
+        [0, 0, 0, 1],
+        [1, 0, 1, 1],
+    ];
     // Exact data term <v_i h_j>_data = mean over examples of v_i P(h_j = 1 | v), by hand.
     let mut want = vec![0.0f64; nv * nh];
     for v in &data {
@@ -270,9 +276,15 @@ fn bad_settings_and_data_are_refused_with_the_setting_named() {
     let err = train_rbm(&empty, None, &CdParams::default(), None, &mut Silent).unwrap_err();
     assert!(err.to_string().contains("no examples"), "{err}");
     let narrow = Dataset::new(1, 3, vec![0, 1, 0]).unwrap();
-    let err = train_rbm(&data, Some(&narrow), &CdParams::default(), None, &mut Silent)
-        .unwrap_err()
-        .to_string();
+    let err = train_rbm(
+        &data,
+        Some(&narrow),
+        &CdParams::default(),
+        None,
+        &mut Silent,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("3 columns") && err.contains("16"), "{err}");
 }
 
@@ -289,7 +301,11 @@ fn block_gibbs_visible_states_follow_exact_distribution() {
     let samples = ebm::sample::rbm::sample_rbm(&rbm, n, 100, 17, &mut Silent).unwrap();
     let mut counts = vec![0f64; 64];
     for v in samples.iter_rows() {
-        counts[v.iter().enumerate().map(|(k, &b)| (b as usize) << k).sum::<usize>()] += 1.0;
+        counts[v
+            .iter()
+            .enumerate()
+            .map(|(k, &b)| (b as usize) << k)
+            .sum::<usize>()] += 1.0;
     }
     // Pearson chi-square; cells with expected count below 5 are pooled into one.
     let (mut stat, mut cells, mut pool_e, mut pool_o) = (0.0, 0, 0.0, 0.0);
@@ -358,13 +374,19 @@ fn cli_resume_equals_one_run_and_threads_do_not_change_the_model() {
             .args(extra);
         cmd.assert().success();
     };
-    train(&["--epochs", "6", "--threads", "2"], &out("full.safetensors"));
+    train(
+        &["--epochs", "6", "--threads", "2"],
+        &out("full.safetensors"),
+    );
     train(&["--epochs", "3"], &out("half.safetensors"));
     train(
         &["--epochs", "6", "--resume", &out("half.safetensors")],
         &out("resumed.safetensors"),
     );
-    train(&["--epochs", "6", "--threads", "1"], &out("one.safetensors"));
+    train(
+        &["--epochs", "6", "--threads", "1"],
+        &out("one.safetensors"),
+    );
     let full = read_rbm(std::path::Path::new(&out("full.safetensors"))).unwrap();
     let resumed = read_rbm(std::path::Path::new(&out("resumed.safetensors"))).unwrap();
     let one = read_rbm(std::path::Path::new(&out("one.safetensors"))).unwrap();
@@ -414,7 +436,15 @@ fn cli_train_and_evaluate_print_the_contract_keys() {
     assert_eq!(e["log_z"], v["log_z"]);
     let assert = crate::common::ebm()
         .args(["evaluate", "--data", &digits_path("bars_stripes_4x4.txt")])
-        .args(["--method", "ais", "--ais-betas", "500", "--ais-runs", "20", "--json"])
+        .args([
+            "--method",
+            "ais",
+            "--ais-betas",
+            "500",
+            "--ais-runs",
+            "20",
+            "--json",
+        ])
         .arg("--model")
         .arg(&model)
         .assert()
@@ -446,7 +476,10 @@ fn cli_bad_input_gives_clear_errors_and_no_output() {
         &["train-rbm", "--data", &bas, "--learning-rate", "NaN"],
         &["learning-rate", "NaN"],
     );
-    run(&["train-rbm", "--data", &bas, "--hidden", "0"], &["hidden", "0"]);
+    run(
+        &["train-rbm", "--data", &bas, "--hidden", "0"],
+        &["hidden", "0"],
+    );
     let empty = write(dir.path(), "empty.txt", "");
     run(
         &["train-rbm", "--data", empty.to_str().unwrap()],
@@ -459,16 +492,32 @@ fn cli_bad_input_gives_clear_errors_and_no_output() {
     );
     // Width mismatch: a 16-unit model evaluated on 64-column digits.
     crate::common::ebm()
-        .args(["train-rbm", "--data", &bas, "--hidden", "4", "--epochs", "1"])
+        .args([
+            "train-rbm",
+            "--data",
+            &bas,
+            "--hidden",
+            "4",
+            "--epochs",
+            "1",
+        ])
         .args(["--eval", "none", "--quiet", "--output"])
         .arg(&model)
         .assert()
         .success();
     let assert = crate::common::ebm()
-        .args(["evaluate", "--data", &digits_path("digits_test.txt"), "--model"])
+        .args([
+            "evaluate",
+            "--data",
+            &digits_path("digits_test.txt"),
+            "--model",
+        ])
         .arg(&model)
         .assert()
         .code(2);
     let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-    assert!(err.contains("64 columns") && err.contains("16 visible"), "{err}");
+    assert!(
+        err.contains("64 columns") && err.contains("16 visible"),
+        "{err}"
+    );
 }

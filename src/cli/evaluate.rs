@@ -128,7 +128,11 @@ pub fn run(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         log_likelihood: ll,
         log_z: report.log_z,
         method: report.method,
-        log_z_low: report.ais.as_ref().map(|a| a.log_z_low).filter(|x| x.is_finite()),
+        log_z_low: report
+            .ais
+            .as_ref()
+            .map(|a| a.log_z_low)
+            .filter(|x| x.is_finite()),
         log_z_high: report.ais.as_ref().map(|a| a.log_z_high),
         ais_betas: report.ais.as_ref().map(|a| a.betas),
         ais_runs: report.ais.as_ref().map(|a| a.runs),
@@ -141,7 +145,10 @@ pub fn run(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     } else {
         let spread = match (&report.ais, out.log_z_low) {
             (Some(a), Some(lo)) => format!(" (ln(mean ± 3 s.e.): {lo:.4} .. {:.4})", a.log_z_high),
-            (Some(a), None) => format!(" (ln(mean + 3 s.e.): {:.4}; lower bound reaches 0)", a.log_z_high),
+            (Some(a), None) => format!(
+                " (ln(mean + 3 s.e.): {:.4}; lower bound reaches 0)",
+                a.log_z_high
+            ),
             _ => String::new(),
         };
         say(

@@ -51,7 +51,9 @@ pub enum EvalArg {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt.gz --test data/mnist5k_test.txt.gz --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --resume digits16.safetensors --output digits16.safetensors")]
+#[command(
+    after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt.gz --test data/mnist5k_test.txt.gz --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --resume digits16.safetensors --output digits16.safetensors"
+)]
 pub struct TrainRbmArgs {
     /// Training examples (.txt, .csv, .npy, IDX; optionally .gz).
     #[arg(long)]
@@ -241,15 +243,22 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     let resume = match &args.resume {
         Some(p) => {
-            let file = read_rbm(p).with_context(|| format!("reading checkpoint {}", p.display()))?;
+            let file =
+                read_rbm(p).with_context(|| format!("reading checkpoint {}", p.display()))?;
             let epoch: usize = file
                 .metadata
                 .get(EPOCHS_DONE_KEY)
                 .map(|s| s.parse())
                 .transpose()
-                .map_err(|e| anyhow::anyhow!("{}: bad {EPOCHS_DONE_KEY} metadata: {e}", p.display()))?
+                .map_err(|e| {
+                    anyhow::anyhow!("{}: bad {EPOCHS_DONE_KEY} metadata: {e}", p.display())
+                })?
                 .unwrap_or(0);
-            let get = |name: &str| file.extra.get(name).map(|t| (t.shape.clone(), t.data.clone()));
+            let get = |name: &str| {
+                file.extra
+                    .get(name)
+                    .map(|t| (t.shape.clone(), t.data.clone()))
+            };
             Some(
                 TrainState::from_parts(&file.rbm, epoch, &get)
                     .with_context(|| format!("reading checkpoint {}", p.display()))?,
@@ -379,8 +388,14 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         print_json(&report)?;
     } else {
         let ll = match (report.train_log_likelihood, report.test_log_likelihood) {
-            (Some(a), Some(b)) => format!("; log-likelihood train {a:.4}, test {b:.4} nats ({})", report.log_z_method.unwrap_or("")),
-            (Some(a), None) => format!("; train log-likelihood {a:.4} nats ({})", report.log_z_method.unwrap_or("")),
+            (Some(a), Some(b)) => format!(
+                "; log-likelihood train {a:.4}, test {b:.4} nats ({})",
+                report.log_z_method.unwrap_or("")
+            ),
+            (Some(a), None) => format!(
+                "; train log-likelihood {a:.4} nats ({})",
+                report.log_z_method.unwrap_or("")
+            ),
             _ => String::new(),
         };
         say(

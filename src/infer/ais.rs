@@ -23,11 +23,11 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::linalg::{View, matmul};
 use crate::logspace::softplus;
 use crate::model::Rbm;
 use crate::progress::{Control, Observer, Step};
 use crate::rng::{EbmRng, stream};
-use crate::linalg::{View, matmul};
 use crate::sample::rbm::{RbmF32, bernoulli_rows, sigmoid_rows, visible_probs};
 
 /// Number of intermediate distributions in Salakhutdinov & Murray's schedule.
@@ -88,7 +88,9 @@ pub struct AisEstimate {
 /// proportions 500 : 4,000 : 10,000 of their 14,500 steps (step sizes 1e-3, 1e-4, 1e-5).
 pub fn schedule(k: usize) -> Vec<f64> {
     let k = k.max(1);
-    let n1 = ((k as f64 * 500.0 / 14_500.0).round() as usize).max(1).min(k);
+    let n1 = ((k as f64 * 500.0 / 14_500.0).round() as usize)
+        .max(1)
+        .min(k);
     let n2 = ((k as f64 * 4_000.0 / 14_500.0).round() as usize).min(k - n1);
     let n3 = k - n1 - n2;
     let mut betas = Vec::with_capacity(k + 1);
@@ -140,10 +142,7 @@ pub fn ais_log_partition(
             base_marginals.len()
         )));
     }
-    if let Some(i) = base_marginals
-        .iter()
-        .position(|p| !(0.0..=1.0).contains(p))
-    {
+    if let Some(i) = base_marginals.iter().position(|p| !(0.0..=1.0).contains(p)) {
         return Err(Error::param(
             "base marginals",
             format!("entry {i} = {} is not a probability", base_marginals[i]),
@@ -151,8 +150,8 @@ pub fn ais_log_partition(
     }
     let runs = params.runs;
     let base_bias = base_rate_biases(base_marginals);
-    let log_z_base = nh as f64 * std::f64::consts::LN_2
-        + base_bias.iter().map(|&b| softplus(b)).sum::<f64>();
+    let log_z_base =
+        nh as f64 * std::f64::consts::LN_2 + base_bias.iter().map(|&b| softplus(b)).sum::<f64>();
     let model = RbmF32::from_rbm(rbm);
     let b64 = rbm.visible_bias();
     let c64 = rbm.hidden_bias();

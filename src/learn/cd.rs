@@ -438,7 +438,10 @@ pub fn train_rbm(
         return Err(Error::param("data", "the training data has no examples"));
     }
     if train.cols() == 0 {
-        return Err(Error::param("data", "the training examples have no columns"));
+        return Err(Error::param(
+            "data",
+            "the training examples have no columns",
+        ));
     }
     if let Some(t) = test {
         if t.cols() != train.cols() {
@@ -696,8 +699,19 @@ impl<'a> Trainer<'a> {
             x.copy_from_slice(&state.chains);
             for _ in 0..p.cd_k {
                 hidden_probs(model, x, &mut self.phx[..n * nh], 1.0, &model.hidden_bias);
-                bernoulli_rows(&self.phx[..n * nh], &mut self.hx[..n * nh], nh, &mut self.rngs);
-                visible_probs(model, &self.hx[..n * nh], &mut self.px[..n * nv], 1.0, &model.visible_bias);
+                bernoulli_rows(
+                    &self.phx[..n * nh],
+                    &mut self.hx[..n * nh],
+                    nh,
+                    &mut self.rngs,
+                );
+                visible_probs(
+                    model,
+                    &self.hx[..n * nh],
+                    &mut self.px[..n * nv],
+                    1.0,
+                    &model.visible_bias,
+                );
                 bernoulli_rows(&self.px[..n * nv], x, nv, &mut self.rngs);
             }
             state.chains.copy_from_slice(x);
@@ -706,11 +720,33 @@ impl<'a> Trainer<'a> {
             let h = &mut self.hx[..rows * nh];
             bernoulli_rows(ph, h, nh, &mut self.rngs);
             for step in 0..p.cd_k {
-                visible_probs(model, &self.hx[..rows * nh], &mut self.px[..rows * nv], 1.0, &model.visible_bias);
-                bernoulli_rows(&self.px[..rows * nv], &mut self.x[..rows * nv], nv, &mut self.rngs);
+                visible_probs(
+                    model,
+                    &self.hx[..rows * nh],
+                    &mut self.px[..rows * nv],
+                    1.0,
+                    &model.visible_bias,
+                );
+                bernoulli_rows(
+                    &self.px[..rows * nv],
+                    &mut self.x[..rows * nv],
+                    nv,
+                    &mut self.rngs,
+                );
                 if step + 1 < p.cd_k {
-                    hidden_probs(model, &self.x[..rows * nv], &mut self.phx[..rows * nh], 1.0, &model.hidden_bias);
-                    bernoulli_rows(&self.phx[..rows * nh], &mut self.hx[..rows * nh], nh, &mut self.rngs);
+                    hidden_probs(
+                        model,
+                        &self.x[..rows * nv],
+                        &mut self.phx[..rows * nh],
+                        1.0,
+                        &model.hidden_bias,
+                    );
+                    bernoulli_rows(
+                        &self.phx[..rows * nh],
+                        &mut self.hx[..rows * nh],
+                        nh,
+                        &mut self.rngs,
+                    );
                 }
             }
             rows

@@ -208,6 +208,9 @@ pub struct TrainState {
 /// One named array of a [`TrainState`] for checkpoint files: (name, shape, values).
 pub type NamedArray = (&'static str, Vec<usize>, Vec<f64>);
 
+/// A looked-up checkpoint array: (shape, values).
+pub type Shaped = (Vec<usize>, Vec<f64>);
+
 /// Checkpoint array names.
 pub const VELOCITY_WEIGHTS: &str = "velocity_weights";
 /// Checkpoint array names.
@@ -312,7 +315,7 @@ impl TrainState {
     pub fn from_parts(
         rbm: &Rbm,
         epoch: usize,
-        get: &dyn Fn(&str) -> Option<(Vec<usize>, Vec<f64>)>,
+        get: &dyn Fn(&str) -> Option<Shaped>,
     ) -> Result<Self> {
         let model = RbmF32::from_rbm(rbm);
         let (nv, nh) = (model.n_visible, model.n_hidden);

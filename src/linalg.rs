@@ -10,6 +10,11 @@
 
 use gemm::{Parallelism, gemm};
 
+/// Products with fewer multiply-adds than this run on the calling thread: below it, waking
+/// rayon's pool for every product costs more than it saves (measured on the digits PCD epoch,
+/// 100 chains x 64 x 16: 6.6 ms per epoch with a threshold of 2^15, see docs/rbm.md).
+pub const PARALLEL_MIN_FLOPS: usize = 1 << 20;
+
 /// A read-only strided matrix view over f32 data.
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
@@ -84,8 +89,7 @@ pub fn matmul(out: &mut [f32], a: View<'_>, b: View<'_>, alpha: f32, beta: f32) 
         return;
     }
     assert!(a.max_index() < a.data.len() && b.max_index() < b.data.len());
-    // Small products are not worth waking the thread pool.
-    let parallelism = if m * n * k < 32 * 32 * 32 {
+    let parallelism = if m * n * k < PARALLEL_MIN_FLOPS {
         Parallelism::None
     } else {
         Parallelism::Rayon(0)

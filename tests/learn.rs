@@ -368,7 +368,10 @@ fn cli_resume_equals_one_run_and_threads_do_not_change_the_model() {
     let train = |extra: &[&str], output: &str| {
         let mut cmd = crate::common::ebm();
         cmd.args(["train-rbm", "--data", &digits_path("digits_train.txt")])
-            .args(["--hidden", "16", "--persistent", "--batch-size", "100"])
+            // 1200 chains and examples per batch: large enough that the products (1200 x 64 x
+            // 16 >= linalg::PARALLEL_MIN_FLOPS) and the visible sampling pass run in parallel.
+            .args(["--hidden", "16", "--persistent", "--batch-size", "1200"])
+            .args(["--chains", "1200"])
             .args(["--lr-schedule", "constant", "--eval", "none", "--quiet"])
             .args(["--output", output])
             .args(extra);

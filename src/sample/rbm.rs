@@ -20,7 +20,7 @@ use crate::rng::{EbmRng, stream};
 
 /// Matrices with fewer entries than this are processed on the calling thread (waking the pool
 /// costs more than the work).
-const PARALLEL_MIN_ENTRIES: usize = 1 << 14;
+const PARALLEL_MIN_ENTRIES: usize = 1 << 16;
 
 /// An RBM with f32 parameters, the form used by the sampling and training kernels.
 ///

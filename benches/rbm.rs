@@ -87,16 +87,22 @@ fn main() {
 
     let digits = read_dataset(&root.join("data/digits_train.txt"), None).unwrap();
     let mnist = read_dataset(&root.join("data/mnist5k_train.txt.gz"), None).unwrap();
-    for (name, data, hidden, batch) in [
-        ("digits", &digits, 16, 10),
-        ("digits", &digits, 64, 10),
-        ("mnist5k", &mnist, 25, 100),
-        ("mnist5k", &mnist, 25, 10),
-        ("mnist5k", &mnist, 500, 100),
+    // chains = batch size is scikit-learn's BernoulliRBM (one persistent chain per example);
+    // 100 is ebm's default.
+    for (name, data, hidden, batch, chains) in [
+        ("digits", &digits, 16, 10, 10),
+        ("digits", &digits, 16, 10, 100),
+        ("digits", &digits, 64, 10, 10),
+        ("digits", &digits, 64, 10, 100),
+        ("mnist5k", &mnist, 25, 10, 10),
+        ("mnist5k", &mnist, 25, 10, 100),
+        ("mnist5k", &mnist, 25, 100, 100),
+        ("mnist5k", &mnist, 500, 100, 100),
     ] {
         let params = CdParams {
             hidden,
             batch_size: batch,
+            chains,
             persistent: true,
             epochs: 1,
             schedule: LrSchedule::Constant,

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """ebm train-rbm versus scikit-learn's BernoulliRBM, side by side on the same data and settings.
 
-    python3 benches/rbm_vs_sklearn.py [--quick] [--with-500] [--ebm target/release/ebm]
+    python3 benches/rbm_vs_sklearn.py [--quick] [--with-500 | --only-500] [--sklearn-threads 1]
+                                      [--ebm target/release/ebm]
 
 Creates its own virtual environment under benches/.venv (numpy, scikit-learn, safetensors) on
 first use. For each configuration (data, hidden units, batch size, learning rate, epochs) it
@@ -103,7 +104,14 @@ def main():
     ap.add_argument("--with-500", action="store_true", help="also MNIST-5k with 500 hidden")
     ap.add_argument("--only-500", action="store_true", help="only MNIST-5k with 500 hidden")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sklearn-threads", type=int, default=0,
+                    help="BLAS threads for numpy/scikit-learn (0: the library's default). On this "
+                         "loaded 2-core machine multithreaded OpenBLAS made batch-100 epochs 4x "
+                         "slower than 1 thread, so compare with both")
     a = ap.parse_args()
+    if a.sklearn_threads > 0:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(a.sklearn_threads)
     outdir = HERE / "out"
     outdir.mkdir(exist_ok=True)
     q = 0.1 if a.quick else 1.0

@@ -524,3 +524,40 @@ fn cli_bad_input_gives_clear_errors_and_no_output() {
         "{err}"
     );
 }
+
+#[test]
+fn cli_sample_rbm_writes_samples_and_a_tile_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    crate::common::ebm()
+        .args(["train-rbm", "--data", &digits_path("bars_stripes_4x4.txt")])
+        .args([
+            "--hidden", "8", "--epochs", "5", "--eval", "none", "--quiet", "--output",
+        ])
+        .arg(&model)
+        .assert()
+        .success();
+    let (txt, png) = (dir.path().join("s.txt"), dir.path().join("s.png"));
+    crate::common::ebm()
+        .args([
+            "sample-rbm",
+            "--chains",
+            "7",
+            "--steps",
+            "20",
+            "--quiet",
+            "--model",
+        ])
+        .arg(&model)
+        .arg("--output")
+        .arg(&txt)
+        .arg("--image")
+        .arg(&png)
+        .assert()
+        .success();
+    let samples = ebm::io::datasets::read_dataset(&txt, None).unwrap();
+    assert_eq!((samples.rows(), samples.cols()), (7, 16));
+    let (w, h, _) = ebm::io::images::read_luma(&png).unwrap();
+    // 3 x 3 grid of 4 x 4 tiles with 1-pixel gaps: 3 * 5 + 1 = 16.
+    assert_eq!((w, h), (16, 16));
+}

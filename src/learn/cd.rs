@@ -539,6 +539,15 @@ pub fn train_rbm(
 }
 
 fn check_resume(s: &TrainState, train: &Dataset, params: &CdParams) -> Result<()> {
+    if s.epoch >= params.epochs {
+        return Err(Error::param(
+            "epochs",
+            format!(
+                "the checkpoint has already completed {} epochs; --epochs is the total, ask for more than {}",
+                s.epoch, s.epoch
+            ),
+        ));
+    }
     if s.model.n_visible != train.cols() {
         return Err(Error::SizeMismatch(format!(
             "the checkpoint has {} visible units, the training data {} columns",

@@ -114,7 +114,8 @@ fn main() {
             black_box(out.train_seconds);
         });
         println!(
-            "PCD-1 epoch, {name} ({} rows) x {hidden} hidden, batch {batch}: {:.4} s (median of {reps}; includes init and monitoring)",
+            "PCD-1 epoch, {name} ({} rows) x {hidden} hidden, batch {batch}, {chains} chains: \
+             {:.4} s (median of {reps}; includes init and monitoring)",
             data.rows(),
             t
         );

@@ -10,9 +10,9 @@
 
 use gemm::{Parallelism, gemm};
 
-/// Products with fewer multiply-adds than this run on the calling thread: below it, waking
-/// rayon's pool for every product costs more than it saves (measured on the digits PCD epoch,
-/// 100 chains x 64 x 16: 6.6 ms per epoch with a threshold of 2^15, see docs/rbm.md).
+/// Products with fewer multiply-adds than this run on the calling thread: below it (a few tens
+/// of microseconds of work), waking rayon's pool for every product costs about as much as it
+/// saves. An estimate, not a tuned value.
 pub const PARALLEL_MIN_FLOPS: usize = 1 << 20;
 
 /// A read-only strided matrix view over f32 data.

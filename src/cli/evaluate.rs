@@ -40,7 +40,7 @@ impl MethodArg {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ebm evaluate --model model.safetensors --data data/digits_test.txt\n  ebm evaluate --model big.safetensors --data data/mnist5k_test.txt.gz --method ais --ais-betas 14500 --ais-runs 100 --json"
+    after_help = "Examples:\n  ebm evaluate --model model.safetensors --data data/digits_test.txt\n  ebm evaluate --model big.safetensors --data data/mnist5k_test.txt --method ais --ais-betas 14500 --ais-runs 100 --json"
 )]
 pub struct EvaluateArgs {
     /// The RBM (.safetensors).

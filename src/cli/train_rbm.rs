@@ -52,7 +52,7 @@ pub enum EvalArg {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt.gz --test data/mnist5k_test.txt.gz --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --resume digits16.safetensors --output digits16.safetensors"
+    after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt --test data/mnist5k_test.txt --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --resume digits16.safetensors --output digits16.safetensors"
 )]
 pub struct TrainRbmArgs {
     /// Training examples (.txt, .csv, .npy, IDX; optionally .gz).

@@ -561,3 +561,68 @@ fn cli_sample_rbm_writes_samples_and_a_tile_grid() {
     // 3 x 3 grid of 4 x 4 tiles with 1-pixel gaps: 3 * 5 + 1 = 16.
     assert_eq!((w, h), (16, 16));
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_writes_a_checkpoint_that_resumes() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let log = dir.path().join("log.csv");
+    let bin = assert_cmd::cargo::cargo_bin("ebm");
+    let mut child = std::process::Command::new(&bin)
+        .args(["train-rbm", "--data", &digits_path("digits_train.txt")])
+        .args([
+            "--hidden",
+            "16",
+            "--persistent",
+            "--epochs",
+            "100000",
+            "--eval",
+            "none",
+        ])
+        .arg("--log")
+        .arg(&log)
+        .arg("--output")
+        .arg(&model)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a few epochs are logged, then press Ctrl-C.
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |s| s.lines().count()) < 4 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Ctrl-C") && err.contains("--resume"), "{err}");
+    let file = ebm::io::safetensors::read_rbm(&model).unwrap();
+    let done: usize = file.metadata["epochs_done"].parse().unwrap();
+    assert!((3..100_000).contains(&done), "epochs_done = {done}");
+    assert!(file.extra.contains_key("persistent_chains"));
+    let more = (done + 2).to_string();
+    crate::common::ebm()
+        .args(["train-rbm", "--data", &digits_path("digits_train.txt")])
+        .args([
+            "--persistent",
+            "--eval",
+            "none",
+            "--quiet",
+            "--epochs",
+            &more,
+        ])
+        .arg("--resume")
+        .arg(&model)
+        .arg("--output")
+        .arg(&model)
+        .assert()
+        .success();
+    let file = ebm::io::safetensors::read_rbm(&model).unwrap();
+    assert_eq!(file.metadata["epochs_done"], more);
+}

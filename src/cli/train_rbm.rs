@@ -25,6 +25,63 @@ use ebm::learn::cd::{
 use ebm::learn::train_rbm;
 use ebm::progress::{Control, Observer, Step};
 
+/// Ctrl-C (SIGINT) handling: the first Ctrl-C sets a flag that the training observer checks after
+/// every epoch; training then stops, the checkpoint is written and the command exits with status
+/// 1. A second Ctrl-C (or one during the final evaluation) ends the process at once.
+#[cfg(unix)]
+mod interrupt {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static REQUESTED: AtomicBool = AtomicBool::new(false);
+    const SIGINT: i32 = 2;
+    const SIG_DFL: usize = 0;
+
+    unsafe extern "C" {
+        // POSIX signal(2) from the C library that std already links.
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+
+    extern "C" fn on_sigint(_: i32) {
+        // Only async-signal-safe work here: an atomic store and restoring the default action.
+        REQUESTED.store(true, Ordering::SeqCst);
+        // SAFETY: signal(2) is async-signal-safe; SIG_DFL is a valid disposition.
+        unsafe {
+            signal(SIGINT, SIG_DFL);
+        }
+    }
+
+    /// Installs the handler.
+    pub fn install() {
+        let handler: extern "C" fn(i32) = on_sigint;
+        // SAFETY: the handler only performs async-signal-safe operations.
+        unsafe {
+            signal(SIGINT, handler as usize);
+        }
+    }
+
+    /// Restores the default action (Ctrl-C ends the process).
+    pub fn uninstall() {
+        // SAFETY: SIG_DFL is a valid disposition.
+        unsafe {
+            signal(SIGINT, SIG_DFL);
+        }
+    }
+
+    /// True once Ctrl-C was pressed.
+    pub fn requested() -> bool {
+        REQUESTED.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(not(unix))]
+mod interrupt {
+    pub fn install() {}
+    pub fn uninstall() {}
+    pub fn requested() -> bool {
+        false
+    }
+}
+
 /// Metadata key of the number of completed epochs in a checkpoint.
 pub const EPOCHS_DONE_KEY: &str = "epochs_done";
 
@@ -201,7 +258,12 @@ impl TrainObserver for CliObserver<'_> {
             }
             Ok(())
         })();
+        if s.epoch + 1 >= self.total as usize {
+            // The final epoch's evaluation may be long: from here Ctrl-C ends the process.
+            interrupt::uninstall();
+        }
         match result {
+            Ok(()) if interrupt::requested() => Control::Break,
             Ok(()) => Control::Continue,
             Err(e) => {
                 self.error = Some(e);
@@ -346,12 +408,23 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         error: None,
         total: params.epochs as u64,
     };
-    let outcome = train_rbm(&train, test.as_ref(), &params, resume, &mut observer)?;
+    interrupt::install();
+    let outcome = train_rbm(&train, test.as_ref(), &params, resume, &mut observer);
+    interrupt::uninstall();
+    let outcome = outcome?;
     observer.bar.finish();
     if let Some(e) = observer.error.take() {
         return Err(e);
     }
     write_state(&args.output, &outcome.state, &metadata)?;
+    if outcome.interrupted {
+        return Err(anyhow::Error::new(ebm::Error::Interrupted).context(format!(
+            "stopped by Ctrl-C after epoch {}; checkpoint written to {} (continue with --resume {})",
+            outcome.state.epoch,
+            args.output.display(),
+            args.output.display()
+        )));
+    }
     if let (Some(p), Some(side)) = (&args.filters, side) {
         let (nv, nh) = (outcome.state.model.n_visible, outcome.state.model.n_hidden);
         let w = &outcome.state.model.weights;

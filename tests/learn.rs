@@ -570,7 +570,7 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
     let model = dir.path().join("m.safetensors");
     let log = dir.path().join("log.csv");
     let bin = assert_cmd::cargo::cargo_bin("ebm");
-    let mut child = std::process::Command::new(&bin)
+    let child = std::process::Command::new(&bin)
         .args(["train-rbm", "--data", &digits_path("digits_train.txt")])
         .args([
             "--hidden",

@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod dataset;
+pub mod denoise;
 pub mod error;
 pub mod image;
 pub mod infer;

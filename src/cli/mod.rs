@@ -1,6 +1,7 @@
 //! Argument parsing and printing. Each subcommand has its own file: an args struct, a
 //! conversion to validated library parameters, the library call, and the output.
 
+mod denoise;
 mod evaluate;
 mod info;
 mod noise;
@@ -56,6 +57,8 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Block Gibbs samples of an RBM (temporary: becomes `ebm sample --model X.safetensors`).
     SampleRbm(sample_rbm::SampleRbmArgs),
+    /// Restore a noisy binary image: exact MAP by graph cut, or ICM, annealing, Gibbs.
+    Denoise(denoise::DenoiseArgs),
 }
 
 /// Runs the parsed command line.
@@ -72,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TrainRbm(args) => train_rbm::run(args, &cli.global),
         Command::Evaluate(args) => evaluate::run(args, &cli.global),
         Command::SampleRbm(args) => sample_rbm::run_args(args, &cli.global),
+        Command::Denoise(args) => denoise::run(args, &cli.global),
     }
 }
 

@@ -5,5 +5,6 @@ pub mod eliminate;
 pub mod exact;
 pub mod kaufman;
 mod kernel;
+pub mod map;
 pub mod rbm;
 pub mod transfer;

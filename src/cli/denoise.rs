@@ -1,0 +1,272 @@
+//! `ebm denoise`: MAP restoration of a noisy binary image (PRML section 8.3.3).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use super::GlobalArgs;
+use super::output::{print_json, say};
+use super::ui::{BarObserver, progress_enabled};
+use ebm::denoise::{DenoiseParams, denoise};
+use ebm::infer::map::MapMethod;
+use ebm::io::images::{DEFAULT_THRESHOLD, format_for_path, read_binary_image, write_binary_image};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// Exact MAP by minimum s-t cut (needs --beta >= 0).
+    Graphcut,
+    /// Iterated conditional modes from the noisy image, checkerboard order.
+    Icm,
+    /// Simulated annealing (checkerboard heat bath), then an ICM quench.
+    Anneal,
+    /// Posterior sampling at temperature 1; each pixel's majority value.
+    Gibbs,
+}
+
+impl From<MethodArg> for MapMethod {
+    fn from(m: MethodArg) -> Self {
+        match m {
+            MethodArg::Graphcut => MapMethod::GraphCut,
+            MethodArg::Icm => MapMethod::Icm,
+            MethodArg::Anneal => MapMethod::Anneal,
+            MethodArg::Gibbs => MapMethod::Gibbs,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Energy (PRML 8.3.3), pixels +-1, 4-neighbours, open boundary:
+  E(s; x) = h sum s_i - beta sum_<ij> s_i s_j - eta sum x_i s_i
+
+Examples:
+  ebm noise --input data/images/horse.png --flip 0.1 --output noisy.png --seed 1
+  ebm denoise --input noisy.png --output restored.png --clean data/images/horse.png
+  ebm denoise --input noisy.png --output icm.png --method icm --json
+  ebm denoise --input noisy.png --output mode.png --method gibbs --sweeps 500 --marginals p.png"
+)]
+pub struct DenoiseArgs {
+    /// Noisy image (PNG, PBM/PGM/PPM); grey levels >= --threshold are white (+1).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Restored image, PNG or PBM by extension; written only when complete.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Minimisation method.
+    #[arg(long, value_enum, default_value_t = MethodArg::Graphcut)]
+    pub method: MethodArg,
+    /// Coupling between 4-neighbours (graphcut needs >= 0).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub beta: f64,
+    /// Weight of agreement with the noisy image.
+    #[arg(long, default_value_t = 2.1, allow_negative_numbers = true)]
+    pub eta: f64,
+    /// Field h (positive favours black, -1).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub field: f64,
+    /// anneal: heat-bath sweeps (default 200); gibbs: recorded sweeps (default 200); icm: at
+    /// most this many sweeps (default: until a sweep changes nothing).
+    #[arg(long)]
+    pub sweeps: Option<u64>,
+    /// gibbs: sweeps discarded before recording.
+    #[arg(long, default_value_t = 20)]
+    pub burn_in: u64,
+    /// anneal: temperature of the first sweep.
+    #[arg(long, default_value_t = 4.0)]
+    pub t_start: f64,
+    /// anneal: temperature of the last sweep (geometric schedule in between).
+    #[arg(long, default_value_t = 0.05)]
+    pub t_end: f64,
+    /// The clean image, to report the error rate of the result.
+    #[arg(long)]
+    pub clean: Option<PathBuf>,
+    /// gibbs: write the posterior probability of +1 as a grey PNG (255 = certainly white).
+    #[arg(long)]
+    pub marginals: Option<PathBuf>,
+    /// Grey level (0-255) at and above which a pixel is white (for --input and --clean).
+    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
+    pub threshold: u8,
+}
+
+#[derive(Debug, Serialize)]
+struct DenoiseReport<'a> {
+    input: &'a str,
+    output: &'a str,
+    method: &'static str,
+    width: usize,
+    height: usize,
+    beta: f64,
+    eta: f64,
+    field: f64,
+    energy: f64,
+    input_energy: f64,
+    sweeps: u64,
+    seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_error_rate: Option<f64>,
+    seed: u64,
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    super::UsageError(msg).into()
+}
+
+pub fn run(args: &DenoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    for (flag, v) in [
+        ("--beta", args.beta),
+        ("--eta", args.eta),
+        ("--field", args.field),
+        ("--t-start", args.t_start),
+        ("--t-end", args.t_end),
+    ] {
+        if !v.is_finite() {
+            return Err(usage(format!("{flag} must be a finite number, got {v}")));
+        }
+    }
+    let method: MapMethod = args.method.into();
+    if method == MapMethod::GraphCut && args.beta < 0.0 {
+        return Err(usage(format!(
+            "--beta {} is negative: the energy is then not submodular and graph cut cannot \
+             minimise it exactly; use --method icm, anneal or gibbs",
+            args.beta
+        )));
+    }
+    if args.sweeps == Some(0) {
+        return Err(usage("--sweeps must be at least 1".into()));
+    }
+    if method == MapMethod::Anneal && (args.t_start <= 0.0 || args.t_end <= 0.0) {
+        return Err(usage(format!(
+            "--t-start and --t-end must be > 0, got {} and {}",
+            args.t_start, args.t_end
+        )));
+    }
+    if args.marginals.is_some() && method != MapMethod::Gibbs {
+        return Err(usage("--marginals needs --method gibbs".into()));
+    }
+    format_for_path(&args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    for path in std::iter::once(&args.output).chain(&args.marginals) {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.is_dir()
+        {
+            return Err(usage(format!(
+                "cannot write {}: the folder {} does not exist",
+                path.display(),
+                dir.display()
+            )));
+        }
+    }
+    if let Some(m) = &args.marginals
+        && !m.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"))
+    {
+        return Err(usage(format!(
+            "--marginals {}: the marginals are written as PNG (use a .png name)",
+            m.display()
+        )));
+    }
+    let noisy = read_binary_image(&args.input, args.threshold)
+        .with_context(|| format!("reading image {}", args.input.display()))?;
+    let clean = match &args.clean {
+        Some(p) => {
+            let img = read_binary_image(p, args.threshold)
+                .with_context(|| format!("reading clean image {}", p.display()))?;
+            if (img.width(), img.height()) != (noisy.width(), noisy.height()) {
+                return Err(usage(format!(
+                    "--clean {} is {} x {} but --input is {} x {}",
+                    p.display(),
+                    img.width(),
+                    img.height(),
+                    noisy.width(),
+                    noisy.height()
+                )));
+            }
+            Some(img)
+        }
+        None => None,
+    };
+    let params = DenoiseParams {
+        method,
+        beta: args.beta,
+        eta: args.eta,
+        field: args.field,
+        sweeps: args.sweeps,
+        burn_in: args.burn_in,
+        t_start: args.t_start,
+        t_end: args.t_end,
+        seed: global.seed,
+    };
+    let total = match method {
+        MapMethod::Anneal => args.sweeps.unwrap_or(200),
+        MapMethod::Gibbs => args.burn_in + args.sweeps.unwrap_or(200),
+        _ => 0,
+    };
+    let mut bar = BarObserver::new(
+        progress_enabled(global) && total > 0,
+        total,
+        method.name(),
+        "T",
+    );
+    // Start rayon's worker threads before the clock, so that `seconds` times the restoration.
+    rayon::broadcast(|_| ());
+    let start = Instant::now();
+    // Run on a rayon worker, so that the parallel steps inside split work without handing each
+    // one over from the main thread (which costs a thread wake-up per step on a busy machine).
+    let result = rayon::scope(|_| denoise(&noisy, &params, &mut bar))?;
+    let seconds = start.elapsed().as_secs_f64();
+    bar.finish();
+    write_binary_image(&args.output, &result.image)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    if let (Some(path), Some(m)) = (&args.marginals, &result.marginals) {
+        let luma: Vec<u8> = m.iter().map(|&p| (p * 255.0).round() as u8).collect();
+        ebm::io::images::write_grey_png(path, noisy.width(), noisy.height(), &luma)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let (error_rate, input_error_rate) = match &clean {
+        Some(c) => (
+            Some(result.image.error_rate(c)?),
+            Some(noisy.error_rate(c)?),
+        ),
+        None => (None, None),
+    };
+    let report = DenoiseReport {
+        input: &args.input.to_string_lossy(),
+        output: &args.output.to_string_lossy(),
+        method: method.name(),
+        width: noisy.width(),
+        height: noisy.height(),
+        beta: args.beta,
+        eta: args.eta,
+        field: args.field,
+        energy: result.energy,
+        input_energy: result.input_energy,
+        sweeps: result.sweeps,
+        seconds,
+        error_rate,
+        input_error_rate,
+        seed: global.seed,
+    };
+    if global.json {
+        print_json(&report)?;
+    } else {
+        let mut line = format!(
+            "{}: {} x {} restored by {} in {:.3} s; energy {} (input {})",
+            report.output,
+            report.width,
+            report.height,
+            report.method,
+            seconds,
+            report.energy,
+            report.input_energy
+        );
+        if let (Some(e), Some(i)) = (error_rate, input_error_rate) {
+            line += &format!("; error rate {:.3}% (input {:.3}%)", 100.0 * e, 100.0 * i);
+        }
+        say(global, &line);
+    }
+    Ok(())
+}

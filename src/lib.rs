@@ -40,6 +40,8 @@ pub mod error;
 pub mod image;
 pub mod infer;
 pub mod io;
+pub mod learn;
+pub mod linalg;
 pub mod logspace;
 pub mod model;
 pub mod progress;

@@ -621,10 +621,10 @@ mod cli {
             .code(2)
             .stderr(predicate::str::contains("--sweeps"));
         ebm()
-            .args(["sample", "--model", "model.safetensors"])
+            .args(["sample", "--model", "model.safetensors", "--marginals"])
             .assert()
             .code(2)
-            .stderr(predicate::str::contains("RBM sampling"));
+            .stderr(predicate::str::contains("does not apply to RBMs"));
         ebm()
             .args(["sample", "--model", "no/such/file.uai"])
             .assert()

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod exact;
 mod io;
+mod learn;
 mod map;
 mod models;
 mod samplers;

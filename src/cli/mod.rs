@@ -2,11 +2,14 @@
 //! conversion to validated library parameters, the library call, and the output.
 
 mod denoise;
+mod evaluate;
 mod info;
 mod noise;
 pub mod output;
 mod partition;
 mod sample;
+mod sample_rbm;
+mod train_rbm;
 pub mod ui;
 
 use clap::{Args, Parser, Subcommand};
@@ -51,6 +54,10 @@ pub enum Command {
     Noise(noise::NoiseArgs),
     /// Exact ln Z (and marginals) of an Ising lattice, a UAI model or an RBM.
     Partition(partition::PartitionArgs),
+    /// Train a binary RBM with contrastive divergence (CD-k) or persistent CD.
+    TrainRbm(train_rbm::TrainRbmArgs),
+    /// Average log-likelihood of a dataset under an RBM (ln Z exact or by AIS).
+    Evaluate(evaluate::EvaluateArgs),
     /// Restore a noisy binary image: exact MAP by graph cut, or ICM, annealing, Gibbs.
     Denoise(denoise::DenoiseArgs),
     /// Sample an Ising lattice or a UAI model by MCMC; report observables with error bars.
@@ -69,6 +76,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(args) => info::run(args, &cli.global),
         Command::Noise(args) => noise::run(args, &cli.global),
         Command::Partition(args) => partition::run(args, &cli.global),
+        Command::TrainRbm(args) => train_rbm::run(args, &cli.global),
+        Command::Evaluate(args) => evaluate::run(args, &cli.global),
         Command::Denoise(args) => denoise::run(args, &cli.global),
         Command::Sample(args) => sample::run(args, &cli.global),
     }

@@ -25,7 +25,8 @@ use ebm::sample::{
 const EXAMPLES: &str = "Examples:
   ebm sample ising --width 64 --height 64 --beta 0.4406868 --sampler wolff --sweeps 20000 --image critical.png
   ebm sample ising --width 256 --height 256 --beta 0.6 --sampler metropolis --sweeps 2000 --burn-in 500 --json
-  ebm sample --model model.uai --sampler gibbs --sweeps 100000 --marginals";
+  ebm sample --model model.uai --sampler gibbs --sweeps 100000 --marginals
+  ebm sample --model rbm.safetensors --chains 64 --steps 1000 --image samples.png --output samples.txt";
 
 /// `ebm sample ising ...` or `ebm sample --model FILE`.
 #[derive(Debug, Args)]
@@ -41,10 +42,10 @@ pub struct SampleArgs {
     /// Print the estimated marginals P(x_i = 1) with their standard errors (UAI models).
     #[arg(long)]
     pub marginals: bool,
-    /// RBM only: number of chains run in parallel.
+    /// RBM only: number of chains run in parallel [default: 100].
     #[arg(long)]
     pub chains: Option<usize>,
-    /// RBM only: block-Gibbs steps per chain.
+    /// RBM only: block-Gibbs steps per chain [default: 1000].
     #[arg(long)]
     pub steps: Option<usize>,
     /// RBM only: file the final visible states are written to, as a dataset.
@@ -466,14 +467,27 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
     match ext.as_deref() {
         Some("uai") => {}
         Some("safetensors") => {
-            // The coordinator wires RBM block-Gibbs sampling here:
-            // `return super::sample_rbm::run(args, global);`
-            return Err(UsageError(format!(
-                "{}: RBM sampling: see ebm sample --model with an RBM (block-Gibbs sampling of \
-                 RBMs is not part of this build)",
-                path.display()
-            ))
-            .into());
+            for (flag, set) in [
+                ("--marginals", args.marginals),
+                ("--trace", args.chain.trace.is_some()),
+                ("--sampler", args.chain.sampler.is_some()),
+            ] {
+                if set {
+                    return Err(UsageError(format!(
+                        "{flag} does not apply to RBMs (they are sampled by block Gibbs; use \
+                         --chains, --steps, --image, --output)"
+                    ))
+                    .into());
+                }
+            }
+            return super::sample_rbm::run(
+                path,
+                args.chains.unwrap_or(super::sample_rbm::DEFAULT_CHAINS),
+                args.steps.unwrap_or(super::sample_rbm::DEFAULT_STEPS),
+                args.chain.image.as_deref(),
+                args.output.as_deref(),
+                global,
+            );
         }
         _ => {
             return Err(UsageError(format!(

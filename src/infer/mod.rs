@@ -1,5 +1,6 @@
 //! Exact and approximate inference: partition functions, marginals, MAP.
 
+pub mod ais;
 pub mod eliminate;
 pub mod exact;
 pub mod kaufman;

@@ -31,6 +31,7 @@
 pub mod cluster;
 pub mod general;
 pub mod lattice;
+pub mod rbm;
 pub mod stats;
 
 use rand::Rng;

@@ -1,0 +1,137 @@
+//! Block Gibbs sampling of an RBM (`ebm sample --model rbm.safetensors`): many chains at once,
+//! the final visible states written as a dataset and/or a grid of tiles.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::GlobalArgs;
+use super::output::{print_json, say};
+use super::ui::{BarObserver, progress_enabled};
+use ebm::io::datasets::write_dataset;
+use ebm::io::images::{format_for_path, write_grey_png};
+use ebm::io::safetensors::read_rbm;
+use ebm::sample::rbm::sample_rbm;
+
+/// Default number of chains.
+pub const DEFAULT_CHAINS: usize = 100;
+/// Default number of block Gibbs sweeps per chain.
+pub const DEFAULT_STEPS: usize = 1000;
+
+#[derive(Debug, Serialize)]
+struct Report {
+    model: String,
+    chains: usize,
+    steps: usize,
+    n_visible: usize,
+    n_hidden: usize,
+    fraction_of_ones: f64,
+    seconds: f64,
+    sweeps_per_second: f64,
+    image: Option<String>,
+    output: Option<String>,
+    seed: u64,
+}
+
+/// Samples `chains` chains of the RBM in `model` for `steps` sweeps; writes `image` and/or
+/// `output`; prints the summary (JSON with `--json`).
+pub fn run(
+    model: &Path,
+    chains: usize,
+    steps: usize,
+    image: Option<&Path>,
+    output: Option<&Path>,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    if chains == 0 {
+        return Err(super::UsageError("--chains must be at least 1, got 0".into()).into());
+    }
+    if let Some(p) = image {
+        format_for_path(p).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let file = read_rbm(model).with_context(|| format!("reading model {}", model.display()))?;
+    let rbm = &file.rbm;
+    let side = square_side(rbm.n_visible());
+    if image.is_some() && side.is_none() {
+        return Err(super::UsageError(format!(
+            "--image needs a square number of visible units, the model has {}",
+            rbm.n_visible()
+        ))
+        .into());
+    }
+    let t0 = Instant::now();
+    let mut bar = BarObserver::new(progress_enabled(global), steps as u64, "sampling", "");
+    let samples = sample_rbm(rbm, chains, steps, global.seed, &mut bar)?;
+    bar.finish();
+    let seconds = t0.elapsed().as_secs_f64();
+    if let Some(p) = output {
+        write_dataset(p, &samples).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let (Some(p), Some(side)) = (image, side) {
+        let tiles: Vec<Vec<f64>> = samples
+            .iter_rows()
+            .map(|r| r.iter().map(|&x| x as f64).collect())
+            .collect();
+        let (w, h, luma) = tile_image(&tiles, side, false);
+        write_grey_png(p, w, h, &luma).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let report = Report {
+        model: model.to_string_lossy().into_owned(),
+        chains,
+        steps,
+        n_visible: rbm.n_visible(),
+        n_hidden: rbm.n_hidden(),
+        fraction_of_ones: samples.fraction_of_ones(),
+        seconds,
+        sweeps_per_second: (chains * steps) as f64 / seconds.max(1e-12),
+        image: image.map(|p| p.to_string_lossy().into_owned()),
+        output: output.map(|p| p.to_string_lossy().into_owned()),
+        seed: global.seed,
+    };
+    if global.json {
+        print_json(&report)?;
+    } else {
+        say(
+            global,
+            &format!(
+                "{} chains x {} sweeps in {:.2} s; fraction of ones {:.4} (seed {})",
+                chains, steps, seconds, report.fraction_of_ones, global.seed
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The side of a square image of `n` pixels, if `n` is a perfect square.
+pub fn square_side(n: usize) -> Option<usize> {
+    let s = (n as f64).sqrt().round() as usize;
+    (s * s == n && s > 0).then_some(s)
+}
+
+/// Lays out tiles of `side x side` values as a near-square grid with 1-pixel black gaps.
+/// With `normalise`, each tile is scaled from its own min..max to 0..255; otherwise values in
+/// [0, 1] map to 0..255.
+pub fn tile_image(tiles: &[Vec<f64>], side: usize, normalise: bool) -> (usize, usize, Vec<u8>) {
+    let n = tiles.len().max(1);
+    let cols = (n as f64).sqrt().ceil() as usize;
+    let rows = n.div_ceil(cols);
+    let (w, h) = (cols * (side + 1) + 1, rows * (side + 1) + 1);
+    let mut luma = vec![0u8; w * h];
+    for (t, tile) in tiles.iter().enumerate() {
+        let (lo, hi) = if normalise {
+            let lo = tile.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = tile.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (lo, if hi > lo { hi } else { lo + 1.0 })
+        } else {
+            (0.0, 1.0)
+        };
+        let (x0, y0) = ((t % cols) * (side + 1) + 1, (t / cols) * (side + 1) + 1);
+        for (k, &v) in tile.iter().enumerate() {
+            let g = ((v - lo) / (hi - lo)).clamp(0.0, 1.0) * 255.0;
+            luma[(y0 + k / side) * w + x0 + k % side] = g.round() as u8;
+        }
+    }
+    (w, h, luma)
+}

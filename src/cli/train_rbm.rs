@@ -1,0 +1,489 @@
+//! `ebm train-rbm`: contrastive divergence / persistent CD training of a binary RBM.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use super::GlobalArgs;
+use super::evaluate::MethodArg;
+use super::output::{print_json, say};
+use super::sample_rbm::{square_side, tile_image};
+use super::ui::{BarObserver, progress_enabled};
+use ebm::infer::ais::{AisParams, DEFAULT_AIS_BETAS, DEFAULT_AIS_RUNS};
+use ebm::io::atomic::write_bytes_atomic;
+use ebm::io::datasets::read_dataset;
+use ebm::io::images::{format_for_path, write_grey_png};
+use ebm::io::safetensors::{RbmFile, Tensor, read_rbm, write_rbm};
+use ebm::learn::cd::{
+    CdParams, DEFAULT_BATCH_SIZE, DEFAULT_CD_K, DEFAULT_CHAINS, DEFAULT_EPOCHS, DEFAULT_HIDDEN,
+    DEFAULT_INIT_STD, DEFAULT_LEARNING_RATE, DEFAULT_MOMENTUM, DEFAULT_MONITOR_ROWS,
+    DEFAULT_WEIGHT_DECAY, EpochStats, LrSchedule, TrainObserver, TrainState,
+};
+use ebm::learn::train_rbm;
+use ebm::progress::{Control, Observer, Step};
+
+/// Ctrl-C (SIGINT) handling: the first Ctrl-C sets a flag that the training observer checks after
+/// every epoch; training then stops, the checkpoint is written and the command exits with status
+/// 1. A second Ctrl-C (or one during the final evaluation) ends the process at once.
+#[cfg(unix)]
+mod interrupt {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static REQUESTED: AtomicBool = AtomicBool::new(false);
+    const SIGINT: i32 = 2;
+    const SIG_DFL: usize = 0;
+
+    unsafe extern "C" {
+        // POSIX signal(2) from the C library that std already links.
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+
+    extern "C" fn on_sigint(_: i32) {
+        // Only async-signal-safe work here: an atomic store and restoring the default action.
+        REQUESTED.store(true, Ordering::SeqCst);
+        // SAFETY: signal(2) is async-signal-safe; SIG_DFL is a valid disposition.
+        unsafe {
+            signal(SIGINT, SIG_DFL);
+        }
+    }
+
+    /// Installs the handler.
+    pub fn install() {
+        let handler: extern "C" fn(i32) = on_sigint;
+        // SAFETY: the handler only performs async-signal-safe operations.
+        unsafe {
+            signal(SIGINT, handler as usize);
+        }
+    }
+
+    /// Restores the default action (Ctrl-C ends the process).
+    pub fn uninstall() {
+        // SAFETY: SIG_DFL is a valid disposition.
+        unsafe {
+            signal(SIGINT, SIG_DFL);
+        }
+    }
+
+    /// True once Ctrl-C was pressed.
+    pub fn requested() -> bool {
+        REQUESTED.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(not(unix))]
+mod interrupt {
+    pub fn install() {}
+    pub fn uninstall() {}
+    pub fn requested() -> bool {
+        false
+    }
+}
+
+/// Metadata key of the number of completed epochs in a checkpoint.
+pub const EPOCHS_DONE_KEY: &str = "epochs_done";
+
+/// Learning-rate schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    /// The same rate every epoch.
+    Constant,
+    /// lr * (1 - epoch / epochs): annealed towards 0 by the last epoch.
+    Linear,
+}
+
+/// Likelihood evaluation during and after training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvalArg {
+    /// Exact when the smaller layer has at most 25 units, AIS beyond.
+    Auto,
+    /// Exact enumeration of the smaller layer.
+    Exact,
+    /// Annealed importance sampling.
+    Ais,
+    /// No likelihoods (reconstruction error and pseudo-likelihood only).
+    None,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt --test data/mnist5k_test.txt --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --resume digits16.safetensors --output digits16.safetensors"
+)]
+pub struct TrainRbmArgs {
+    /// Training examples (.txt, .csv, .npy, IDX; optionally .gz).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Held-out examples for the test log-likelihood.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Binarization threshold for .csv/.npy (default 0.5) and IDX (default 128) data.
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Number of hidden units [default: 64, or the resumed model's].
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Total number of epochs (a resumed run continues up to this count).
+    #[arg(long, default_value_t = DEFAULT_EPOCHS)]
+    pub epochs: usize,
+    /// Examples per mini-batch.
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
+    /// Initial learning rate.
+    #[arg(long, default_value_t = DEFAULT_LEARNING_RATE)]
+    pub learning_rate: f64,
+    /// Learning-rate schedule over the epochs.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Linear)]
+    pub lr_schedule: ScheduleArg,
+    /// Gibbs sweeps per update (CD-k, or PCD-k with --persistent).
+    #[arg(long, default_value_t = DEFAULT_CD_K)]
+    pub cd_k: usize,
+    /// Persistent contrastive divergence (fantasy chains kept across updates).
+    #[arg(long)]
+    pub persistent: bool,
+    /// Number of persistent chains (with --persistent).
+    #[arg(long, default_value_t = DEFAULT_CHAINS)]
+    pub chains: usize,
+    /// Momentum in [0, 1).
+    #[arg(long, default_value_t = DEFAULT_MOMENTUM)]
+    pub momentum: f64,
+    /// L2 weight decay on W.
+    #[arg(long, default_value_t = DEFAULT_WEIGHT_DECAY)]
+    pub weight_decay: f64,
+    /// Standard deviation of the initial weights.
+    #[arg(long, default_value_t = DEFAULT_INIT_STD)]
+    pub init_std: f64,
+    /// Training examples used for the per-epoch reconstruction error and pseudo-likelihood.
+    #[arg(long, default_value_t = DEFAULT_MONITOR_ROWS)]
+    pub monitor_rows: usize,
+    /// Likelihood evaluation (at the end, and every --eval-every epochs).
+    #[arg(long, value_enum, default_value_t = EvalArg::Auto)]
+    pub eval: EvalArg,
+    /// Evaluate the likelihood every N epochs (0: at the end only).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: usize,
+    /// AIS: number of annealing steps.
+    #[arg(long, default_value_t = DEFAULT_AIS_BETAS)]
+    pub ais_betas: usize,
+    /// AIS: number of independent runs.
+    #[arg(long, default_value_t = DEFAULT_AIS_RUNS)]
+    pub ais_runs: usize,
+    /// Write the per-epoch figures as CSV.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Write the model (with optimizer state and chains) to --output every N epochs (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: usize,
+    /// Continue training from a checkpoint written by this command (same settings).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Draw each hidden unit's weights as a tile (PNG; needs a square n_visible).
+    #[arg(long)]
+    pub filters: Option<PathBuf>,
+    /// The trained model (.safetensors), with the state needed to resume.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    output: String,
+    n_visible: usize,
+    n_hidden: usize,
+    train_examples: usize,
+    test_examples: Option<usize>,
+    epochs: usize,
+    epochs_run: usize,
+    interrupted: bool,
+    train_log_likelihood: Option<f64>,
+    test_log_likelihood: Option<f64>,
+    log_z: Option<f64>,
+    log_z_method: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_z_low: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_z_high: Option<f64>,
+    reconstruction_error: f64,
+    pseudo_log_likelihood: f64,
+    seconds: f64,
+    seconds_per_epoch: f64,
+    seed: u64,
+}
+
+struct CliObserver<'a> {
+    bar: BarObserver,
+    log: Option<&'a Path>,
+    csv: String,
+    checkpoint_every: usize,
+    output: &'a Path,
+    metadata: &'a BTreeMap<String, String>,
+    error: Option<anyhow::Error>,
+    total: u64,
+}
+
+const CSV_HEADER: &str = "epoch,learning_rate,reconstruction_error,pseudo_log_likelihood,train_log_likelihood,test_log_likelihood,log_z,log_z_method,seconds\n";
+
+fn opt(x: Option<f64>) -> String {
+    x.map(|v| format!("{v}")).unwrap_or_default()
+}
+
+impl TrainObserver for CliObserver<'_> {
+    fn on_epoch(&mut self, state: &TrainState, s: &EpochStats) -> Control {
+        let metric = s.test_log_likelihood.or(s.train_log_likelihood);
+        self.bar.on_step(&Step {
+            done: s.epoch as u64,
+            total: self.total,
+            metric: Some(metric.unwrap_or(s.pseudo_log_likelihood)),
+        });
+        let result = (|| -> anyhow::Result<()> {
+            if let Some(path) = self.log {
+                self.csv.push_str(&format!(
+                    "{},{},{},{},{},{},{},{},{}\n",
+                    s.epoch,
+                    s.learning_rate,
+                    s.reconstruction_error,
+                    s.pseudo_log_likelihood,
+                    opt(s.train_log_likelihood),
+                    opt(s.test_log_likelihood),
+                    opt(s.log_z),
+                    s.log_z_method.unwrap_or(""),
+                    s.seconds
+                ));
+                write_bytes_atomic(path, self.csv.as_bytes())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if self.checkpoint_every > 0 && s.epoch % self.checkpoint_every == 0 {
+                write_state(self.output, state, self.metadata)?;
+            }
+            Ok(())
+        })();
+        if s.epoch + 1 >= self.total as usize {
+            // The final epoch's evaluation may be long: from here Ctrl-C ends the process.
+            interrupt::uninstall();
+        }
+        match result {
+            Ok(()) if interrupt::requested() => Control::Break,
+            Ok(()) => Control::Continue,
+            Err(e) => {
+                self.error = Some(e);
+                Control::Break
+            }
+        }
+    }
+}
+
+fn write_state(
+    path: &Path,
+    state: &TrainState,
+    metadata: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let mut file = RbmFile::new(state.model.to_rbm()?);
+    file.metadata = metadata.clone();
+    file.metadata
+        .insert(EPOCHS_DONE_KEY.into(), state.epoch.to_string());
+    for (name, shape, data) in state.extra_arrays() {
+        file.extra.insert(name.to_string(), Tensor { shape, data });
+    }
+    write_rbm(path, &file).with_context(|| format!("writing model {}", path.display()))
+}
+
+pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    for (flag, path) in [("--filters", &args.filters)] {
+        if let Some(p) = path {
+            format_for_path(p).with_context(|| format!("{flag} {}", p.display()))?;
+        }
+    }
+    let train = read_dataset(&args.data, args.threshold)
+        .with_context(|| format!("reading data {}", args.data.display()))?;
+    let test = match &args.test {
+        Some(p) => Some(
+            read_dataset(p, args.threshold)
+                .with_context(|| format!("reading test data {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let resume = match &args.resume {
+        Some(p) => {
+            let file =
+                read_rbm(p).with_context(|| format!("reading checkpoint {}", p.display()))?;
+            let epoch: usize = file
+                .metadata
+                .get(EPOCHS_DONE_KEY)
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(|e| {
+                    anyhow::anyhow!("{}: bad {EPOCHS_DONE_KEY} metadata: {e}", p.display())
+                })?
+                .unwrap_or(0);
+            let get = |name: &str| {
+                file.extra
+                    .get(name)
+                    .map(|t| (t.shape.clone(), t.data.clone()))
+            };
+            Some(
+                TrainState::from_parts(&file.rbm, epoch, &get)
+                    .with_context(|| format!("reading checkpoint {}", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let hidden = match (&resume, args.hidden) {
+        (Some(s), None) => s.model.n_hidden,
+        (_, Some(h)) => h,
+        (None, None) => DEFAULT_HIDDEN,
+    };
+    let ais = AisParams {
+        betas: args.ais_betas,
+        runs: args.ais_runs,
+        seed: global.seed,
+    };
+    let evaluation = match args.eval {
+        EvalArg::None => None,
+        EvalArg::Auto => Some(MethodArg::Auto.evaluation(ais)),
+        EvalArg::Exact => Some(MethodArg::Exact.evaluation(ais)),
+        EvalArg::Ais => Some(MethodArg::Ais.evaluation(ais)),
+    };
+    let params = CdParams {
+        hidden,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.learning_rate,
+        schedule: match args.lr_schedule {
+            ScheduleArg::Constant => LrSchedule::Constant,
+            ScheduleArg::Linear => LrSchedule::Linear,
+        },
+        cd_k: args.cd_k,
+        persistent: args.persistent,
+        chains: args.chains,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+        init_std: args.init_std,
+        monitor_rows: args.monitor_rows,
+        eval_every: args.eval_every,
+        evaluation,
+        seed: global.seed,
+    };
+    params.validate()?;
+    let side = square_side(train.cols());
+    if args.filters.is_some() && side.is_none() {
+        return Err(super::UsageError(format!(
+            "--filters needs a square number of visible units, the data has {} columns",
+            train.cols()
+        ))
+        .into());
+    }
+    let mut metadata = BTreeMap::new();
+    metadata.insert(
+        "training".to_string(),
+        serde_json::json!({
+            "data": args.data.to_string_lossy(),
+            "hidden": params.hidden,
+            "epochs": params.epochs,
+            "batch_size": params.batch_size,
+            "learning_rate": params.learning_rate,
+            "lr_schedule": format!("{:?}", params.schedule).to_lowercase(),
+            "cd_k": params.cd_k,
+            "persistent": params.persistent,
+            "chains": params.chains,
+            "momentum": params.momentum,
+            "weight_decay": params.weight_decay,
+            "init_std": params.init_std,
+            "seed": params.seed,
+        })
+        .to_string(),
+    );
+    let mut observer = CliObserver {
+        bar: BarObserver::new(
+            progress_enabled(global),
+            params.epochs as u64,
+            "training",
+            "ll",
+        ),
+        log: args.log.as_deref(),
+        csv: CSV_HEADER.to_string(),
+        checkpoint_every: args.checkpoint_every,
+        output: &args.output,
+        metadata: &metadata,
+        error: None,
+        total: params.epochs as u64,
+    };
+    interrupt::install();
+    let outcome = train_rbm(&train, test.as_ref(), &params, resume, &mut observer);
+    interrupt::uninstall();
+    let outcome = outcome?;
+    observer.bar.finish();
+    if let Some(e) = observer.error.take() {
+        return Err(e);
+    }
+    write_state(&args.output, &outcome.state, &metadata)?;
+    if outcome.interrupted {
+        return Err(anyhow::Error::new(ebm::Error::Interrupted).context(format!(
+            "stopped by Ctrl-C after epoch {}; checkpoint written to {} (continue with --resume {})",
+            outcome.state.epoch,
+            args.output.display(),
+            args.output.display()
+        )));
+    }
+    if let (Some(p), Some(side)) = (&args.filters, side) {
+        let (nv, nh) = (outcome.state.model.n_visible, outcome.state.model.n_hidden);
+        let w = &outcome.state.model.weights;
+        let tiles: Vec<Vec<f64>> = (0..nh)
+            .map(|j| (0..nv).map(|i| w[i * nh + j] as f64).collect())
+            .collect();
+        let (tw, th, luma) = tile_image(&tiles, side, true);
+        write_grey_png(p, tw, th, &luma).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let runs = outcome.history.len();
+    let last = outcome.history.last();
+    let report = Report {
+        output: args.output.to_string_lossy().into_owned(),
+        n_visible: train.cols(),
+        n_hidden: params.hidden,
+        train_examples: train.rows(),
+        test_examples: test.as_ref().map(|t| t.rows()),
+        epochs: outcome.state.epoch,
+        epochs_run: runs,
+        interrupted: outcome.interrupted,
+        train_log_likelihood: last.and_then(|s| s.train_log_likelihood),
+        test_log_likelihood: last.and_then(|s| s.test_log_likelihood),
+        log_z: last.and_then(|s| s.log_z),
+        log_z_method: last.and_then(|s| s.log_z_method),
+        log_z_low: last.and_then(|s| s.log_z_low).filter(|x| x.is_finite()),
+        log_z_high: last.and_then(|s| s.log_z_high),
+        reconstruction_error: last.map_or(f64::NAN, |s| s.reconstruction_error),
+        pseudo_log_likelihood: last.map_or(f64::NAN, |s| s.pseudo_log_likelihood),
+        seconds: outcome.train_seconds,
+        seconds_per_epoch: outcome.train_seconds / runs.max(1) as f64,
+        seed: global.seed,
+    };
+    if global.json {
+        print_json(&report)?;
+    } else {
+        let ll = match (report.train_log_likelihood, report.test_log_likelihood) {
+            (Some(a), Some(b)) => format!(
+                "; log-likelihood train {a:.4}, test {b:.4} nats ({})",
+                report.log_z_method.unwrap_or("")
+            ),
+            (Some(a), None) => format!(
+                "; train log-likelihood {a:.4} nats ({})",
+                report.log_z_method.unwrap_or("")
+            ),
+            _ => String::new(),
+        };
+        say(
+            global,
+            &format!(
+                "{}: {} x {} RBM, {} epochs ({:.4} s/epoch){ll}; reconstruction error {:.4}, pseudo-log-likelihood {:.4}",
+                report.output,
+                report.n_visible,
+                report.n_hidden,
+                report.epochs,
+                report.seconds_per_epoch,
+                report.reconstruction_error,
+                report.pseudo_log_likelihood,
+            ),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,893 @@
+//! Contrastive divergence training of binary-binary RBMs (units in {0, 1}).
+//!
+//! The gradient of the average log-likelihood with respect to W_ij is
+//! <v_i h_j>_data - <v_i h_j>_model (Hinton, "Training products of experts by minimizing
+//! contrastive divergence", Neural Computation 2002). The data term (positive phase) is computed
+//! exactly per mini-batch as the mean of v_i P(h_j = 1 | v); the model term (negative phase)
+//! from the mean of v_i P(h_j = 1 | v) over samples v obtained by k block Gibbs sweeps started
+//! at the batch (CD-k) or continued from persistent fantasy chains (PCD: Tieleman, "Training
+//! restricted Boltzmann machines using approximations to the likelihood gradient", ICML 2008).
+//! Biases get the analogous <v_i> and <h_j> differences.
+//!
+//! The update follows Hinton, "A practical guide to training restricted Boltzmann machines"
+//! (UTML TR 2010-003): velocity u <- momentum u + lr_t (gradient - weight_decay W), W <- W + u
+//! (no decay on biases); initial weights N(0, init_std^2), visible biases ln(p_i / (1 - p_i)) of
+//! the training data's means, hidden biases 0.
+//!
+//! Parameters and statistics are f32 and every product is one GEMM ([`crate::linalg::matmul`]);
+//! monitoring figures and likelihoods are f64. All randomness comes from streams keyed by
+//! (seed, epoch, batch, row), so a run is identical for any number of threads, and a run resumed
+//! from a checkpoint of epoch e continues exactly as the uninterrupted run would.
+
+use std::time::Instant;
+
+use rand::RngExt;
+use rand_distr::{Distribution, Normal};
+use rayon::prelude::*;
+
+use super::eval::{Evaluation, average_log_likelihood, evaluate};
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::infer::ais::BASE_RATE_CLIP;
+use crate::linalg::{View, matmul};
+use crate::logspace::softplus;
+use crate::model::Rbm;
+use crate::progress::{Control, Silent};
+use crate::rng::{EbmRng, splitmix64, stream};
+use crate::sample::rbm::{RbmF32, bernoulli_rows, hidden_probs, sigmoid_rows, visible_probs};
+
+/// Default number of hidden units.
+pub const DEFAULT_HIDDEN: usize = 64;
+/// Default number of passes over the training data.
+pub const DEFAULT_EPOCHS: usize = 100;
+/// Default mini-batch size.
+pub const DEFAULT_BATCH_SIZE: usize = 10;
+/// Default initial learning rate.
+pub const DEFAULT_LEARNING_RATE: f64 = 0.05;
+/// Default learning-rate schedule.
+pub const DEFAULT_LR_SCHEDULE: LrSchedule = LrSchedule::Linear;
+/// Default number of Gibbs sweeps per update (the k of CD-k / PCD-k).
+pub const DEFAULT_CD_K: usize = 1;
+/// Default number of persistent chains (fantasy particles) for PCD.
+pub const DEFAULT_CHAINS: usize = 100;
+/// Default momentum.
+pub const DEFAULT_MOMENTUM: f64 = 0.5;
+/// Default L2 weight decay (applied to W only).
+pub const DEFAULT_WEIGHT_DECAY: f64 = 1e-4;
+/// Default standard deviation of the initial weights (Hinton's guide: 0.01).
+pub const DEFAULT_INIT_STD: f64 = 0.01;
+/// Default number of training examples used for the per-epoch reconstruction error and
+/// pseudo-log-likelihood.
+pub const DEFAULT_MONITOR_ROWS: usize = 1000;
+
+/// How the learning rate changes over the epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LrSchedule {
+    /// lr_t = lr.
+    Constant,
+    /// lr_t = lr * (1 - t / epochs) for epoch t = 0, 1, ... (annealed towards 0, which lets PCD
+    /// settle instead of drifting).
+    Linear,
+}
+
+/// Training settings. `CdParams::default()` holds the documented `DEFAULT_*` values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CdParams {
+    /// Number of hidden units.
+    pub hidden: usize,
+    /// Total number of epochs (a resumed run continues up to this count).
+    pub epochs: usize,
+    /// Examples per mini-batch.
+    pub batch_size: usize,
+    /// Initial learning rate.
+    pub learning_rate: f64,
+    /// Learning-rate schedule.
+    pub schedule: LrSchedule,
+    /// Gibbs sweeps per update.
+    pub cd_k: usize,
+    /// Persistent chains (PCD) instead of chains restarted at the data (CD).
+    pub persistent: bool,
+    /// Number of persistent chains (PCD only).
+    pub chains: usize,
+    /// Momentum in [0, 1).
+    pub momentum: f64,
+    /// L2 weight decay (>= 0).
+    pub weight_decay: f64,
+    /// Standard deviation of the initial weights.
+    pub init_std: f64,
+    /// Training examples used for the per-epoch monitoring figures.
+    pub monitor_rows: usize,
+    /// Evaluate the likelihood every this many epochs (0: only at the end when `evaluation` is
+    /// set).
+    pub eval_every: usize,
+    /// How ln Z is obtained for the likelihood figures; `None`: no likelihoods.
+    pub evaluation: Option<Evaluation>,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+impl Default for CdParams {
+    fn default() -> Self {
+        CdParams {
+            hidden: DEFAULT_HIDDEN,
+            epochs: DEFAULT_EPOCHS,
+            batch_size: DEFAULT_BATCH_SIZE,
+            learning_rate: DEFAULT_LEARNING_RATE,
+            schedule: DEFAULT_LR_SCHEDULE,
+            cd_k: DEFAULT_CD_K,
+            persistent: false,
+            chains: DEFAULT_CHAINS,
+            momentum: DEFAULT_MOMENTUM,
+            weight_decay: DEFAULT_WEIGHT_DECAY,
+            init_std: DEFAULT_INIT_STD,
+            monitor_rows: DEFAULT_MONITOR_ROWS,
+            eval_every: 0,
+            evaluation: None,
+            seed: crate::rng::DEFAULT_SEED,
+        }
+    }
+}
+
+fn finite_at_least(name: &str, x: f64, min: f64) -> Result<()> {
+    if !x.is_finite() || x < min {
+        return Err(Error::param(
+            name,
+            format!("must be a finite number >= {min}, got {x}"),
+        ));
+    }
+    Ok(())
+}
+
+impl CdParams {
+    /// Checks every setting; the error names the flag and the value.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("hidden", self.hidden),
+            ("epochs", self.epochs),
+            ("batch-size", self.batch_size),
+            ("cd-k", self.cd_k),
+        ] {
+            if v == 0 {
+                return Err(Error::param(name, "must be at least 1, got 0"));
+            }
+        }
+        if self.persistent && self.chains == 0 {
+            return Err(Error::param("chains", "PCD needs at least 1 chain, got 0"));
+        }
+        if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
+            return Err(Error::param(
+                "learning-rate",
+                format!("must be a finite number > 0, got {}", self.learning_rate),
+            ));
+        }
+        finite_at_least("momentum", self.momentum, 0.0)?;
+        if self.momentum >= 1.0 {
+            return Err(Error::param(
+                "momentum",
+                format!("must be in [0, 1), got {}", self.momentum),
+            ));
+        }
+        finite_at_least("weight-decay", self.weight_decay, 0.0)?;
+        finite_at_least("init-std", self.init_std, 0.0)?;
+        if let Some(Evaluation::Ais(p) | Evaluation::Auto(p)) = &self.evaluation {
+            p.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The learning rate of epoch `t` (0-based).
+    pub fn learning_rate_at(&self, t: usize) -> f64 {
+        match self.schedule {
+            LrSchedule::Constant => self.learning_rate,
+            LrSchedule::Linear => {
+                self.learning_rate * (1.0 - t as f64 / self.epochs as f64).max(0.0)
+            }
+        }
+    }
+}
+
+/// Everything a run needs to continue exactly: parameters, optimizer state, persistent chains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainState {
+    /// Completed epochs.
+    pub epoch: usize,
+    /// The model.
+    pub model: RbmF32,
+    /// Momentum velocity of W.
+    pub velocity_weights: Vec<f32>,
+    /// Momentum velocity of b.
+    pub velocity_visible: Vec<f32>,
+    /// Momentum velocity of c.
+    pub velocity_hidden: Vec<f32>,
+    /// Persistent chains' visible states, `chains x n_visible` (empty for CD).
+    pub chains: Vec<f32>,
+    /// The training data's visible means (base rates of AIS).
+    pub data_means: Vec<f64>,
+}
+
+/// One named array of a [`TrainState`] for checkpoint files: (name, shape, values).
+pub type NamedArray = (&'static str, Vec<usize>, Vec<f64>);
+
+/// A looked-up checkpoint array: (shape, values).
+pub type Shaped = (Vec<usize>, Vec<f64>);
+
+/// Checkpoint array names.
+pub const VELOCITY_WEIGHTS: &str = "velocity_weights";
+/// Checkpoint array names.
+pub const VELOCITY_VISIBLE: &str = "velocity_visible_bias";
+/// Checkpoint array names.
+pub const VELOCITY_HIDDEN: &str = "velocity_hidden_bias";
+/// Checkpoint array names.
+pub const PERSISTENT_CHAINS: &str = "persistent_chains";
+/// Checkpoint array names.
+pub const DATA_MEANS: &str = "data_visible_means";
+
+const TAG_INIT: u64 = 1;
+const TAG_CHAINS: u64 = 2;
+const TAG_SHUFFLE: u64 = 3;
+const TAG_BATCH: u64 = 4;
+const TAG_MONITOR: u64 = 5;
+const TAG_AIS: u64 = 6;
+
+/// A seed derived from `seed` and a path of indices (tag, epoch, batch, ...).
+fn derive(seed: u64, path: &[u64]) -> u64 {
+    let mut s = seed;
+    let mut out = splitmix64(&mut s);
+    for &p in path {
+        s ^= p.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ out;
+        out = splitmix64(&mut s);
+    }
+    out
+}
+
+impl TrainState {
+    /// A fresh state: Hinton's initialisation and, for PCD, chains drawn from the data's means.
+    pub fn init(train: &Dataset, params: &CdParams) -> Result<Self> {
+        let (nv, nh) = (train.cols(), params.hidden);
+        let data_means = train.column_means();
+        let mut rng = stream(params.seed, derive(params.seed, &[TAG_INIT]));
+        let normal = Normal::new(0.0, params.init_std)
+            .map_err(|e| Error::param("init-std", e.to_string()))?;
+        let weights: Vec<f32> = (0..nv * nh)
+            .map(|_| normal.sample(&mut rng) as f32)
+            .collect();
+        let visible_bias: Vec<f32> = data_means
+            .iter()
+            .map(|&p| {
+                let p = p.clamp(BASE_RATE_CLIP, 1.0 - BASE_RATE_CLIP);
+                (p / (1.0 - p)).ln() as f32
+            })
+            .collect();
+        let model = RbmF32 {
+            n_visible: nv,
+            n_hidden: nh,
+            weights,
+            visible_bias,
+            hidden_bias: vec![0.0; nh],
+        };
+        let chains = if params.persistent {
+            let n = params.chains;
+            let mut rngs: Vec<EbmRng> = (0..n as u64)
+                .map(|r| stream(derive(params.seed, &[TAG_CHAINS]), r))
+                .collect();
+            let mut p = vec![0.0f32; n * nv];
+            sigmoid_rows(&mut p, 0.0, &model.visible_bias);
+            let mut x = vec![0.0f32; n * nv];
+            bernoulli_rows(&p, &mut x, nv, &mut rngs);
+            x
+        } else {
+            Vec::new()
+        };
+        Ok(TrainState {
+            epoch: 0,
+            velocity_weights: vec![0.0; nv * nh],
+            velocity_visible: vec![0.0; nv],
+            velocity_hidden: vec![0.0; nh],
+            model,
+            chains,
+            data_means,
+        })
+    }
+
+    /// The arrays besides the model that a checkpoint must hold.
+    pub fn extra_arrays(&self) -> Vec<NamedArray> {
+        let (nv, nh) = (self.model.n_visible, self.model.n_hidden);
+        let f = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+        let mut out = vec![
+            (VELOCITY_WEIGHTS, vec![nv, nh], f(&self.velocity_weights)),
+            (VELOCITY_VISIBLE, vec![nv], f(&self.velocity_visible)),
+            (VELOCITY_HIDDEN, vec![nh], f(&self.velocity_hidden)),
+            (DATA_MEANS, vec![nv], self.data_means.clone()),
+        ];
+        if !self.chains.is_empty() {
+            out.push((
+                PERSISTENT_CHAINS,
+                vec![self.chains.len() / nv, nv],
+                f(&self.chains),
+            ));
+        }
+        out
+    }
+
+    /// Rebuilds a state from a model, its completed epochs and the arrays of
+    /// [`TrainState::extra_arrays`] (looked up by name; missing velocities start at zero,
+    /// missing chains are an error for PCD only when `train_rbm` needs them).
+    pub fn from_parts(
+        rbm: &Rbm,
+        epoch: usize,
+        get: &dyn Fn(&str) -> Option<Shaped>,
+    ) -> Result<Self> {
+        let model = RbmF32::from_rbm(rbm);
+        let (nv, nh) = (model.n_visible, model.n_hidden);
+        let fetch = |name: &str, shape: &[usize]| -> Result<Option<Vec<f64>>> {
+            match get(name) {
+                None => Ok(None),
+                Some((s, data)) => {
+                    if s != shape || data.len() != shape.iter().product::<usize>() {
+                        return Err(Error::SizeMismatch(format!(
+                            "checkpoint tensor {name} has shape {s:?}, expected {shape:?}"
+                        )));
+                    }
+                    if let Some(k) = data.iter().position(|x| !x.is_finite()) {
+                        return Err(Error::InvalidModel(format!(
+                            "checkpoint tensor {name}[{k}] is not finite"
+                        )));
+                    }
+                    Ok(Some(data))
+                }
+            }
+        };
+        let f32s = |x: Option<Vec<f64>>, n: usize| -> Vec<f32> {
+            x.map(|v| v.iter().map(|&a| a as f32).collect())
+                .unwrap_or_else(|| vec![0.0; n])
+        };
+        let chains = match get(PERSISTENT_CHAINS) {
+            None => Vec::new(),
+            Some((s, _)) => {
+                let rows = s.first().copied().unwrap_or(0);
+                let data = fetch(PERSISTENT_CHAINS, &[rows, nv])?.unwrap_or_default();
+                if data.iter().any(|&x| x != 0.0 && x != 1.0) {
+                    return Err(Error::InvalidModel(
+                        "checkpoint tensor persistent_chains holds values other than 0 and 1"
+                            .into(),
+                    ));
+                }
+                data.iter().map(|&x| x as f32).collect()
+            }
+        };
+        let data_means = match fetch(DATA_MEANS, &[nv])? {
+            Some(m) => m,
+            None => rbm
+                .visible_bias()
+                .iter()
+                .map(|&b| crate::logspace::sigmoid(b))
+                .collect(),
+        };
+        Ok(TrainState {
+            epoch,
+            velocity_weights: f32s(fetch(VELOCITY_WEIGHTS, &[nv, nh])?, nv * nh),
+            velocity_visible: f32s(fetch(VELOCITY_VISIBLE, &[nv])?, nv),
+            velocity_hidden: f32s(fetch(VELOCITY_HIDDEN, &[nh])?, nh),
+            model,
+            chains,
+            data_means,
+        })
+    }
+}
+
+/// The figures of one epoch.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EpochStats {
+    /// Completed epochs (1-based count).
+    pub epoch: usize,
+    /// Learning rate used in this epoch.
+    pub learning_rate: f64,
+    /// Mean over the monitored examples of sum_i (v_i - P(v_i = 1 | P(h | v)))^2 (mean-field
+    /// reconstruction; NOT a likelihood).
+    pub reconstruction_error: f64,
+    /// Stochastic pseudo-log-likelihood n_v ln sigmoid(F(v~) - F(v)), v~ = v with one random
+    /// unit flipped, averaged over the monitored examples (nats).
+    pub pseudo_log_likelihood: f64,
+    /// Average train log-likelihood (nats) when evaluated this epoch.
+    pub train_log_likelihood: Option<f64>,
+    /// Average test log-likelihood (nats) when evaluated this epoch and a test set was given.
+    pub test_log_likelihood: Option<f64>,
+    /// ln Z when evaluated this epoch.
+    pub log_z: Option<f64>,
+    /// `"exact"` or `"ais"` when evaluated.
+    pub log_z_method: Option<&'static str>,
+    /// AIS spread: ln Z bounds (ln(mean ± 3 s.e.)).
+    pub log_z_low: Option<f64>,
+    /// AIS spread: upper bound.
+    pub log_z_high: Option<f64>,
+    /// Seconds spent on the updates of this epoch (monitoring excluded).
+    pub seconds: f64,
+}
+
+/// Receives each epoch's figures and the state (to draw progress, log, checkpoint).
+pub trait TrainObserver {
+    /// Called after every epoch; `Control::Break` stops training after this epoch.
+    fn on_epoch(&mut self, _state: &TrainState, _stats: &EpochStats) -> Control {
+        Control::Continue
+    }
+}
+
+impl TrainObserver for Silent {}
+
+/// The result of [`train_rbm`].
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// Final state (model, optimizer state, chains).
+    pub state: TrainState,
+    /// Figures of every epoch run in this call.
+    pub history: Vec<EpochStats>,
+    /// True when the observer stopped the run before `params.epochs`.
+    pub interrupted: bool,
+    /// Seconds spent in updates (monitoring and evaluation excluded).
+    pub train_seconds: f64,
+}
+
+/// Trains an RBM on `train` (and evaluates on `test` when given), starting from `resume` or a
+/// fresh [`TrainState::init`], until `params.epochs` epochs are complete.
+pub fn train_rbm(
+    train: &Dataset,
+    test: Option<&Dataset>,
+    params: &CdParams,
+    resume: Option<TrainState>,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainOutcome> {
+    params.validate()?;
+    if train.rows() == 0 {
+        return Err(Error::param("data", "the training data has no examples"));
+    }
+    if train.cols() == 0 {
+        return Err(Error::param(
+            "data",
+            "the training examples have no columns",
+        ));
+    }
+    if let Some(t) = test {
+        if t.cols() != train.cols() {
+            return Err(Error::SizeMismatch(format!(
+                "the test data has {} columns, the training data {}",
+                t.cols(),
+                train.cols()
+            )));
+        }
+        if t.rows() == 0 {
+            return Err(Error::param("test", "the test data has no examples"));
+        }
+    }
+    let mut state = match resume {
+        None => TrainState::init(train, params)?,
+        Some(s) => {
+            check_resume(&s, train, params)?;
+            s
+        }
+    };
+    let mut trainer = Trainer::new(train, params, &state);
+    let mut history = Vec::new();
+    let mut train_seconds = 0.0;
+    let mut interrupted = false;
+    while state.epoch < params.epochs {
+        let t0 = Instant::now();
+        let lr = params.learning_rate_at(state.epoch);
+        trainer.epoch(&mut state, lr);
+        let seconds = t0.elapsed().as_secs_f64();
+        train_seconds += seconds;
+        state.epoch += 1;
+        if let Some(k) = state.model.weights.iter().position(|w| !w.is_finite()) {
+            return Err(Error::InvalidModel(format!(
+                "training diverged in epoch {} (weight {k} is not finite): lower --learning-rate",
+                state.epoch
+            )));
+        }
+        let (reconstruction_error, pseudo_log_likelihood) = trainer.monitor(&state);
+        let mut stats = EpochStats {
+            epoch: state.epoch,
+            learning_rate: lr,
+            reconstruction_error,
+            pseudo_log_likelihood,
+            train_log_likelihood: None,
+            test_log_likelihood: None,
+            log_z: None,
+            log_z_method: None,
+            log_z_low: None,
+            log_z_high: None,
+            seconds,
+        };
+        let due = params.evaluation.is_some()
+            && (state.epoch == params.epochs
+                || (params.eval_every > 0 && state.epoch % params.eval_every == 0));
+        if due {
+            let method = params.evaluation.expect("checked");
+            let method = match method {
+                Evaluation::Ais(mut p) | Evaluation::Auto(mut p) => {
+                    p.seed = derive(params.seed, &[TAG_AIS]);
+                    if matches!(method, Evaluation::Ais(_)) {
+                        Evaluation::Ais(p)
+                    } else {
+                        Evaluation::Auto(p)
+                    }
+                }
+                Evaluation::Exact => Evaluation::Exact,
+            };
+            let rbm = state.model.to_rbm()?;
+            let report = evaluate(&rbm, method, &state.data_means, &mut Silent)?;
+            stats.log_z = Some(report.log_z);
+            stats.log_z_method = Some(report.method);
+            stats.log_z_low = report.ais.as_ref().map(|a| a.log_z_low);
+            stats.log_z_high = report.ais.as_ref().map(|a| a.log_z_high);
+            stats.train_log_likelihood = Some(average_log_likelihood(&rbm, train, report.log_z)?);
+            if let Some(t) = test {
+                stats.test_log_likelihood = Some(average_log_likelihood(&rbm, t, report.log_z)?);
+            }
+        }
+        let control = observer.on_epoch(&state, &stats);
+        history.push(stats);
+        if control == Control::Break && state.epoch < params.epochs {
+            interrupted = true;
+            break;
+        }
+    }
+    Ok(TrainOutcome {
+        state,
+        history,
+        interrupted,
+        train_seconds,
+    })
+}
+
+fn check_resume(s: &TrainState, train: &Dataset, params: &CdParams) -> Result<()> {
+    if s.epoch >= params.epochs {
+        return Err(Error::param(
+            "epochs",
+            format!(
+                "the checkpoint has already completed {} epochs; --epochs is the total, ask for more than {}",
+                s.epoch, s.epoch
+            ),
+        ));
+    }
+    if s.model.n_visible != train.cols() {
+        return Err(Error::SizeMismatch(format!(
+            "the checkpoint has {} visible units, the training data {} columns",
+            s.model.n_visible,
+            train.cols()
+        )));
+    }
+    if s.model.n_hidden != params.hidden {
+        return Err(Error::SizeMismatch(format!(
+            "the checkpoint has {} hidden units, the settings ask for {}",
+            s.model.n_hidden, params.hidden
+        )));
+    }
+    if params.persistent && s.chains.len() != params.chains * train.cols() {
+        return Err(Error::SizeMismatch(format!(
+            "the checkpoint holds {} persistent chains, the settings ask for {}",
+            s.chains.len() / train.cols(),
+            params.chains
+        )));
+    }
+    Ok(())
+}
+
+/// Statistics of one phase: means over rows of v_i P(h_j | v), v_i and P(h_j | v).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseStats {
+    /// <v_i h_j>, row-major `n_visible x n_hidden`.
+    pub vh: Vec<f32>,
+    /// <v_i>.
+    pub v: Vec<f32>,
+    /// <h_j>.
+    pub h: Vec<f32>,
+}
+
+/// The statistics the update uses from visible states `v` (`rows x n_visible`):
+/// <v_i P(h_j = 1 | v)>, <v_i>, <P(h_j = 1 | v)>, averaged over the rows. Applied to a batch of
+/// data this is the positive phase; applied to the chains' states, the negative phase.
+pub fn phase_statistics(model: &RbmF32, v: &[f32]) -> PhaseStats {
+    let rows = v.len() / model.n_visible;
+    let mut ph = vec![0.0; rows * model.n_hidden];
+    hidden_probs(model, v, &mut ph, 1.0, &model.hidden_bias);
+    let mut vh = vec![0.0; model.n_visible * model.n_hidden];
+    let inv = 1.0 / rows as f32;
+    matmul(
+        &mut vh,
+        View::row_major(v, rows, model.n_visible).t(),
+        View::row_major(&ph, rows, model.n_hidden),
+        0.0,
+        inv,
+    );
+    PhaseStats {
+        vh,
+        v: column_means(v, model.n_visible),
+        h: column_means(&ph, model.n_hidden),
+    }
+}
+
+fn column_means(x: &[f32], cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; cols];
+    let rows = x.len() / cols;
+    for row in x.chunks_exact(cols) {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+    out.iter_mut().for_each(|o| *o /= rows as f32);
+    out
+}
+
+/// Buffers reused by every batch (no allocation inside the epoch loop).
+struct Trainer<'a> {
+    train: &'a Dataset,
+    params: &'a CdParams,
+    order: Vec<usize>,
+    batch: Vec<f32>,
+    ph: Vec<f32>,
+    x: Vec<f32>,
+    px: Vec<f32>,
+    hx: Vec<f32>,
+    phx: Vec<f32>,
+    grad_w: Vec<f32>,
+    grad_b: Vec<f32>,
+    grad_c: Vec<f32>,
+    rngs: Vec<EbmRng>,
+    monitor: Vec<f32>,
+    monitor_act: Vec<f32>,
+    monitor_pv: Vec<f32>,
+}
+
+impl<'a> Trainer<'a> {
+    fn new(train: &'a Dataset, params: &'a CdParams, state: &TrainState) -> Self {
+        let (nv, nh) = (state.model.n_visible, state.model.n_hidden);
+        let b = params.batch_size.min(train.rows());
+        let neg = if params.persistent { params.chains } else { b };
+        let m = params.monitor_rows.min(train.rows());
+        let monitor: Vec<f32> = train.data()[..m * nv].iter().map(|&x| x as f32).collect();
+        Trainer {
+            train,
+            params,
+            order: (0..train.rows()).collect(),
+            batch: vec![0.0; b * nv],
+            ph: vec![0.0; b * nh],
+            x: vec![0.0; neg * nv],
+            px: vec![0.0; neg * nv],
+            hx: vec![0.0; neg * nh],
+            phx: vec![0.0; neg * nh],
+            grad_w: vec![0.0; nv * nh],
+            grad_b: vec![0.0; nv],
+            grad_c: vec![0.0; nh],
+            rngs: (0..neg.max(b) as u64).map(|r| stream(0, r)).collect(),
+            monitor,
+            monitor_act: vec![0.0; m * nh],
+            monitor_pv: vec![0.0; m * nv],
+        }
+    }
+
+    fn epoch(&mut self, state: &mut TrainState, lr: f64) {
+        let nv = state.model.n_visible;
+        let seed = self.params.seed;
+        let epoch = state.epoch as u64;
+        // Fisher-Yates shuffle from the epoch's own stream.
+        for (i, o) in self.order.iter_mut().enumerate() {
+            *o = i;
+        }
+        let mut rng = stream(derive(seed, &[TAG_SHUFFLE, epoch]), 0);
+        for i in (1..self.order.len()).rev() {
+            let j = rng.random_range(0..=i);
+            self.order.swap(i, j);
+        }
+        let bs = self.params.batch_size.min(self.train.rows());
+        let n_batches = self.order.len().div_ceil(bs);
+        for bi in 0..n_batches {
+            let idx = &self.order[bi * bs..((bi + 1) * bs).min(self.order.len())];
+            let rows = idx.len();
+            for (dst, &r) in self.batch.chunks_exact_mut(nv).zip(idx) {
+                for (d, &s) in dst.iter_mut().zip(self.train.row(r)) {
+                    *d = s as f32;
+                }
+            }
+            let batch_seed = derive(seed, &[TAG_BATCH, epoch, bi as u64]);
+            for (r, g) in self.rngs.iter_mut().enumerate() {
+                *g = stream(batch_seed, r as u64);
+            }
+            self.step(state, rows, lr as f32);
+        }
+    }
+
+    /// One update from the first `rows` rows of `self.batch`.
+    fn step(&mut self, state: &mut TrainState, rows: usize, lr: f32) {
+        let p = self.params;
+        let model = &state.model;
+        let (nv, nh) = (model.n_visible, model.n_hidden);
+        let v = &self.batch[..rows * nv];
+        let ph = &mut self.ph[..rows * nh];
+        // Positive phase: P(h | v) of the data.
+        hidden_probs(model, v, ph, 1.0, &model.hidden_bias);
+        // Negative phase.
+        let neg = if p.persistent {
+            let n = p.chains;
+            let x = &mut self.x[..n * nv];
+            x.copy_from_slice(&state.chains);
+            for _ in 0..p.cd_k {
+                hidden_probs(model, x, &mut self.phx[..n * nh], 1.0, &model.hidden_bias);
+                bernoulli_rows(
+                    &self.phx[..n * nh],
+                    &mut self.hx[..n * nh],
+                    nh,
+                    &mut self.rngs,
+                );
+                visible_probs(
+                    model,
+                    &self.hx[..n * nh],
+                    &mut self.px[..n * nv],
+                    1.0,
+                    &model.visible_bias,
+                );
+                bernoulli_rows(&self.px[..n * nv], x, nv, &mut self.rngs);
+            }
+            state.chains.copy_from_slice(x);
+            n
+        } else {
+            let h = &mut self.hx[..rows * nh];
+            bernoulli_rows(ph, h, nh, &mut self.rngs);
+            for step in 0..p.cd_k {
+                visible_probs(
+                    model,
+                    &self.hx[..rows * nh],
+                    &mut self.px[..rows * nv],
+                    1.0,
+                    &model.visible_bias,
+                );
+                bernoulli_rows(
+                    &self.px[..rows * nv],
+                    &mut self.x[..rows * nv],
+                    nv,
+                    &mut self.rngs,
+                );
+                if step + 1 < p.cd_k {
+                    hidden_probs(
+                        model,
+                        &self.x[..rows * nv],
+                        &mut self.phx[..rows * nh],
+                        1.0,
+                        &model.hidden_bias,
+                    );
+                    bernoulli_rows(
+                        &self.phx[..rows * nh],
+                        &mut self.hx[..rows * nh],
+                        nh,
+                        &mut self.rngs,
+                    );
+                }
+            }
+            rows
+        };
+        let x = &self.x[..neg * nv];
+        let phx = &mut self.phx[..neg * nh];
+        hidden_probs(model, x, phx, 1.0, &model.hidden_bias);
+        // grad_w = V^T P(h|V) / rows - X^T P(h|X) / neg.
+        matmul(
+            &mut self.grad_w,
+            View::row_major(v, rows, nv).t(),
+            View::row_major(ph, rows, nh),
+            0.0,
+            1.0 / rows as f32,
+        );
+        matmul(
+            &mut self.grad_w,
+            View::row_major(x, neg, nv).t(),
+            View::row_major(phx, neg, nh),
+            1.0,
+            -1.0 / neg as f32,
+        );
+        mean_difference(&mut self.grad_b, v, x);
+        mean_difference(&mut self.grad_c, ph, phx);
+        let m = p.momentum as f32;
+        let wd = p.weight_decay as f32;
+        let model = &mut state.model;
+        for ((w, u), &g) in model
+            .weights
+            .iter_mut()
+            .zip(&mut state.velocity_weights)
+            .zip(&self.grad_w)
+        {
+            *u = m * *u + lr * (g - wd * *w);
+            *w += *u;
+        }
+        for ((b, u), &g) in model
+            .visible_bias
+            .iter_mut()
+            .zip(&mut state.velocity_visible)
+            .zip(&self.grad_b)
+        {
+            *u = m * *u + lr * g;
+            *b += *u;
+        }
+        for ((c, u), &g) in model
+            .hidden_bias
+            .iter_mut()
+            .zip(&mut state.velocity_hidden)
+            .zip(&self.grad_c)
+        {
+            *u = m * *u + lr * g;
+            *c += *u;
+        }
+    }
+
+    /// (reconstruction error, pseudo-log-likelihood) on the monitored rows.
+    fn monitor(&mut self, state: &TrainState) -> (f64, f64) {
+        let model = &state.model;
+        let (nv, nh) = (model.n_visible, model.n_hidden);
+        let m = self.monitor.len() / nv;
+        matmul(
+            &mut self.monitor_act,
+            View::row_major(&self.monitor, m, nv),
+            model.w(),
+            0.0,
+            1.0,
+        );
+        let pll_seed = derive(self.params.seed, &[TAG_MONITOR, state.epoch as u64]);
+        let pll: f64 = self
+            .monitor
+            .par_chunks_exact(nv)
+            .zip(self.monitor_act.par_chunks_exact(nh))
+            .enumerate()
+            .with_min_len(32)
+            .map(|(r, (v, act))| {
+                let i = stream(pll_seed, r as u64).random_range(0..nv);
+                let sign = 1.0 - 2.0 * v[i] as f64;
+                let mut f = 0.0;
+                let mut f_flip = 0.0;
+                for (k, (&vk, &b)) in v.iter().zip(&model.visible_bias).enumerate() {
+                    let on = if k == i { 1.0 - vk } else { vk };
+                    f -= vk as f64 * b as f64;
+                    f_flip -= on as f64 * b as f64;
+                }
+                let wi = &model.weights[i * nh..(i + 1) * nh];
+                for ((&a, &c), &w) in act.iter().zip(&model.hidden_bias).zip(wi) {
+                    let x = a as f64 + c as f64;
+                    f -= softplus(x);
+                    f_flip -= softplus(x + sign * w as f64);
+                }
+                // ln sigmoid(F(v~) - F(v)) = -softplus(F(v) - F(v~)).
+                -(nv as f64) * softplus(f - f_flip)
+            })
+            .collect::<Vec<f64>>()
+            .iter()
+            .sum::<f64>()
+            / m as f64;
+        sigmoid_rows(&mut self.monitor_act, 1.0, &model.hidden_bias);
+        visible_probs(
+            model,
+            &self.monitor_act,
+            &mut self.monitor_pv,
+            1.0,
+            &model.visible_bias,
+        );
+        let err: f64 = self
+            .monitor
+            .iter()
+            .zip(&self.monitor_pv)
+            .map(|(&a, &b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            / m as f64;
+        (err, pll)
+    }
+}
+
+fn mean_difference(out: &mut [f32], a: &[f32], b: &[f32]) {
+    let cols = out.len();
+    out.fill(0.0);
+    let (ra, rb) = (a.len() / cols, b.len() / cols);
+    for row in a.chunks_exact(cols) {
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o += x / ra as f32;
+        }
+    }
+    for row in b.chunks_exact(cols) {
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o -= x / rb as f32;
+        }
+    }
+}

@@ -1,0 +1,622 @@
+//! RBM training, AIS and block Gibbs sampling, checked against exact enumeration.
+
+use ebm::dataset::Dataset;
+use ebm::infer::ais::{AisParams, ais_log_partition};
+use ebm::infer::rbm::rbm_log_partition;
+use ebm::learn::cd::{CdParams, TrainState, phase_statistics};
+use ebm::learn::{Evaluation, average_log_likelihood, train_rbm};
+use ebm::logspace::sigmoid;
+use ebm::model::Rbm;
+use ebm::progress::{Control, Silent};
+use ebm::sample::rbm::{GibbsChains, RbmF32};
+
+use crate::common::tol;
+
+/// The 30 distinct 4x4 bars-and-stripes patterns (rows all equal or columns all equal).
+pub fn bars_and_stripes() -> Dataset {
+    let mut rows: Vec<Vec<u8>> = Vec::new();
+    for mask in 0..16u32 {
+        let horizontal: Vec<u8> = (0..16).map(|k| (mask >> (k / 4) & 1) as u8).collect();
+        let vertical: Vec<u8> = (0..16).map(|k| (mask >> (k % 4) & 1) as u8).collect();
+        for p in [horizontal, vertical] {
+            if !rows.contains(&p) {
+                rows.push(p);
+            }
+        }
+    }
+    assert_eq!(rows.len(), 30);
+    Dataset::new(30, 16, rows.concat()).unwrap()
+}
+
+fn bits(state: usize, n: usize) -> Vec<u8> {
+    (0..n).map(|k| (state >> k & 1) as u8).collect()
+}
+
+fn test_rbm(nv: usize, nh: usize, scale: f64) -> Rbm {
+    let w = (0..nv * nh)
+        .map(|k| ((k * 7919 % 23) as f64 - 11.0) / 11.0 * scale)
+        .collect();
+    let b = (0..nv).map(|i| ((i * 5 % 7) as f64 - 3.0) * 0.2).collect();
+    let c = (0..nh).map(|j| ((j * 3 % 5) as f64 - 2.0) * 0.25).collect();
+    Rbm::new(nv, nh, w, b, c).unwrap()
+}
+
+/// Exact P(v) of every visible state by enumeration (index = bits of v, unit 0 lowest).
+fn exact_visible_distribution(rbm: &Rbm) -> Vec<f64> {
+    let log_z = rbm_log_partition(rbm).unwrap();
+    (0..1usize << rbm.n_visible())
+        .map(|s| (-rbm.free_energy(&bits(s, rbm.n_visible())) - log_z).exp())
+        .collect()
+}
+
+#[test]
+fn positive_phase_equals_exact_data_term_and_negative_phase_matches_model_term() {
+    let rbm = test_rbm(4, 3, 1.5);
+    let model = RbmF32::from_rbm(&rbm);
+    // f64 copies of the f32 parameters, so that enumeration uses the same numbers.
+    let exact_rbm = model.to_rbm().unwrap();
+    let (nv, nh) = (4, 3);
+    let data = [
+        [1u8, 0, 1, 1],
+        [0, 1, 1, 0],
+        [1, 1, 0, 0],
+        [0, 0, 0, 1],
+        [1, 0, 1, 1],
+    ];
+    // Exact data term <v_i h_j>_data = mean over examples of v_i P(h_j = 1 | v), by hand.
+    let mut want = vec![0.0f64; nv * nh];
+    for v in &data {
+        let mut p = vec![0.0; nh];
+        exact_rbm.hidden_probs(v, &mut p);
+        for i in 0..nv {
+            for j in 0..nh {
+                want[i * nh + j] += v[i] as f64 * p[j] / data.len() as f64;
+            }
+        }
+    }
+    let batch: Vec<f32> = data.iter().flatten().map(|&x| x as f32).collect();
+    let pos = phase_statistics(&model, &batch);
+    // Equal up to f32 rounding of the products (a handful of ulps of numbers below 1).
+    for (g, w) in pos.vh.iter().zip(&want) {
+        assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
+    }
+
+    // Exact model term <v_i h_j>_model = sum_v P(v) v_i P(h_j = 1 | v).
+    let pv = exact_visible_distribution(&exact_rbm);
+    let mut model_term = vec![0.0f64; nv * nh];
+    for (s, &p) in pv.iter().enumerate() {
+        let v = bits(s, nv);
+        let mut ph = vec![0.0; nh];
+        exact_rbm.hidden_probs(&v, &mut ph);
+        for i in 0..nv {
+            for j in 0..nh {
+                model_term[i * nh + j] += p * v[i] as f64 * ph[j];
+            }
+        }
+    }
+    // The negative phase as the update computes it, averaged over 1000 chains x 400 sweeps
+    // (after 50 sweeps of burn-in). Each entry is a mean of numbers in [0, 1]; the sweeps of a
+    // 4x3 chain decorrelate within a few steps, so the standard error is below
+    // 0.5 / sqrt(1000 * 400 / 5) = 0.0018: a tolerance of 0.01 is more than 5 standard errors.
+    let mut chains = GibbsChains::new(&model, 1000, 11);
+    for _ in 0..50 {
+        chains.sweep(&model);
+    }
+    let mut acc = vec![0.0f64; nv * nh];
+    let sweeps = 400;
+    for _ in 0..sweeps {
+        chains.sweep(&model);
+        let neg = phase_statistics(&model, &chains.visible);
+        for (a, &x) in acc.iter_mut().zip(&neg.vh) {
+            *a += x as f64 / sweeps as f64;
+        }
+    }
+    for (k, (a, w)) in acc.iter().zip(&model_term).enumerate() {
+        assert!((a - w).abs() < 0.01, "entry {k}: chains {a} vs exact {w}");
+    }
+    // The model term differs from the data term, so the check above is not vacuous.
+    assert!(
+        want.iter()
+            .zip(&model_term)
+            .any(|(a, b)| (a - b).abs() > 0.05)
+    );
+}
+
+#[test]
+fn pcd_with_defaults_learns_bars_and_stripes() {
+    let data = bars_and_stripes();
+    let params = CdParams {
+        hidden: 16,
+        persistent: true,
+        // 30 examples make 3 updates per epoch: 2000 epochs are 6000 updates (under a second).
+        epochs: 2000,
+        evaluation: Some(Evaluation::Exact),
+        ..CdParams::default()
+    };
+    let out = train_rbm(&data, None, &params, None, &mut Silent).unwrap();
+    let last = out.history.last().unwrap();
+    let ll = last.train_log_likelihood.unwrap();
+    // Recompute independently of the training code's evaluation.
+    let rbm = out.state.model.to_rbm().unwrap();
+    let direct = average_log_likelihood(&rbm, &data, rbm_log_partition(&rbm).unwrap()).unwrap();
+    assert!((ll - direct).abs() < 1e-9);
+    // The optimum is -ln 30 = -3.40 nats.
+    assert!(ll >= -4.0, "final average log-likelihood {ll}");
+}
+
+fn digits_train() -> Dataset {
+    ebm::io::datasets::read_dataset(
+        &crate::common::project_root().join("data/digits_train.txt"),
+        None,
+    )
+    .unwrap()
+}
+
+#[test]
+fn ais_lies_within_its_error_bars_of_exact_log_z_and_tightens_with_more_temperatures() {
+    // A 64 x 20 RBM trained briefly on the digits: 2^20 hidden states is exact territory.
+    let data = digits_train();
+    let params = CdParams {
+        hidden: 20,
+        persistent: true,
+        epochs: 10,
+        batch_size: 20,
+        ..CdParams::default()
+    };
+    let out = train_rbm(&data, None, &params, None, &mut Silent).unwrap();
+    let rbm = out.state.model.to_rbm().unwrap();
+    let exact = rbm_log_partition(&rbm).unwrap();
+    let means = data.column_means();
+    let mut widths = Vec::new();
+    for betas in [100, 1000, 10_000] {
+        let est = ais_log_partition(
+            &rbm,
+            &means,
+            &AisParams {
+                betas,
+                runs: 100,
+                seed: 5,
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        widths.push(est.log_z_high - est.log_z_low);
+        if betas >= 1000 {
+            // The interval ln(mean +- 3 standard errors) must hold the exact value.
+            assert!(
+                est.log_z_low <= exact && exact <= est.log_z_high,
+                "K = {betas}: exact {exact} outside [{}, {}] (estimate {})",
+                est.log_z_low,
+                est.log_z_high,
+                est.log_z
+            );
+        }
+    }
+    assert!(
+        widths[0] > widths[1] && widths[1] > widths[2],
+        "spreads do not shrink with more temperatures: {widths:?}"
+    );
+}
+
+struct StopAt(usize);
+impl ebm::learn::TrainObserver for StopAt {
+    fn on_epoch(&mut self, _s: &TrainState, stats: &ebm::learn::EpochStats) -> Control {
+        if stats.epoch == self.0 {
+            Control::Break
+        } else {
+            Control::Continue
+        }
+    }
+}
+
+#[test]
+fn interrupted_and_resumed_run_equals_uninterrupted_run() {
+    let data = digits_train().select(&(0..300).collect::<Vec<_>>());
+    for persistent in [true, false] {
+        let params = CdParams {
+            hidden: 12,
+            persistent,
+            chains: 30,
+            epochs: 10,
+            batch_size: 25,
+            momentum: 0.9,
+            ..CdParams::default()
+        };
+        let full = train_rbm(&data, None, &params, None, &mut Silent).unwrap();
+        let half = train_rbm(&data, None, &params, None, &mut StopAt(5)).unwrap();
+        assert!(half.interrupted && half.state.epoch == 5);
+        assert_ne!(half.state.model, full.state.model);
+        // Through the checkpoint representation: f64 arrays, looked up by name.
+        let arrays = half.state.extra_arrays();
+        let get = |name: &str| {
+            arrays
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, s, d)| (s.clone(), d.clone()))
+        };
+        let rbm = half.state.model.to_rbm().unwrap();
+        let resumed_state = TrainState::from_parts(&rbm, 5, &get).unwrap();
+        assert_eq!(resumed_state, half.state);
+        let resumed = train_rbm(&data, None, &params, Some(resumed_state), &mut Silent).unwrap();
+        assert_eq!(resumed.state, full.state, "persistent = {persistent}");
+    }
+}
+
+#[test]
+fn bad_settings_and_data_are_refused_with_the_setting_named() {
+    let data = bars_and_stripes();
+    let check = |params: CdParams, needle: &str| {
+        let err = train_rbm(&data, None, &params, None, &mut Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{err:?} does not mention {needle:?}");
+    };
+    check(
+        CdParams {
+            learning_rate: f64::NAN,
+            ..CdParams::default()
+        },
+        "learning-rate",
+    );
+    check(
+        CdParams {
+            hidden: 0,
+            ..CdParams::default()
+        },
+        "hidden",
+    );
+    check(
+        CdParams {
+            momentum: 1.0,
+            ..CdParams::default()
+        },
+        "momentum",
+    );
+    let empty = Dataset::new(0, 16, vec![]).unwrap();
+    let err = train_rbm(&empty, None, &CdParams::default(), None, &mut Silent).unwrap_err();
+    assert!(err.to_string().contains("no examples"), "{err}");
+    let narrow = Dataset::new(1, 3, vec![0, 1, 0]).unwrap();
+    let err = train_rbm(
+        &data,
+        Some(&narrow),
+        &CdParams::default(),
+        None,
+        &mut Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("3 columns") && err.contains("16"), "{err}");
+}
+
+#[test]
+fn block_gibbs_visible_states_follow_exact_distribution() {
+    use statrs::distribution::{ChiSquared, ContinuousCDF};
+    let rbm = test_rbm(6, 4, 1.0);
+    let model = RbmF32::from_rbm(&rbm);
+    let exact = exact_visible_distribution(&model.to_rbm().unwrap());
+    // 40,000 independent chains (one stream each), 100 sweeps each: the final states are
+    // independent draws from the chain's distribution after 100 sweeps, which for this 6 x 4
+    // model equals P(v) to far below the test's resolution.
+    let n = 40_000;
+    let samples = ebm::sample::rbm::sample_rbm(&rbm, n, 100, 17, &mut Silent).unwrap();
+    let mut counts = vec![0f64; 64];
+    for v in samples.iter_rows() {
+        counts[v
+            .iter()
+            .enumerate()
+            .map(|(k, &b)| (b as usize) << k)
+            .sum::<usize>()] += 1.0;
+    }
+    // Pearson chi-square; cells with expected count below 5 are pooled into one.
+    let (mut stat, mut cells, mut pool_e, mut pool_o) = (0.0, 0, 0.0, 0.0);
+    for (o, p) in counts.iter().zip(&exact) {
+        let e = p * n as f64;
+        if e < 5.0 {
+            pool_e += e;
+            pool_o += o;
+        } else {
+            stat += (o - e).powi(2) / e;
+            cells += 1;
+        }
+    }
+    if pool_e > 0.0 {
+        stat += (pool_o - pool_e).powi(2) / pool_e.max(1e-300);
+        cells += 1;
+    }
+    assert!(cells >= 40, "too few cells: {cells}");
+    let p_value = 1.0 - ChiSquared::new((cells - 1) as f64).unwrap().cdf(stat);
+    // A correct sampler fails with probability CHI_SQUARE_ALPHA (1e-4).
+    assert!(
+        p_value > tol::CHI_SQUARE_ALPHA,
+        "chi-square {stat} on {cells} cells: p = {p_value}"
+    );
+    // Power: the distribution of the data-free model (b only) is clearly rejected.
+    let mut indep = 0.0;
+    for (s, o) in counts.iter().enumerate() {
+        let p: f64 = (0..6)
+            .map(|i| {
+                let q = sigmoid(rbm.visible_bias()[i]);
+                if s >> i & 1 == 1 { q } else { 1.0 - q }
+            })
+            .product();
+        indep += (o - p * n as f64).powi(2) / (p * n as f64);
+    }
+    assert!(1.0 - ChiSquared::new(63.0).unwrap().cdf(indep) < 1e-10);
+}
+
+// ---- command line ----
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn digits_path(name: &str) -> String {
+    crate::common::project_root()
+        .join("data")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn cli_resume_equals_one_run_and_threads_do_not_change_the_model() {
+    use ebm::io::safetensors::read_rbm;
+    let dir = tempfile::tempdir().unwrap();
+    let out = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let train = |extra: &[&str], output: &str| {
+        let mut cmd = crate::common::ebm();
+        cmd.args(["train-rbm", "--data", &digits_path("digits_train.txt")])
+            // 1200 chains and examples per batch: large enough that the products (1200 x 64 x
+            // 16 >= linalg::PARALLEL_MIN_FLOPS) and the visible sampling pass run in parallel.
+            .args(["--hidden", "16", "--persistent", "--batch-size", "1200"])
+            .args(["--chains", "1200"])
+            .args(["--lr-schedule", "constant", "--eval", "none", "--quiet"])
+            .args(["--output", output])
+            .args(extra);
+        cmd.assert().success();
+    };
+    train(
+        &["--epochs", "6", "--threads", "2"],
+        &out("full.safetensors"),
+    );
+    train(&["--epochs", "3"], &out("half.safetensors"));
+    train(
+        &["--epochs", "6", "--resume", &out("half.safetensors")],
+        &out("resumed.safetensors"),
+    );
+    train(
+        &["--epochs", "6", "--threads", "1"],
+        &out("one.safetensors"),
+    );
+    let full = read_rbm(std::path::Path::new(&out("full.safetensors"))).unwrap();
+    let resumed = read_rbm(std::path::Path::new(&out("resumed.safetensors"))).unwrap();
+    let one = read_rbm(std::path::Path::new(&out("one.safetensors"))).unwrap();
+    let half = read_rbm(std::path::Path::new(&out("half.safetensors"))).unwrap();
+    assert_ne!(half.rbm, full.rbm);
+    assert_eq!(resumed.rbm, full.rbm);
+    assert_eq!(resumed.extra, full.extra);
+    assert_eq!(one.rbm, full.rbm);
+    assert_eq!(one.extra, full.extra);
+}
+
+#[test]
+fn cli_train_and_evaluate_print_the_contract_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let assert = crate::common::ebm()
+        .args(["train-rbm", "--data", &digits_path("bars_stripes_4x4.txt")])
+        .args(["--test", &digits_path("bars_stripes_4x4.txt")])
+        .args(["--hidden", "8", "--epochs", "20", "--json"])
+        .arg("--output")
+        .arg(&model)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    for key in [
+        "train_log_likelihood",
+        "test_log_likelihood",
+        "log_z",
+        "log_z_method",
+        "epochs",
+        "seconds",
+        "seconds_per_epoch",
+        "seed",
+    ] {
+        assert!(!v[key].is_null(), "missing {key} in {v}");
+    }
+    let assert = crate::common::ebm()
+        .args(["evaluate", "--data", &digits_path("bars_stripes_4x4.txt")])
+        .arg("--model")
+        .arg(&model)
+        .arg("--json")
+        .assert()
+        .success();
+    let e: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(e["method"], "exact");
+    assert_eq!(e["log_likelihood"], v["train_log_likelihood"]);
+    assert_eq!(e["log_z"], v["log_z"]);
+    let assert = crate::common::ebm()
+        .args(["evaluate", "--data", &digits_path("bars_stripes_4x4.txt")])
+        .args([
+            "--method",
+            "ais",
+            "--ais-betas",
+            "500",
+            "--ais-runs",
+            "20",
+            "--json",
+        ])
+        .arg("--model")
+        .arg(&model)
+        .assert()
+        .success();
+    let a: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(a["method"], "ais");
+    assert!(a["log_z_high"].as_f64().unwrap() >= a["log_z"].as_f64().unwrap());
+}
+
+#[test]
+fn cli_bad_input_gives_clear_errors_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let bas = digits_path("bars_stripes_4x4.txt");
+    let run = |args: &[&str], needles: &[&str]| {
+        let assert = crate::common::ebm()
+            .args(args)
+            .arg("--output")
+            .arg(&model)
+            .assert()
+            .code(2);
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        for n in needles {
+            assert!(err.contains(n), "{err:?} does not mention {n:?}");
+        }
+        assert!(!model.exists());
+    };
+    run(
+        &["train-rbm", "--data", &bas, "--learning-rate", "NaN"],
+        &["learning-rate", "NaN"],
+    );
+    run(
+        &["train-rbm", "--data", &bas, "--hidden", "0"],
+        &["hidden", "0"],
+    );
+    let empty = write(dir.path(), "empty.txt", "");
+    run(
+        &["train-rbm", "--data", empty.to_str().unwrap()],
+        &["empty.txt", "empty"],
+    );
+    let bad = write(dir.path(), "bad.txt", "0101\n0121\n");
+    run(
+        &["train-rbm", "--data", bad.to_str().unwrap()],
+        &["bad.txt", "line 2"],
+    );
+    // Width mismatch: a 16-unit model evaluated on 64-column digits.
+    crate::common::ebm()
+        .args([
+            "train-rbm",
+            "--data",
+            &bas,
+            "--hidden",
+            "4",
+            "--epochs",
+            "1",
+        ])
+        .args(["--eval", "none", "--quiet", "--output"])
+        .arg(&model)
+        .assert()
+        .success();
+    let assert = crate::common::ebm()
+        .args([
+            "evaluate",
+            "--data",
+            &digits_path("digits_test.txt"),
+            "--model",
+        ])
+        .arg(&model)
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        err.contains("64 columns") && err.contains("16 visible"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cli_sample_rbm_writes_samples_and_a_tile_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    crate::common::ebm()
+        .args(["train-rbm", "--data", &digits_path("bars_stripes_4x4.txt")])
+        .args([
+            "--hidden", "8", "--epochs", "5", "--eval", "none", "--quiet", "--output",
+        ])
+        .arg(&model)
+        .assert()
+        .success();
+    let (txt, png) = (dir.path().join("s.txt"), dir.path().join("s.png"));
+    crate::common::ebm()
+        .args([
+            "sample", "--chains", "7", "--steps", "20", "--quiet", "--model",
+        ])
+        .arg(&model)
+        .arg("--output")
+        .arg(&txt)
+        .arg("--image")
+        .arg(&png)
+        .assert()
+        .success();
+    let samples = ebm::io::datasets::read_dataset(&txt, None).unwrap();
+    assert_eq!((samples.rows(), samples.cols()), (7, 16));
+    let (w, h, _) = ebm::io::images::read_luma(&png).unwrap();
+    // 3 x 3 grid of 4 x 4 tiles with 1-pixel gaps: 3 * 5 + 1 = 16.
+    assert_eq!((w, h), (16, 16));
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_writes_a_checkpoint_that_resumes() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let log = dir.path().join("log.csv");
+    let bin = assert_cmd::cargo::cargo_bin("ebm");
+    let child = std::process::Command::new(&bin)
+        .args(["train-rbm", "--data", &digits_path("digits_train.txt")])
+        .args([
+            "--hidden",
+            "16",
+            "--persistent",
+            "--epochs",
+            "100000",
+            "--eval",
+            "none",
+        ])
+        .arg("--log")
+        .arg(&log)
+        .arg("--output")
+        .arg(&model)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a few epochs are logged, then press Ctrl-C.
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |s| s.lines().count()) < 4 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Ctrl-C") && err.contains("--resume"), "{err}");
+    let file = ebm::io::safetensors::read_rbm(&model).unwrap();
+    let done: usize = file.metadata["epochs_done"].parse().unwrap();
+    assert!((3..100_000).contains(&done), "epochs_done = {done}");
+    assert!(file.extra.contains_key("persistent_chains"));
+    let more = (done + 2).to_string();
+    crate::common::ebm()
+        .args(["train-rbm", "--data", &digits_path("digits_train.txt")])
+        .args([
+            "--persistent",
+            "--eval",
+            "none",
+            "--quiet",
+            "--epochs",
+            &more,
+        ])
+        .arg("--resume")
+        .arg(&model)
+        .arg("--output")
+        .arg(&model)
+        .assert()
+        .success();
+    let file = ebm::io::safetensors::read_rbm(&model).unwrap();
+    assert_eq!(file.metadata["epochs_done"], more);
+}

@@ -4,6 +4,7 @@
 mod denoise;
 mod evaluate;
 mod info;
+mod lattice;
 mod noise;
 pub mod output;
 mod partition;
@@ -20,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
     name = "ebm",
     version,
     about = "Binary energy-based models: exact partition functions, sampling, RBM training, MAP denoising",
-    after_help = "Examples:\n  ebm info data/digits_train.txt\n  ebm noise --input data/images/horse.png --flip 0.1 --output noisy.png\n\nRun `ebm <command> --help` for each command's flags and an example."
+    after_help = "Examples:\n  ebm info data/digits_train.txt\n  ebm partition ising --width 4 --height 4 --beta 0.4406868\n  ebm sample ising --width 64 --height 64 --beta 0.4406868 --sampler wolff --sweeps 20000\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --output digits16.safetensors\n  ebm evaluate --model digits16.safetensors --data data/digits_test.txt\n  ebm noise --input data/images/horse.png --flip 0.1 --output noisy.png\n  ebm denoise --input noisy.png --output restored.png --clean data/images/horse.png\n\nRun `ebm <command> --help` for each command's flags and an example."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -54,14 +55,14 @@ pub enum Command {
     Noise(noise::NoiseArgs),
     /// Exact ln Z (and marginals) of an Ising lattice, a UAI model or an RBM.
     Partition(partition::PartitionArgs),
+    /// Sample an Ising lattice, a UAI model or an RBM by MCMC; report observables with error bars.
+    Sample(Box<sample::SampleArgs>),
     /// Train a binary RBM with contrastive divergence (CD-k) or persistent CD.
     TrainRbm(train_rbm::TrainRbmArgs),
     /// Average log-likelihood of a dataset under an RBM (ln Z exact or by AIS).
     Evaluate(evaluate::EvaluateArgs),
     /// Restore a noisy binary image: exact MAP by graph cut, or ICM, annealing, Gibbs.
     Denoise(denoise::DenoiseArgs),
-    /// Sample an Ising lattice or a UAI model by MCMC; report observables with error bars.
-    Sample(Box<sample::SampleArgs>),
 }
 
 /// Runs the parsed command line.

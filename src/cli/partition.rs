@@ -8,12 +8,13 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use super::GlobalArgs;
+use super::lattice::LatticeArgs;
 use super::output::{print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use ebm::infer::eliminate::Heuristic;
 use ebm::infer::exact::{Shard, merge_shards};
 use ebm::infer::partition::{Budget, Method, Model, PartitionOptions, log_partition};
-use ebm::model::{Boundary, FactorGraph, IsingLattice, Rbm};
+use ebm::model::{FactorGraph, IsingLattice, Rbm};
 
 const AFTER_HELP: &str = "Examples:
   ebm partition ising --width 4 --height 4 --beta 0.4406868
@@ -69,23 +70,10 @@ pub enum Target {
 
 #[derive(Debug, Args)]
 pub struct IsingArgs {
-    /// Number of columns.
-    #[arg(long)]
-    pub width: usize,
-    /// Number of rows.
-    #[arg(long)]
-    pub height: usize,
-    /// Boundary condition.
-    #[arg(long, value_enum, default_value_t = BoundaryArg::Periodic)]
-    pub boundary: BoundaryArg,
-    /// Uniform coupling J.
-    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
-    pub coupling: f64,
-    /// Uniform field h.
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
-    pub field: f64,
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
     /// Inverse temperature beta.
-    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub beta: f64,
 }
 
@@ -110,12 +98,6 @@ pub enum MethodArg {
 pub enum OrderingArg {
     MinFill,
     MinDegree,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BoundaryArg {
-    Periodic,
-    Open,
 }
 
 impl MethodArg {
@@ -257,15 +239,16 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 if !i.beta.is_finite() {
                     return Err(usage(format!("--beta must be finite, got {}", i.beta)));
                 }
-                let boundary = match i.boundary {
-                    BoundaryArg::Periodic => Boundary::Periodic,
-                    BoundaryArg::Open => Boundary::Open,
-                };
-                let lattice = IsingLattice::new(i.width, i.height, boundary, i.coupling, i.field)
-                    .map_err(|e| usage(e.to_string()))?;
+                let l = &i.lattice;
+                let lattice = l.lattice().map_err(|e| usage(e.to_string()))?;
                 let desc = format!(
                     "ising {}x{} {:?} J={} h={} beta={}",
-                    i.width, i.height, boundary, i.coupling, i.field, i.beta
+                    l.width,
+                    l.height,
+                    l.boundary.boundary(),
+                    l.coupling,
+                    l.field,
+                    i.beta
                 );
                 let bytes = desc.clone().into_bytes();
                 (Loaded::Lattice(lattice, i.beta), desc, bytes)

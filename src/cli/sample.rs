@@ -9,13 +9,14 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use super::lattice::LatticeArgs;
 use super::output::{print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use super::{GlobalArgs, UsageError};
 use ebm::image::BinaryImage;
 use ebm::io::atomic::write_atomic;
 use ebm::io::images::{format_for_path, write_binary_image};
-use ebm::model::{Boundary, EnergyModel, IsingLattice};
+use ebm::model::EnergyModel;
 use ebm::sample::stats::{self, Estimate};
 use ebm::sample::{
     LatticeParams, LocalRule, ModelParams, SamplerKind, Start, lattice_observables, sample_lattice,
@@ -60,24 +61,11 @@ pub enum SampleTarget {
     Ising(IsingArgs),
 }
 
-/// Lattice shape and couplings.
+/// Lattice shape and couplings, and the chain.
 #[derive(Debug, Args)]
 pub struct IsingArgs {
-    /// Number of columns.
-    #[arg(long)]
-    pub width: usize,
-    /// Number of rows.
-    #[arg(long)]
-    pub height: usize,
-    /// Boundary condition: periodic (torus, 2 W H bonds) or open.
-    #[arg(long, value_enum, default_value_t = BoundaryArg::Periodic)]
-    pub boundary: BoundaryArg,
-    /// Uniform coupling J (J > 0 ferromagnetic).
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-    pub coupling: f64,
-    /// Uniform field h.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub field: f64,
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
     #[command(flatten)]
     pub chain: ChainArgs,
 }
@@ -135,12 +123,6 @@ impl SamplerArg {
             SamplerArg::SwendsenWang => "swendsen-wang",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BoundaryArg {
-    Periodic,
-    Open,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -253,11 +235,8 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let chain = &args.chain;
     check_chain_args(chain)?;
     let sampler = chain.sampler.unwrap_or(SamplerArg::Metropolis);
-    let boundary = match args.boundary {
-        BoundaryArg::Periodic => Boundary::Periodic,
-        BoundaryArg::Open => Boundary::Open,
-    };
-    let lattice = IsingLattice::new(args.width, args.height, boundary, args.coupling, args.field)?;
+    let shape = &args.lattice;
+    let lattice = shape.lattice()?;
     let params = LatticeParams {
         beta: chain.beta,
         sampler: sampler.kind(),
@@ -279,7 +258,7 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let obs = lattice_observables(&run, chain.beta);
 
     if let Some(path) = &chain.image {
-        let image = BinaryImage::new(args.width, args.height, run.state.clone())?;
+        let image = BinaryImage::new(shape.width, shape.height, run.state.clone())?;
         write_binary_image(path, &image).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &chain.trace {
@@ -299,14 +278,11 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let rate = |count: u64| (seconds > 0.0).then(|| count as f64 / seconds);
     let report = IsingReport {
         model: "ising",
-        width: args.width,
-        height: args.height,
-        boundary: match boundary {
-            Boundary::Periodic => "periodic",
-            Boundary::Open => "open",
-        },
-        coupling: args.coupling,
-        field: args.field,
+        width: shape.width,
+        height: shape.height,
+        boundary: shape.boundary.name(),
+        coupling: shape.coupling,
+        field: shape.field,
         beta: chain.beta,
         sampler: sampler.name(),
         checkerboard: run.checkerboard,
@@ -355,11 +331,11 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let lines = [
         format!(
             "{} x {} {} Ising, J = {}, h = {}, beta = {}: {} {} sweeps after {} burn-in (seed {}{})",
-            args.width,
-            args.height,
+            shape.width,
+            shape.height,
             report.boundary,
-            args.coupling,
-            args.field,
+            shape.coupling,
+            shape.field,
             chain.beta,
             chain.sweeps,
             sampler.name(),
@@ -622,6 +598,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
 mod tests {
     use super::super::{Cli, Command};
     use super::*;
+    use crate::cli::lattice::BoundaryArg;
     use clap::Parser;
 
     #[test]
@@ -648,11 +625,11 @@ mod tests {
         let Some(SampleTarget::Ising(ising)) = args.target else {
             panic!("not ising")
         };
-        assert_eq!(ising.width, 8);
-        assert_eq!(ising.field, -0.5);
+        assert_eq!(ising.lattice.width, 8);
+        assert_eq!(ising.lattice.field, -0.5);
         assert_eq!(ising.chain.sampler, Some(SamplerArg::SwendsenWang));
         assert_eq!(ising.chain.sweeps, LatticeParams::DEFAULT_SWEEPS);
-        assert_eq!(ising.boundary, BoundaryArg::Periodic);
+        assert_eq!(ising.lattice.boundary, BoundaryArg::Periodic);
     }
 
     #[test]

@@ -373,7 +373,7 @@ fn prml_experiment_graph_cut_beats_icm_on_error_rate() {
     let (name, clean) = pictures()
         .into_iter()
         .find(|(name, _)| name.ends_with("horse.png"))
-        .unwrap_or_else(|| ("generated discs".into(), discs(200, 160)));
+        .expect("the bundled data/images/horse.png");
     let noisy = clean.with_flip_noise(0.1, 1).unwrap();
     let rate = |method| {
         let params = DenoiseParams {
@@ -575,7 +575,11 @@ fn cli_denoise_refuses_bad_input_and_writes_nothing() {
         .stderr(predicate::str::contains("fake.png"));
     run(&empty, &[], &out)
         .failure()
-        .stderr(predicate::str::contains("empty.pgm"));
+        .stderr(predicate::str::contains("empty.pgm").and(predicate::str::contains("no pixels")));
+    // Finite but huge parameters would overflow the energy (inf - inf = NaN): refused up front.
+    run(&noisy, &["--eta", "1e308", "--field", "1e308"], &out)
+        .code(2)
+        .stderr(predicate::str::contains("overflow"));
     run(&noisy, &["--beta", "NaN"], &out)
         .code(2)
         .stderr(predicate::str::contains("--beta"));

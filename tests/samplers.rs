@@ -621,6 +621,14 @@ mod cli {
             .code(2)
             .stderr(predicate::str::contains("--sweeps"));
         ebm()
+            .args([
+                "sample", "ising", "--width", "4", "--height", "4", "--sweeps", "1",
+            ])
+            .args(["--burn-in", "18446744073709551615"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("burn-in"));
+        ebm()
             .args(["sample", "--model", "model.safetensors", "--marginals"])
             .assert()
             .code(2)

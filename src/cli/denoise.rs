@@ -202,7 +202,7 @@ pub fn run(args: &DenoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     let total = match method {
         MapMethod::Anneal => args.sweeps.unwrap_or(200),
-        MapMethod::Gibbs => args.burn_in + args.sweeps.unwrap_or(200),
+        MapMethod::Gibbs => args.burn_in.saturating_add(args.sweeps.unwrap_or(200)),
         _ => 0,
     };
     let mut bar = BarObserver::new(

@@ -6,9 +6,12 @@ use serde::Serialize;
 
 /// Prints `value` as one JSON object followed by a newline on stdout.
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    // Serialise first, then write: a closed pipe then surfaces as an io::Error (exit status 0)
+    // rather than inside a serde_json::Error.
+    let mut bytes = serde_json::to_vec(value)?;
+    bytes.push(b'\n');
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    out.write_all(b"\n")?;
+    out.write_all(&bytes)?;
     out.flush()?;
     Ok(())
 }

@@ -247,7 +247,7 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     let mut bar = BarObserver::new(
         progress_enabled(global),
-        params.burn_in + params.sweeps,
+        params.burn_in.saturating_add(params.sweeps),
         "sampling",
         "E/N",
     );
@@ -517,7 +517,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
     };
     let mut bar = BarObserver::new(
         progress_enabled(global),
-        params.burn_in + params.sweeps,
+        params.burn_in.saturating_add(params.sweeps),
         "sampling",
         "E",
     );

@@ -400,7 +400,8 @@ fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
             })
         })
         .collect::<Result<Vec<usize>>>()?;
-    let (order, kind) = descr.split_at(descr.len().min(1));
+    // `split_at_checked` refuses an index inside a multi-byte character (a crafted header).
+    let (order, kind) = descr.split_at_checked(1).unwrap_or(("", descr));
     let big = match order {
         "<" | "|" | "=" => false,
         ">" => true,

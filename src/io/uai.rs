@@ -171,7 +171,8 @@ pub fn parse_uai(text: &str) -> Result<FactorGraph> {
                 ),
             ));
         }
-        let mut table = Vec::with_capacity(t);
+        // Reserve no more than the tokens left, so a truncated file cannot ask for 2^30 entries.
+        let mut table = Vec::with_capacity(t.min(tok.tokens.len() - tok.pos));
         for e in 0..t {
             let (eline, s) =
                 tok.next(|| format!("entry {} of {t} of factor {fi}'s table", e + 1))?;

@@ -113,7 +113,7 @@ pub fn sample_model<M>(model: &M, params: &ModelParams, obs: &mut dyn Observer) 
 where
     M: EnergyModel + ?Sized,
 {
-    super::check_chain(params.beta, params.sweeps)?;
+    super::check_chain(params.beta, params.sweeps, params.burn_in)?;
     let n = model.num_vars();
     let mut rng = rng::from_seed(params.seed);
     let mut s = super::initial_state(n, params.start, params.seed);

@@ -104,7 +104,7 @@ pub fn initial_state(n: usize, start: Start, seed: u64) -> Vec<Spin> {
     }
 }
 
-pub(crate) fn check_chain(beta: f64, sweeps: u64) -> Result<()> {
+pub(crate) fn check_chain(beta: f64, sweeps: u64, burn_in: u64) -> Result<()> {
     check_finite("beta", beta)?;
     if beta < 0.0 {
         return Err(Error::param("beta", format!("must be >= 0, got {beta}")));
@@ -112,8 +112,24 @@ pub(crate) fn check_chain(beta: f64, sweeps: u64) -> Result<()> {
     if sweeps == 0 {
         return Err(Error::param("sweeps", "must be at least 1"));
     }
+    // Every recorded sweep keeps its energy and magnetisation for the error bars.
+    if sweeps > MAX_RECORDED_SWEEPS {
+        return Err(Error::param(
+            "sweeps",
+            format!("at most {MAX_RECORDED_SWEEPS} are recorded, got {sweeps}"),
+        ));
+    }
+    if burn_in > MAX_RECORDED_SWEEPS {
+        return Err(Error::param(
+            "burn-in",
+            format!("at most {MAX_RECORDED_SWEEPS}, got {burn_in}"),
+        ));
+    }
     Ok(())
 }
+
+/// The most sweeps a run records (2^32: 64 GiB of per-sweep series).
+pub const MAX_RECORDED_SWEEPS: u64 = 1 << 32;
 
 /// Settings of a lattice run. Defaults ([`LatticeParams::new`]): 1000 sweeps, 100 burn-in
 /// sweeps, seed [`rng::DEFAULT_SEED`], random start.
@@ -181,7 +197,7 @@ impl LatticeChain {
         seed: u64,
         state: Vec<Spin>,
     ) -> Result<Self> {
-        check_chain(beta, 1)?;
+        check_chain(beta, 1, 0)?;
         if state.len() != model.num_sites() {
             return Err(Error::SizeMismatch(format!(
                 "initial state has {} spins, the lattice {}",
@@ -311,7 +327,7 @@ pub fn sample_lattice(
     params: &LatticeParams,
     obs: &mut dyn Observer,
 ) -> Result<LatticeRun> {
-    check_chain(params.beta, params.sweeps)?;
+    check_chain(params.beta, params.sweeps, params.burn_in)?;
     let n = model.num_sites();
     let state = initial_state(n, params.start, params.seed);
     let mut chain = LatticeChain::new(model, params.sampler, params.beta, params.seed, state)?;

@@ -63,6 +63,9 @@ pub fn gibbs_marginal_mode(
     if params.sweeps > u32::MAX as u64 {
         return Err(Error::param("sweeps", "must be below 2^32"));
     }
+    if params.burn_in > u32::MAX as u64 {
+        return Err(Error::param("burn-in", "must be below 2^32"));
+    }
     assert_eq!(
         init.len(),
         energy.len(),

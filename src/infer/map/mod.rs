@@ -90,6 +90,19 @@ impl<'a> GridEnergy<'a> {
                 evidence[k]
             )));
         }
+        // Every energy, and every capacity of the graph-cut construction (2|beta| per bond,
+        // 2|h - eta x_i| per pixel), is bounded by (|h| + |eta| + 4|beta|) * 2 * pixels; if that
+        // bound overflows, inf - inf = NaN could appear in the max-flow or in the reported energy.
+        let bound = (field.abs() + eta.abs() + 4.0 * beta.abs()) * 2.0 * evidence.len() as f64;
+        if !bound.is_finite() {
+            return Err(Error::param(
+                "beta, eta and field h",
+                format!(
+                    "too large for a {width} x {height} image (beta = {beta:e}, eta = {eta:e}, \
+                     h = {field:e}): energies would overflow f64"
+                ),
+            ));
+        }
         Ok(GridEnergy {
             width,
             height,

@@ -96,9 +96,11 @@ pub fn average_log_likelihood(rbm: &Rbm, data: &Dataset, log_z: f64) -> Result<f
         .data()
         .par_chunks(ROWS_PER_TASK * data.cols())
         .map(|block| {
+            // One buffer for the hidden activations per task, not per example.
+            let mut scratch = vec![0.0; rbm.n_hidden()];
             block
                 .chunks_exact(data.cols())
-                .map(|v| -rbm.free_energy(v))
+                .map(|v| -rbm.free_energy_with(v, &mut scratch))
                 .sum::<f64>()
         })
         .collect();

@@ -173,9 +173,18 @@ impl Rbm {
 
     /// Free energy of a visible vector: F(v) = - b^T v - sum_j softplus(c_j + (v^T W)_j),
     /// so that sum_h exp(-E(v, h)) = exp(-F(v)).
+    ///
+    /// Allocates a buffer of `n_hidden` values per call; loops should use
+    /// [`Rbm::free_energy_with`].
     pub fn free_energy(&self, v: &[u8]) -> f64 {
-        let mut act = vec![0.0; self.n_hidden];
-        self.hidden_activations(v, &mut act);
+        self.free_energy_with(v, &mut vec![0.0; self.n_hidden])
+    }
+
+    /// [`Rbm::free_energy`] with the hidden activations written to `scratch` (its first
+    /// `n_hidden` entries; panics when it is shorter), so that a loop allocates nothing.
+    pub fn free_energy_with(&self, v: &[u8], scratch: &mut [f64]) -> f64 {
+        let act = &mut scratch[..self.n_hidden];
+        self.hidden_activations(v, act);
         let bias: f64 = v
             .iter()
             .zip(&self.visible_bias)
@@ -243,6 +252,18 @@ mod tests {
             let v = bits(vs, 5);
             let terms: Vec<f64> = (0..16).map(|hs| -rbm.energy(&v, &bits(hs, 4))).collect();
             assert!((rbm.free_energy(&v) + log_sum_exp(&terms)).abs() < 1e-12);
+            // The scratch version computes the same numbers in the same order, from any
+            // previous scratch contents (here: the last state's activations, or garbage).
+            let mut scratch = vec![f64::NAN; 6];
+            let f = rbm.free_energy(&v);
+            assert_eq!(
+                rbm.free_energy_with(&v, &mut scratch).to_bits(),
+                f.to_bits()
+            );
+            assert_eq!(
+                rbm.free_energy_with(&v, &mut scratch).to_bits(),
+                f.to_bits()
+            );
         }
         for hs in 0..16 {
             let h = bits(hs, 4);

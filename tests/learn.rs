@@ -3,12 +3,12 @@
 use ebm::dataset::Dataset;
 use ebm::infer::ais::{AisParams, ais_log_partition};
 use ebm::infer::rbm::rbm_log_partition;
-use ebm::learn::cd::{CdParams, TrainState, phase_statistics};
+use ebm::learn::cd::{CdParams, TrainState};
 use ebm::learn::{Evaluation, average_log_likelihood, train_rbm};
 use ebm::logspace::sigmoid;
 use ebm::model::Rbm;
 use ebm::progress::{Control, Silent};
-use ebm::sample::rbm::{GibbsChains, RbmF32};
+use ebm::sample::rbm::RbmF32;
 
 use crate::common::tol;
 
@@ -49,12 +49,37 @@ fn exact_visible_distribution(rbm: &Rbm) -> Vec<f64> {
         .collect()
 }
 
+/// Statistics of one phase under an exact f64 model, from visible states with weights:
+/// (sum p v_i P(h_j = 1 | v), sum p v_i, sum p P(h_j = 1 | v)) over (v, p).
+fn exact_phase(rbm: &Rbm, states: &[(Vec<u8>, f64)]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
+    let (mut vh, mut v_mean, mut h_mean) = (vec![0.0; nv * nh], vec![0.0; nv], vec![0.0; nh]);
+    let mut ph = vec![0.0; nh];
+    for (v, p) in states {
+        rbm.hidden_probs(v, &mut ph);
+        for i in 0..nv {
+            v_mean[i] += p * v[i] as f64;
+            for j in 0..nh {
+                vh[i * nh + j] += p * v[i] as f64 * ph[j];
+            }
+        }
+        for j in 0..nh {
+            h_mean[j] += p * ph[j];
+        }
+    }
+    (vh, v_mean, h_mean)
+}
+
 #[test]
-fn positive_phase_equals_exact_data_term_and_negative_phase_matches_model_term() {
+fn one_real_pcd_update_moves_by_the_exact_data_term_minus_the_model_term() {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    // One real update of the training code (train_rbm -> Trainer::step): a 4 x 3 RBM, one
+    // epoch of one mini-batch holding all 5 examples, learning rate 1, momentum 0, weight decay
+    // 0, so that the velocity after the step is exactly the gradient the step computed
+    // (u = 0 * u + 1 * (g - 0 * W)) and W moves by it.
     let rbm = test_rbm(4, 3, 1.5);
-    let model = RbmF32::from_rbm(&rbm);
     // f64 copies of the f32 parameters, so that enumeration uses the same numbers.
-    let exact_rbm = model.to_rbm().unwrap();
+    let exact = RbmF32::from_rbm(&rbm).to_rbm().unwrap();
     let (nv, nh) = (4, 3);
     let data = [
         [1u8, 0, 1, 1],
@@ -63,62 +88,102 @@ fn positive_phase_equals_exact_data_term_and_negative_phase_matches_model_term()
         [0, 0, 0, 1],
         [1, 0, 1, 1],
     ];
-    // Exact data term <v_i h_j>_data = mean over examples of v_i P(h_j = 1 | v), by hand.
-    let mut want = vec![0.0f64; nv * nh];
-    for v in &data {
-        let mut p = vec![0.0; nh];
-        exact_rbm.hidden_probs(v, &mut p);
-        for i in 0..nv {
-            for j in 0..nh {
-                want[i * nh + j] += v[i] as f64 * p[j] / data.len() as f64;
-            }
-        }
+    let dataset = Dataset::new(5, 4, data.concat()).unwrap();
+    // Persistent chains started from exact draws of P(v) (inverse CDF over the 16 states): a
+    // block Gibbs sweep leaves P(v) invariant, so after the step's sweep each chain is still an
+    // exact, independent draw, and the negative phase is a Monte Carlo mean of the model term.
+    let pv = exact_visible_distribution(&exact);
+    let n_chains = 50_000;
+    let mut rng = ebm::rng::from_seed(3);
+    let mut chains = Vec::with_capacity(n_chains * nv);
+    for _ in 0..n_chains {
+        let u = ebm::rng::uniform_f64(&mut rng);
+        let mut acc = 0.0;
+        let s = pv
+            .iter()
+            .position(|&p| {
+                acc += p;
+                u < acc
+            })
+            .unwrap_or(pv.len() - 1);
+        chains.extend(bits(s, nv).iter().map(|&b| b as f64));
     }
-    let batch: Vec<f32> = data.iter().flatten().map(|&x| x as f32).collect();
-    let pos = phase_statistics(&model, &batch);
-    // Equal up to f32 rounding of the products (a handful of ulps of numbers below 1).
-    for (g, w) in pos.vh.iter().zip(&want) {
-        assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
+    let get = |name: &str| {
+        (name == ebm::learn::cd::PERSISTENT_CHAINS).then(|| (vec![n_chains, nv], chains.clone()))
+    };
+    let start = TrainState::from_parts(&exact, 0, &get).unwrap();
+    let params = CdParams {
+        hidden: nh,
+        epochs: 1,
+        batch_size: 5,
+        learning_rate: 1.0,
+        schedule: ebm::learn::LrSchedule::Constant,
+        cd_k: 1,
+        persistent: true,
+        chains: n_chains,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        ..CdParams::default()
+    };
+    let out = train_rbm(&dataset, None, &params, Some(start.clone()), &mut Silent).unwrap();
+    let after = &out.state;
+    // The update applied is the velocity: W_new - W_old = u up to the rounding of the f32
+    // addition (half an ulp of numbers below 4).
+    for (k, ((new, old), u)) in after
+        .model
+        .weights
+        .iter()
+        .zip(&start.model.weights)
+        .zip(&after.velocity_weights)
+        .enumerate()
+    {
+        assert!((new - old - u).abs() <= 4.0 * f32::EPSILON, "weight {k}");
     }
 
-    // Exact model term <v_i h_j>_model = sum_v P(v) v_i P(h_j = 1 | v).
-    let pv = exact_visible_distribution(&exact_rbm);
-    let mut model_term = vec![0.0f64; nv * nh];
-    for (s, &p) in pv.iter().enumerate() {
-        let v = bits(s, nv);
-        let mut ph = vec![0.0; nh];
-        exact_rbm.hidden_probs(&v, &mut ph);
-        for i in 0..nv {
-            for j in 0..nh {
-                model_term[i * nh + j] += p * v[i] as f64 * ph[j];
-            }
+    // Exact gradient: data term (mean over the 5 examples) minus model term (sum over P(v)).
+    let data_states: Vec<(Vec<u8>, f64)> = data.iter().map(|v| (v.to_vec(), 0.2)).collect();
+    let model_states: Vec<(Vec<u8>, f64)> = pv
+        .iter()
+        .enumerate()
+        .map(|(s, &p)| (bits(s, nv), p))
+        .collect();
+    let (d_vh, d_v, d_h) = exact_phase(&exact, &data_states);
+    let (m_vh, m_v, m_h) = exact_phase(&exact, &model_states);
+    let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>();
+    let (want_w, want_b, want_c) = (diff(&d_vh, &m_vh), diff(&d_v, &m_v), diff(&d_h, &m_h));
+
+    // Tolerance. Positive phase: exact up to f32 rounding and the f32 sigmoid (< 1e-5).
+    // Negative phase: each entry is a mean over the independent chains of a number in [0, 1],
+    // so its standard error is at most 0.5 / sqrt(n_chains) = 0.0022. The 19 entries are
+    // checked at a family-wise false-failure rate of CHI_SQUARE_ALPHA (1e-4) by Bonferroni:
+    // z = Phi^-1(1 - 1e-4 / (2 * 19)) = 4.55 standard errors, 0.0102.
+    let entries = (nv * nh + nv + nh) as f64;
+    let z = Normal::new(0.0, 1.0)
+        .unwrap()
+        .inverse_cdf(1.0 - tol::CHI_SQUARE_ALPHA / (2.0 * entries));
+    let tolerance = z * 0.5 / (n_chains as f64).sqrt() + 1e-5;
+    let got = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+    for (name, got, want) in [
+        ("W", got(&after.velocity_weights), &want_w),
+        ("b", got(&after.velocity_visible), &want_b),
+        ("c", got(&after.velocity_hidden), &want_c),
+    ] {
+        for (k, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() < tolerance,
+                "grad {name}[{k}]: step {g} vs exact {w} (tolerance {tolerance})"
+            );
         }
     }
-    // The negative phase as the update computes it, averaged over 1000 chains x 400 sweeps
-    // (after 50 sweeps of burn-in). Each entry is a mean of numbers in [0, 1]; the sweeps of a
-    // 4x3 chain decorrelate within a few steps, so the standard error is below
-    // 0.5 / sqrt(1000 * 400 / 5) = 0.0018: a tolerance of 0.01 is more than 5 standard errors.
-    let mut chains = GibbsChains::new(&model, 1000, 11);
-    for _ in 0..50 {
-        chains.sweep(&model);
-    }
-    let mut acc = vec![0.0f64; nv * nh];
-    let sweeps = 400;
-    for _ in 0..sweeps {
-        chains.sweep(&model);
-        let neg = phase_statistics(&model, &chains.visible);
-        for (a, &x) in acc.iter_mut().zip(&neg.vh) {
-            *a += x as f64 / sweeps as f64;
-        }
-    }
-    for (k, (a, w)) in acc.iter().zip(&model_term).enumerate() {
-        assert!((a - w).abs() < 0.01, "entry {k}: chains {a} vs exact {w}");
-    }
-    // The model term differs from the data term, so the check above is not vacuous.
+    // Not vacuous: the gradient is far from zero (a step that skipped the data or the model
+    // term, or swapped their signs, would miss by more than the tolerance).
     assert!(
-        want.iter()
-            .zip(&model_term)
-            .any(|(a, b)| (a - b).abs() > 0.05)
+        want_w.iter().any(|g| g.abs() > 10.0 * tolerance),
+        "{want_w:?}"
+    );
+    assert!(
+        want_c.iter().any(|g| g.abs() > 10.0 * tolerance),
+        "{want_c:?}"
     );
 }
 
@@ -272,6 +337,50 @@ fn bad_settings_and_data_are_refused_with_the_setting_named() {
         },
         "momentum",
     );
+    // Finite as f64 but infinite (1e39) or zero (1e-50) as the f32 the update uses.
+    for lr in [1e39, 1e-50] {
+        check(
+            CdParams {
+                learning_rate: lr,
+                ..CdParams::default()
+            },
+            "learning-rate",
+        );
+    }
+    check(
+        CdParams {
+            weight_decay: 1e39,
+            ..CdParams::default()
+        },
+        "weight-decay",
+    );
+    // Sizes whose arrays overflow (16 x usize::MAX) or cannot be allocated (10^15 chains x 16
+    // values x 8 bytes = 1.3e17 bytes, beyond any 64-bit address space in use).
+    check(
+        CdParams {
+            hidden: usize::MAX,
+            ..CdParams::default()
+        },
+        "hidden",
+    );
+    check(
+        CdParams {
+            persistent: true,
+            chains: 1_000_000_000_000_000,
+            ..CdParams::default()
+        },
+        "chains",
+    );
+    // A rate that is finite but makes the parameters overflow: stopped at the first epoch, with
+    // the advice.
+    check(
+        CdParams {
+            learning_rate: 1e30,
+            epochs: 3,
+            ..CdParams::default()
+        },
+        "training diverged at epoch 1",
+    );
     let empty = Dataset::new(0, 16, vec![]).unwrap();
     let err = train_rbm(&empty, None, &CdParams::default(), None, &mut Silent).unwrap_err();
     assert!(err.to_string().contains("no examples"), "{err}");
@@ -360,45 +469,218 @@ fn digits_path(name: &str) -> String {
         .into_owned()
 }
 
+/// The log's rows without the timing column (the last one).
+fn log_rows(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
 #[test]
-fn cli_resume_equals_one_run_and_threads_do_not_change_the_model() {
+fn cli_resume_under_the_default_schedule_equals_one_run_and_threads_do_not_change_the_model() {
     use ebm::io::safetensors::read_rbm;
     let dir = tempfile::tempdir().unwrap();
     let out = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
-    let train = |extra: &[&str], output: &str| {
+    let cmd = |extra: &[&str]| {
         let mut cmd = crate::common::ebm();
         cmd.args(["train-rbm", "--data", &digits_path("digits_train.txt")])
-            // 1200 chains and examples per batch: large enough that the products (1200 x 64 x
-            // 16 >= linalg::PARALLEL_MIN_FLOPS) and the visible sampling pass run in parallel.
-            .args(["--hidden", "16", "--persistent", "--batch-size", "1200"])
-            .args(["--chains", "1200"])
-            .args(["--lr-schedule", "constant", "--eval", "none", "--quiet"])
-            .args(["--output", output])
+            .args(["--eval", "none", "--quiet"])
             .args(extra);
-        cmd.assert().success();
+        cmd
+    };
+    // 1200 chains and examples per batch: large enough that the products (1200 x 64 x 16 >=
+    // linalg::PARALLEL_MIN_FLOPS) and the visible sampling pass run in parallel. The learning
+    // rate schedule is the default (linear over --epochs).
+    let settings = [
+        "--hidden",
+        "16",
+        "--persistent",
+        "--batch-size",
+        "1200",
+        "--chains",
+        "1200",
+    ];
+    let train = |extra: &[&str], output: &str| {
+        cmd(&settings)
+            .args(["--output", output])
+            .args(extra)
+            .assert()
+            .success();
     };
     train(
-        &["--epochs", "6", "--threads", "2"],
+        &[
+            "--epochs",
+            "10",
+            "--threads",
+            "2",
+            "--log",
+            &out("full.csv"),
+        ],
         &out("full.safetensors"),
     );
-    train(&["--epochs", "3"], &out("half.safetensors"));
     train(
-        &["--epochs", "6", "--resume", &out("half.safetensors")],
-        &out("resumed.safetensors"),
+        &[
+            "--epochs",
+            "10",
+            "--stop-after",
+            "5",
+            "--log",
+            &out("log.csv"),
+        ],
+        &out("half.safetensors"),
     );
+    // The resumed run takes every setting from the checkpoint, --epochs included.
+    cmd(&[
+        "--resume",
+        &out("half.safetensors"),
+        "--log",
+        &out("log.csv"),
+        "--output",
+        &out("resumed.safetensors"),
+    ])
+    .assert()
+    .success();
     train(
-        &["--epochs", "6", "--threads", "1"],
+        &["--epochs", "10", "--threads", "1"],
         &out("one.safetensors"),
     );
     let full = read_rbm(std::path::Path::new(&out("full.safetensors"))).unwrap();
     let resumed = read_rbm(std::path::Path::new(&out("resumed.safetensors"))).unwrap();
     let one = read_rbm(std::path::Path::new(&out("one.safetensors"))).unwrap();
     let half = read_rbm(std::path::Path::new(&out("half.safetensors"))).unwrap();
+    assert_eq!(half.metadata["epochs_done"], "5");
     assert_ne!(half.rbm, full.rbm);
     assert_eq!(resumed.rbm, full.rbm);
     assert_eq!(resumed.extra, full.extra);
     assert_eq!(one.rbm, full.rbm);
     assert_eq!(one.extra, full.extra);
+    // The log of the resumed run keeps the first 5 rows and continues: the same figures as the
+    // uninterrupted run's log (learning rates included), header plus 10 rows.
+    let (log, full_log) = (
+        log_rows(std::path::Path::new(&out("log.csv"))),
+        log_rows(std::path::Path::new(&out("full.csv"))),
+    );
+    assert_eq!(log.len(), 11);
+    assert_eq!(log, full_log);
+
+    // Changed settings are refused, naming the flag, the stored value and the given one.
+    let refuse = |extra: &[&str], needles: &[&str]| {
+        let assert = cmd(&["--resume", &out("half.safetensors")])
+            .args(["--output", &out("x.safetensors")])
+            .args(extra)
+            .assert()
+            .code(2);
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        for n in needles {
+            assert!(err.contains(n), "{err:?} does not mention {n:?}");
+        }
+        assert!(!dir.path().join("x.safetensors").exists());
+    };
+    refuse(
+        &["--epochs", "12"],
+        &[
+            "linear schedule decays over 10 epochs",
+            "--epochs 10",
+            "--lr-schedule constant",
+        ],
+    );
+    refuse(&["--batch-size", "100"], &["--batch-size 100", "1200"]);
+    refuse(
+        &["--learning-rate", "0.1"],
+        &["--learning-rate 0.1", "0.05"],
+    );
+    refuse(
+        &["--lr-schedule", "constant"],
+        &["--lr-schedule constant", "linear"],
+    );
+    refuse(&["--chains", "10"], &["--chains 10", "1200"]);
+    refuse(&["--cd-k", "3"], &["--cd-k 3", "1"]);
+    refuse(&["--momentum", "0.9"], &["--momentum 0.9", "0.5"]);
+    refuse(&["--weight-decay", "0"], &["--weight-decay 0", "0.0001"]);
+    refuse(&["--seed", "7"], &["--seed 7", "--seed 42"]);
+}
+
+#[test]
+fn cli_missing_output_folders_and_wrong_extensions_are_refused_before_reading_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no_such_folder");
+    // The data file does not exist either: the output checks must come first.
+    let data = dir.path().join("absent.txt");
+    let ok_model = dir.path().join("m.safetensors");
+    let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (
+            vec![
+                "--output".into(),
+                missing.join("m.safetensors").display().to_string(),
+            ],
+            vec!["--output".into(), missing.display().to_string()],
+        ),
+        (
+            vec![
+                "--log".into(),
+                missing.join("log.csv").display().to_string(),
+            ],
+            vec!["--log".into(), missing.display().to_string()],
+        ),
+        (
+            vec![
+                "--filters".into(),
+                missing.join("f.png").display().to_string(),
+            ],
+            vec!["--filters".into(), missing.display().to_string()],
+        ),
+        (
+            vec![
+                "--output".into(),
+                dir.path().join("m.bin").display().to_string(),
+            ],
+            vec!["--output".into(), ".safetensors".into()],
+        ),
+        (
+            vec![
+                "--log".into(),
+                dir.path().join("log.txt").display().to_string(),
+            ],
+            vec!["--log".into(), ".csv".into()],
+        ),
+        (
+            vec![
+                "--filters".into(),
+                dir.path().join("f.pbm").display().to_string(),
+            ],
+            vec!["--filters".into(), ".png".into()],
+        ),
+    ];
+    for (args, needles) in cases {
+        let mut cmd = crate::common::ebm();
+        cmd.arg("train-rbm").arg("--data").arg(&data);
+        if args[0] != "--output" {
+            cmd.arg("--output").arg(&ok_model);
+        }
+        let assert = cmd.args(&args).assert().code(2);
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        for n in &needles {
+            assert!(err.contains(n.as_str()), "{err:?} does not mention {n:?}");
+        }
+        assert!(!err.contains("absent.txt"), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn evaluate_help_states_the_enumeration_limit_of_the_code() {
+    let assert = crate::common::ebm()
+        .args(["evaluate", "--help"])
+        .assert()
+        .success();
+    let help = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    let limit = format!(
+        "refused beyond 2^{} states",
+        ebm::infer::rbm::MAX_ENUMERATED_UNITS
+    );
+    assert!(help.contains(&limit), "{help}");
 }
 
 #[test]
@@ -482,6 +764,36 @@ fn cli_bad_input_gives_clear_errors_and_no_output() {
     run(
         &["train-rbm", "--data", &bas, "--hidden", "0"],
         &["hidden", "0"],
+    );
+    run(
+        &["train-rbm", "--data", &bas, "--learning-rate", "1e39"],
+        &["learning-rate", "1e39"],
+    );
+    run(
+        &[
+            "train-rbm",
+            "--data",
+            &bas,
+            "--hidden",
+            "18446744073709551615",
+        ],
+        &["hidden", "too large"],
+    );
+    run(
+        &[
+            "train-rbm",
+            "--data",
+            &bas,
+            "--persistent",
+            "--chains",
+            "1000000000000000",
+        ],
+        &["chains", "too large"],
+    );
+    // Divergence: a clear error and no model file with non-finite numbers.
+    run(
+        &["train-rbm", "--data", &bas, "--learning-rate", "1e30"],
+        &["diverged at epoch 1", "--learning-rate"],
     );
     let empty = write(dir.path(), "empty.txt", "");
     run(
@@ -572,6 +884,8 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
             "--persistent",
             "--epochs",
             "100000",
+            "--lr-schedule",
+            "constant",
             "--eval",
             "none",
         ])
@@ -600,23 +914,26 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
     let done: usize = file.metadata["epochs_done"].parse().unwrap();
     assert!((3..100_000).contains(&done), "epochs_done = {done}");
     assert!(file.extra.contains_key("persistent_chains"));
+    // Under the constant schedule --epochs may change (here: 2 epochs beyond the checkpoint
+    // instead of 100000); the other settings come from the checkpoint.
     let more = (done + 2).to_string();
     crate::common::ebm()
         .args(["train-rbm", "--data", &digits_path("digits_train.txt")])
-        .args([
-            "--persistent",
-            "--eval",
-            "none",
-            "--quiet",
-            "--epochs",
-            &more,
-        ])
+        .args(["--eval", "none", "--quiet", "--epochs", &more])
         .arg("--resume")
         .arg(&model)
+        .arg("--log")
+        .arg(&log)
         .arg("--output")
         .arg(&model)
         .assert()
         .success();
     let file = ebm::io::safetensors::read_rbm(&model).unwrap();
     assert_eq!(file.metadata["epochs_done"], more);
+    // The log keeps its rows up to the checkpoint and continues: epochs 1 .. done + 2.
+    let epochs: Vec<usize> = log_rows(&log)[1..]
+        .iter()
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(epochs, (1..=done + 2).collect::<Vec<_>>());
 }

@@ -21,7 +21,7 @@ use ebm::learn::{Evaluation, average_log_likelihood, evaluate};
 pub enum MethodArg {
     /// Exact when the smaller layer has at most 25 units, AIS beyond.
     Auto,
-    /// Enumerate the smaller layer (refused beyond 2^30 states).
+    /// Enumerate the smaller layer (refused beyond 2^36 states, i.e. more than 36 units).
     Exact,
     /// Annealed importance sampling (Salakhutdinov & Murray 2008).
     Ais,

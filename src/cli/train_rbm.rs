@@ -15,7 +15,7 @@ use super::ui::{BarObserver, progress_enabled};
 use ebm::infer::ais::{AisParams, DEFAULT_AIS_BETAS, DEFAULT_AIS_RUNS};
 use ebm::io::atomic::write_bytes_atomic;
 use ebm::io::datasets::read_dataset;
-use ebm::io::images::{format_for_path, write_grey_png};
+use ebm::io::images::write_grey_png;
 use ebm::io::safetensors::{RbmFile, Tensor, read_rbm, write_rbm};
 use ebm::learn::cd::{
     CdParams, DEFAULT_BATCH_SIZE, DEFAULT_CD_K, DEFAULT_CHAINS, DEFAULT_EPOCHS, DEFAULT_HIDDEN,
@@ -109,7 +109,7 @@ pub enum EvalArg {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt --test data/mnist5k_test.txt --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --resume digits16.safetensors --output digits16.safetensors"
+    after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt --test data/mnist5k_test.txt --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --stop-after 100 --log log.csv --output digits16.safetensors\n  ebm train-rbm --data data/digits_train.txt --resume digits16.safetensors --log log.csv --output digits16.safetensors\n\nResuming: the checkpoint stores the training settings; a flag left out takes the stored value, a flag given with another value is refused. Under the default linear schedule --epochs is the total the rate decays over and cannot change; with --lr-schedule constant a larger --epochs extends the run. Pass --seed again when the run used a non-default seed."
 )]
 pub struct TrainRbmArgs {
     /// Training examples (.txt, .csv, .npy, IDX; optionally .gz).
@@ -124,33 +124,40 @@ pub struct TrainRbmArgs {
     /// Number of hidden units [default: 64, or the resumed model's].
     #[arg(long)]
     pub hidden: Option<usize>,
-    /// Total number of epochs (a resumed run continues up to this count).
-    #[arg(long, default_value_t = DEFAULT_EPOCHS)]
-    pub epochs: usize,
-    /// Examples per mini-batch.
-    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
-    pub batch_size: usize,
-    /// Initial learning rate.
-    #[arg(long, default_value_t = DEFAULT_LEARNING_RATE)]
-    pub learning_rate: f64,
-    /// Learning-rate schedule over the epochs.
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Linear)]
-    pub lr_schedule: ScheduleArg,
-    /// Gibbs sweeps per update (CD-k, or PCD-k with --persistent).
-    #[arg(long, default_value_t = DEFAULT_CD_K)]
-    pub cd_k: usize,
-    /// Persistent contrastive divergence (fantasy chains kept across updates).
+    /// Total number of epochs; the linear schedule decays over this total [default: 100, or the
+    /// resumed run's].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many epochs in total, writing the checkpoint to --output (the schedule
+    /// still runs over --epochs; continue with --resume).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// Examples per mini-batch [default: 10, or the resumed run's].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Initial learning rate [default: 0.05, or the resumed run's].
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    /// Learning-rate schedule over the epochs [default: linear, or the resumed run's].
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<ScheduleArg>,
+    /// Gibbs sweeps per update (CD-k, or PCD-k with --persistent) [default: 1, or the resumed
+    /// run's].
+    #[arg(long)]
+    pub cd_k: Option<usize>,
+    /// Persistent contrastive divergence (fantasy chains kept across updates) [default: off, or
+    /// the resumed run's].
     #[arg(long)]
     pub persistent: bool,
-    /// Number of persistent chains (with --persistent).
-    #[arg(long, default_value_t = DEFAULT_CHAINS)]
-    pub chains: usize,
-    /// Momentum in [0, 1).
-    #[arg(long, default_value_t = DEFAULT_MOMENTUM)]
-    pub momentum: f64,
-    /// L2 weight decay on W.
-    #[arg(long, default_value_t = DEFAULT_WEIGHT_DECAY)]
-    pub weight_decay: f64,
+    /// Number of persistent chains (with --persistent) [default: 100, or the resumed run's].
+    #[arg(long)]
+    pub chains: Option<usize>,
+    /// Momentum in [0, 1) [default: 0.5, or the resumed run's].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// L2 weight decay on W [default: 0.0001, or the resumed run's].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
     /// Standard deviation of the initial weights.
     #[arg(long, default_value_t = DEFAULT_INIT_STD)]
     pub init_std: f64,
@@ -169,16 +176,17 @@ pub struct TrainRbmArgs {
     /// AIS: number of independent runs.
     #[arg(long, default_value_t = DEFAULT_AIS_RUNS)]
     pub ais_runs: usize,
-    /// Write the per-epoch figures as CSV.
+    /// Write the per-epoch figures as CSV (.csv; on resume, the rows up to the checkpoint's
+    /// epoch are kept).
     #[arg(long)]
     pub log: Option<PathBuf>,
     /// Write the model (with optimizer state and chains) to --output every N epochs (0: never).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: usize,
-    /// Continue training from a checkpoint written by this command (same settings).
+    /// Continue training from a checkpoint written by this command (its stored settings).
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Draw each hidden unit's weights as a tile (PNG; needs a square n_visible).
+    /// Draw each hidden unit's weights as a tile (.png; needs a square n_visible).
     #[arg(long)]
     pub filters: Option<PathBuf>,
     /// The trained model (.safetensors), with the state needed to resume.
@@ -194,8 +202,10 @@ struct Report {
     train_examples: usize,
     test_examples: Option<usize>,
     epochs: usize,
+    epochs_total: usize,
     epochs_run: usize,
     interrupted: bool,
+    stopped_as_asked: bool,
     train_log_likelihood: Option<f64>,
     test_log_likelihood: Option<f64>,
     log_z: Option<f64>,
@@ -220,6 +230,8 @@ struct CliObserver<'a> {
     metadata: &'a BTreeMap<String, String>,
     error: Option<anyhow::Error>,
     total: u64,
+    stop_after: Option<usize>,
+    stopped: bool,
 }
 
 const CSV_HEADER: &str = "epoch,learning_rate,reconstruction_error,pseudo_log_likelihood,train_log_likelihood,test_log_likelihood,log_z,log_z_method,seconds\n";
@@ -264,6 +276,10 @@ impl TrainObserver for CliObserver<'_> {
         }
         match result {
             Ok(()) if interrupt::requested() => Control::Break,
+            Ok(()) if self.stop_after == Some(s.epoch) => {
+                self.stopped = true;
+                Control::Break
+            }
             Ok(()) => Control::Continue,
             Err(e) => {
                 self.error = Some(e);
@@ -288,11 +304,185 @@ fn write_state(
     write_rbm(path, &file).with_context(|| format!("writing model {}", path.display()))
 }
 
-pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    for (flag, path) in [("--filters", &args.filters)] {
-        if let Some(p) = path {
-            format_for_path(p).with_context(|| format!("{flag} {}", p.display()))?;
+fn usage(msg: String) -> anyhow::Error {
+    super::UsageError(msg).into()
+}
+
+/// Refuses an output path whose extension is not `ext` or whose folder does not exist, before
+/// any work is done.
+fn check_output(flag: &str, path: &Path, ext: &str, what: &str) -> anyhow::Result<()> {
+    if !path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+    {
+        return Err(usage(format!(
+            "{flag} {}: {what} is written as .{ext} (use a .{ext} name)",
+            path.display()
+        )));
+    }
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.is_dir()
+    {
+        return Err(usage(format!(
+            "{flag} {}: cannot write it, the folder {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Metadata key of the training settings (a JSON object) in a model file.
+pub const TRAINING_KEY: &str = "training";
+
+/// The settings a checkpoint was trained with (absent in files written by other tools).
+#[derive(Debug, Default)]
+struct Stored {
+    epochs: Option<usize>,
+    batch_size: Option<usize>,
+    learning_rate: Option<f64>,
+    schedule: Option<ScheduleArg>,
+    cd_k: Option<usize>,
+    persistent: Option<bool>,
+    chains: Option<usize>,
+    momentum: Option<f64>,
+    weight_decay: Option<f64>,
+    seed: Option<u64>,
+}
+
+impl Stored {
+    fn parse(path: &Path, metadata: &BTreeMap<String, String>) -> anyhow::Result<Stored> {
+        let Some(text) = metadata.get(TRAINING_KEY) else {
+            return Ok(Stored::default());
+        };
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}: bad {TRAINING_KEY} metadata: {e}", path.display()))?;
+        let bad = |key: &str| {
+            anyhow::anyhow!(
+                "{}: bad {TRAINING_KEY} metadata: {key} = {} is not a valid value",
+                path.display(),
+                v[key]
+            )
+        };
+        let uint = |key: &str| -> anyhow::Result<Option<u64>> {
+            match v.get(key) {
+                None => Ok(None),
+                Some(x) => x.as_u64().map(Some).ok_or_else(|| bad(key)),
+            }
+        };
+        let size = |key: &str| -> anyhow::Result<Option<usize>> {
+            uint(key)?
+                .map(|x| usize::try_from(x).map_err(|_| bad(key)))
+                .transpose()
+        };
+        let float = |key: &str| -> anyhow::Result<Option<f64>> {
+            match v.get(key) {
+                None => Ok(None),
+                Some(x) => x.as_f64().map(Some).ok_or_else(|| bad(key)),
+            }
+        };
+        let schedule = match v.get("lr_schedule") {
+            None => None,
+            Some(x) => Some(
+                x.as_str()
+                    .and_then(|s| ScheduleArg::from_str(s, true).ok())
+                    .ok_or_else(|| bad("lr_schedule"))?,
+            ),
+        };
+        let persistent = match v.get("persistent") {
+            None => None,
+            Some(x) => Some(x.as_bool().ok_or_else(|| bad("persistent"))?),
+        };
+        Ok(Stored {
+            epochs: size("epochs")?,
+            batch_size: size("batch_size")?,
+            learning_rate: float("learning_rate")?,
+            schedule,
+            cd_k: size("cd_k")?,
+            persistent,
+            chains: size("chains")?,
+            momentum: float("momentum")?,
+            weight_decay: float("weight_decay")?,
+            seed: uint("seed")?,
+        })
+    }
+}
+
+impl std::fmt::Display for ScheduleArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ScheduleArg::Constant => "constant",
+            ScheduleArg::Linear => "linear",
+        })
+    }
+}
+
+/// A setting of a resumed run: the stored value unless the flag was given; a given value that
+/// differs from the stored one is refused (the run would not continue the one it resumes).
+fn setting<T: PartialEq + std::fmt::Display + Copy>(
+    flag: &str,
+    given: Option<T>,
+    stored: Option<T>,
+    default: T,
+) -> anyhow::Result<T> {
+    match (given, stored) {
+        (Some(g), Some(s)) if g != s => Err(usage(format!(
+            "{flag} {g} differs from the checkpoint's {s}: a resumed run continues with the \
+             settings it was started with (leave {flag} out to use {s})"
+        ))),
+        (Some(g), _) => Ok(g),
+        (None, Some(s)) => Ok(s),
+        (None, None) => Ok(default),
+    }
+}
+
+/// The rows of an existing `--log` up to epoch `done` (with the header), for a resumed run; a
+/// fresh header when the file does not exist.
+fn resumed_log(path: &Path, done: usize) -> anyhow::Result<String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CSV_HEADER.into()),
+        Err(e) => return Err(e).with_context(|| format!("reading --log {}", path.display())),
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(CSV_HEADER.trim_end()) {
+        return Err(usage(format!(
+            "--log {}: the existing file is not a train-rbm log (its first line is not the \
+             header {}); give another --log",
+            path.display(),
+            CSV_HEADER.trim_end()
+        )));
+    }
+    let mut out = CSV_HEADER.to_string();
+    for (k, line) in lines.enumerate() {
+        let epoch: usize = line
+            .split(',')
+            .next()
+            .and_then(|e| e.parse().ok())
+            .ok_or_else(|| {
+                usage(format!(
+                    "--log {} line {}: expected an epoch number first, got {line:?}",
+                    path.display(),
+                    k + 2
+                ))
+            })?;
+        if epoch <= done {
+            out.push_str(line);
+            out.push('\n');
         }
+    }
+    Ok(out)
+}
+
+pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    // Every output is checked before the data are read and the training runs.
+    check_output("--output", &args.output, "safetensors", "the model")?;
+    if let Some(p) = &args.log {
+        check_output("--log", p, "csv", "the log")?;
+    }
+    if let Some(p) = &args.filters {
+        check_output("--filters", p, "png", "the filter image")?;
     }
     let train = read_dataset(&args.data, args.threshold)
         .with_context(|| format!("reading data {}", args.data.display()))?;
@@ -303,7 +493,7 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let resume = match &args.resume {
+    let (resume, stored) = match &args.resume {
         Some(p) => {
             let file =
                 read_rbm(p).with_context(|| format!("reading checkpoint {}", p.display()))?;
@@ -316,22 +506,58 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                     anyhow::anyhow!("{}: bad {EPOCHS_DONE_KEY} metadata: {e}", p.display())
                 })?
                 .unwrap_or(0);
+            let stored = Stored::parse(p, &file.metadata)?;
             let get = |name: &str| {
                 file.extra
                     .get(name)
                     .map(|t| (t.shape.clone(), t.data.clone()))
             };
-            Some(
-                TrainState::from_parts(&file.rbm, epoch, &get)
-                    .with_context(|| format!("reading checkpoint {}", p.display()))?,
-            )
+            let state = TrainState::from_parts(&file.rbm, epoch, &get)
+                .with_context(|| format!("reading checkpoint {}", p.display()))?;
+            (Some(state), stored)
         }
-        None => None,
+        None => (None, Stored::default()),
     };
     let hidden = match (&resume, args.hidden) {
         (Some(s), None) => s.model.n_hidden,
         (_, Some(h)) => h,
         (None, None) => DEFAULT_HIDDEN,
+    };
+    if let Some(s) = stored.seed
+        && s != global.seed
+    {
+        return Err(usage(format!(
+            "--seed {} differs from the checkpoint's {s}: resume with --seed {s}",
+            global.seed
+        )));
+    }
+    let schedule = setting(
+        "--lr-schedule",
+        args.lr_schedule,
+        stored.schedule,
+        ScheduleArg::Linear,
+    )?;
+    let epochs = match (args.epochs, stored.epochs) {
+        (Some(g), Some(s)) if g != s && schedule == ScheduleArg::Linear => {
+            return Err(usage(format!(
+                "--epochs {g}: the linear schedule decays over {s} epochs; resume with \
+                 --epochs {s} (or leave --epochs out), or train with --lr-schedule constant"
+            )));
+        }
+        (Some(g), _) => g,
+        (None, Some(s)) => s,
+        (None, None) => DEFAULT_EPOCHS,
+    };
+    let persistent = match stored.persistent {
+        Some(false) if args.persistent => {
+            return Err(usage(
+                "--persistent: the checkpoint was trained with CD, not persistent CD; leave \
+                 --persistent out to resume it"
+                    .into(),
+            ));
+        }
+        Some(s) => s,
+        None => args.persistent,
     };
     let ais = AisParams {
         betas: args.ais_betas,
@@ -346,18 +572,38 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     let params = CdParams {
         hidden,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: args.learning_rate,
-        schedule: match args.lr_schedule {
+        epochs,
+        batch_size: setting(
+            "--batch-size",
+            args.batch_size,
+            stored.batch_size,
+            DEFAULT_BATCH_SIZE,
+        )?,
+        learning_rate: setting(
+            "--learning-rate",
+            args.learning_rate,
+            stored.learning_rate,
+            DEFAULT_LEARNING_RATE,
+        )?,
+        schedule: match schedule {
             ScheduleArg::Constant => LrSchedule::Constant,
             ScheduleArg::Linear => LrSchedule::Linear,
         },
-        cd_k: args.cd_k,
-        persistent: args.persistent,
-        chains: args.chains,
-        momentum: args.momentum,
-        weight_decay: args.weight_decay,
+        cd_k: setting("--cd-k", args.cd_k, stored.cd_k, DEFAULT_CD_K)?,
+        persistent,
+        chains: setting("--chains", args.chains, stored.chains, DEFAULT_CHAINS)?,
+        momentum: setting(
+            "--momentum",
+            args.momentum,
+            stored.momentum,
+            DEFAULT_MOMENTUM,
+        )?,
+        weight_decay: setting(
+            "--weight-decay",
+            args.weight_decay,
+            stored.weight_decay,
+            DEFAULT_WEIGHT_DECAY,
+        )?,
         init_std: args.init_std,
         monitor_rows: args.monitor_rows,
         eval_every: args.eval_every,
@@ -365,6 +611,20 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         seed: global.seed,
     };
     params.validate()?;
+    let done = resume.as_ref().map_or(0, |s| s.epoch);
+    if let Some(n) = args.stop_after
+        && (n <= done || n >= params.epochs)
+    {
+        return Err(usage(format!(
+            "--stop-after {n}: must lie between the epochs already done ({done}) and --epochs \
+             ({}), both excluded",
+            params.epochs
+        )));
+    }
+    let csv = match (&args.log, &resume) {
+        (Some(p), Some(s)) => resumed_log(p, s.epoch)?,
+        _ => CSV_HEADER.to_string(),
+    };
     let side = square_side(train.cols());
     if args.filters.is_some() && side.is_none() {
         return Err(super::UsageError(format!(
@@ -375,7 +635,7 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     let mut metadata = BTreeMap::new();
     metadata.insert(
-        "training".to_string(),
+        TRAINING_KEY.to_string(),
         serde_json::json!({
             "data": args.data.to_string_lossy(),
             "hidden": params.hidden,
@@ -401,12 +661,14 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             "ll",
         ),
         log: args.log.as_deref(),
-        csv: CSV_HEADER.to_string(),
+        csv,
         checkpoint_every: args.checkpoint_every,
         output: &args.output,
         metadata: &metadata,
         error: None,
         total: params.epochs as u64,
+        stop_after: args.stop_after,
+        stopped: false,
     };
     interrupt::install();
     let outcome = train_rbm(&train, test.as_ref(), &params, resume, &mut observer);
@@ -417,7 +679,8 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         return Err(e);
     }
     write_state(&args.output, &outcome.state, &metadata)?;
-    if outcome.interrupted {
+    let stopped = observer.stopped;
+    if outcome.interrupted && !stopped {
         return Err(anyhow::Error::new(ebm::Error::Interrupted).context(format!(
             "stopped by Ctrl-C after epoch {}; checkpoint written to {} (continue with --resume {})",
             outcome.state.epoch,
@@ -443,8 +706,10 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         train_examples: train.rows(),
         test_examples: test.as_ref().map(|t| t.rows()),
         epochs: outcome.state.epoch,
+        epochs_total: params.epochs,
         epochs_run: runs,
-        interrupted: outcome.interrupted,
+        interrupted: outcome.interrupted && !stopped,
+        stopped_as_asked: stopped,
         train_log_likelihood: last.and_then(|s| s.train_log_likelihood),
         test_log_likelihood: last.and_then(|s| s.test_log_likelihood),
         log_z: last.and_then(|s| s.log_z),
@@ -460,6 +725,17 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if global.json {
         print_json(&report)?;
     } else {
+        if stopped {
+            say(
+                global,
+                &format!(
+                    "stopped after epoch {} of {} as asked by --stop-after; continue with --resume {}",
+                    outcome.state.epoch,
+                    params.epochs,
+                    args.output.display()
+                ),
+            );
+        }
         let ll = match (report.train_log_likelihood, report.test_log_likelihood) {
             (Some(a), Some(b)) => format!(
                 "; log-likelihood train {a:.4}, test {b:.4} nats ({})",

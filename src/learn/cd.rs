@@ -17,7 +17,8 @@
 //! Parameters and statistics are f32 and every product is one GEMM ([`crate::linalg::matmul`]);
 //! monitoring figures and likelihoods are f64. All randomness comes from streams keyed by
 //! (seed, epoch, batch, row), so a run is identical for any number of threads, and a run resumed
-//! from a checkpoint of epoch e continues exactly as the uninterrupted run would.
+//! from a checkpoint of epoch e with the same [`CdParams`] (`epochs` included: the linear
+//! schedule depends on it) continues exactly as the uninterrupted run would.
 
 use std::time::Instant;
 
@@ -75,7 +76,9 @@ pub enum LrSchedule {
 pub struct CdParams {
     /// Number of hidden units.
     pub hidden: usize,
-    /// Total number of epochs (a resumed run continues up to this count).
+    /// Total number of epochs (a resumed run continues up to this count). The linear schedule
+    /// decays over this total, so a resumed run equals the uninterrupted one only with the same
+    /// value (and the same other settings); `ebm train-rbm` stores them and checks.
     pub epochs: usize,
     /// Examples per mini-batch.
     pub batch_size: usize,
@@ -154,10 +157,17 @@ impl CdParams {
         if self.persistent && self.chains == 0 {
             return Err(Error::param("chains", "PCD needs at least 1 chain, got 0"));
         }
-        if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
+        // The update runs in f32: a rate that is finite as f64 can be infinite (1e39) or zero
+        // (1e-50) once converted.
+        let lr32 = self.learning_rate as f32;
+        if !self.learning_rate.is_finite() || !lr32.is_finite() || lr32 <= 0.0 {
             return Err(Error::param(
                 "learning-rate",
-                format!("must be a finite number > 0, got {}", self.learning_rate),
+                format!(
+                    "must be a number > 0 that is finite and non-zero in single precision \
+                     (about 1.2e-38 .. 3.4e38), got {:?}",
+                    self.learning_rate
+                ),
             ));
         }
         finite_at_least("momentum", self.momentum, 0.0)?;
@@ -169,8 +179,37 @@ impl CdParams {
         }
         finite_at_least("weight-decay", self.weight_decay, 0.0)?;
         finite_at_least("init-std", self.init_std, 0.0)?;
+        for (name, x) in [
+            ("weight-decay", self.weight_decay),
+            ("init-std", self.init_std),
+        ] {
+            if !(x as f32).is_finite() {
+                return Err(Error::param(
+                    name,
+                    format!("must be finite in single precision (below 3.4e38), got {x:?}"),
+                ));
+            }
+        }
         if let Some(Evaluation::Ais(p) | Evaluation::Auto(p)) = &self.evaluation {
             p.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the arrays of a run on `n_visible` visible units can be sized: every
+    /// `rows x columns` product must fit in memory addresses (as f64, the widest copy, made for
+    /// checkpoints). The error names the flag that makes an array too large.
+    pub fn check_sizes(&self, n_visible: usize, train_rows: usize) -> Result<()> {
+        let batch = self.batch_size.min(train_rows);
+        let mut products = vec![
+            ("hidden", n_visible, self.hidden),
+            ("batch-size", batch, n_visible.max(self.hidden)),
+        ];
+        if self.persistent {
+            products.push(("chains", self.chains, n_visible.max(self.hidden)));
+        }
+        for (flag, a, b) in products {
+            array_len(a, b, flag)?;
         }
         Ok(())
     }
@@ -184,6 +223,35 @@ impl CdParams {
             }
         }
     }
+}
+
+/// The largest number of elements of one array (f64: 8 bytes each; a `Vec` holds at most
+/// `isize::MAX` bytes).
+const MAX_ARRAY_LEN: usize = isize::MAX as usize / 8;
+
+/// `rows * cols` when an array of that many f64 can exist and be reserved, else an error naming
+/// `flag` (instead of an overflow, or the abort of a failed allocation later on). The probe
+/// reserves address space only and frees it at once.
+fn array_len(rows: usize, cols: usize, flag: &str) -> Result<usize> {
+    let too_large = |why: &str| {
+        Error::param(
+            flag,
+            format!("too large: an array of {rows} x {cols} values {why}"),
+        )
+    };
+    let n = rows
+        .checked_mul(cols)
+        .filter(|&n| n <= MAX_ARRAY_LEN)
+        .ok_or_else(|| {
+            too_large(&format!(
+                "exceeds the {MAX_ARRAY_LEN} values an array can hold"
+            ))
+        })?;
+    let mut probe: Vec<f64> = Vec::new();
+    probe
+        .try_reserve_exact(n)
+        .map_err(|_| too_large(&format!("({} bytes) cannot be allocated", n * 8)))?;
+    Ok(n)
 }
 
 /// Everything a run needs to continue exactly: parameters, optimizer state, persistent chains.
@@ -244,6 +312,7 @@ impl TrainState {
     /// A fresh state: Hinton's initialisation and, for PCD, chains drawn from the data's means.
     pub fn init(train: &Dataset, params: &CdParams) -> Result<Self> {
         let (nv, nh) = (train.cols(), params.hidden);
+        params.check_sizes(nv, train.rows())?;
         let data_means = train.column_means();
         let mut rng = stream(params.seed, derive(params.seed, &[TAG_INIT]));
         let normal = Normal::new(0.0, params.init_std)
@@ -287,6 +356,21 @@ impl TrainState {
             chains,
             data_means,
         })
+    }
+
+    /// The first parameter or velocity that is NaN or infinite: (array name, index).
+    pub fn first_non_finite(&self) -> Option<(&'static str, usize)> {
+        let m = &self.model;
+        [
+            ("weights", &m.weights),
+            ("visible_bias", &m.visible_bias),
+            ("hidden_bias", &m.hidden_bias),
+            (VELOCITY_WEIGHTS, &self.velocity_weights),
+            (VELOCITY_VISIBLE, &self.velocity_visible),
+            (VELOCITY_HIDDEN, &self.velocity_hidden),
+        ]
+        .into_iter()
+        .find_map(|(name, x)| x.iter().position(|v| !v.is_finite()).map(|k| (name, k)))
     }
 
     /// The arrays besides the model that a checkpoint must hold.
@@ -458,6 +542,7 @@ pub fn train_rbm(
             return Err(Error::param("test", "the test data has no examples"));
         }
     }
+    params.check_sizes(train.cols(), train.rows())?;
     let mut state = match resume {
         None => TrainState::init(train, params)?,
         Some(s) => {
@@ -476,9 +561,10 @@ pub fn train_rbm(
         let seconds = t0.elapsed().as_secs_f64();
         train_seconds += seconds;
         state.epoch += 1;
-        if let Some(k) = state.model.weights.iter().position(|w| !w.is_finite()) {
+        // Before anything (monitoring, the observer's checkpoint) sees the new state.
+        if let Some((what, k)) = state.first_non_finite() {
             return Err(Error::InvalidModel(format!(
-                "training diverged in epoch {} (weight {k} is not finite): lower --learning-rate",
+                "training diverged at epoch {} ({what}[{k}] is not finite): lower --learning-rate",
                 state.epoch
             )));
         }
@@ -569,52 +655,6 @@ fn check_resume(s: &TrainState, train: &Dataset, params: &CdParams) -> Result<()
         )));
     }
     Ok(())
-}
-
-/// Statistics of one phase: means over rows of v_i P(h_j | v), v_i and P(h_j | v).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PhaseStats {
-    /// <v_i h_j>, row-major `n_visible x n_hidden`.
-    pub vh: Vec<f32>,
-    /// <v_i>.
-    pub v: Vec<f32>,
-    /// <h_j>.
-    pub h: Vec<f32>,
-}
-
-/// The statistics the update uses from visible states `v` (`rows x n_visible`):
-/// <v_i P(h_j = 1 | v)>, <v_i>, <P(h_j = 1 | v)>, averaged over the rows. Applied to a batch of
-/// data this is the positive phase; applied to the chains' states, the negative phase.
-pub fn phase_statistics(model: &RbmF32, v: &[f32]) -> PhaseStats {
-    let rows = v.len() / model.n_visible;
-    let mut ph = vec![0.0; rows * model.n_hidden];
-    hidden_probs(model, v, &mut ph, 1.0, &model.hidden_bias);
-    let mut vh = vec![0.0; model.n_visible * model.n_hidden];
-    let inv = 1.0 / rows as f32;
-    matmul(
-        &mut vh,
-        View::row_major(v, rows, model.n_visible).t(),
-        View::row_major(&ph, rows, model.n_hidden),
-        0.0,
-        inv,
-    );
-    PhaseStats {
-        vh,
-        v: column_means(v, model.n_visible),
-        h: column_means(&ph, model.n_hidden),
-    }
-}
-
-fn column_means(x: &[f32], cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; cols];
-    let rows = x.len() / cols;
-    for row in x.chunks_exact(cols) {
-        for (o, &v) in out.iter_mut().zip(row) {
-            *o += v;
-        }
-    }
-    out.iter_mut().for_each(|o| *o /= rows as f32);
-    out
 }
 
 /// Buffers reused by every batch (no allocation inside the epoch loop).

@@ -513,6 +513,32 @@ fn merged_shards_equal_the_single_run() {
 }
 
 #[test]
+fn auto_avoids_kaufman_for_negative_beta_on_an_odd_torus() {
+    // beta J < 0 with an odd side is frustrated: Kaufman's formula does not apply, even though
+    // J > 0. auto must pick another method and agree with enumeration (2^25 states).
+    let torus = IsingLattice::new(5, 5, Boundary::Periodic, 1.0, 0.0).unwrap();
+    let model = Model::Lattice {
+        lattice: &torus,
+        beta: -0.5,
+    };
+    let got = partition::log_partition(
+        &model,
+        Method::Auto,
+        &PartitionOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_ne!(got.method, Method::Kaufman);
+    let want = exact::log_partition_lattice(&torus, -0.5).unwrap();
+    assert_close(got.log_z, want, EXACT_REL, "5x5 torus at beta = -0.5");
+    ebm()
+        .args(["partition", "ising", "--width", "5", "--height", "5"])
+        .args(["--beta", "-0.5"])
+        .assert()
+        .success();
+}
+
+#[test]
 fn auto_refuses_hopeless_models_naming_the_cost() {
     let lattice = IsingLattice::new(64, 64, Boundary::Open, 1.0, 0.1).unwrap();
     let model = Model::Lattice {

@@ -299,7 +299,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
             ))
         }
         (Method::Transfer, _) => not_for("a model that is not a lattice"),
-        (Method::Kaufman, Model::Lattice { lattice, .. }) => {
+        (Method::Kaufman, Model::Lattice { lattice, beta }) => {
             if lattice.boundary() != Boundary::Periodic
                 || lattice.site_field().is_some()
                 || lattice.uniform_field() != 0.0
@@ -310,8 +310,11 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                     "this lattice (Kaufman needs a zero-field torus with both sides >= 2)",
                 );
             }
-            if lattice.coupling() < 0.0 && (lattice.width() % 2 == 1 || lattice.height() % 2 == 1) {
-                return not_for("a frustrated antiferromagnet (J < 0 with an odd side)");
+            // Kaufman's formula needs beta J >= 0 on an odd torus (the sign of beta counts too).
+            if beta * lattice.coupling() < 0.0
+                && (lattice.width() % 2 == 1 || lattice.height() % 2 == 1)
+            {
+                return not_for("a frustrated antiferromagnet (beta J < 0 with an odd side)");
             }
             Ok(est(
                 lattice.width() as f64 * 2e-7,

@@ -873,4 +873,21 @@ fn cli_answer_does_not_depend_on_threads() {
         (v["log_z"].to_string(), v["marginals"].to_string())
     };
     assert_eq!(run("1"), run("2"));
+    // auto ranks methods by single-core cost, so it picks the same method (and so the same last
+    // bits of ln Z) for any --threads: a 4x4 open lattice with a field once gave transfer with
+    // one thread and eliminate with two.
+    let auto = |threads: &str| {
+        let out = ebm()
+            .args(["partition", "ising", "--width", "4", "--height", "4"])
+            .args(["--field", "0.1", "--boundary", "open", "--json"])
+            .args(["--threads", threads])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        (v["method"].to_string(), v["log_z"].to_string())
+    };
+    assert_eq!(auto("1"), auto("2"));
 }

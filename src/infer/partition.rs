@@ -6,7 +6,9 @@
 //! model of mean degree d (0.3 ns for a uniform lattice of width <= 8, 2.5 ns for wider ones, (3 + 4 t) ns for factor tables
 //! with t table updates per flip), RBM enumeration ~ 0.35 ns per state per unit of the larger
 //! layer, elimination ~ 6 ns per table-entry operation of its [`eliminate::Plan`], transfer ~ 25 ns per
-//! log-add-exp, Kaufman ~ 200 ns per column. Parallel methods divide by the rayon pool size.
+//! log-add-exp, Kaufman ~ 200 ns per column. Every figure is single-core seconds, whatever the
+//! rayon pool size: the choice of `auto` (and so the last bits of ln Z) must not depend on
+//! `--threads`, and the time budget is compared against the same single-core figure.
 
 use super::eliminate::{self, EliminateOptions, Heuristic};
 use super::exact::{self, EnumerateOptions, Shard};
@@ -98,7 +100,8 @@ impl Default for Budget {
 pub struct Estimate {
     /// The method.
     pub method: Method,
-    /// Estimated seconds of wall time with the current rayon pool.
+    /// Estimated seconds on one core (independent of the thread count; parallel methods finish
+    /// sooner on more cores).
     pub seconds: f64,
     /// Estimated memory for tables, in bytes.
     pub bytes: f64,
@@ -145,10 +148,6 @@ pub struct Partition {
     pub states: Option<u64>,
     /// The estimate that was made for the method.
     pub estimate: Estimate,
-}
-
-fn threads() -> f64 {
-    rayon::current_num_threads().max(1) as f64
 }
 
 fn pow2(bits: usize) -> f64 {
@@ -203,11 +202,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                 Model::Rbm(_) => unreachable!(),
             } + if opts.marginals { 6.0 } else { 0.0 };
             let states = pow2(n) / opts.shard.count as f64;
-            Ok(est(
-                states * ns * 1e-9 / threads(),
-                0.0,
-                format!("2^{n} states"),
-            ))
+            Ok(est(states * ns * 1e-9, 0.0, format!("2^{n} states")))
         }
         (Method::Rbm, Model::Rbm(r)) => {
             let k = rbm_enumerated_bits(r);
@@ -220,7 +215,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
             }
             let states = pow2(k) / opts.shard.count as f64;
             Ok(est(
-                states * (m as f64 * 0.35 + 5.0) * 1e-9 / threads(),
+                states * (m as f64 * 0.35 + 5.0) * 1e-9,
                 0.0,
                 format!("2^{k} states x {m} softplus terms"),
             ))
@@ -259,7 +254,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
             }
             let runs = if opts.marginals { n as f64 + 1.0 } else { 1.0 };
             Ok(est(
-                runs * plan.cost * 6e-9 / threads(),
+                runs * plan.cost * 6e-9,
                 plan.max_table_bytes(),
                 format!(
                     "induced width {}, largest table 2^{} entries ({:.3e} bytes)",
@@ -287,10 +282,10 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                 });
             }
             let strip = StripLattice::of_lattice(lattice);
-            let par = if torus { threads() } else { 1.0 };
+            // Bytes: one frontier vector (the torus keeps one per worker thread; 2^14 doubles).
             Ok(est(
-                strip.cost() * 25e-9 / par,
-                pow2(w) * 8.0 * if torus { threads() } else { 1.0 },
+                strip.cost() * 25e-9,
+                pow2(w) * 8.0,
                 format!(
                     "2^{w} frontier states{}, {:.3e} operations",
                     if torus { " per first-row state" } else { "" },

@@ -539,6 +539,57 @@ fn auto_avoids_kaufman_for_negative_beta_on_an_odd_torus() {
 }
 
 #[test]
+fn auto_estimates_lattice_elimination_without_planning() {
+    // A 40x5000 torus: Kaufman answers at once; elimination is estimated analytically (width
+    // twice the shorter side on a torus) and refused, with no min-fill planning over 2e5 sites
+    // (which took over a minute before choosing).
+    let torus = IsingLattice::new(40, 5000, Boundary::Periodic, 1.0, 0.0).unwrap();
+    let model = Model::Lattice {
+        lattice: &torus,
+        beta: 0.3,
+    };
+    let opts = PartitionOptions::default();
+    let err = partition::estimate(&model, Method::Eliminate, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("induced width about 80"), "{err}");
+    assert_eq!(
+        partition::choose(&model, &opts).unwrap().method,
+        Method::Kaufman
+    );
+    // A 12x2000 open lattice with a field: elimination is estimated (width 12, no plan) and
+    // transfer is chosen as the cheaper.
+    let strip = IsingLattice::new(12, 2000, Boundary::Open, 1.0, 0.1).unwrap();
+    let model = Model::Lattice {
+        lattice: &strip,
+        beta: 0.3,
+    };
+    let e = partition::estimate(&model, Method::Eliminate, &opts).unwrap();
+    assert!(e.plan.is_none() && e.detail.contains("induced width about 12"));
+    assert_eq!(
+        partition::choose(&model, &opts).unwrap().method,
+        Method::Transfer
+    );
+    // Non-lattice models are planned once, in the estimate, and the run reuses that plan.
+    let model_pw = random_pairwise(12, 0.3, 1.0, 9);
+    let graph = FactorGraph::from_pairwise(&model_pw, 0.8).unwrap();
+    let e = partition::estimate(&Model::Factors(&graph), Method::Eliminate, &opts).unwrap();
+    let plan = e.plan.expect("a plan for a factor graph");
+    let run =
+        eliminate::eliminate_factor_graph_with_plan(&graph, plan.clone(), &Default::default())
+            .unwrap();
+    assert_eq!(run.plan, plan);
+    let want = exact::log_partition_factor_graph(&graph).unwrap();
+    assert_close(run.log_z, want, EXACT_REL, "elimination with a given plan");
+    // A plan of another model is refused, not run.
+    let mut short = plan;
+    short.order.pop();
+    assert!(
+        eliminate::eliminate_factor_graph_with_plan(&graph, short, &Default::default()).is_err()
+    );
+}
+
+#[test]
 fn auto_refuses_hopeless_models_naming_the_cost() {
     let lattice = IsingLattice::new(64, 64, Boundary::Open, 1.0, 0.1).unwrap();
     let model = Model::Lattice {

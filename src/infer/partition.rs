@@ -107,6 +107,9 @@ pub struct Estimate {
     pub bytes: f64,
     /// The cost in words, e.g. "2^36 states" or "induced width 17, 2^17-entry tables".
     pub detail: String,
+    /// The elimination plan made for the estimate (elimination of a non-lattice model), reused
+    /// by the run so that planning is not repeated.
+    pub plan: Option<eliminate::Plan>,
 }
 
 /// Options of [`log_partition`].
@@ -174,6 +177,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
         seconds,
         bytes,
         detail,
+        plan: None,
     };
     match (method, model) {
         (Method::Auto, _) => Err(Error::param("method", "auto is not a method to estimate")),
@@ -222,26 +226,41 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
         }
         (Method::Rbm, _) => not_for("a model that is not an RBM"),
         (Method::Eliminate, Model::Rbm(_)) => not_for("an RBM (use rbm)"),
-        (Method::Eliminate, _) => {
-            if let Model::Lattice { lattice, .. } = model {
-                // Treewidth of a grid is at least its shorter side: skip hopeless planning.
-                let side = lattice.width().min(lattice.height());
-                if side > eliminate::PLAN_WIDTH_CAP {
-                    return Err(Error::TooLarge {
-                        method: "variable elimination".into(),
-                        detail: format!(
-                            "induced width >= {side} (the shorter side): tables of 2^{side} entries"
-                        ),
-                    });
-                }
-            }
-            let plan = match model {
-                Model::Lattice { lattice, .. } => {
-                    eliminate::plan_pairwise(&lattice.to_pairwise()?, opts.heuristic)
-                }
-                Model::Factors(g) => eliminate::plan_factor_graph(g, opts.heuristic),
-                Model::Rbm(_) => unreachable!(),
+        (Method::Eliminate, Model::Lattice { lattice, .. }) => {
+            // No planning here (min-fill trials over a 10^5-site lattice take longer than many
+            // answers): a grid sweep eliminates row by row with a frontier of the shorter side w,
+            // twice that on a torus (the first row stays in the frontier), so about n variables
+            // are each summed out of a table of 2^(w+1) entries touched by w+1 factors.
+            let (short, long) = (
+                lattice.width().min(lattice.height()),
+                lattice.width().max(lattice.height()),
+            );
+            let torus = lattice.boundary() == Boundary::Periodic && long > 1;
+            let w = if torus { 2 * short } else { short };
+            let why = if torus {
+                "twice the shorter side on a torus"
+            } else {
+                "the shorter side"
             };
+            if w > eliminate::PLAN_WIDTH_CAP {
+                return Err(Error::TooLarge {
+                    method: "variable elimination".into(),
+                    detail: format!("induced width about {w} ({why}): tables of 2^{w} entries"),
+                });
+            }
+            let runs = if opts.marginals { n as f64 + 1.0 } else { 1.0 };
+            let cost = n as f64 * (w as f64 + 1.0) * pow2(w + 1);
+            Ok(est(
+                runs * cost * 6e-9,
+                pow2(w) * 8.0,
+                format!(
+                    "induced width about {w} ({why}), largest table 2^{w} entries ({:.3e} bytes)",
+                    pow2(w) * 8.0
+                ),
+            ))
+        }
+        (Method::Eliminate, Model::Factors(g)) => {
+            let plan = eliminate::plan_factor_graph(g, opts.heuristic);
             if plan.induced_width > eliminate::PLAN_WIDTH_CAP {
                 return Err(Error::TooLarge {
                     method: "variable elimination".into(),
@@ -253,7 +272,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                 });
             }
             let runs = if opts.marginals { n as f64 + 1.0 } else { 1.0 };
-            Ok(est(
+            let mut e = est(
                 runs * plan.cost * 6e-9,
                 plan.max_table_bytes(),
                 format!(
@@ -262,7 +281,9 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                     plan.induced_width,
                     plan.max_table_bytes()
                 ),
-            ))
+            );
+            e.plan = Some(plan);
+            Ok(e)
         }
         (Method::Transfer, Model::Lattice { lattice, .. }) => {
             // The swept side is the shorter one (checked before building any per-site data).
@@ -412,21 +433,31 @@ pub fn log_partition(
             out.states = Some(e.states);
         }
         (Method::Eliminate, Model::Lattice { lattice, beta }) => {
+            // Planned once, here (the estimate was analytic), and used for Z and the marginals.
             let pw = lattice.to_pairwise()?;
-            let e = eliminate::eliminate_pairwise(&pw, *beta, &elim_opts)?;
+            let plan = eliminate::plan_pairwise(&pw, opts.heuristic);
+            if opts.marginals {
+                out.marginals = Some(eliminate::marginals_pairwise_with_plan(
+                    &pw, *beta, &plan, &elim_opts,
+                )?);
+            }
+            let e = eliminate::eliminate_pairwise_with_plan(&pw, *beta, plan, &elim_opts)?;
             out.log_z = e.log_z;
             out.induced_width = Some(e.plan.induced_width);
-            if opts.marginals {
-                out.marginals = Some(eliminate::marginals_pairwise(&pw, *beta, &elim_opts)?);
-            }
         }
         (Method::Eliminate, Model::Factors(g)) => {
-            let e = eliminate::eliminate_factor_graph(g, &elim_opts)?;
+            let plan = match &estimate.plan {
+                Some(p) => p.clone(),
+                None => eliminate::plan_factor_graph(g, opts.heuristic),
+            };
+            if opts.marginals {
+                out.marginals = Some(eliminate::marginals_factor_graph_with_plan(
+                    g, &plan, &elim_opts,
+                )?);
+            }
+            let e = eliminate::eliminate_factor_graph_with_plan(g, plan, &elim_opts)?;
             out.log_z = e.log_z;
             out.induced_width = Some(e.plan.induced_width);
-            if opts.marginals {
-                out.marginals = Some(eliminate::marginals_factor_graph(g, &elim_opts)?);
-            }
         }
         (Method::Transfer, Model::Lattice { lattice, beta }) => {
             out.log_z = transfer_log_partition(lattice, *beta)?;

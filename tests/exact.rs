@@ -825,6 +825,89 @@ fn cli_shards_merge_to_the_single_run() {
 }
 
 #[test]
+fn cli_merges_empty_and_zero_weight_shards() {
+    // 2 states in 8 shards: most shards are empty, so their log_sum is -inf, written as null.
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["partition", "ising", "--width", "2", "--height", "1"];
+    let args = [
+        &args[..],
+        &["--coupling", "0", "--field", "0.4", "--method", "enumerate"],
+    ]
+    .concat();
+    let mut files = Vec::new();
+    for k in 0..8 {
+        let out = ebm()
+            .args(&args)
+            .args(["--shard", &format!("{k}/8")])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        if v["states"] == 0 {
+            assert!(v["log_sum"].is_null(), "{v}");
+        }
+        let f = dir.path().join(format!("part{k}.json"));
+        std::fs::write(&f, out).unwrap();
+        files.push(f);
+    }
+    let merged: serde_json::Value = serde_json::from_slice(
+        &ebm()
+            .args(["partition", "merge", "--json"])
+            .args(&files)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .unwrap();
+    // Closed form: two independent spins in field 0.4 at beta = 1.
+    let want = 2.0 * (2.0 * 0.4f64.cosh()).ln();
+    let got = merged["log_z"].as_f64().unwrap();
+    assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
+    // A UAI model whose tables contradict each other (x0 = 1 only, and x0 = 0 only) has Z = 0:
+    // the whole run is a clear error, its shards are -inf (null) and merge to the same error.
+    let uai = dir.path().join("zero.uai");
+    std::fs::write(
+        &uai,
+        "MARKOV\n2\n2 2\n2\n1 0\n2 0 1\n\n2\n0 1\n\n4\n1 1 0 0\n",
+    )
+    .unwrap();
+    use predicates::prelude::*;
+    ebm()
+        .args(["partition", "--model"])
+        .arg(&uai)
+        .args(["--method", "enumerate"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no state has positive weight"));
+    let mut zero_files = Vec::new();
+    for k in 0..2 {
+        let out = ebm()
+            .args(["partition", "--model"])
+            .arg(&uai)
+            .args(["--method", "enumerate", "--shard", &format!("{k}/2")])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v["log_sum"].is_null(), "{v}");
+        let f = dir.path().join(format!("zero{k}.json"));
+        std::fs::write(&f, out).unwrap();
+        zero_files.push(f);
+    }
+    ebm()
+        .args(["partition", "merge"])
+        .args(&zero_files)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no state has positive weight"));
+}
+
+#[test]
 fn cli_reads_rbm_and_uai_models() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = ebm::rng::from_seed(1);

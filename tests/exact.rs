@@ -590,6 +590,48 @@ fn auto_estimates_lattice_elimination_without_planning() {
 }
 
 #[test]
+fn shards_are_limited_per_shard_not_in_total() {
+    // At most 2^40 states per part and 63 variables in all: the documented 7x6 (42-variable)
+    // GNU-parallel example in 64 shards is accepted, and a whole 41-variable run is not.
+    let ok = |n: usize, count: u64| {
+        exact::check_enumeration_size(n, Shard::new(count - 1, count).unwrap()).is_ok()
+    };
+    assert!(ok(40, 1) && !ok(41, 1));
+    assert!(ok(41, 2) && ok(41, 3) && ok(42, 4) && !ok(42, 3));
+    assert!(ok(42, 64) && ok(46, 64) && !ok(47, 64));
+    assert!(ok(63, 1 << 23) && !ok(64, 1 << 24) && !ok(64, u64::MAX));
+    let err = exact::check_enumeration_size(42, Shard::WHOLE)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("N >= 4"), "{err}");
+    // The estimate of the documented example applies (the run itself takes 2^36 states per part).
+    let lattice = IsingLattice::new(7, 6, Boundary::Periodic, 1.0, 0.0).unwrap();
+    let model = Model::Lattice {
+        lattice: &lattice,
+        beta: 0.4,
+    };
+    let opts = PartitionOptions {
+        shard: Shard::new(5, 64).unwrap(),
+        ..Default::default()
+    };
+    let e = partition::estimate(&model, Method::Enumerate, &opts).unwrap();
+    assert_eq!(e.method, Method::Enumerate);
+    assert!(partition::estimate(&model, Method::Enumerate, &PartitionOptions::default()).is_err());
+    // A 41-variable shard small enough to run (2^41 / 2^24 = 2^17 states) by the lattice
+    // histogram and by the general pairwise walk: the two agree.
+    let chain = IsingLattice::new(41, 1, Boundary::Open, 1.0, 0.3).unwrap();
+    let opts = EnumerateOptions {
+        marginals: false,
+        shard: Shard::new(3, 1 << 24).unwrap(),
+    };
+    let part = exact::enumerate_lattice(&chain, 0.5, &opts, &mut Silent).unwrap();
+    let pw = chain.to_pairwise().unwrap();
+    let walk = exact::enumerate_pairwise(&pw, 0.5, &opts, &mut Silent).unwrap();
+    assert_eq!((part.states, part.range), (1 << 17, walk.range));
+    assert_close(part.log_sum, walk.log_sum, EXACT_REL, "41-variable shard");
+}
+
+#[test]
 fn auto_refuses_hopeless_models_naming_the_cost() {
     let lattice = IsingLattice::new(64, 64, Boundary::Open, 1.0, 0.1).unwrap();
     let model = Model::Lattice {

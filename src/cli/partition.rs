@@ -25,7 +25,7 @@ const AFTER_HELP: &str = "Examples:
   ebm partition ising --width 6 --height 6 --method enumerate --shard 3/8 > part3.json
   ebm partition merge part*.json
 
-Methods: enumerate (all 2^n states, n <= 40), rbm (smaller RBM layer), eliminate (variable
+Methods: enumerate (all 2^n states: n <= 40, or n <= 63 in --shard parts of <= 2^40), rbm (smaller RBM layer), eliminate (variable
 elimination; reports the induced width), transfer (lattices of small width), kaufman (zero-field
 torus, any size), auto (cheapest by estimated cost; refuses when none fits --max-seconds and
 --max-memory-mb). ln Z is the natural log; log10_z = ln Z / ln 10.";

@@ -183,12 +183,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
         (Method::Auto, _) => Err(Error::param("method", "auto is not a method to estimate")),
         (Method::Enumerate, Model::Rbm(_)) => estimate(model, Method::Rbm, opts),
         (Method::Enumerate, _) => {
-            if n > exact::MAX_ENUMERATED_VARS {
-                return Err(Error::TooLarge {
-                    method: "enumeration".into(),
-                    detail: format!("2^{n} states (at most 2^{})", exact::MAX_ENUMERATED_VARS),
-                });
-            }
+            exact::check_enumeration_size(n, opts.shard)?;
             let ns = match model {
                 Model::Lattice { lattice, .. }
                     if lattice.site_field().is_none() && !opts.marginals =>

@@ -249,6 +249,35 @@ fn transfer_matches_enumeration_on_open_and_cylinder_lattices_with_fields() {
 }
 
 #[test]
+fn transfer_orientation_counts_the_boundary() {
+    let cylinder = |w: usize, h: usize| StripLattice {
+        width: w,
+        height: h,
+        periodic_width: true,
+        periodic_height: false,
+        coupling: 0.5,
+        fields: vec![0.1; w * h],
+    };
+    // 16 wide, periodic across the width, 12 high: sweeping the rows costs 12 16 2^16; the
+    // transpose would be a 12-wide torus, 2^12 times 16 12 2^12 (over 60 times more).
+    let s = cylinder(16, 12).best_sweep();
+    assert!(!s.transpose && !s.torus && s.width == 16, "{s:?}");
+    assert_eq!(s.cost, 12.0 * 16.0 * 65536.0);
+    assert!(s.cost < cylinder(16, 12).sweep_of(true).cost);
+    // 24 wide (over the open-strip limit 22), 3 high: only the transposed torus sweep fits.
+    let s = cylinder(24, 3).best_sweep();
+    assert!(s.transpose && s.torus && s.width == 3 && s.fits(), "{s:?}");
+    // An open lattice still sweeps its shorter side.
+    let mut open = cylinder(9, 4);
+    open.periodic_width = false;
+    assert!(open.best_sweep().transpose);
+    // The answer does not depend on the orientation (5x3 cylinder: the rows are now swept;
+    // the old choice, the 3-wide transposed torus, is checked by enumeration in
+    // transfer_matches_enumeration_on_open_and_cylinder_lattices_with_fields).
+    assert!(!cylinder(5, 3).best_sweep().transpose);
+}
+
+#[test]
 fn all_methods_agree_on_random_models_with_fields_and_mixed_couplings() {
     for seed in 0..6u64 {
         let n = 10 + seed as usize;

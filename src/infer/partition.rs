@@ -14,7 +14,7 @@ use super::eliminate::{self, EliminateOptions, Heuristic};
 use super::exact::{self, EnumerateOptions, Shard};
 use super::kaufman::kaufman_log_partition;
 use super::rbm::{rbm_enumerate, rbm_enumerated_bits};
-use super::transfer::{MAX_STRIP_WIDTH, MAX_TORUS_WIDTH, StripLattice, transfer_log_partition};
+use super::transfer::{StripLattice, transfer_log_partition};
 use crate::error::{Error, Result};
 use crate::model::{Boundary, FactorGraph, IsingLattice, Rbm};
 use crate::progress::Observer;
@@ -281,31 +281,33 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
             Ok(e)
         }
         (Method::Transfer, Model::Lattice { lattice, .. }) => {
-            // The swept side is the shorter one (checked before building any per-site data).
-            let w = lattice.width().min(lattice.height());
-            let torus = lattice.boundary() == Boundary::Periodic
-                && lattice.width().min(lattice.height()) > 1
-                && lattice.width().max(lattice.height()) > 1;
-            let limit = if torus {
-                MAX_TORUS_WIDTH
-            } else {
-                MAX_STRIP_WIDTH
+            // The orientation of the run: the cheaper sweep within its width limit (checked
+            // before building any per-site data).
+            let periodic = lattice.boundary() == Boundary::Periodic;
+            let shape = StripLattice {
+                width: lattice.width(),
+                height: lattice.height(),
+                periodic_width: periodic,
+                periodic_height: periodic,
+                coupling: lattice.coupling(),
+                fields: Vec::new(),
             };
-            if w > limit {
+            let sweep = shape.best_sweep();
+            let (w, torus) = (sweep.width, sweep.torus);
+            if !sweep.fits() {
                 return Err(Error::TooLarge {
                     method: "transfer matrix".into(),
-                    detail: format!("swept width {w} (at most {limit})"),
+                    detail: format!("swept width {w} (at most {})", sweep.limit),
                 });
             }
-            let strip = StripLattice::of_lattice(lattice);
             // Bytes: one frontier vector (the torus keeps one per worker thread; 2^14 doubles).
             Ok(est(
-                strip.cost() * 25e-9,
+                sweep.cost * 25e-9,
                 pow2(w) * 8.0,
                 format!(
                     "2^{w} frontier states{}, {:.3e} operations",
                     if torus { " per first-row state" } else { "" },
-                    strip.cost()
+                    sweep.cost
                 ),
             ))
         }

@@ -25,7 +25,7 @@ const AFTER_HELP: &str = "Examples:
   ebm partition ising --width 6 --height 6 --method enumerate --shard 3/8 > part3.json
   ebm partition merge part*.json
 
-Methods: enumerate (all 2^n states, n <= 40), rbm (smaller RBM layer), eliminate (variable
+Methods: enumerate (all 2^n states: n <= 40, or n <= 63 in --shard parts of <= 2^40), rbm (smaller RBM layer), eliminate (variable
 elimination; reports the induced width), transfer (lattices of small width), kaufman (zero-field
 torus, any size), auto (cheapest by estimated cost; refuses when none fits --max-seconds and
 --max-memory-mb). ln Z is the natural log; log10_z = ln Z / ln 10.";
@@ -138,6 +138,12 @@ struct ShardReport {
     shard: String,
     shard_index: u64,
     shard_count: u64,
+    /// ln of the shard's sum; a shard whose states all have weight 0 (or no states) has
+    /// log_sum = -inf, written as JSON null (JSON has no infinities) and read back as -inf.
+    #[serde(
+        serialize_with = "log_sum_to_json",
+        deserialize_with = "log_sum_from_json"
+    )]
     log_sum: f64,
     states: u64,
     method: String,
@@ -158,6 +164,28 @@ struct MergeReport {
     fingerprint: String,
     shards: u64,
     states: u64,
+}
+
+/// -inf (a sum of zero weights) as JSON null; any other value as a number.
+fn log_sum_to_json<S: serde::Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if *x == f64::NEG_INFINITY {
+        s.serialize_none()
+    } else {
+        s.serialize_some(x)
+    }
+}
+
+/// JSON null as -inf (see [`log_sum_to_json`]).
+fn log_sum_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
+}
+
+/// The error for a whole model with Z = 0 (ln Z = -inf has no JSON number).
+fn zero_partition(description: &str) -> anyhow::Error {
+    anyhow::Error::new(ebm::Error::InvalidModel(
+        "no state has positive weight: Z = 0, so ln Z = -inf".into(),
+    ))
+    .context(format!("ln Z of {description}"))
 }
 
 fn usage(msg: String) -> anyhow::Error {
@@ -316,6 +344,9 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         // A shard's result is data for `merge`: always JSON on stdout.
         return print_json(&report);
     }
+    if result.log_z == f64::NEG_INFINITY {
+        return Err(zero_partition(&description));
+    }
     let report = Report {
         log_z: result.log_z,
         log10_z: result.log_z / std::f64::consts::LN_10,
@@ -401,6 +432,9 @@ fn merge(args: &MergeArgs, global: &GlobalArgs, start: Instant) -> anyhow::Resul
     }
     let log_sums: Vec<f64> = shards.iter().map(|(s, _)| s.log_sum).collect();
     let log_z = merge_shards(&log_sums);
+    if log_z == f64::NEG_INFINITY {
+        return Err(zero_partition(&first.model));
+    }
     let report = MergeReport {
         log_z,
         log10_z: log_z / std::f64::consts::LN_10,

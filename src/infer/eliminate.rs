@@ -515,9 +515,37 @@ fn check_plan(plan: &Plan, opts: &EliminateOptions) -> Result<()> {
     Ok(())
 }
 
+/// Checks that `plan` orders exactly the variables 0..n, each once.
+fn check_order(plan: &Plan, n: usize) -> Result<()> {
+    let mut seen = vec![false; n];
+    let ok = plan.order.len() == n
+        && plan
+            .order
+            .iter()
+            .all(|&v| v < n && !std::mem::replace(&mut seen[v], true));
+    if !ok {
+        return Err(Error::SizeMismatch(format!(
+            "an elimination plan of {} variables is not an order of the model's {n} variables",
+            plan.order.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Exact ln Z of a factor graph by variable elimination.
 pub fn eliminate_factor_graph(graph: &FactorGraph, opts: &EliminateOptions) -> Result<Elimination> {
     let plan = plan_factor_graph(graph, opts.heuristic);
+    eliminate_factor_graph_with_plan(graph, plan, opts)
+}
+
+/// [`eliminate_factor_graph`] with a plan already made by [`plan_factor_graph`] (planning is
+/// not repeated; `opts.heuristic` is not used).
+pub fn eliminate_factor_graph_with_plan(
+    graph: &FactorGraph,
+    plan: Plan,
+    opts: &EliminateOptions,
+) -> Result<Elimination> {
+    check_order(&plan, graph.num_vars())?;
     check_plan(&plan, opts)?;
     let log_z = run(graph.num_vars(), log_factors_of_graph(graph), &plan);
     Ok(Elimination { log_z, plan })
@@ -529,10 +557,22 @@ pub fn eliminate_pairwise(
     beta: f64,
     opts: &EliminateOptions,
 ) -> Result<Elimination> {
+    let plan = plan_pairwise(model, opts.heuristic);
+    eliminate_pairwise_with_plan(model, beta, plan, opts)
+}
+
+/// [`eliminate_pairwise`] with a plan already made by [`plan_pairwise`] (planning is not
+/// repeated; `opts.heuristic` is not used).
+pub fn eliminate_pairwise_with_plan(
+    model: &PairwiseMrf,
+    beta: f64,
+    plan: Plan,
+    opts: &EliminateOptions,
+) -> Result<Elimination> {
     if !beta.is_finite() {
         return Err(Error::param("beta", format!("must be finite, got {beta}")));
     }
-    let plan = plan_pairwise(model, opts.heuristic);
+    check_order(&plan, model.fields().len())?;
     check_plan(&plan, opts)?;
     let log_z = run(
         model.fields().len(),
@@ -570,12 +610,21 @@ fn clamped_marginals(n: usize, factors: Vec<LogFactor>, plan: &Plan) -> Vec<f64>
 /// Exact marginals P(x_i = 1) of a factor graph: one clamped elimination per variable
 /// (cost n + 1 eliminations, in parallel).
 pub fn marginals_factor_graph(graph: &FactorGraph, opts: &EliminateOptions) -> Result<Vec<f64>> {
-    let plan = plan_factor_graph(graph, opts.heuristic);
-    check_plan(&plan, opts)?;
+    marginals_factor_graph_with_plan(graph, &plan_factor_graph(graph, opts.heuristic), opts)
+}
+
+/// [`marginals_factor_graph`] with a plan already made by [`plan_factor_graph`].
+pub fn marginals_factor_graph_with_plan(
+    graph: &FactorGraph,
+    plan: &Plan,
+    opts: &EliminateOptions,
+) -> Result<Vec<f64>> {
+    check_order(plan, graph.num_vars())?;
+    check_plan(plan, opts)?;
     Ok(clamped_marginals(
         graph.num_vars(),
         log_factors_of_graph(graph),
-        &plan,
+        plan,
     ))
 }
 
@@ -585,12 +634,25 @@ pub fn marginals_pairwise(
     beta: f64,
     opts: &EliminateOptions,
 ) -> Result<Vec<f64>> {
-    let plan = plan_pairwise(model, opts.heuristic);
-    check_plan(&plan, opts)?;
+    marginals_pairwise_with_plan(model, beta, &plan_pairwise(model, opts.heuristic), opts)
+}
+
+/// [`marginals_pairwise`] with a plan already made by [`plan_pairwise`].
+pub fn marginals_pairwise_with_plan(
+    model: &PairwiseMrf,
+    beta: f64,
+    plan: &Plan,
+    opts: &EliminateOptions,
+) -> Result<Vec<f64>> {
+    if !beta.is_finite() {
+        return Err(Error::param("beta", format!("must be finite, got {beta}")));
+    }
+    check_order(plan, model.fields().len())?;
+    check_plan(plan, opts)?;
     Ok(clamped_marginals(
         model.fields().len(),
         log_factors_of_pairwise(model, beta),
-        &plan,
+        plan,
     ))
 }
 

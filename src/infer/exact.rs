@@ -29,8 +29,11 @@ use crate::logspace::LogSumExp;
 use crate::model::{EnergyModel, FactorGraph, IsingLattice, PairwiseMrf, Spin};
 use crate::progress::{Control, Observer, Silent, Step};
 
-/// Largest number of variables that enumeration accepts (2^40 states: days on two cores).
+/// log2 of the most states one run (a whole enumeration or one shard) may sum: 2^40 states
+/// are days on two cores.
 pub const MAX_ENUMERATED_VARS: usize = 40;
+/// Most variables of any enumeration, sharded or not (state numbers are u64; 2^63 states).
+pub const MAX_SHARDED_VARS: usize = 63;
 /// log2 of the number of states in one parallel unit of work.
 pub const UNIT_BITS: u32 = 20;
 /// log2 of the number of states per buffered chunk (recomputed from scratch at its start).
@@ -366,14 +369,26 @@ fn walk_range<W: Walker>(
     Partial { total, marg }
 }
 
-/// Number of variables checked against the enumeration limit.
-fn check_size(n: usize) -> Result<()> {
-    if n > MAX_ENUMERATED_VARS {
+/// Checks that the `shard` of the 2^n states is small enough for one run: n <= 63 (so state
+/// numbers fit a u64) and n - floor(log2 N) <= 40, i.e. at most 2^[`MAX_ENUMERATED_VARS`]
+/// states per shard (a 42-variable model needs `--shard K/4` or more parts).
+pub fn check_enumeration_size(n: usize, shard: Shard) -> Result<()> {
+    let log2_parts = (63 - shard.count.max(1).leading_zeros()) as usize;
+    if n > MAX_SHARDED_VARS || n.saturating_sub(log2_parts) > MAX_ENUMERATED_VARS {
+        let need = 1u128 << n.saturating_sub(MAX_ENUMERATED_VARS).min(64);
         return Err(Error::TooLarge {
             method: "enumeration".into(),
-            detail: format!(
-                "{n} variables: 2^{n} states (at most 2^{MAX_ENUMERATED_VARS}); try elimination"
-            ),
+            detail: if n > MAX_SHARDED_VARS {
+                format!(
+                    "{n} variables: 2^{n} states (at most 2^{MAX_SHARDED_VARS}, even in shards)"
+                )
+            } else {
+                format!(
+                    "{n} variables: 2^{n} states in {} part(s) (at most 2^{MAX_ENUMERATED_VARS} \
+                     states per part: use --shard K/N with N >= {need}); or try elimination",
+                    shard.count
+                )
+            },
         });
     }
     Ok(())
@@ -399,7 +414,7 @@ fn run_units<W: Walker>(
     opts: &EnumerateOptions,
     observer: &mut dyn Observer,
 ) -> Result<Enumeration> {
-    check_size(n)?;
+    check_enumeration_size(n, opts.shard)?;
     let total_states = 1u64 << n;
     let (start, end) = opts.shard.range(total_states);
     let units = units_of(start, end);
@@ -789,7 +804,7 @@ pub fn enumerate_lattice(
     if lattice.site_field().is_some() || opts.marginals {
         return enumerate_pairwise(&lattice.to_pairwise()?, beta, opts, observer);
     }
-    check_size(n)?;
+    check_enumeration_size(n, opts.shard)?;
     let (start, end) = opts.shard.range(1u64 << n);
     let units = units_of(start, end);
     let nb = lattice.bonds().len();

@@ -6,13 +6,15 @@
 //! model of mean degree d (0.3 ns for a uniform lattice of width <= 8, 2.5 ns for wider ones, (3 + 4 t) ns for factor tables
 //! with t table updates per flip), RBM enumeration ~ 0.35 ns per state per unit of the larger
 //! layer, elimination ~ 6 ns per table-entry operation of its [`eliminate::Plan`], transfer ~ 25 ns per
-//! log-add-exp, Kaufman ~ 200 ns per column. Parallel methods divide by the rayon pool size.
+//! log-add-exp, Kaufman ~ 200 ns per column. Every figure is single-core seconds, whatever the
+//! rayon pool size: the choice of `auto` (and so the last bits of ln Z) must not depend on
+//! `--threads`, and the time budget is compared against the same single-core figure.
 
 use super::eliminate::{self, EliminateOptions, Heuristic};
 use super::exact::{self, EnumerateOptions, Shard};
 use super::kaufman::kaufman_log_partition;
 use super::rbm::{rbm_enumerate, rbm_enumerated_bits};
-use super::transfer::{MAX_STRIP_WIDTH, MAX_TORUS_WIDTH, StripLattice, transfer_log_partition};
+use super::transfer::{StripLattice, transfer_log_partition};
 use crate::error::{Error, Result};
 use crate::model::{Boundary, FactorGraph, IsingLattice, Rbm};
 use crate::progress::Observer;
@@ -98,12 +100,16 @@ impl Default for Budget {
 pub struct Estimate {
     /// The method.
     pub method: Method,
-    /// Estimated seconds of wall time with the current rayon pool.
+    /// Estimated seconds on one core (independent of the thread count; parallel methods finish
+    /// sooner on more cores).
     pub seconds: f64,
     /// Estimated memory for tables, in bytes.
     pub bytes: f64,
     /// The cost in words, e.g. "2^36 states" or "induced width 17, 2^17-entry tables".
     pub detail: String,
+    /// The elimination plan made for the estimate (elimination of a non-lattice model), reused
+    /// by the run so that planning is not repeated.
+    pub plan: Option<eliminate::Plan>,
 }
 
 /// Options of [`log_partition`].
@@ -147,10 +153,6 @@ pub struct Partition {
     pub estimate: Estimate,
 }
 
-fn threads() -> f64 {
-    rayon::current_num_threads().max(1) as f64
-}
-
 fn pow2(bits: usize) -> f64 {
     2f64.powi(bits as i32)
 }
@@ -175,17 +177,13 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
         seconds,
         bytes,
         detail,
+        plan: None,
     };
     match (method, model) {
         (Method::Auto, _) => Err(Error::param("method", "auto is not a method to estimate")),
         (Method::Enumerate, Model::Rbm(_)) => estimate(model, Method::Rbm, opts),
         (Method::Enumerate, _) => {
-            if n > exact::MAX_ENUMERATED_VARS {
-                return Err(Error::TooLarge {
-                    method: "enumeration".into(),
-                    detail: format!("2^{n} states (at most 2^{})", exact::MAX_ENUMERATED_VARS),
-                });
-            }
+            exact::check_enumeration_size(n, opts.shard)?;
             let ns = match model {
                 Model::Lattice { lattice, .. }
                     if lattice.site_field().is_none() && !opts.marginals =>
@@ -203,11 +201,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                 Model::Rbm(_) => unreachable!(),
             } + if opts.marginals { 6.0 } else { 0.0 };
             let states = pow2(n) / opts.shard.count as f64;
-            Ok(est(
-                states * ns * 1e-9 / threads(),
-                0.0,
-                format!("2^{n} states"),
-            ))
+            Ok(est(states * ns * 1e-9, 0.0, format!("2^{n} states")))
         }
         (Method::Rbm, Model::Rbm(r)) => {
             let k = rbm_enumerated_bits(r);
@@ -220,33 +214,48 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
             }
             let states = pow2(k) / opts.shard.count as f64;
             Ok(est(
-                states * (m as f64 * 0.35 + 5.0) * 1e-9 / threads(),
+                states * (m as f64 * 0.35 + 5.0) * 1e-9,
                 0.0,
                 format!("2^{k} states x {m} softplus terms"),
             ))
         }
         (Method::Rbm, _) => not_for("a model that is not an RBM"),
         (Method::Eliminate, Model::Rbm(_)) => not_for("an RBM (use rbm)"),
-        (Method::Eliminate, _) => {
-            if let Model::Lattice { lattice, .. } = model {
-                // Treewidth of a grid is at least its shorter side: skip hopeless planning.
-                let side = lattice.width().min(lattice.height());
-                if side > eliminate::PLAN_WIDTH_CAP {
-                    return Err(Error::TooLarge {
-                        method: "variable elimination".into(),
-                        detail: format!(
-                            "induced width >= {side} (the shorter side): tables of 2^{side} entries"
-                        ),
-                    });
-                }
-            }
-            let plan = match model {
-                Model::Lattice { lattice, .. } => {
-                    eliminate::plan_pairwise(&lattice.to_pairwise()?, opts.heuristic)
-                }
-                Model::Factors(g) => eliminate::plan_factor_graph(g, opts.heuristic),
-                Model::Rbm(_) => unreachable!(),
+        (Method::Eliminate, Model::Lattice { lattice, .. }) => {
+            // No planning here (min-fill trials over a 10^5-site lattice take longer than many
+            // answers): a grid sweep eliminates row by row with a frontier of the shorter side w,
+            // twice that on a torus (the first row stays in the frontier), so about n variables
+            // are each summed out of a table of 2^(w+1) entries touched by w+1 factors.
+            let (short, long) = (
+                lattice.width().min(lattice.height()),
+                lattice.width().max(lattice.height()),
+            );
+            let torus = lattice.boundary() == Boundary::Periodic && long > 1;
+            let w = if torus { 2 * short } else { short };
+            let why = if torus {
+                "twice the shorter side on a torus"
+            } else {
+                "the shorter side"
             };
+            if w > eliminate::PLAN_WIDTH_CAP {
+                return Err(Error::TooLarge {
+                    method: "variable elimination".into(),
+                    detail: format!("induced width about {w} ({why}): tables of 2^{w} entries"),
+                });
+            }
+            let runs = if opts.marginals { n as f64 + 1.0 } else { 1.0 };
+            let cost = n as f64 * (w as f64 + 1.0) * pow2(w + 1);
+            Ok(est(
+                runs * cost * 6e-9,
+                pow2(w) * 8.0,
+                format!(
+                    "induced width about {w} ({why}), largest table 2^{w} entries ({:.3e} bytes)",
+                    pow2(w) * 8.0
+                ),
+            ))
+        }
+        (Method::Eliminate, Model::Factors(g)) => {
+            let plan = eliminate::plan_factor_graph(g, opts.heuristic);
             if plan.induced_width > eliminate::PLAN_WIDTH_CAP {
                 return Err(Error::TooLarge {
                     method: "variable elimination".into(),
@@ -258,8 +267,8 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                 });
             }
             let runs = if opts.marginals { n as f64 + 1.0 } else { 1.0 };
-            Ok(est(
-                runs * plan.cost * 6e-9 / threads(),
+            let mut e = est(
+                runs * plan.cost * 6e-9,
                 plan.max_table_bytes(),
                 format!(
                     "induced width {}, largest table 2^{} entries ({:.3e} bytes)",
@@ -267,39 +276,43 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                     plan.induced_width,
                     plan.max_table_bytes()
                 ),
-            ))
+            );
+            e.plan = Some(plan);
+            Ok(e)
         }
         (Method::Transfer, Model::Lattice { lattice, .. }) => {
-            // The swept side is the shorter one (checked before building any per-site data).
-            let w = lattice.width().min(lattice.height());
-            let torus = lattice.boundary() == Boundary::Periodic
-                && lattice.width().min(lattice.height()) > 1
-                && lattice.width().max(lattice.height()) > 1;
-            let limit = if torus {
-                MAX_TORUS_WIDTH
-            } else {
-                MAX_STRIP_WIDTH
+            // The orientation of the run: the cheaper sweep within its width limit (checked
+            // before building any per-site data).
+            let periodic = lattice.boundary() == Boundary::Periodic;
+            let shape = StripLattice {
+                width: lattice.width(),
+                height: lattice.height(),
+                periodic_width: periodic,
+                periodic_height: periodic,
+                coupling: lattice.coupling(),
+                fields: Vec::new(),
             };
-            if w > limit {
+            let sweep = shape.best_sweep();
+            let (w, torus) = (sweep.width, sweep.torus);
+            if !sweep.fits() {
                 return Err(Error::TooLarge {
                     method: "transfer matrix".into(),
-                    detail: format!("swept width {w} (at most {limit})"),
+                    detail: format!("swept width {w} (at most {})", sweep.limit),
                 });
             }
-            let strip = StripLattice::of_lattice(lattice);
-            let par = if torus { threads() } else { 1.0 };
+            // Bytes: one frontier vector (the torus keeps one per worker thread; 2^14 doubles).
             Ok(est(
-                strip.cost() * 25e-9 / par,
-                pow2(w) * 8.0 * if torus { threads() } else { 1.0 },
+                sweep.cost * 25e-9,
+                pow2(w) * 8.0,
                 format!(
                     "2^{w} frontier states{}, {:.3e} operations",
                     if torus { " per first-row state" } else { "" },
-                    strip.cost()
+                    sweep.cost
                 ),
             ))
         }
         (Method::Transfer, _) => not_for("a model that is not a lattice"),
-        (Method::Kaufman, Model::Lattice { lattice, .. }) => {
+        (Method::Kaufman, Model::Lattice { lattice, beta }) => {
             if lattice.boundary() != Boundary::Periodic
                 || lattice.site_field().is_some()
                 || lattice.uniform_field() != 0.0
@@ -310,8 +323,11 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                     "this lattice (Kaufman needs a zero-field torus with both sides >= 2)",
                 );
             }
-            if lattice.coupling() < 0.0 && (lattice.width() % 2 == 1 || lattice.height() % 2 == 1) {
-                return not_for("a frustrated antiferromagnet (J < 0 with an odd side)");
+            // Kaufman's formula needs beta J >= 0 on an odd torus (the sign of beta counts too).
+            if beta * lattice.coupling() < 0.0
+                && (lattice.width() % 2 == 1 || lattice.height() % 2 == 1)
+            {
+                return not_for("a frustrated antiferromagnet (beta J < 0 with an odd side)");
             }
             Ok(est(
                 lattice.width() as f64 * 2e-7,
@@ -414,21 +430,31 @@ pub fn log_partition(
             out.states = Some(e.states);
         }
         (Method::Eliminate, Model::Lattice { lattice, beta }) => {
+            // Planned once, here (the estimate was analytic), and used for Z and the marginals.
             let pw = lattice.to_pairwise()?;
-            let e = eliminate::eliminate_pairwise(&pw, *beta, &elim_opts)?;
+            let plan = eliminate::plan_pairwise(&pw, opts.heuristic);
+            if opts.marginals {
+                out.marginals = Some(eliminate::marginals_pairwise_with_plan(
+                    &pw, *beta, &plan, &elim_opts,
+                )?);
+            }
+            let e = eliminate::eliminate_pairwise_with_plan(&pw, *beta, plan, &elim_opts)?;
             out.log_z = e.log_z;
             out.induced_width = Some(e.plan.induced_width);
-            if opts.marginals {
-                out.marginals = Some(eliminate::marginals_pairwise(&pw, *beta, &elim_opts)?);
-            }
         }
         (Method::Eliminate, Model::Factors(g)) => {
-            let e = eliminate::eliminate_factor_graph(g, &elim_opts)?;
+            let plan = match &estimate.plan {
+                Some(p) => p.clone(),
+                None => eliminate::plan_factor_graph(g, opts.heuristic),
+            };
+            if opts.marginals {
+                out.marginals = Some(eliminate::marginals_factor_graph_with_plan(
+                    g, &plan, &elim_opts,
+                )?);
+            }
+            let e = eliminate::eliminate_factor_graph_with_plan(g, plan, &elim_opts)?;
             out.log_z = e.log_z;
             out.induced_width = Some(e.plan.induced_width);
-            if opts.marginals {
-                out.marginals = Some(eliminate::marginals_factor_graph(g, &elim_opts)?);
-            }
         }
         (Method::Transfer, Model::Lattice { lattice, beta }) => {
             out.log_z = transfer_log_partition(lattice, *beta)?;

@@ -7,7 +7,8 @@
 //! with K = beta J. The cost is H * W * 2^W log-add-exps for open boundaries or a cylinder
 //! (periodic across the width); for the torus, the first row is fixed to each of its 2^W states
 //! in turn and the vertical wrap bonds are added at the end (a trace), so the cost is
-//! 2^W * H * W * 2^W. The lattice is transposed when that makes the swept width smaller.
+//! 2^W * H * W * 2^W. The lattice is transposed when that is cheaper and within the width limit
+//! ([`StripLattice::best_sweep`]; the boundary counts, so a cylinder is not turned into a torus).
 //! Conventions are those of [`IsingLattice`]: a periodic side of length 2 has double bonds, a
 //! side of length 1 has no bonds along it.
 
@@ -75,37 +76,77 @@ impl StripLattice {
         }
     }
 
+    /// The sweep along the rows as given (`transpose = false`) or along the columns.
+    pub fn sweep_of(&self, transpose: bool) -> Sweep {
+        let (w, h, periodic_h) = if transpose {
+            (self.height, self.width, self.periodic_width)
+        } else {
+            (self.width, self.height, self.periodic_height)
+        };
+        let torus = periodic_h && h > 1;
+        let base = (w * h) as f64 * 2f64.powi(w as i32);
+        Sweep {
+            transpose,
+            width: w,
+            torus,
+            limit: if torus {
+                MAX_TORUS_WIDTH
+            } else {
+                MAX_STRIP_WIDTH
+            },
+            cost: if torus {
+                base * 2f64.powi(w as i32)
+            } else {
+                base
+            },
+        }
+    }
+
+    /// The orientation [`transfer_log_partition_strip`] uses: of the two sweeps whose width is
+    /// within its limit, the cheaper (as given on a tie); when neither fits, the narrower (for
+    /// the refusal). The boundary counts: a cylinder periodic across its long side is swept
+    /// along that side (H W 2^W) rather than transposed into a torus (2^H W H 2^H).
+    pub fn best_sweep(&self) -> Sweep {
+        let (a, b) = (self.sweep_of(false), self.sweep_of(true));
+        match (a.fits(), b.fits()) {
+            (true, true) if b.cost < a.cost => b,
+            (true, _) => a,
+            (false, true) => b,
+            (false, false) if b.width < a.width => b,
+            (false, false) => a,
+        }
+    }
+
     /// Swept width after the orientation choice of [`transfer_log_partition_strip`].
     pub fn swept_width(&self) -> usize {
-        if self.prefers_transpose() {
-            self.height
-        } else {
-            self.width
-        }
+        self.best_sweep().width
     }
 
-    fn prefers_transpose(&self) -> bool {
-        self.height < self.width
-    }
-
-    /// Estimated log-add-exp operations: H W 2^W, times 2^W for the torus.
+    /// Estimated log-add-exp operations of the chosen sweep: H W 2^W, times 2^W for the torus.
     pub fn cost(&self) -> f64 {
-        let (w, h) = if self.prefers_transpose() {
-            (self.height, self.width)
-        } else {
-            (self.width, self.height)
-        };
-        let periodic_h = if self.prefers_transpose() {
-            self.periodic_width
-        } else {
-            self.periodic_height
-        };
-        let base = (w * h) as f64 * 2f64.powi(w as i32);
-        if periodic_h && h > 1 {
-            base * 2f64.powi(w as i32)
-        } else {
-            base
-        }
+        self.best_sweep().cost
+    }
+}
+
+/// One orientation of a transfer-matrix sweep and its cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sweep {
+    /// Columns are swept as rows (the lattice is transposed).
+    pub transpose: bool,
+    /// Swept width W (the frontier has 2^W states).
+    pub width: usize,
+    /// Periodic along the sweep: closed by a trace over the first row's 2^W states.
+    pub torus: bool,
+    /// Largest width accepted for this kind of sweep.
+    pub limit: usize,
+    /// Estimated log-add-exps: H W 2^W, times 2^W for a torus.
+    pub cost: f64,
+}
+
+impl Sweep {
+    /// Whether the width is within the limit.
+    pub fn fits(&self) -> bool {
+        self.width <= self.limit
     }
 }
 
@@ -157,7 +198,8 @@ fn sweep(v: &mut [f64], s: &StripLattice, beta: f64) {
     }
 }
 
-/// Exact ln Z(beta) of a strip lattice by transfer matrices (transposed when narrower that way).
+/// Exact ln Z(beta) of a strip lattice by transfer matrices (in the orientation of
+/// [`StripLattice::best_sweep`]).
 pub fn transfer_log_partition_strip(lattice: &StripLattice, beta: f64) -> Result<f64> {
     if !beta.is_finite() {
         return Err(Error::param("beta", format!("must be finite, got {beta}")));
@@ -171,28 +213,26 @@ pub fn transfer_log_partition_strip(lattice: &StripLattice, beta: f64) -> Result
             lattice.fields.len()
         )));
     }
-    let s = if lattice.prefers_transpose() {
+    let orient = lattice.best_sweep();
+    if !orient.fits() {
+        return Err(Error::TooLarge {
+            method: "transfer matrix".into(),
+            detail: format!(
+                "swept width {} (at most {}{}): about {:.3e} operations",
+                orient.width,
+                orient.limit,
+                if orient.torus { " for a torus" } else { "" },
+                orient.cost
+            ),
+        });
+    }
+    let s = if orient.transpose {
         lattice.transposed()
     } else {
         lattice.clone()
     };
     let w = s.width;
-    let torus = s.periodic_height && s.height > 1;
-    let limit = if torus {
-        MAX_TORUS_WIDTH
-    } else {
-        MAX_STRIP_WIDTH
-    };
-    if w > limit {
-        return Err(Error::TooLarge {
-            method: "transfer matrix".into(),
-            detail: format!(
-                "the narrower side is {w} (at most {limit}{}): about {:.3e} operations",
-                if torus { " for a torus" } else { "" },
-                s.cost()
-            ),
-        });
-    }
+    let torus = orient.torus;
     let k = beta * s.coupling;
     let states = 1usize << w;
     let first: Vec<f64> = (0..states)

@@ -415,6 +415,68 @@ fn same_seed_gives_identical_output_on_one_and_two_threads() {
     }
 }
 
+/// 10^15 recorded sweeps need 8 * 10^15 bytes per series (16 PB for E and M, far more than
+/// the 128 TiB address space of x86-64 user processes), so the allocation fails on every
+/// machine and whatever the overcommit policy: the run must refuse with an error naming the
+/// bytes, before sampling, instead of aborting. Only the recorded sweeps are stored, so a huge
+/// burn-in alone costs no memory.
+#[test]
+fn huge_sweep_counts_fail_with_an_error_instead_of_aborting() {
+    const HUGE: u64 = 1_000_000_000_000_000;
+    let m = IsingLattice::new(4, 4, Boundary::Periodic, 1.0, 0.0).unwrap();
+    let params = LatticeParams {
+        sweeps: HUGE,
+        burn_in: 0,
+        ..LatticeParams::new(0.4, SamplerKind::Metropolis)
+    };
+    match sample_lattice(&m, &params, &mut Silent) {
+        Err(ebm::Error::InvalidParam { name, reason }) => {
+            assert_eq!(name, "sweeps");
+            assert!(reason.contains("16000000000000000 bytes"), "{reason}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    let mrf = frustrated_mrf(4, 1);
+    let params = ModelParams {
+        beta: 1.0,
+        rule: LocalRule::Gibbs,
+        sweeps: HUGE,
+        burn_in: 0,
+        seed: 1,
+        start: Start::Random,
+    };
+    match sample_model(&mrf, &params, &mut Silent) {
+        Err(ebm::Error::InvalidParam { name, reason }) => {
+            assert_eq!(name, "sweeps");
+            assert!(reason.contains("8000000000000000 bytes"), "{reason}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // Burn-in sweeps are stored only on request (for a trace), and then come first.
+    let params = LatticeParams {
+        sweeps: 3,
+        burn_in: 50,
+        ..LatticeParams::new(0.4, SamplerKind::Metropolis)
+    };
+    let run = sample_lattice(&m, &params, &mut Silent).unwrap();
+    assert_eq!(
+        (run.energies.len(), run.magnetizations.len(), run.burn_in),
+        (3, 3, 0)
+    );
+    let full = sample_lattice(
+        &m,
+        &LatticeParams {
+            record_burn_in: true,
+            ..params
+        },
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!((full.energies.len(), full.burn_in), (53, 50));
+    assert_eq!(full.recorded_energies(), &run.energies[..]);
+    assert_eq!(full.recorded_magnetizations(), &run.magnetizations[..]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Closed forms (slow)
 
@@ -628,6 +690,14 @@ mod cli {
             .assert()
             .code(2)
             .stderr(predicate::str::contains("burn-in"));
+        // 10^15 sweeps would need 16 PB of per-sweep series: a clear error, not an abort.
+        ebm()
+            .args(["sample", "ising", "--width", "4", "--height", "4"])
+            .args(["--sweeps", "1000000000000000", "--burn-in", "0"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("16000000000000000 bytes"))
+            .stderr(predicate::str::contains("sweeps"));
         ebm()
             .args(["sample", "--model", "model.safetensors", "--marginals"])
             .assert()

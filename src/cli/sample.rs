@@ -244,6 +244,8 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         burn_in: chain.burn_in,
         seed: global.seed,
         start: chain.start.start(),
+        // The trace lists the burn-in sweeps too; otherwise only recorded sweeps are stored.
+        record_burn_in: chain.trace.is_some(),
     };
     let mut bar = BarObserver::new(
         progress_enabled(global),

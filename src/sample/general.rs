@@ -130,7 +130,9 @@ where
     let batch_len = params.sweeps / batches;
     let mut ones = vec![0u64; n];
     let mut batch_ones = vec![0u64; n * MARGINAL_BATCHES];
-    let mut energies = Vec::with_capacity(params.sweeps as usize);
+    let mut energies = super::series_buffers(params.sweeps, 1)?
+        .pop()
+        .expect("one buffer");
     let mut flips = 0;
     for t in 0..total {
         flips += sweep(model, params.beta, params.rule, &mut s, &mut rng);
@@ -177,7 +179,7 @@ where
         energies,
         marginals,
         marginal_stderr,
-        updates: total * n as u64,
+        updates: total.saturating_mul(n as u64),
         flips,
         state: s,
     })

@@ -477,6 +477,62 @@ fn huge_sweep_counts_fail_with_an_error_instead_of_aborting() {
     assert_eq!(full.recorded_magnetizations(), &run.magnetizations[..]);
 }
 
+/// x_0 = x_1 = x_2 enforced by two equality factors (1, 0, 0, 1), and a unary factor (1, 2) on
+/// x_0. Most random starts violate an equality (zero probability); the sampler must repair the
+/// start for every seed instead of refusing. Single flips cannot leave (0,0,0) or (1,1,1), so
+/// the chain then stays put: the documented ergodicity limit (docs/sampling.md), checked here
+/// so that the documentation stays true.
+#[test]
+fn hard_equality_constraints_sample_for_every_seed() {
+    use ebm::model::{Factor, FactorGraph};
+    use ebm::sample::general::{repair_start, zero_factor_count};
+    use ebm::sample::sample_factor_graph;
+    let eq = |a, b| Factor::new(vec![a, b], vec![1.0, 0.0, 0.0, 1.0]).unwrap();
+    let unary = Factor::new(vec![0], vec![1.0, 2.0]).unwrap();
+    let graph = FactorGraph::new(3, vec![eq(0, 1), eq(1, 2), unary]).unwrap();
+    let mut zero_starts = 0;
+    for seed in 1..=6 {
+        zero_starts +=
+            (zero_factor_count(&graph, &initial_state(3, Start::Random, seed)) > 0) as usize;
+        for rule in [LocalRule::Gibbs, LocalRule::Metropolis] {
+            let params = ModelParams {
+                beta: 1.0,
+                rule,
+                sweeps: 50,
+                burn_in: 5,
+                seed,
+                start: Start::Random,
+            };
+            let run = sample_factor_graph(&graph, &params, &mut Silent)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert_eq!(zero_factor_count(&graph, &run.state), 0);
+            assert!(
+                run.state.iter().all(|&x| x == run.state[0]),
+                "{:?}",
+                run.state
+            );
+            assert_eq!(
+                run.flips, 0,
+                "no single flip is allowed from an all-equal state"
+            );
+        }
+    }
+    // Without the repair these seeds would fail: most random starts have zero probability.
+    assert!(zero_starts >= 3, "{zero_starts}");
+    // The greedy repair of (+, -, +) (two violated equalities): flipping x_0 removes one,
+    // then x_1 gains nothing, then flipping x_2 removes the other.
+    let mut s = vec![1, -1, 1];
+    repair_start(&graph, &mut s).unwrap();
+    assert_eq!(s, vec![-1, -1, -1]);
+    // A model without any configuration of positive probability names a violated factor.
+    let neq = Factor::new(vec![0, 1], vec![0.0, 1.0, 1.0, 0.0]).unwrap();
+    let impossible = FactorGraph::new(2, vec![eq(0, 1), neq]).unwrap();
+    let err = repair_start(&impossible, &mut [1, 1])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("factor 1 over variables [0, 1]"), "{err}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Closed forms (slow)
 

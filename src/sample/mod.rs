@@ -42,7 +42,7 @@ use crate::progress::{Control, Observer, Step};
 use crate::rng::{self, EbmRng};
 use stats::{Estimate, TauEstimate};
 
-pub use general::{ModelParams, ModelRun, sample_model};
+pub use general::{ModelParams, ModelRun, sample_factor_graph, sample_model};
 
 /// A single-site update rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -894,6 +894,43 @@ mod cli {
             .stderr(predicate::str::contains("ebm sample ising"));
     }
 
+    /// x_0 = x_1 = x_2 by two equality tables: the command repairs zero-probability random
+    /// starts for every seed and reports acceptance 0 (the documented ergodicity limit).
+    #[test]
+    fn uai_models_with_hard_equalities_sample_for_every_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("equal.uai");
+        let text = "MARKOV\n3\n2 2 2\n2\n2 0 1\n2 1 2\n\n4\n1 0 0 1\n\n4\n1 0 0 1\n";
+        std::fs::write(&path, text).unwrap();
+        for seed in 1..=6 {
+            let out = ebm()
+                .args([
+                    "--seed",
+                    &seed.to_string(),
+                    "--json",
+                    "sample",
+                    "--sweeps",
+                    "20",
+                ])
+                .arg("--model")
+                .arg(&path)
+                .assert()
+                .success()
+                .get_output()
+                .stdout
+                .clone();
+            let v = json_of(&out);
+            assert_eq!(v["acceptance_rate"].as_f64(), Some(0.0), "seed {seed}");
+            let m: Vec<f64> = v["marginals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert!(m == [0.0; 3] || m == [1.0; 3], "seed {seed}: {m:?}");
+        }
+    }
+
     #[test]
     fn uai_marginals_from_the_command_line_match_the_exact_ones() {
         let dir = tempfile::tempdir().unwrap();

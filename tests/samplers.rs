@@ -6,11 +6,15 @@
 //! The exact distributions come from a small enumeration helper here, independent of the
 //! library's samplers and statistics.
 
-use crate::common::tol::{CHI_SQUARE_ALPHA, CHI_SQUARE_MIN_EXPECTED, MC_SIGMAS, STATIONARY_ABS};
+use crate::common::tol::{
+    CHECKERBOARD_STATIONARY_ABS, CHI_SQUARE_ALPHA, CHI_SQUARE_MIN_EXPECTED, MC_SIGMAS,
+    STATIONARY_ABS,
+};
 use ebm::model::{Boundary, EnergyModel, IsingLattice, PairwiseMrf, Spin};
 use ebm::progress::Silent;
 use ebm::rng::{from_seed, uniform_f64};
-use ebm::sample::general::{self, flip_probability};
+use ebm::sample::general;
+use ebm::sample::lattice::checkerboard_flip_probabilities;
 use ebm::sample::{
     LatticeChain, LatticeParams, LocalRule, ModelParams, SamplerKind, Start, initial_state,
     lattice_observables, sample_lattice, sample_model,
@@ -244,31 +248,131 @@ fn the_chi_square_test_rejects_a_wrong_acceptance_rule() {
 // ---------------------------------------------------------------------------------------------
 // Exact stationarity of one sweep
 
-/// The 2^n x 2^n matrix of one sequential sweep (sites 0..n in order), each site flipped with
-/// probability `flip(delta)`.
-fn sweep_matrix(model: &dyn EnergyModel, flip: &dyn Fn(f64) -> f64) -> Vec<Vec<f64>> {
+/// A generator that replays given 64-bit words: `uniform_f64` of the word k << 11 is exactly
+/// k / 2^53. It lets the test drive the library's own `general::sweep` down every path.
+struct Scripted {
+    words: Vec<u64>,
+    next: usize,
+}
+
+impl rand::TryRng for Scripted {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        unreachable!("general::sweep draws 64-bit words")
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let w = self.words[self.next];
+        self.next += 1;
+        Ok(w)
+    }
+    fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), Self::Error> {
+        unreachable!("general::sweep draws 64-bit words")
+    }
+}
+
+/// Runs one sweep from a state with scripted uniforms k_i / 2^53; returns the new state.
+type RunSweep<'a> = dyn Fn(&[Spin], &[u64]) -> Vec<Spin> + 'a;
+
+/// 2^53: the number of distinct uniforms `uniform_f64` returns.
+const UNIFORMS: u64 = 1 << 53;
+
+/// The exact 2^n x 2^n matrix of one call of the library's `general::sweep` (row a: start
+/// state, column b: state after the sweep), read off the code itself. Site i consumes the i-th
+/// uniform u_i = k_i / 2^53 and is visited once, so for a fixed prefix k_0..k_{i-1} the
+/// uniforms that flip site i form an interval [0, K) (the sweep flips when u < p); K is found by
+/// bisection over k, running the real sweep with scripted uniforms, and the two branches (flip:
+/// weight K / 2^53, stay: weight 1 - K / 2^53) are followed recursively.
+fn library_sweep_matrix(model: &dyn EnergyModel, beta: f64, rule: LocalRule) -> Vec<Vec<f64>> {
     let n = model.num_vars();
-    let size = 1usize << n;
-    // Row vector convention: pi_{t+1} = pi_t T; compose single-site kernels T = T_0 T_1 ... .
-    let mut t: Vec<Vec<f64>> = (0..size)
-        .map(|a| (0..size).map(|b| (a == b) as u8 as f64).collect())
-        .collect();
-    for i in 0..n {
-        let mut next = vec![vec![0.0; size]; size];
-        for (a, row) in t.iter().enumerate() {
-            for (b, &w) in row.iter().enumerate() {
-                if w == 0.0 {
-                    continue;
-                }
-                let s = spins_of(b, n);
-                let p = flip(model.flip_delta(&s, i));
-                next[a][b ^ (1 << i)] += w * p;
-                next[a][b] += w * (1.0 - p);
+    let run = |a: &[Spin], ks: &[u64]| {
+        let mut s = a.to_vec();
+        let mut words: Vec<u64> = ks.iter().map(|k| k << 11).collect();
+        words.resize(n, 0);
+        let mut rng = Scripted { words, next: 0 };
+        general::sweep(model, beta, rule, &mut s, &mut rng);
+        assert_eq!(rng.next, n, "one uniform per site");
+        s
+    };
+    fn explore(a: &[Spin], ks: &mut Vec<u64>, weight: f64, row: &mut [f64], run: &RunSweep) {
+        let i = ks.len();
+        if i == a.len() {
+            row[index_of(&run(a, ks))] += weight;
+            return;
+        }
+        let flips = |k: u64, ks: &mut Vec<u64>| {
+            ks.push(k);
+            let f = run(a, ks)[i] != a[i];
+            ks.pop();
+            f
+        };
+        // Smallest k in [0, 2^53] that does not flip (k = 2^53 stands for "none").
+        let (mut lo, mut hi) = (0u64, UNIFORMS);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if flips(mid, ks) {
+                lo = mid + 1
+            } else {
+                hi = mid
             }
         }
-        t = next;
+        let p = lo as f64 / UNIFORMS as f64;
+        for (k, w) in [(0, p), (UNIFORMS - 1, 1.0 - p)] {
+            if w > 0.0 {
+                ks.push(k);
+                explore(a, ks, weight * w, row, run);
+                ks.pop();
+            }
+        }
     }
-    t
+    (0..1usize << n)
+        .map(|a| {
+            let mut row = vec![0.0; 1 << n];
+            explore(&spins_of(a, n), &mut Vec::new(), 1.0, &mut row, &run);
+            row
+        })
+        .collect()
+}
+
+/// The exact 2^4 x 2^4 matrix of one checkerboard sweep of a 2x2 torus: colour 0 (sites with
+/// r + c even) is updated at once given colour 1, then colour 1, each site flipped with the
+/// probability of the library's quantised 32-bit threshold table for its spin and s_i S_i.
+fn checkerboard_sweep_matrix(m: &IsingLattice, beta: f64, rule: LocalRule) -> Vec<Vec<f64>> {
+    let table = checkerboard_flip_probabilities(rule, beta, m.coupling(), m.uniform_field());
+    let n = m.num_sites();
+    let size = 1usize << n;
+    let half = |c: usize| -> Vec<Vec<f64>> {
+        (0..size)
+            .map(|a| {
+                let s = spins_of(a, n);
+                (0..size)
+                    .map(|b| {
+                        let mut w = 1.0;
+                        for i in 0..n {
+                            let flipped = (a ^ b) >> i & 1 == 1;
+                            if (i / m.width() + i % m.width()) % 2 != c {
+                                if flipped {
+                                    w = 0.0;
+                                }
+                                continue;
+                            }
+                            let ss = s[i] as i32 * m.neighbour_sum(&s, i);
+                            let p = table[(s[i] > 0) as usize][(ss + 4) as usize];
+                            w *= if flipped { p } else { 1.0 - p };
+                        }
+                        w
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let (t0, t1) = (half(0), half(1));
+    (0..size)
+        .map(|a| {
+            (0..size)
+                .map(|b| (0..size).map(|k| t0[a][k] * t1[k][b]).sum())
+                .collect()
+        })
+        .collect()
 }
 
 fn stationarity_error(pi: &[f64], t: &[Vec<f64>]) -> f64 {
@@ -280,6 +384,10 @@ fn stationarity_error(pi: &[f64], t: &[Vec<f64>]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The matrices are those of the code that runs (general::sweep itself; the checkerboard's own
+/// threshold table), so a wrong acceptance rule, site order or neighbour sum in either shows up.
+/// Negative control: the same matrices do not leave the Boltzmann distribution at 1.1 beta
+/// stationary (errors of order 1e-2), so the check can fail.
 #[test]
 fn one_sweep_leaves_boltzmann_exactly_stationary() {
     let beta = 0.8;
@@ -287,21 +395,36 @@ fn one_sweep_leaves_boltzmann_exactly_stationary() {
     let models: Vec<Box<dyn EnergyModel>> = vec![
         Box::new(frustrated_mrf(3, 5)),
         Box::new(frustrated_mrf(4, 6)),
-        Box::new(lattice),
+        Box::new(lattice.clone()),
     ];
+    let check = |t: &[Vec<f64>], pi: &[f64], wrong_pi: &[f64], tol: f64, what: &str| {
+        for row in t {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < tol, "{what}");
+        }
+        let err = stationarity_error(pi, t);
+        assert!(err < tol, "{what}: |pi T - pi| = {err:e}");
+        assert!(stationarity_error(wrong_pi, t) > 1e-4, "{what}: control");
+    };
     for model in &models {
         let pi = boltzmann(model.as_ref(), beta);
+        let wrong_pi = boltzmann(model.as_ref(), 1.1 * beta);
         for rule in [LocalRule::Gibbs, LocalRule::Metropolis] {
-            let t = sweep_matrix(model.as_ref(), &|d| flip_probability(rule, beta, d));
-            for row in &t {
-                assert!((row.iter().sum::<f64>() - 1.0).abs() < STATIONARY_ABS);
-            }
-            let err = stationarity_error(&pi, &t);
-            assert!(err < STATIONARY_ABS, "{rule:?}: |pi T - pi| = {err:e}");
+            let t = library_sweep_matrix(model.as_ref(), beta, rule);
+            check(
+                &t,
+                &pi,
+                &wrong_pi,
+                STATIONARY_ABS,
+                &format!("sweep {rule:?}"),
+            );
         }
-        // A wrong rule (Metropolis with exp(-beta Delta / 2)) is visibly not stationary.
-        let wrong = sweep_matrix(model.as_ref(), &|d| (-beta * d / 2.0).exp().min(1.0));
-        assert!(stationarity_error(&pi, &wrong) > 1e-4);
+    }
+    let pi = boltzmann(&lattice, beta);
+    let wrong_pi = boltzmann(&lattice, 1.1 * beta);
+    for rule in [LocalRule::Gibbs, LocalRule::Metropolis] {
+        let t = checkerboard_sweep_matrix(&lattice, beta, rule);
+        let what = format!("checkerboard {rule:?}");
+        check(&t, &pi, &wrong_pi, CHECKERBOARD_STATIONARY_ABS, &what);
     }
 }
 
@@ -413,6 +536,124 @@ fn same_seed_gives_identical_output_on_one_and_two_threads() {
         assert_eq!(a, b, "{kind:?}");
         assert_ne!(a.state, vec![1; m.num_sites()]);
     }
+}
+
+/// 10^15 recorded sweeps need 8 * 10^15 bytes per series (16 PB for E and M, far more than
+/// the 128 TiB address space of x86-64 user processes), so the allocation fails on every
+/// machine and whatever the overcommit policy: the run must refuse with an error naming the
+/// bytes, before sampling, instead of aborting. Only the recorded sweeps are stored, so a huge
+/// burn-in alone costs no memory.
+#[test]
+fn huge_sweep_counts_fail_with_an_error_instead_of_aborting() {
+    const HUGE: u64 = 1_000_000_000_000_000;
+    let m = IsingLattice::new(4, 4, Boundary::Periodic, 1.0, 0.0).unwrap();
+    let params = LatticeParams {
+        sweeps: HUGE,
+        burn_in: 0,
+        ..LatticeParams::new(0.4, SamplerKind::Metropolis)
+    };
+    match sample_lattice(&m, &params, &mut Silent) {
+        Err(ebm::Error::InvalidParam { name, reason }) => {
+            assert_eq!(name, "sweeps");
+            assert!(reason.contains("16000000000000000 bytes"), "{reason}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    let mrf = frustrated_mrf(4, 1);
+    let params = ModelParams {
+        beta: 1.0,
+        rule: LocalRule::Gibbs,
+        sweeps: HUGE,
+        burn_in: 0,
+        seed: 1,
+        start: Start::Random,
+    };
+    match sample_model(&mrf, &params, &mut Silent) {
+        Err(ebm::Error::InvalidParam { name, reason }) => {
+            assert_eq!(name, "sweeps");
+            assert!(reason.contains("8000000000000000 bytes"), "{reason}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // Burn-in sweeps are stored only on request (for a trace), and then come first.
+    let params = LatticeParams {
+        sweeps: 3,
+        burn_in: 50,
+        ..LatticeParams::new(0.4, SamplerKind::Metropolis)
+    };
+    let run = sample_lattice(&m, &params, &mut Silent).unwrap();
+    assert_eq!(
+        (run.energies.len(), run.magnetizations.len(), run.burn_in),
+        (3, 3, 0)
+    );
+    let full = sample_lattice(
+        &m,
+        &LatticeParams {
+            record_burn_in: true,
+            ..params
+        },
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!((full.energies.len(), full.burn_in), (53, 50));
+    assert_eq!(full.recorded_energies(), &run.energies[..]);
+    assert_eq!(full.recorded_magnetizations(), &run.magnetizations[..]);
+}
+
+/// x_0 = x_1 = x_2 enforced by two equality factors (1, 0, 0, 1), and a unary factor (1, 2) on
+/// x_0. Most random starts violate an equality (zero probability); the sampler must repair the
+/// start for every seed instead of refusing. Single flips cannot leave (0,0,0) or (1,1,1), so
+/// the chain then stays put: the documented ergodicity limit (docs/sampling.md), checked here
+/// so that the documentation stays true.
+#[test]
+fn hard_equality_constraints_sample_for_every_seed() {
+    use ebm::model::{Factor, FactorGraph};
+    use ebm::sample::general::{repair_start, zero_factor_count};
+    use ebm::sample::sample_factor_graph;
+    let eq = |a, b| Factor::new(vec![a, b], vec![1.0, 0.0, 0.0, 1.0]).unwrap();
+    let unary = Factor::new(vec![0], vec![1.0, 2.0]).unwrap();
+    let graph = FactorGraph::new(3, vec![eq(0, 1), eq(1, 2), unary]).unwrap();
+    let mut zero_starts = 0;
+    for seed in 1..=6 {
+        zero_starts +=
+            (zero_factor_count(&graph, &initial_state(3, Start::Random, seed)) > 0) as usize;
+        for rule in [LocalRule::Gibbs, LocalRule::Metropolis] {
+            let params = ModelParams {
+                beta: 1.0,
+                rule,
+                sweeps: 50,
+                burn_in: 5,
+                seed,
+                start: Start::Random,
+            };
+            let run = sample_factor_graph(&graph, &params, &mut Silent)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert_eq!(zero_factor_count(&graph, &run.state), 0);
+            assert!(
+                run.state.iter().all(|&x| x == run.state[0]),
+                "{:?}",
+                run.state
+            );
+            assert_eq!(
+                run.flips, 0,
+                "no single flip is allowed from an all-equal state"
+            );
+        }
+    }
+    // Without the repair these seeds would fail: most random starts have zero probability.
+    assert!(zero_starts >= 3, "{zero_starts}");
+    // The greedy repair of (+, -, +) (two violated equalities): flipping x_0 removes one,
+    // then x_1 gains nothing, then flipping x_2 removes the other.
+    let mut s = vec![1, -1, 1];
+    repair_start(&graph, &mut s).unwrap();
+    assert_eq!(s, vec![-1, -1, -1]);
+    // A model without any configuration of positive probability names a violated factor.
+    let neq = Factor::new(vec![0, 1], vec![0.0, 1.0, 1.0, 0.0]).unwrap();
+    let impossible = FactorGraph::new(2, vec![eq(0, 1), neq]).unwrap();
+    let err = repair_start(&impossible, &mut [1, 1])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("factor 1 over variables [0, 1]"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -628,6 +869,14 @@ mod cli {
             .assert()
             .code(2)
             .stderr(predicate::str::contains("burn-in"));
+        // 10^15 sweeps would need 16 PB of per-sweep series: a clear error, not an abort.
+        ebm()
+            .args(["sample", "ising", "--width", "4", "--height", "4"])
+            .args(["--sweeps", "1000000000000000", "--burn-in", "0"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("16000000000000000 bytes"))
+            .stderr(predicate::str::contains("sweeps"));
         ebm()
             .args(["sample", "--model", "model.safetensors", "--marginals"])
             .assert()
@@ -643,6 +892,43 @@ mod cli {
             .assert()
             .code(2)
             .stderr(predicate::str::contains("ebm sample ising"));
+    }
+
+    /// x_0 = x_1 = x_2 by two equality tables: the command repairs zero-probability random
+    /// starts for every seed and reports acceptance 0 (the documented ergodicity limit).
+    #[test]
+    fn uai_models_with_hard_equalities_sample_for_every_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("equal.uai");
+        let text = "MARKOV\n3\n2 2 2\n2\n2 0 1\n2 1 2\n\n4\n1 0 0 1\n\n4\n1 0 0 1\n";
+        std::fs::write(&path, text).unwrap();
+        for seed in 1..=6 {
+            let out = ebm()
+                .args([
+                    "--seed",
+                    &seed.to_string(),
+                    "--json",
+                    "sample",
+                    "--sweeps",
+                    "20",
+                ])
+                .arg("--model")
+                .arg(&path)
+                .assert()
+                .success()
+                .get_output()
+                .stdout
+                .clone();
+            let v = json_of(&out);
+            assert_eq!(v["acceptance_rate"].as_f64(), Some(0.0), "seed {seed}");
+            let m: Vec<f64> = v["marginals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert!(m == [0.0; 3] || m == [1.0; 3], "seed {seed}: {m:?}");
+        }
     }
 
     #[test]

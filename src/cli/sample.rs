@@ -19,8 +19,8 @@ use ebm::io::images::{format_for_path, write_binary_image};
 use ebm::model::EnergyModel;
 use ebm::sample::stats::{self, Estimate};
 use ebm::sample::{
-    LatticeParams, LocalRule, ModelParams, SamplerKind, Start, lattice_observables, sample_lattice,
-    sample_model,
+    LatticeParams, LocalRule, ModelParams, SamplerKind, Start, lattice_observables,
+    sample_factor_graph, sample_lattice,
 };
 
 const EXAMPLES: &str = "Examples:
@@ -35,7 +35,11 @@ const EXAMPLES: &str = "Examples:
 pub struct SampleArgs {
     #[command(subcommand)]
     pub target: Option<SampleTarget>,
-    /// Model to sample: a UAI file (.uai), or an RBM (.safetensors).
+    /// Model to sample: a UAI file (.uai), or an RBM (.safetensors). UAI tables may contain
+    /// zeros (hard constraints): a start of zero probability is repaired greedily, but
+    /// single-site samplers cannot cross constraints such as x_i = x_j (no single flip leaves
+    /// a state they allow), so the chain then stays where it started and its marginals are
+    /// wrong; an `acceptance_rate` of 0 in the JSON is the symptom. See docs/sampling.md.
     #[arg(long)]
     pub model: Option<PathBuf>,
     #[command(flatten)]
@@ -244,6 +248,8 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         burn_in: chain.burn_in,
         seed: global.seed,
         start: chain.start.start(),
+        // The trace lists the burn-in sweeps too; otherwise only recorded sweeps are stored.
+        record_burn_in: chain.trace.is_some(),
     };
     let mut bar = BarObserver::new(
         progress_enabled(global),
@@ -522,7 +528,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         "E",
     );
     let started = Instant::now();
-    let run = sample_model(&graph, &params, &mut bar)
+    let run = sample_factor_graph(&graph, &params, &mut bar)
         .with_context(|| format!("sampling {}", path.display()))?;
     let seconds = started.elapsed().as_secs_f64();
     bar.finish();

@@ -10,12 +10,20 @@
 //!
 //! For a [`crate::model::FactorGraph`] the energy is -sum_f ln phi_f, so beta = 1 samples the
 //! distribution of the file; a zero table entry gives Delta = +inf, which is never accepted.
+//!
+//! # Hard constraints (zero table entries)
+//! [`sample_factor_graph`] first repairs a start of zero probability (see [`repair_start`]).
+//! Beyond that, single-site samplers are **not ergodic** when zeros disconnect the states of
+//! positive probability under single flips: with x_0 = x_1 enforced by a factor (1, 0, 0, 1), no
+//! single flip leaves (1, 1) or (0, 0), so the chain stays in the component it started in and
+//! its marginals are those of that component, not of the model. A run that never flips a spin
+//! (`flips == 0`) is the visible symptom; such models need moves of several variables at once.
 
 use rand::Rng;
 
 use super::{LocalRule, Start, stats};
 use crate::error::{Error, Result};
-use crate::model::{EnergyModel, Spin};
+use crate::model::{EnergyModel, FactorGraph, Spin};
 use crate::progress::{Control, Observer, Step};
 use crate::rng::{self, uniform_f64};
 
@@ -108,29 +116,142 @@ pub struct ModelRun {
 /// Runs a sequential chain: `burn_in` discarded sweeps, then `sweeps` recorded ones.
 ///
 /// The observer is told about progress now and then; if it answers `Break`, the run stops with
-/// [`Error::Interrupted`].
+/// [`Error::Interrupted`]. The start must have positive probability (finite energy); for a
+/// factor graph with zeros use [`sample_factor_graph`], which repairs the start first.
 pub fn sample_model<M>(model: &M, params: &ModelParams, obs: &mut dyn Observer) -> Result<ModelRun>
 where
     M: EnergyModel + ?Sized,
 {
     super::check_chain(params.beta, params.sweeps, params.burn_in)?;
-    let n = model.num_vars();
-    let mut rng = rng::from_seed(params.seed);
-    let mut s = super::initial_state(n, params.start, params.seed);
+    let s = super::initial_state(model.num_vars(), params.start, params.seed);
     if !model.energy(&s).is_finite() {
         return Err(Error::InvalidModel(
-            "the initial configuration has zero probability (a table entry is 0); \
-             the samplers need a start of positive probability"
+            "the initial configuration has zero probability; the samplers need a start of \
+             positive probability (for a factor graph, sample_factor_graph repairs the start)"
                 .into(),
         ));
     }
+    run_chain(model, params, s, obs)
+}
+
+/// [`sample_model`] for a factor graph whose tables may contain zeros (hard constraints): a
+/// start of zero probability is first repaired with [`repair_start`]. Note the ergodicity limit
+/// of single-site samplers with hard constraints (module docs).
+pub fn sample_factor_graph(
+    graph: &FactorGraph,
+    params: &ModelParams,
+    obs: &mut dyn Observer,
+) -> Result<ModelRun> {
+    super::check_chain(params.beta, params.sweeps, params.burn_in)?;
+    let mut s = super::initial_state(graph.num_vars(), params.start, params.seed);
+    repair_start(graph, &mut s)?;
+    run_chain(graph, params, s, obs)
+}
+
+/// Number of factors of `graph` whose table entry at `s` is 0.
+pub fn zero_factor_count(graph: &FactorGraph, s: &[Spin]) -> usize {
+    graph
+        .factors()
+        .iter()
+        .filter(|f| f.table()[f.index_of_spins(s)] == 0.0)
+        .count()
+}
+
+/// Turns `s` into a configuration of positive probability, or explains why it could not.
+///
+/// Candidates, in order: `s` itself, all spins +1, all spins -1. Each is improved greedily:
+/// sweep the variables in order and flip one whenever that strictly lowers the number of
+/// zero-weight factors ([`zero_factor_count`]); stop when none is left or a sweep changes
+/// nothing (at most as many flips as zero factors at the start, so this terminates). The first
+/// candidate that reaches zero violated factors is written to `s` (`s` is left unchanged when
+/// it already has positive probability). Deterministic: it uses no randomness.
+///
+/// Errors: [`Error::InvalidModel`] naming a factor (its index in the file and its variables)
+/// still at weight 0 in the best candidate. That does not prove the model has no configuration
+/// of positive probability: the greedy search is a heuristic.
+pub fn repair_start(graph: &FactorGraph, s: &mut [Spin]) -> Result<()> {
+    debug_assert_eq!(s.len(), graph.num_vars());
+    let n = s.len();
+    let zeros_of_var = |x: &[Spin], i: usize| {
+        graph
+            .factors_of(i)
+            .iter()
+            .filter(|&&f| {
+                let factor = &graph.factors()[f];
+                factor.table()[factor.index_of_spins(x)] == 0.0
+            })
+            .count()
+    };
+    let mut best: Option<(usize, Vec<Spin>)> = None;
+    for candidate in [s.to_vec(), vec![1; n], vec![-1; n]] {
+        let mut x = candidate;
+        let mut zeros = zero_factor_count(graph, &x);
+        while zeros > 0 {
+            let mut improved = false;
+            for i in 0..n {
+                let before = zeros_of_var(&x, i);
+                if before == 0 {
+                    continue;
+                }
+                x[i] = -x[i];
+                let after = zeros_of_var(&x, i);
+                if after < before {
+                    zeros -= before - after;
+                    improved = true;
+                } else {
+                    x[i] = -x[i];
+                }
+            }
+            if !improved {
+                break;
+            }
+        }
+        if zeros == 0 {
+            s.copy_from_slice(&x);
+            return Ok(());
+        }
+        if best.as_ref().is_none_or(|(z, _)| zeros < *z) {
+            best = Some((zeros, x));
+        }
+    }
+    let (zeros, x) = best.expect("three candidates");
+    let (k, factor) = graph
+        .factors()
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.table()[f.index_of_spins(&x)] == 0.0)
+        .expect("a violated factor");
+    let bits: Vec<u8> = factor.scope().iter().map(|&v| (x[v] > 0) as u8).collect();
+    Err(Error::InvalidModel(format!(
+        "no start of positive probability found: after greedy repair from the random start, \
+         all ones and all zeros, {zeros} factor(s) still have weight 0, e.g. factor {k} over \
+         variables {:?} at values {bits:?}; the model may have no configuration of positive \
+         probability",
+        factor.scope()
+    )))
+}
+
+/// The chain of [`sample_model`] from the start `s` (of positive probability).
+fn run_chain<M>(
+    model: &M,
+    params: &ModelParams,
+    mut s: Vec<Spin>,
+    obs: &mut dyn Observer,
+) -> Result<ModelRun>
+where
+    M: EnergyModel + ?Sized,
+{
+    let n = model.num_vars();
+    let mut rng = rng::from_seed(params.seed);
     let total = params.burn_in + params.sweeps;
     let report_every = (total / 200).max(1);
     let batches = MARGINAL_BATCHES as u64;
     let batch_len = params.sweeps / batches;
     let mut ones = vec![0u64; n];
     let mut batch_ones = vec![0u64; n * MARGINAL_BATCHES];
-    let mut energies = Vec::with_capacity(params.sweeps as usize);
+    let mut energies = super::series_buffers(params.sweeps, 1)?
+        .pop()
+        .expect("one buffer");
     let mut flips = 0;
     for t in 0..total {
         flips += sweep(model, params.beta, params.rule, &mut s, &mut rng);
@@ -177,7 +298,7 @@ where
         energies,
         marginals,
         marginal_stderr,
-        updates: total * n as u64,
+        updates: total.saturating_mul(n as u64),
         flips,
         state: s,
     })

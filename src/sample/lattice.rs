@@ -16,9 +16,12 @@
 //! CPU has AVX2 (checked at run time) a kernel written with intrinsics updates 8 sites per step;
 //! elsewhere a portable branch-free loop does the same work and gives bit-identical chains.
 //!
-//! The flip probability takes few values (s_i in {-1, +1}, s_i S_i in {-4, ..., 4}, even on a
-//! torus); they are precomputed as 32-bit thresholds t, and a spin flips when a 32-bit uniform
-//! u <= t, which happens with probability (t + 1) / 2^32 = ceil(p 2^32) / 2^32, within 2^-32 of p.
+//! The flip probability takes few values: 18 table entries, for s_i in {-1, +1} and
+//! s_i S_i in {-4, ..., 4} (only even sums occur on a torus). They are precomputed as 32-bit
+//! thresholds t = floor(p 2^32), and a spin flips when a 32-bit uniform u < t, which happens with
+//! probability t / 2^32, in (p - 2^-32, p]; p = 0 gives t = 0 and never flips. The largest
+//! threshold, u32::MAX, means "always" (any p >= 1 - 2^-32, in particular p = 1), so
+//! probability 1 stays exactly 1 and every probability is within 2^-32 of p.
 //! The threshold is selected without branches (compare and blend), s_i S_i is formed without a
 //! multiplication, and a flip is an XOR with -2 (1 ^ -2 = -1).
 //!
@@ -98,16 +101,51 @@ struct Thresholds {
     plus: [u32; 9],
 }
 
-/// The 32-bit threshold t with P(u <= t) = ceil(p 2^32) / 2^32 (at least 2^-32).
+/// The 32-bit threshold of probability p: t = floor(p 2^32), and u32::MAX (always flip) for
+/// p >= 1 - 2^-32. A site flips when `accept(u, t)`.
 fn threshold(p: f64) -> u32 {
-    let scaled = (p * 4_294_967_296.0).ceil();
-    if scaled >= 4_294_967_296.0 {
+    let scaled = (p * 4_294_967_296.0).floor();
+    if scaled >= u32::MAX as f64 {
         u32::MAX
     } else if scaled >= 1.0 {
-        scaled as u32 - 1
+        scaled as u32
     } else {
+        // p < 2^-32, 0, or NaN: never.
         0
     }
+}
+
+/// The flip decision for a 32-bit uniform u: u < t, or always when t = u32::MAX. The AVX2
+/// kernel computes the same predicate lane by lane.
+#[inline(always)]
+fn accept(u: u32, t: u32) -> bool {
+    (u < t) | (t == u32::MAX)
+}
+
+/// The probability with which a threshold flips a spin: t / 2^32, or 1 for u32::MAX.
+fn threshold_probability(t: u32) -> f64 {
+    if t == u32::MAX {
+        1.0
+    } else {
+        t as f64 / 4_294_967_296.0
+    }
+}
+
+/// The flip probabilities the checkerboard actually uses (after quantisation to 32-bit
+/// thresholds), indexed `[spin][s_i S_i + 4]` with spin 0 for s_i = -1 and 1 for s_i = +1,
+/// on a lattice of coupling `j` and uniform field `h`. Exposed for the exact stationarity tests.
+#[doc(hidden)]
+pub fn checkerboard_flip_probabilities(
+    rule: LocalRule,
+    beta: f64,
+    j: f64,
+    h: f64,
+) -> [[f64; 9]; 2] {
+    let t = Thresholds::new(rule, beta, j, h);
+    [
+        t.minus.map(threshold_probability),
+        t.plus.map(threshold_probability),
+    ]
 }
 
 impl Thresholds {
@@ -238,7 +276,7 @@ fn update_site<const ODD: bool, const FIELD: bool, const TRACK: bool>(
     } else {
         tp
     };
-    let flip = (u <= thr) as u32;
+    let flip = accept(u, thr) as u32;
     let fm = (flip as i32).wrapping_neg();
     *site = s ^ ((flip as i8).wrapping_neg() & -2);
     // Without TRACK only the flips are counted (the portable path recounts E and M after the
@@ -495,6 +533,7 @@ mod avx2 {
             let st = |i: usize| _mm256_loadu_si256(rng.s[i].as_ptr() as *const __m256i);
             let (mut s0, mut s1, mut s2, mut s3) = (st(0), st(1), st(2), st(3));
             let (mut acc_ss, mut acc_s) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            let ones = _mm256_set1_epi32(-1);
             let mut k = 0;
             while k < full {
                 // Xoshiro128++ in 8 lanes, exactly as RowRng::next_block.
@@ -520,8 +559,11 @@ mod avx2 {
                 } else {
                     tp
                 };
-                // u <= thr (unsigned)  <=>  max(u, thr) == thr
-                let le = _mm256_cmpeq_epi32(_mm256_max_epu32(u, thr), thr);
+                // super::accept: u < thr (unsigned), i.e. not max(u, thr) == u, or
+                // thr == u32::MAX (always).
+                let ge = _mm256_cmpeq_epi32(_mm256_max_epu32(u, thr), u);
+                let always = _mm256_cmpeq_epi32(thr, ones);
+                let le = _mm256_or_si256(_mm256_andnot_si256(ge, ones), always);
                 acc_ss = _mm256_add_epi32(acc_ss, _mm256_and_si256(ss, le));
                 acc_s = _mm256_add_epi32(acc_s, _mm256_and_si256(s, le));
                 let mask = _mm256_movemask_ps(_mm256_castsi256_ps(le)) as usize;
@@ -854,8 +896,8 @@ mod tests {
     }
 
     /// At a very large beta every move with Delta E < 0 is accepted and every move with
-    /// Delta E > 0 is refused (probability exp(-1000 * 0.6) rounds to the smallest threshold,
-    /// 2^-32), so one sweep is deterministic and must match a direct implementation of
+    /// Delta E > 0 is refused (probability exp(-1000 * 0.6) has threshold 0: never), so one
+    /// sweep is deterministic and must match a direct implementation of
     /// "colour 0, then colour 1" built on `flip_delta`. This checks every neighbour index.
     #[test]
     fn zero_temperature_sweep_matches_flip_delta_on_every_shape() {
@@ -916,10 +958,50 @@ mod tests {
         }
     }
 
+    /// Exact quantisation: implemented probability t / 2^32 in (p - 2^-32, p], never above p
+    /// (so p = 0 and tiny p never flip), and exactly 1 for p = 1.
     #[test]
-    fn thresholds_round_up_to_a_multiple_of_two_to_the_minus_32() {
+    fn thresholds_round_down_to_a_multiple_of_two_to_the_minus_32() {
+        let two32 = 4_294_967_296.0;
         assert_eq!(threshold(1.0), u32::MAX);
         assert_eq!(threshold(0.0), 0);
-        assert_eq!(threshold(0.5), (1u32 << 31) - 1);
+        assert_eq!(threshold(f64::NAN), 0);
+        assert_eq!(threshold(0.5), 1 << 31);
+        assert_eq!(threshold(3.0 / two32), 3);
+        // exp(-30) = 9.4e-14 < 2^-32: never (the old rounding up made it 2^-32, 2.5e3 times
+        // too often, which broke detailed balance at large beta dE).
+        assert_eq!(threshold((-30.0f64).exp()), 0);
+        assert!(!accept(0, 0));
+        assert!(accept(u32::MAX, u32::MAX));
+        assert!(accept(2, 3) && !accept(3, 3));
+        for k in 0..2000 {
+            let p = (-(k as f64) / 50.0).exp();
+            let q = threshold_probability(threshold(p));
+            assert!(q <= p && p - q < 1.0 / two32, "p = {p:e}, q = {q:e}");
+        }
+        // The table exposed to the tests is built from the same thresholds.
+        let probs = checkerboard_flip_probabilities(LocalRule::Metropolis, 40.0, 1.0, 0.0);
+        assert_eq!(probs[1][8], 0.0); // s S = 4: dE = 8, p = exp(-320)
+        assert_eq!(probs[1][0], 1.0); // s S = -4: dE = -8
+        assert_eq!(probs[0][4], 1.0); // dE = 0
+    }
+
+    /// The flip predicate: of the 16 smallest uniforms, exactly min(t, 16) flip for t below
+    /// u32::MAX - 15, all of them for u32::MAX; the largest uniform flips only when t means
+    /// "always".
+    #[test]
+    fn accept_predicate_matches_the_threshold_probability_on_all_small_u() {
+        for t in [0u32, 1, 2, 5, u32::MAX - 1, u32::MAX] {
+            let small = (0..16u32).filter(|&u| accept(u, t)).count() as u32;
+            assert_eq!(
+                small,
+                if t == u32::MAX - 1 || t == u32::MAX {
+                    16
+                } else {
+                    t.min(16)
+                }
+            );
+            assert_eq!(accept(u32::MAX, t), t == u32::MAX);
+        }
     }
 }

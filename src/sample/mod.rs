@@ -42,7 +42,7 @@ use crate::progress::{Control, Observer, Step};
 use crate::rng::{self, EbmRng};
 use stats::{Estimate, TauEstimate};
 
-pub use general::{ModelParams, ModelRun, sample_model};
+pub use general::{ModelParams, ModelRun, sample_factor_graph, sample_model};
 
 /// A single-site update rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,24 +112,38 @@ pub(crate) fn check_chain(beta: f64, sweeps: u64, burn_in: u64) -> Result<()> {
     if sweeps == 0 {
         return Err(Error::param("sweeps", "must be at least 1"));
     }
-    // Every recorded sweep keeps its energy and magnetisation for the error bars.
-    if sweeps > MAX_RECORDED_SWEEPS {
+    if burn_in.checked_add(sweeps).is_none() {
         return Err(Error::param(
             "sweeps",
-            format!("at most {MAX_RECORDED_SWEEPS} are recorded, got {sweeps}"),
-        ));
-    }
-    if burn_in > MAX_RECORDED_SWEEPS {
-        return Err(Error::param(
-            "burn-in",
-            format!("at most {MAX_RECORDED_SWEEPS}, got {burn_in}"),
+            format!("{burn_in} burn-in plus {sweeps} recorded sweeps overflow a 64-bit count"),
         ));
     }
     Ok(())
 }
 
-/// The most sweeps a run records (2^32: 64 GiB of per-sweep series).
-pub const MAX_RECORDED_SWEEPS: u64 = 1 << 32;
+/// `count` series of `len` f64 values each (the per-sweep records of a run), with the memory
+/// reserved up front through `try_reserve_exact`: a run whose records cannot be allocated fails
+/// with an error naming the bytes needed instead of aborting the process.
+pub(crate) fn series_buffers(len: u64, count: usize) -> Result<Vec<Vec<f64>>> {
+    let bytes = (len as u128) * 8 * count as u128;
+    let too_large = || {
+        Error::param(
+            "sweeps",
+            format!(
+                "recording {len} sweeps needs {bytes} bytes ({:.1} GiB) of per-sweep series,                  more than can be allocated; record fewer sweeps",
+                bytes as f64 / (1u64 << 30) as f64
+            ),
+        )
+    };
+    let len = usize::try_from(len).map_err(|_| too_large())?;
+    (0..count)
+        .map(|_| {
+            let mut v = Vec::new();
+            v.try_reserve_exact(len).map_err(|_| too_large())?;
+            Ok(v)
+        })
+        .collect()
+}
 
 /// Settings of a lattice run. Defaults ([`LatticeParams::new`]): 1000 sweeps, 100 burn-in
 /// sweeps, seed [`rng::DEFAULT_SEED`], random start.
@@ -147,6 +161,9 @@ pub struct LatticeParams {
     pub seed: u64,
     /// Initial configuration.
     pub start: Start,
+    /// Also keep E and M of the burn-in sweeps in the [`LatticeRun`] (for a full trace); by
+    /// default only the recorded sweeps are stored.
+    pub record_burn_in: bool,
 }
 
 impl LatticeParams {
@@ -164,6 +181,7 @@ impl LatticeParams {
             burn_in: Self::DEFAULT_BURN_IN,
             seed: rng::DEFAULT_SEED,
             start: Start::Random,
+            record_burn_in: false,
         }
     }
 }
@@ -289,11 +307,12 @@ impl LatticeChain {
 pub struct LatticeRun {
     /// Number of sites N.
     pub sites: usize,
-    /// E(s) after every sweep, burn-in included.
+    /// E(s) after every stored sweep: the recorded sweeps, preceded by the burn-in sweeps when
+    /// [`LatticeParams::record_burn_in`] is set.
     pub energies: Vec<f64>,
-    /// sum_i s_i after every sweep, burn-in included.
+    /// sum_i s_i after every stored sweep (same sweeps as `energies`).
     pub magnetizations: Vec<f64>,
-    /// How many leading sweeps are burn-in.
+    /// How many leading stored sweeps are burn-in (0 unless `record_burn_in`).
     pub burn_in: usize,
     /// Single-spin updates attempted (local samplers) or cluster updates (Wolff: one per sweep;
     /// Swendsen-Wang: one per sweep), burn-in included.
@@ -317,11 +336,12 @@ impl LatticeRun {
     }
 }
 
-/// Runs `params.burn_in + params.sweeps` sweeps on `model`, recording E and M after each.
+/// Runs `params.burn_in + params.sweeps` sweeps on `model`, recording E and M after each
+/// recorded sweep (and after the burn-in sweeps too with `record_burn_in`).
 ///
 /// The observer hears about progress about 200 times; `Break` stops with
 /// [`Error::Interrupted`]. Errors: beta negative or not finite, zero sweeps, a cluster sampler
-/// with J < 0.
+/// with J < 0, per-sweep series that cannot be allocated (16 bytes per stored sweep).
 pub fn sample_lattice(
     model: &IsingLattice,
     params: &LatticeParams,
@@ -331,16 +351,25 @@ pub fn sample_lattice(
     let n = model.num_sites();
     let state = initial_state(n, params.start, params.seed);
     let mut chain = LatticeChain::new(model, params.sampler, params.beta, params.seed, state)?;
-    let total = params.burn_in + params.sweeps;
+    let total = params.burn_in + params.sweeps; // checked by check_chain
+    let first_stored = if params.record_burn_in {
+        0
+    } else {
+        params.burn_in
+    };
+    let [mut energies, mut magnetizations]: [Vec<f64>; 2] =
+        series_buffers(total - first_stored, 2)?
+            .try_into()
+            .expect("two buffers");
     let report_every = (total / 200).max(1);
-    let mut energies = Vec::with_capacity(total as usize);
-    let mut magnetizations = Vec::with_capacity(total as usize);
     let mut flips = 0;
     for t in 0..total {
         flips += chain.step();
         let e = chain.energy();
-        energies.push(e);
-        magnetizations.push(chain.magnetization() as f64);
+        if t >= first_stored {
+            energies.push(e);
+            magnetizations.push(chain.magnetization() as f64);
+        }
         if (t + 1) % report_every == 0 || t + 1 == total {
             let step = Step {
                 done: t + 1,
@@ -353,14 +382,14 @@ pub fn sample_lattice(
         }
     }
     let updates = match params.sampler {
-        SamplerKind::Gibbs | SamplerKind::Metropolis => total * n as u64,
+        SamplerKind::Gibbs | SamplerKind::Metropolis => total.saturating_mul(n as u64),
         SamplerKind::Wolff | SamplerKind::SwendsenWang => total,
     };
     Ok(LatticeRun {
         sites: n,
         energies,
         magnetizations,
-        burn_in: params.burn_in as usize,
+        burn_in: (params.burn_in - first_stored) as usize,
         updates,
         flips,
         checkerboard: chain.is_checkerboard(),

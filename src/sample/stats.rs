@@ -21,6 +21,13 @@
 /// Sokal's window constant c: the autocorrelation sum stops at the first M >= c * tau_int(M).
 pub const SOKAL_C: f64 = 6.0;
 
+/// The autocorrelation sum stops at this lag at the latest (or at n / 2 if smaller), so
+/// tau_int costs at most this many passes over the series, O(n * MAX_TAU_LAG), when the window
+/// never closes (a trending or very slowly mixing series). A capped estimate is marked
+/// unreliable: tau_int is then at least MAX_TAU_LAG / [`SOKAL_C`], far too long for the run to
+/// be trusted anyway.
+pub const MAX_TAU_LAG: usize = 10_000;
+
 /// Blocks of the jackknife are at least this many integrated autocorrelation times long.
 pub const BLOCK_TAUS: f64 = 6.0;
 
@@ -34,7 +41,8 @@ pub struct TauEstimate {
     pub tau: f64,
     /// The window M at which the sum was cut off.
     pub window: usize,
-    /// True when the series is at least 50 tau_int long and the window closed before n / 2.
+    /// True when the series is at least 50 tau_int long and the window closed before
+    /// min(n / 2, [`MAX_TAU_LAG`]).
     pub reliable: bool,
 }
 
@@ -57,7 +65,9 @@ pub fn mean(x: &[f64]) -> f64 {
 
 /// Integrated autocorrelation time with Sokal's automatic window (see the module docs).
 ///
-/// A series of fewer than 2 values, or one with zero variance, has tau_int = 1/2.
+/// A series of fewer than 2 values, or one with zero variance, has tau_int = 1/2. The sum
+/// runs over at most min(n / 2, [`MAX_TAU_LAG`]) lags; if the window has not closed by then,
+/// the partial sum is returned with `reliable = false` and `window` = the last lag summed.
 pub fn integrated_autocorrelation_time(x: &[f64]) -> TauEstimate {
     let n = x.len();
     if n < 2 {
@@ -78,7 +88,7 @@ pub fn integrated_autocorrelation_time(x: &[f64]) -> TauEstimate {
         };
     }
     let mut tau = 0.5;
-    let max_lag = n / 2;
+    let max_lag = (n / 2).min(MAX_TAU_LAG);
     for t in 1..=max_lag {
         let ct = centred[..n - t]
             .iter()
@@ -219,6 +229,24 @@ mod tests {
         let (m, _) = mean_with_error(&x);
         // The error bar of the mean uses the same tau: the true mean is 0.
         assert!(m.value.abs() < 5.0 * m.stderr.unwrap());
+    }
+
+    /// A trend never decorrelates: the window would not close before n / 2 and the sum would
+    /// cost O(n^2). The sum must stop at MAX_TAU_LAG lags and say the estimate is unreliable.
+    #[test]
+    fn a_trending_series_stops_at_the_lag_cap_and_is_unreliable() {
+        let n = 50_000; // n / 2 = 25 000 > MAX_TAU_LAG
+        let x: Vec<f64> = (0..n).map(|t| t as f64).collect();
+        let t = integrated_autocorrelation_time(&x);
+        assert_eq!(t.window, MAX_TAU_LAG);
+        assert!(!t.reliable);
+        assert!(
+            t.tau.is_finite() && t.tau > MAX_TAU_LAG as f64 / SOKAL_C,
+            "{}",
+            t.tau
+        );
+        let (m, _) = mean_with_error(&x);
+        assert!(m.stderr.unwrap().is_finite());
     }
 
     #[test]

@@ -21,6 +21,11 @@ pub const PR_DIGITS_ABS: f64 = 1e-3;
 /// Stationarity of an exactly built transition matrix: |pi T - pi| per state, in f64 sums of at
 /// most 16 terms.
 pub const STATIONARY_ABS: f64 = 1e-12;
+/// Stationarity of the exact one-sweep matrix of the checkerboard on a 2x2 torus. Its flip
+/// probabilities are 32-bit thresholds q with p - 2^-32 < q <= p; each single-site kernel then
+/// differs from the exact one by at most 2 * 2^-32 in every row's L1 norm, so the 4 site updates
+/// of a sweep move pi T by at most 4 * 2^-31 = 2^-29 (about 1.9e-9) from pi; plus f64 rounding.
+pub const CHECKERBOARD_STATIONARY_ABS: f64 = 1.0 / (1u64 << 29) as f64 + 1e-12;
 /// Chi-square tests merge states whose expected count is below this into one cell, so that the
 /// chi-square approximation of the statistic holds (the usual rule of thumb).
 pub const CHI_SQUARE_MIN_EXPECTED: f64 = 5.0;

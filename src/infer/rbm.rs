@@ -120,16 +120,7 @@ impl Layout {
             let chunk_end = ((k / chunk + 1) * chunk).min(end);
             let len = (chunk_end - k) as usize;
             let x = gray(k);
-            act.copy_from_slice(&self.base);
-            let mut linear = 0.0;
-            for j in 0..self.k {
-                if x >> j & 1 == 1 {
-                    linear += self.bias[j];
-                    for (a, &w) in act.iter_mut().zip(self.col(j)) {
-                        *a += w;
-                    }
-                }
-            }
+            let mut linear = self.activations_at(x, act);
             for a in act.iter_mut() {
                 *a = a.exp();
             }
@@ -152,6 +143,22 @@ impl Layout {
         total
     }
 
+    /// Sets `act` to the larger layer's activations for the smaller layer's state `x`, from
+    /// scratch (so rounding does not drift over a chunk), and returns the linear term b^T x.
+    fn activations_at(&self, x: u64, act: &mut [f64]) -> f64 {
+        act.copy_from_slice(&self.base);
+        let mut linear = 0.0;
+        for j in 0..self.k {
+            if x >> j & 1 == 1 {
+                linear += self.bias[j];
+                for (a, &w) in act.iter_mut().zip(self.col(j)) {
+                    *a += w;
+                }
+            }
+        }
+        linear
+    }
+
     fn col(&self, j: usize) -> &[f64] {
         &self.cols[j * self.m..(j + 1) * self.m]
     }
@@ -169,16 +176,7 @@ impl Layout {
             let chunk_end = ((k / chunk + 1) * chunk).min(end);
             let len = (chunk_end - k) as usize;
             let x = gray(k);
-            act.copy_from_slice(&self.base);
-            let mut linear = 0.0;
-            for j in 0..self.k {
-                if x >> j & 1 == 1 {
-                    linear += self.bias[j];
-                    for (a, &w) in act.iter_mut().zip(self.col(j)) {
-                        *a += w;
-                    }
-                }
-            }
+            let mut linear = self.activations_at(x, act);
             buf[0] = linear + update_softplus_sum(act, self.col(0), 0.0);
             for (t, slot) in buf[1..len].iter_mut().enumerate() {
                 let kk = k + 1 + t as u64;

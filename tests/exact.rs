@@ -825,6 +825,52 @@ fn cli_partition_refuses_bad_requests() {
         .stderr(predicate::str::contains("2^6400 states"));
 }
 
+/// The arguments as owned OS strings (so paths and flags mix).
+fn os_args(args: &[&str]) -> Vec<std::ffi::OsString> {
+    args.iter().map(|a| a.into()).collect()
+}
+
+/// Runs `ebm ARGS --shard K/N` for every K, writes each shard's JSON to `dir/{name}{K}.json`,
+/// and returns the files and the parsed JSON objects.
+fn run_shards(
+    dir: &std::path::Path,
+    name: &str,
+    args: &[std::ffi::OsString],
+    n: usize,
+) -> (Vec<std::path::PathBuf>, Vec<serde_json::Value>) {
+    let mut files = Vec::new();
+    let mut values = Vec::new();
+    for k in 0..n {
+        let out = ebm()
+            .args(args)
+            .args(["--shard", &format!("{k}/{n}")])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        values.push(serde_json::from_slice(&out).unwrap());
+        let f = dir.join(format!("{name}{k}.json"));
+        std::fs::write(&f, out).unwrap();
+        files.push(f);
+    }
+    (files, values)
+}
+
+/// `ebm partition merge --json FILES`, parsed.
+fn merge_json(files: &[std::path::PathBuf]) -> serde_json::Value {
+    serde_json::from_slice(
+        &ebm()
+            .args(["partition", "merge", "--json"])
+            .args(files)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .unwrap()
+}
+
 #[test]
 fn cli_shards_merge_to_the_single_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -852,30 +898,8 @@ fn cli_shards_merge_to_the_single_run() {
             .stdout,
     )
     .unwrap();
-    let mut files = Vec::new();
-    for k in 0..3 {
-        let out = ebm()
-            .args(args)
-            .args(["--shard", &format!("{k}/3")])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let f = dir.path().join(format!("part{k}.json"));
-        std::fs::write(&f, out).unwrap();
-        files.push(f);
-    }
-    let merged: serde_json::Value = serde_json::from_slice(
-        &ebm()
-            .args(["partition", "merge", "--json"])
-            .args(&files)
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    )
-    .unwrap();
+    let (files, _) = run_shards(dir.path(), "part", &os_args(&args), 3);
+    let merged = merge_json(&files);
     let (a, b) = (
         merged["log_z"].as_f64().unwrap(),
         single["log_z"].as_f64().unwrap(),
@@ -901,34 +925,13 @@ fn cli_merges_empty_and_zero_weight_shards() {
         &["--coupling", "0", "--field", "0.4", "--method", "enumerate"],
     ]
     .concat();
-    let mut files = Vec::new();
-    for k in 0..8 {
-        let out = ebm()
-            .args(&args)
-            .args(["--shard", &format!("{k}/8")])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let (files, shards) = run_shards(dir.path(), "part", &os_args(&args), 8);
+    for v in &shards {
         if v["states"] == 0 {
             assert!(v["log_sum"].is_null(), "{v}");
         }
-        let f = dir.path().join(format!("part{k}.json"));
-        std::fs::write(&f, out).unwrap();
-        files.push(f);
     }
-    let merged: serde_json::Value = serde_json::from_slice(
-        &ebm()
-            .args(["partition", "merge", "--json"])
-            .args(&files)
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    )
-    .unwrap();
+    let merged = merge_json(&files);
     // Closed form: two independent spins in field 0.4 at beta = 1.
     let want = 2.0 * (2.0 * 0.4f64.cosh()).ln();
     let got = merged["log_z"].as_f64().unwrap();
@@ -949,22 +952,12 @@ fn cli_merges_empty_and_zero_weight_shards() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("no state has positive weight"));
-    let mut zero_files = Vec::new();
-    for k in 0..2 {
-        let out = ebm()
-            .args(["partition", "--model"])
-            .arg(&uai)
-            .args(["--method", "enumerate", "--shard", &format!("{k}/2")])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let mut uai_args = os_args(&["partition", "--model"]);
+    uai_args.push(uai.clone().into_os_string());
+    uai_args.extend(os_args(&["--method", "enumerate"]));
+    let (zero_files, shards) = run_shards(dir.path(), "zero", &uai_args, 2);
+    for v in &shards {
         assert!(v["log_sum"].is_null(), "{v}");
-        let f = dir.path().join(format!("zero{k}.json"));
-        std::fs::write(&f, out).unwrap();
-        zero_files.push(f);
     }
     ebm()
         .args(["partition", "merge"])

@@ -183,9 +183,8 @@ fn tie(v: usize, salt: u64) -> u64 {
     crate::rng::splitmix64(&mut state)
 }
 
-/// Breadth-first orders of the interaction graph from a pseudo-peripheral variable of each
-/// component (found by two sweeps), and from the far end of that sweep.
-fn breadth_first_orders(n: usize, scopes: &[&[usize]]) -> Vec<Vec<usize>> {
+/// The interaction graph: for each variable, the sorted distinct variables it shares a scope with.
+fn interaction_graph(n: usize, scopes: &[&[usize]]) -> Vec<Vec<usize>> {
     let mut adj: Vec<Vec<usize>> = vec![Vec::new(); n];
     for scope in scopes {
         for &a in scope.iter() {
@@ -200,6 +199,13 @@ fn breadth_first_orders(n: usize, scopes: &[&[usize]]) -> Vec<Vec<usize>> {
         a.sort_unstable();
         a.dedup();
     }
+    adj
+}
+
+/// Breadth-first orders of the interaction graph from a pseudo-peripheral variable of each
+/// component (found by two sweeps), and from the far end of that sweep.
+fn breadth_first_orders(n: usize, scopes: &[&[usize]]) -> Vec<Vec<usize>> {
+    let adj = interaction_graph(n, scopes);
     let bfs = |starts: &[usize]| -> Vec<usize> {
         let mut seen = vec![false; n];
         let mut order = Vec::with_capacity(n);
@@ -277,20 +283,7 @@ fn plan_trial(
     salt: u64,
     fixed: Option<&[usize]>,
 ) -> Plan {
-    let mut adj: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for scope in scopes {
-        for &a in scope.iter() {
-            for &b in scope.iter() {
-                if a != b {
-                    adj[a].push(b);
-                }
-            }
-        }
-    }
-    for a in adj.iter_mut() {
-        a.sort_unstable();
-        a.dedup();
-    }
+    let mut adj = interaction_graph(n, scopes);
     let mut alive = vec![true; n];
     let mut order = Vec::with_capacity(n);
     let mut width = 0usize;

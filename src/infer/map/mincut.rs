@@ -93,7 +93,10 @@ pub(crate) trait Capacity:
 {
     const ZERO: Self;
     fn cmin(self, other: Self) -> Self;
+    fn cmax(self, other: Self) -> Self;
     fn to_f64(self) -> f64;
+    /// `sum_i max(values_i, 0)`, exactly for integers.
+    fn positive_sum(values: &[Self]) -> f64;
 }
 
 impl Capacity for f64 {
@@ -103,8 +106,15 @@ impl Capacity for f64 {
         self.min(other)
     }
     #[inline(always)]
+    fn cmax(self, other: f64) -> f64 {
+        self.max(other)
+    }
+    #[inline(always)]
     fn to_f64(self) -> f64 {
         self
+    }
+    fn positive_sum(values: &[f64]) -> f64 {
+        values.iter().map(|v| v.max(0.0)).sum()
     }
 }
 
@@ -115,8 +125,15 @@ impl Capacity for i16 {
         std::cmp::min(self, other)
     }
     #[inline(always)]
+    fn cmax(self, other: i16) -> i16 {
+        std::cmp::max(self, other)
+    }
+    #[inline(always)]
     fn to_f64(self) -> f64 {
         self as f64
+    }
+    fn positive_sum(values: &[i16]) -> f64 {
+        values.iter().map(|&v| v.max(0) as i64).sum::<i64>() as f64
     }
 }
 
@@ -249,28 +266,32 @@ impl GridCut {
             return Err(negative_beta(beta));
         }
         let (h, eta) = (energy.field(), energy.eta());
-        // a_i = h - eta x_i; terminal residual = source - sink = -2 a_i.
-        let tr = energy
-            .evidence()
-            .iter()
-            .map(|&x| -2.0 * (h - eta * x as f64))
-            .collect();
-        Ok(Self::from_residuals(
+        // a_i = h - eta x_i; terminal residual = source - sink = -2 a_i: one value for x_i = +1,
+        // one for x_i = -1.
+        let (plus, minus) = (-2.0 * (h - eta), -2.0 * (h + eta));
+        let cap = 2.0 * beta;
+        let x = energy.evidence();
+        let residuals = match common_unit(&[cap, plus.abs(), minus.abs()]) {
+            Some(unit) => {
+                let units = |v: f64| (v / unit).round() as i16;
+                let (plus, minus) = (units(plus), units(minus));
+                let tr = x.iter().map(|&v| if v > 0 { plus } else { minus });
+                Residuals::Int(Arrays::new(units(cap), tr.collect()), unit)
+            }
+            None => {
+                let tr = x.iter().map(|&v| if v > 0 { plus } else { minus });
+                Residuals::Float(Arrays::new(cap, tr.collect()))
+            }
+        };
+        Ok(Self::from_parts(
             energy.width(),
             energy.height(),
-            2.0 * beta,
-            tr,
+            residuals,
             0.0,
         ))
     }
 
     fn from_residuals(width: usize, height: usize, cap: f64, tr: Vec<f64>, flow: f64) -> Self {
-        let n = width * height;
-        let mut flags = vec![0u8; n];
-        for row in flags.chunks_exact_mut(width) {
-            row[0] |= LEFT_EDGE;
-            row[width - 1] |= RIGHT_EDGE;
-        }
         let mut values: Vec<f64> = vec![cap];
         for &t in &tr {
             if values.len() > 65 {
@@ -290,6 +311,19 @@ impl GridCut {
             }
             None => Residuals::Float(Arrays::new(cap, tr)),
         };
+        Self::from_parts(width, height, residuals, flow)
+    }
+
+    /// The problem with these residuals; every node free (its tree is set when solving).
+    /// Distances and timestamps start at zero, which is what the search expects (see
+    /// [`Region::init_trees`]), so those arrays are not written before the search.
+    fn from_parts(width: usize, height: usize, residuals: Residuals, flow: f64) -> Self {
+        let n = width * height;
+        let mut flags = vec![0u8; n];
+        for row in flags.chunks_exact_mut(width) {
+            row[0] |= LEFT_EDGE;
+            row[width - 1] |= RIGHT_EDGE;
+        }
         GridCut {
             width,
             height,
@@ -412,24 +446,11 @@ fn solve<C: Capacity>(
                 flags,
                 dist,
                 ts,
-                time: 1,
+                time: 0,
                 flow: 0.0,
             };
             region.push_local();
-            region.init_trees();
-            let n = region.tr.len();
-            let mut active = VecDeque::new();
-            for p in 0..n {
-                let tree = region.tree(p);
-                if tree != 0
-                    && region
-                        .directions(p)
-                        .into_iter()
-                        .any(|d| d != NONE && region.tree(region.neighbour(p, d)) != tree)
-                {
-                    region.activate(&mut active, p);
-                }
-            }
+            let active = region.init_trees();
             region.run(active);
             (region.flow, region.time)
         })
@@ -479,6 +500,17 @@ fn strip_rows(width: usize, _height: usize) -> usize {
 /// Target number of nodes per strip.
 const STRIP_NODES: usize = 1 << 17;
 
+/// The flow to push from `p` to `q` along `source -> p -> q -> sink` (positive) or from `q` to
+/// `p` along `source -> q -> p -> sink` (negative), given their terminal residuals and a pair
+/// edge of capacity `cap` carrying no flow yet: the bottleneck, or zero when no such path exists.
+#[inline(always)]
+fn pair_delta<C: Capacity>(tp: C, tq: C, cap: C) -> C {
+    // At most one of the two is positive: the first needs tp > 0, the second tp < 0.
+    let forward = tp.cmin(-tq).cmin(cap).cmax(C::ZERO);
+    let backward = (-tp).cmin(tq).cmin(cap).cmax(C::ZERO);
+    forward - backward
+}
+
 /// The Boykov-Kolmogorov machinery over a band of whole rows of the grid (indices local to the
 /// band; edges leaving the band are ignored).
 struct Region<'a, C: Capacity> {
@@ -496,65 +528,98 @@ struct Region<'a, C: Capacity> {
 
 impl<C: Capacity> Region<'_, C> {
     /// Pushes flow along every path `source -> p -> q -> sink` of two terminal edges and one
-    /// pair edge, in one pass over the pairs (right and down neighbours, row-major). This is
-    /// ordinary augmentation on the shortest paths, done without search trees; the trees are
-    /// built afterwards from the residuals left.
+    /// pair edge, in one pass over the pairs: row by row, the pairs within the row (left to
+    /// right), then the pairs between the row and the next. This is ordinary augmentation on the
+    /// shortest paths, done without search trees (every pair edge still carries no flow when its
+    /// turn comes); the trees are built afterwards from the residuals left. Each push lowers
+    /// one positive terminal residual by the amount pushed, so the flow pushed is the fall of
+    /// their sum.
     fn push_local(&mut self) {
-        if self.cap <= C::ZERO {
+        let cap = self.cap;
+        if cap <= C::ZERO {
             return;
         }
-        let n = self.tr.len();
-        for p in 0..n {
-            if self.tr[p] == C::ZERO {
-                continue;
+        let before = C::positive_sum(self.tr);
+        let (w, n) = (self.width, self.tr.len());
+        for r in 0..n / w {
+            let row = &mut self.tr[r * w..(r + 1) * w];
+            let flow = &mut self.fr[r * w..(r + 1) * w];
+            // Pairs (0, 1), (2, 3), ... are disjoint, then (1, 2), (3, 4), ...: no chain.
+            for start in [0, 1] {
+                let pairs = row[start..].chunks_exact_mut(2);
+                let flows = flow[start..].chunks_exact_mut(2);
+                for (pair, f) in pairs.zip(flows) {
+                    let delta = pair_delta(pair[0], pair[1], cap);
+                    pair[0] = pair[0] - delta;
+                    pair[1] = pair[1] + delta;
+                    f[0] = delta;
+                }
             }
-            if self.flags[p] & RIGHT_EDGE == 0 {
-                self.push_pair(p, RIGHT);
+            if (r + 2) * w > n {
+                break;
             }
-            if p + self.width < n {
-                self.push_pair(p, DOWN);
+            let (above, below) = self.tr[r * w..(r + 2) * w].split_at_mut(w);
+            let flow = &mut self.fd[r * w..(r + 1) * w];
+            for ((p, q), f) in above.iter_mut().zip(below.iter_mut()).zip(flow.iter_mut()) {
+                let delta = pair_delta(*p, *q, cap);
+                *p = *p - delta;
+                *q = *q + delta;
+                *f = delta;
             }
         }
+        self.flow += before - C::positive_sum(self.tr);
     }
 
-    /// Augments along `source -> p -> q -> sink` or `source -> q -> p -> sink`, where `q` is
-    /// the neighbour of `p` in direction `d`, when the terminal residuals allow it.
-    #[inline(always)]
-    fn push_pair(&mut self, p: usize, d: u8) {
-        let q = self.neighbour(p, d);
-        let (tp, tq) = (self.tr[p], self.tr[q]);
-        let (from, to, dir) = if tp > C::ZERO && tq < C::ZERO {
-            (p, q, d)
-        } else if tp < C::ZERO && tq > C::ZERO {
-            (q, p, opposite(d))
-        } else {
-            return;
-        };
-        let delta = self.tr[from]
-            .cmin(-self.tr[to])
-            .cmin(self.res_out(from, dir));
-        if delta > C::ZERO {
-            self.push_out(from, dir, delta);
-            self.tr[from] = self.tr[from] - delta;
-            self.tr[to] = self.tr[to] + delta;
-            self.flow += delta.to_f64();
-        }
-    }
-
-    /// Puts every node with a terminal residual in the tree of that terminal.
-    fn init_trees(&mut self) {
-        for p in 0..self.tr.len() {
-            let t = self.tr[p];
-            if t > C::ZERO {
-                self.flags[p] |= IN_S | TERMINAL;
-            } else if t < C::ZERO {
-                self.flags[p] |= IN_T | TERMINAL;
-            } else {
-                continue;
+    /// Puts every node with a terminal residual in the tree of that terminal (its parent is the
+    /// terminal) and activates those with a neighbour outside their tree. Distances count the
+    /// edges to the terminal minus one, so these nodes keep the distance 0 and the timestamp 0
+    /// (the starting time) that the arrays hold before the search. Row by row without branches
+    /// (so that it vectorises), then the active nodes of the row are appended to the queue.
+    fn init_trees(&mut self) -> VecDeque<u32> {
+        let (w, n) = (self.width, self.tr.len());
+        let rows = n / w;
+        let mut queue: Vec<u32> = Vec::with_capacity(n / 4);
+        for r in 0..rows {
+            // A missing neighbour row is replaced by the row itself, which never differs.
+            let up = if r > 0 { r - 1 } else { r };
+            let down = if r + 1 < rows { r + 1 } else { r };
+            let cur = &self.tr[r * w..(r + 1) * w];
+            let above = &self.tr[up * w..(up + 1) * w];
+            let below = &self.tr[down * w..(down + 1) * w];
+            let flags = &mut self.flags[r * w..(r + 1) * w];
+            let side = |t: C| -> u8 { ((t > C::ZERO) as u8) << 3 | ((t < C::ZERO) as u8) << 4 };
+            let node = |f: u8, s: u8, left: C, right: C, up: C, down: C| -> u8 {
+                let border =
+                    (side(left) != s) | (side(right) != s) | (side(up) != s) | (side(down) != s);
+                let in_tree = s != 0;
+                f | s | (in_tree as u8 * TERMINAL) | ((in_tree & border) as u8 * ACTIVE)
+            };
+            if w > 2 {
+                let interior = flags[1..w - 1]
+                    .iter_mut()
+                    .zip(cur.windows(3))
+                    .zip(above[1..w - 1].iter().zip(&below[1..w - 1]));
+                for ((f, c), (&u, &d)) in interior {
+                    *f = node(*f, side(c[1]), c[0], c[2], u, d);
+                }
             }
-            self.dist[p] = 1;
-            self.ts[p] = self.time;
+            // The two ends (one node when w = 1): a missing side neighbour is the node itself.
+            let ends: &[usize] = if w > 1 { &[0, w - 1] } else { &[0] };
+            for &c in ends {
+                let left = if c > 0 { cur[c - 1] } else { cur[c] };
+                let right = if c + 1 < w { cur[c + 1] } else { cur[c] };
+                flags[c] = node(flags[c], side(cur[c]), left, right, above[c], below[c]);
+            }
+            let start = queue.len();
+            queue.resize(start + w, 0);
+            let mut len = start;
+            for (c, &f) in flags.iter().enumerate() {
+                queue[len] = (r * w + c) as u32;
+                len += (f & ACTIVE != 0) as usize;
+            }
+            queue.truncate(len);
         }
+        VecDeque::from(queue)
     }
 
     /// Growth, augmentation and adoption until no active node is left.
@@ -801,8 +866,9 @@ impl<C: Capacity> Region<'_, C> {
         orphans.push_back(u as u32);
     }
 
-    /// Walks from `q` towards its root; returns the number of edges to the terminal, or None
-    /// when the walk ends at an orphan. Marks the nodes visited with the current time.
+    /// Walks from `q` towards its root; returns the number of edges to the terminal minus one
+    /// (the distance convention of [`Region::init_trees`]), or None when the walk ends at an
+    /// orphan. Marks the nodes visited with the current time.
     fn origin_distance(&mut self, q: usize) -> Option<u32> {
         let mut len = 0u32;
         let mut u = q;
@@ -815,10 +881,10 @@ impl<C: Capacity> Region<'_, C> {
             if pd == NONE {
                 return None;
             }
-            len += 1;
             if pd == TERMINAL {
                 break;
             }
+            len += 1;
             u = self.neighbour(u, pd);
         }
         // Second walk: record the distances found, so later checks stop early.

@@ -84,7 +84,13 @@ impl<'a> GridEnergy<'a> {
                 detail: format!("{width} x {height}: at most 2^32 - 2 pixels and 2^29 columns"),
             });
         }
-        if let Some(k) = evidence.iter().position(|&v| v != 1 && v != -1) {
+        // Checked in blocks without early exit (so that the check vectorises): v + 1 is 0 or 2
+        // exactly when v is -1 or +1.
+        let spin_ok = |v: &Spin| (v.wrapping_add(1) as u8) & !2 == 0;
+        let valid = evidence
+            .chunks(4096)
+            .all(|block| block.iter().fold(true, |ok, v| ok & spin_ok(v)));
+        if !valid && let Some(k) = evidence.iter().position(|v| !spin_ok(v)) {
             return Err(Error::Format(format!(
                 "evidence pixel {k} is {} (must be -1 or +1)",
                 evidence[k]
@@ -251,5 +257,32 @@ impl MapMethod {
             MapMethod::Anneal => "anneal",
             MapMethod::Gibbs => "gibbs",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_other_than_plus_minus_one_is_refused_with_its_position() {
+        for bad in [0i8, 2, -2, 3, -3, 127, -128] {
+            // Far into the second block of the vectorised check, and at the very start.
+            for k in [0usize, 5000] {
+                let mut x = vec![1i8; 64 * 128];
+                x.iter_mut().step_by(3).for_each(|v| *v = -1);
+                x[k] = bad;
+                let err = GridEnergy::new(64, 128, 1.0, 2.1, 0.0, &x).unwrap_err();
+                let msg = err.to_string();
+                assert!(
+                    msg.contains(&format!("evidence pixel {k} is {bad}")),
+                    "{msg}"
+                );
+            }
+        }
+        let x: Vec<Spin> = (0..64 * 128)
+            .map(|i| if i % 7 < 3 { 1 } else { -1 })
+            .collect();
+        assert!(GridEnergy::new(64, 128, 1.0, 2.1, 0.0, &x).is_ok());
     }
 }

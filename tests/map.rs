@@ -176,18 +176,35 @@ fn grid_max_flow_equals_ac_library_on_random_grids() {
         let n = w * h;
         let pair = (rng.next_u64() % 6) as i64;
         let sparse = k % 3 == 0; // many zero terminal capacities: free nodes
+        // Odd cases: terminal capacities multiples of 41 up to 451 (held as i16 when the pair
+        // capacity is not a multiple of 41); even cases: up to 11 (held as i8).
+        let scale = if k % 2 == 1 { 41 } else { 1 };
         let cap = |rng: &mut ebm::rng::EbmRng| {
             let v = (rng.next_u64() % 12) as i64;
-            if sparse && v < 8 { 0 } else { v }
+            if sparse && v < 8 { 0 } else { v * scale }
         };
         let source: Vec<i64> = (0..n).map(|_| cap(&mut rng)).collect();
         let sink: Vec<i64> = (0..n).map(|_| cap(&mut rng)).collect();
         let to_f = |v: &[i64]| v.iter().map(|&c| c as f64).collect::<Vec<_>>();
         let want = reference_flow(w, h, pair, &source, &sink);
-        // Integer capacities are held as exact i16 units; the f64 representation must agree.
+        // Integer capacities are held as exact i8 or i16 units; the f64 representation must
+        // agree.
+        let largest = source
+            .iter()
+            .chain(&sink)
+            .chain([&pair])
+            .max()
+            .copied()
+            .unwrap_or(0);
         for float in [false, true] {
             let mut grid = GridCut::new(w, h, pair as f64, &to_f(&source), &to_f(&sink)).unwrap();
             assert!(grid.is_integral() || pair == 0);
+            if pair > 0 && largest > 63 {
+                assert_eq!(grid.residual_bytes(), 2, "{w}x{h}: i16 expected");
+            } else if pair > 0 && largest > 0 {
+                // The unit may be larger than 1 (a common factor), never fewer bytes than i8.
+                assert_eq!(grid.residual_bytes(), 1, "{w}x{h}: i8 expected");
+            }
             if float {
                 grid.use_float_capacities();
                 assert!(!grid.is_integral());

@@ -31,11 +31,12 @@
 //! (`f` in `[-c, c]`, residuals `c - f` forward and `c + f` backward) describes both residuals;
 //! the two terminal edges of a node are merged into one signed residual (positive: from the
 //! source, negative: to the sink) after pushing `min(source, sink)` straight through. When all
-//! capacities are whole multiples (at most 8000) of one unit, as PRML's 2, 4.2, 4.2 are of 0.2,
-//! they are held as exact i16 integers, else as f64; a push of a whole residual sets it to
-//! exactly zero either way. Per node: 3 residuals (2 or 8 bytes), a distance and a timestamp
-//! (u32 each) and one byte of flags: 15 bytes (integral) or 33, i.e. about 250 MB or 550 MB
-//! for 4096 x 4096.
+//! capacities are whole multiples of one unit, as PRML's 2, 4.2, 4.2 are of 0.2, they are held
+//! as exact integers (i8 up to 63 units, as there: 10, 21, 21; i16 up to 8000), else as f64; a
+//! push of a whole residual sets it to exactly zero either way. Per node: 3 residuals (1, 2 or 8
+//! bytes), a distance (u16, saturating), a timestamp (u32) and one byte of flags: 10, 13 or 31
+//! bytes, i.e. about 170 MB (PRML's parameters), 220 MB or 520 MB for 4096 x 4096. Page faults
+//! on that memory are a large part of the time of a fresh process, so every byte counts.
 //!
 //! Speed-ups that keep the result exact: one pass first pushes flow along every
 //! `source -> p -> q -> sink` path of two adjacent pixels; nodes whose neighbours all share
@@ -79,9 +80,10 @@ fn opposite(d: u8) -> u8 {
     }
 }
 
-/// Capacities: f64 in general, or exact integers (i16) when every capacity is a small whole
-/// multiple of one unit (as the denoising energy's three values usually are: 2, 4.2, 4.2 are
-/// 10, 21, 21 times 0.2). Integer residuals are exact and take a quarter of the memory.
+/// Capacities: f64 in general, or exact integers (i8 or i16) when every capacity is a small
+/// whole multiple of one unit (as the denoising energy's three values usually are: 2, 4.2, 4.2
+/// are 10, 21, 21 times 0.2). Integer residuals are exact and take an eighth or a quarter of the
+/// memory.
 pub(crate) trait Capacity:
     Copy
     + PartialOrd
@@ -95,6 +97,8 @@ pub(crate) trait Capacity:
     fn cmin(self, other: Self) -> Self;
     fn cmax(self, other: Self) -> Self;
     fn to_f64(self) -> f64;
+    /// The value `v` (already a whole number of units for the integer types).
+    fn from_f64(v: f64) -> Self;
     /// `sum_i max(values_i, 0)`, exactly for integers.
     fn positive_sum(values: &[Self]) -> f64;
 }
@@ -113,33 +117,46 @@ impl Capacity for f64 {
     fn to_f64(self) -> f64 {
         self
     }
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
     fn positive_sum(values: &[f64]) -> f64 {
         values.iter().map(|v| v.max(0.0)).sum()
     }
 }
 
-impl Capacity for i16 {
-    const ZERO: i16 = 0;
-    #[inline(always)]
-    fn cmin(self, other: i16) -> i16 {
-        std::cmp::min(self, other)
-    }
-    #[inline(always)]
-    fn cmax(self, other: i16) -> i16 {
-        std::cmp::max(self, other)
-    }
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-    fn positive_sum(values: &[i16]) -> f64 {
-        values.iter().map(|&v| v.max(0) as i64).sum::<i64>() as f64
-    }
+macro_rules! integer_capacity {
+    ($t:ty) => {
+        impl Capacity for $t {
+            const ZERO: $t = 0;
+            #[inline(always)]
+            fn cmin(self, other: $t) -> $t {
+                std::cmp::min(self, other)
+            }
+            #[inline(always)]
+            fn cmax(self, other: $t) -> $t {
+                std::cmp::max(self, other)
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn from_f64(v: f64) -> $t {
+                v.round() as $t
+            }
+            fn positive_sum(values: &[$t]) -> f64 {
+                values.iter().map(|&v| v.max(0) as i64).sum::<i64>() as f64
+            }
+        }
+    };
 }
+integer_capacity!(i8);
+integer_capacity!(i16);
 
-/// Largest capacity, in units, of the integer representation: residuals stay within
-/// `2 * MAX_UNITS < i16::MAX`.
+/// Largest capacity, in units, of the integer representations: residuals stay within
+/// `2 * MAX_UNITS < i16::MAX`, or `2 * MAX_NARROW_UNITS < i8::MAX` for i8.
 const MAX_UNITS: u32 = 8000;
+const MAX_NARROW_UNITS: f64 = 63.0;
 
 /// A unit `u` such that every value is a whole multiple of `u` of at most [`MAX_UNITS`] (to a
 /// relative 1e-12, which absorbs the rounding of decimal inputs such as 4.2 / 0.2), or None.
@@ -190,8 +207,42 @@ impl<C: Capacity> Arrays<C> {
 #[derive(Debug, Clone)]
 enum Residuals {
     Float(Arrays<f64>),
-    /// Integer multiples of `unit`.
-    Int(Arrays<i16>, f64),
+    /// Integer multiples of `unit`, at most [`MAX_NARROW_UNITS`].
+    Narrow(Arrays<i8>, f64),
+    /// Integer multiples of `unit`, at most [`MAX_UNITS`].
+    Wide(Arrays<i16>, f64),
+}
+
+impl Residuals {
+    /// The arrays for pair capacity `cap` and terminal residuals `tr` (read through `tr_of`, so
+    /// that a caller can map its own representation): integers in units of the common unit of
+    /// `values` (every capacity's magnitude) when there is one, in the narrowest type that holds
+    /// them, else f64.
+    fn build<T>(cap: f64, values: &[f64], tr: &[T], tr_of: impl Fn(&T) -> f64 + Sync) -> Self
+    where
+        T: Sync,
+    {
+        fn arrays<C: Capacity, T>(
+            cap: f64,
+            unit: f64,
+            tr: &[T],
+            tr_of: impl Fn(&T) -> f64,
+        ) -> Arrays<C> {
+            let tr = tr.iter().map(|t| C::from_f64(tr_of(t) / unit)).collect();
+            Arrays::new(C::from_f64(cap / unit), tr)
+        }
+        match common_unit(values) {
+            Some(unit) => {
+                let largest = values.iter().fold(0.0f64, |m, v| m.max(v.abs())) / unit;
+                if largest.round() <= MAX_NARROW_UNITS {
+                    Residuals::Narrow(arrays(cap, unit, tr, tr_of), unit)
+                } else {
+                    Residuals::Wide(arrays(cap, unit, tr, tr_of), unit)
+                }
+            }
+            None => Residuals::Float(arrays(cap, 1.0, tr, tr_of)),
+        }
+    }
 }
 
 /// A max-flow / min-cut problem on a `width x height` grid: every 4-neighbour pair joined by
@@ -203,7 +254,7 @@ pub struct GridCut {
     height: usize,
     residuals: Residuals,
     flags: Vec<u8>,
-    dist: Vec<u32>,
+    dist: Vec<u16>,
     ts: Vec<u32>,
     /// Flow pushed straight through `source -> i -> sink` before the search.
     base_flow: f64,
@@ -270,19 +321,10 @@ impl GridCut {
         // one for x_i = -1.
         let (plus, minus) = (-2.0 * (h - eta), -2.0 * (h + eta));
         let cap = 2.0 * beta;
-        let x = energy.evidence();
-        let residuals = match common_unit(&[cap, plus.abs(), minus.abs()]) {
-            Some(unit) => {
-                let units = |v: f64| (v / unit).round() as i16;
-                let (plus, minus) = (units(plus), units(minus));
-                let tr = x.iter().map(|&v| if v > 0 { plus } else { minus });
-                Residuals::Int(Arrays::new(units(cap), tr.collect()), unit)
-            }
-            None => {
-                let tr = x.iter().map(|&v| if v > 0 { plus } else { minus });
-                Residuals::Float(Arrays::new(cap, tr.collect()))
-            }
-        };
+        let values = [cap, plus.abs(), minus.abs()];
+        let residuals = Residuals::build(cap, &values, energy.evidence(), |&v| {
+            if v > 0 { plus } else { minus }
+        });
         Ok(Self::from_parts(
             energy.width(),
             energy.height(),
@@ -301,22 +343,13 @@ impl GridCut {
                 values.push(t.abs());
             }
         }
-        let residuals = match common_unit(&values) {
-            Some(unit) => {
-                let units = |v: f64| (v / unit).round() as i16;
-                Residuals::Int(
-                    Arrays::new(units(cap), tr.iter().map(|&t| units(t)).collect()),
-                    unit,
-                )
-            }
-            None => Residuals::Float(Arrays::new(cap, tr)),
-        };
+        let residuals = Residuals::build(cap, &values, &tr, |&t| t);
         Self::from_parts(width, height, residuals, flow)
     }
 
     /// The problem with these residuals; every node free (its tree is set when solving).
     /// Distances and timestamps start at zero, which is what the search expects (see
-    /// [`Region::init_trees`]), so those arrays are not written before the search.
+    /// [`Region::init_trees`]).
     fn from_parts(width: usize, height: usize, residuals: Residuals, flow: f64) -> Self {
         let n = width * height;
         let mut flags = vec![0u8; n];
@@ -349,28 +382,41 @@ impl GridCut {
 
     /// True when the capacities are held as exact integers (see the module docs).
     pub fn is_integral(&self) -> bool {
-        matches!(self.residuals, Residuals::Int(..))
+        !matches!(self.residuals, Residuals::Float(..))
     }
 
-    /// Switches to f64 capacities (before solving), e.g. to compare the two representations.
-    pub fn use_float_capacities(&mut self) {
-        if let Residuals::Int(arrays, unit) = &self.residuals {
-            let scale = |v: i16| v as f64 * *unit;
-            let float = Arrays {
-                cap: scale(arrays.cap),
-                tr: arrays.tr.iter().map(|&t| scale(t)).collect(),
-                fr: arrays.fr.iter().map(|&f| scale(f)).collect(),
-                fd: arrays.fd.iter().map(|&f| scale(f)).collect(),
-            };
-            self.residuals = Residuals::Float(float);
+    /// Bytes per residual: 1 (i8 units), 2 (i16 units) or 8 (f64).
+    pub fn residual_bytes(&self) -> usize {
+        match self.residuals {
+            Residuals::Narrow(..) => 1,
+            Residuals::Wide(..) => 2,
+            Residuals::Float(..) => 8,
         }
     }
 
+    /// Switches to f64 capacities (before solving), e.g. to compare the representations.
+    pub fn use_float_capacities(&mut self) {
+        fn scaled<C: Capacity>(arrays: &Arrays<C>, unit: f64) -> Arrays<f64> {
+            let scale = |v: &C| v.to_f64() * unit;
+            Arrays {
+                cap: scale(&arrays.cap),
+                tr: arrays.tr.iter().map(scale).collect(),
+                fr: arrays.fr.iter().map(scale).collect(),
+                fd: arrays.fd.iter().map(scale).collect(),
+            }
+        }
+        let float = match &self.residuals {
+            Residuals::Float(_) => return,
+            Residuals::Narrow(arrays, unit) => scaled(arrays, *unit),
+            Residuals::Wide(arrays, unit) => scaled(arrays, *unit),
+        };
+        self.residuals = Residuals::Float(float);
+    }
+
     /// Bytes held by the per-node arrays (the queues come on top, usually far smaller):
-    /// 3 residuals (2 bytes each when integral, else 8), flags (1), distance and time (4 + 4).
+    /// 3 residuals ([`GridCut::residual_bytes`] each), flags (1), distance (2) and time (4).
     pub fn memory_bytes(&self) -> usize {
-        let residual = if self.is_integral() { 2 } else { 8 };
-        self.len() * (3 * residual + 1 + 2 * 4)
+        self.len() * (3 * self.residual_bytes() + 1 + 2 + 4)
     }
 
     /// Computes the maximum flow (once; later calls return the same value).
@@ -390,7 +436,8 @@ impl GridCut {
         let (flags, dist, ts) = (&mut self.flags, &mut self.dist, &mut self.ts);
         let pushed = match &mut self.residuals {
             Residuals::Float(arrays) => solve(w, h, arrays, flags, dist, ts),
-            Residuals::Int(arrays, unit) => solve(w, h, arrays, flags, dist, ts) * *unit,
+            Residuals::Narrow(arrays, unit) => solve(w, h, arrays, flags, dist, ts) * *unit,
+            Residuals::Wide(arrays, unit) => solve(w, h, arrays, flags, dist, ts) * *unit,
         };
         self.flow = self.base_flow + pushed;
         self.solved = true;
@@ -407,11 +454,23 @@ impl GridCut {
     /// The minimum-cut labelling: +1 on the source side, -1 on the sink side.
     pub fn labels(&mut self) -> Vec<Spin> {
         self.max_flow();
-        self.flags
-            .iter()
-            .map(|&f| if f & TREE_MASK == IN_S { 1 } else { -1 })
+        self.flags.iter().map(|&f| label(f)).collect()
+    }
+
+    /// [`GridCut::labels`], written over the node flags' own memory (no new allocation).
+    pub fn into_labels(mut self) -> Vec<Spin> {
+        self.max_flow();
+        std::mem::take(&mut self.flags)
+            .into_iter()
+            .map(label)
             .collect()
     }
+}
+
+/// +1 for a node in the source tree, else -1.
+#[inline(always)]
+fn label(flags: u8) -> Spin {
+    if flags & TREE_MASK == IN_S { 1 } else { -1 }
 }
 
 /// Boykov-Kolmogorov on strips, then on the whole grid (see [`GridCut::max_flow`]); returns the
@@ -421,7 +480,7 @@ fn solve<C: Capacity>(
     height: usize,
     arrays: &mut Arrays<C>,
     flags: &mut [u8],
-    dist: &mut [u32],
+    dist: &mut [u16],
     ts: &mut [u32],
 ) -> f64 {
     let (w, h) = (width, height);
@@ -437,6 +496,10 @@ fn solve<C: Capacity>(
         .zip(dist.par_chunks_mut(chunk))
         .zip(ts.par_chunks_mut(chunk))
         .map(|(((((tr, fr), fd), flags), dist), ts)| {
+            // Written once here, so that the search's first touch of a page is not a read (a
+            // read of untouched zeroed memory and a later write cost two page faults).
+            dist.fill(0);
+            ts.fill(0);
             let mut region = Region {
                 width: w,
                 cap,
@@ -497,6 +560,10 @@ fn strip_rows(width: usize, _height: usize) -> usize {
     (STRIP_NODES / width).max(16)
 }
 
+/// The largest distance held (distances are u16): it stands for any distance >= FAR, and the
+/// search never compares such distances (see [`Region::grow`]).
+const FAR: u16 = u16::MAX;
+
 /// Target number of nodes per strip.
 const STRIP_NODES: usize = 1 << 17;
 
@@ -520,7 +587,7 @@ struct Region<'a, C: Capacity> {
     fr: &'a mut [C],
     fd: &'a mut [C],
     flags: &'a mut [u8],
-    dist: &'a mut [u32],
+    dist: &'a mut [u16],
     ts: &'a mut [u32],
     time: u32,
     flow: f64,
@@ -767,7 +834,7 @@ impl<C: Capacity> Region<'_, C> {
             let qt = self.tree(q);
             if qt == 0 {
                 self.flags[q] = (self.flags[q] & (ACTIVE | FIXED)) | tree | opposite(d);
-                self.dist[q] = self.dist[p] + 1;
+                self.dist[q] = self.dist[p].saturating_add(1);
                 self.ts[q] = self.ts[p];
                 self.activate(active, q);
             } else if qt != tree {
@@ -776,8 +843,10 @@ impl<C: Capacity> Region<'_, C> {
                 } else {
                     (q, p, q, opposite(d))
                 });
-            } else if self.ts[q] <= self.ts[p] && self.dist[q] > self.dist[p] {
-                // The paper's heuristic: re-hang q below p when p is closer to the terminal.
+            } else if self.ts[q] <= self.ts[p] && self.dist[q] > self.dist[p] && self.dist[p] < FAR
+            {
+                // The paper's heuristic: re-hang q below p when p is closer to the terminal
+                // (only on exact distances: FAR stands for any distance >= FAR).
                 self.set_parent(q, opposite(d));
                 self.ts[q] = self.ts[p];
                 self.dist[q] = self.dist[p] + 1;
@@ -874,7 +943,7 @@ impl<C: Capacity> Region<'_, C> {
         let mut u = q;
         loop {
             if self.ts[u] == self.time {
-                len += self.dist[u];
+                len += self.dist[u] as u32;
                 break;
             }
             let pd = self.parent(u);
@@ -892,7 +961,7 @@ impl<C: Capacity> Region<'_, C> {
         let mut d = len;
         while self.ts[u] != self.time {
             self.ts[u] = self.time;
-            self.dist[u] = d;
+            self.dist[u] = d.min(FAR as u32) as u16;
             let pd = self.parent(u);
             if pd == TERMINAL {
                 break;
@@ -942,7 +1011,7 @@ impl<C: Capacity> Region<'_, C> {
             if best != NONE {
                 self.set_parent(p, best);
                 self.ts[p] = self.time;
-                self.dist[p] = best_dist + 1;
+                self.dist[p] = (best_dist + 1).min(FAR as u32) as u16;
                 continue;
             }
             // No valid parent: p becomes free; its tree neighbours may grow into it again.
@@ -984,8 +1053,7 @@ fn negative_beta(beta: f64) -> Error {
 
 /// The exact minimum-energy labelling of a grid energy with `beta >= 0`.
 pub fn graph_cut(energy: &GridEnergy<'_>) -> Result<Vec<Spin>> {
-    let mut cut = GridCut::from_energy(energy)?;
-    Ok(cut.labels())
+    Ok(GridCut::from_energy(energy)?.into_labels())
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ read the segments). Each side reports its own time for the work after reading th
 `seconds`; for PyMaxflow graph construction + maxflow + segments) and the script records each
 process's wall time and peak resident memory (wait4). The energies of both results, computed by
 the same formula (PRML 8.3.3, beta = 1, eta = 2.1, h = 0), must agree: both are exact minima.
-Printed: medians over the runs, the PyMaxflow/ebm ratio of the paired times, and Mpixel/s.
+Printed: medians over the runs, the median PyMaxflow/ebm ratio of the paired times (with the
+lowest and highest pair), and Mpixel/s.
 """
 
 import argparse
@@ -103,7 +104,8 @@ def picture(size):
 def compare(sizes, runs, ebm):
     print(f"ebm: {ebm}; PyMaxflow worker: {sys.executable}; {runs} runs per size, alternating")
     header = (
-        f"{'size':>6} {'ebm s':>8} {'pymf s':>8} {'ratio':>6} {'ebm Mpx/s':>10} {'pymf Mpx/s':>10}"
+        f"{'size':>6} {'ebm s':>8} {'pymf s':>8} {'ratio (pairs min-max)':>22} {'ebm Mpx/s':>10}"
+        f" {'pymf Mpx/s':>10}"
         f" {'ebm wall':>9} {'pymf wall':>9} {'ebm MB':>7} {'pymf MB':>8}  energies"
     )
     print(header)
@@ -127,10 +129,12 @@ def compare(sizes, runs, ebm):
                 rows.append((e["seconds"], p["seconds"], e_wall, p_wall, e_mb, p_mb,
                              e["energy"], p["energy"]))
             med = lambda k: statistics.median(r[k] for r in rows)
-            ratio = statistics.median(r[1] / r[0] for r in rows)
+            ratios = [r[1] / r[0] for r in rows]
+            ratio = statistics.median(ratios)
+            spread = f"{ratio:.1f} ({min(ratios):.1f}-{max(ratios):.1f})"
             n = size * size / 1e6
             same = all(abs(r[6] - r[7]) <= 1e-9 * abs(r[7]) for r in rows)
-            print(f"{size:>6} {med(0):>8.3f} {med(1):>8.3f} {ratio:>6.1f} {n / med(0):>10.1f}"
+            print(f"{size:>6} {med(0):>8.4f} {med(1):>8.3f} {spread:>22} {n / med(0):>10.1f}"
                   f" {n / med(1):>10.1f} {med(2):>9.3f} {med(3):>9.3f} {max(r[4] for r in rows):>7.0f}"
                   f" {max(r[5] for r in rows):>8.0f}  {'equal' if same else 'DIFFER'}"
                   f" ({rows[0][6]:.1f})", flush=True)

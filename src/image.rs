@@ -1,7 +1,7 @@
 //! Binary images with +-1 pixels, and flip noise. File formats live in `io::images`.
 
 use crate::error::{Error, Result};
-use crate::model::Spin;
+use crate::model::{Spin, first_non_spin};
 use crate::rng::{stream, uniform_f64};
 
 /// A binary image: pixels in {-1, +1}, row-major (`row * width + col`); +1 is white.
@@ -27,7 +27,7 @@ impl BinaryImage {
                 pixels.len()
             )));
         }
-        if let Some(k) = pixels.iter().position(|&p| p != 1 && p != -1) {
+        if let Some(k) = first_non_spin(&pixels) {
             return Err(Error::Format(format!(
                 "pixel {k} is {} (must be -1 or +1)",
                 pixels[k]

@@ -26,6 +26,21 @@ pub use rbm::Rbm;
 /// An Ising spin, -1 or +1.
 pub type Spin = i8;
 
+/// The index of the first value that is not a spin (-1 or +1), if any. Checked in blocks without
+/// early exit, so that the common all-valid case vectorises: `v + 1` is 0 or 2 exactly when `v`
+/// is -1 or +1.
+pub fn first_non_spin(values: &[Spin]) -> Option<usize> {
+    let is_spin = |v: &Spin| (v.wrapping_add(1) as u8) & !2 == 0;
+    let valid = values
+        .chunks(4096)
+        .all(|block| block.iter().fold(true, |ok, v| ok & is_spin(v)));
+    if valid {
+        None
+    } else {
+        values.iter().position(|v| !is_spin(v))
+    }
+}
+
 /// Converts a bit (0/1) to a spin (-1/+1).
 #[inline]
 pub fn spin_of_bit(bit: u8) -> Spin {

@@ -215,34 +215,61 @@ enum Residuals {
 }
 
 impl Residuals {
-    /// The arrays for pair capacity `cap` and terminal residuals `tr` (read through `tr_of`, so
-    /// that a caller can map its own representation): integers in units of the common unit of
-    /// `values` (every capacity's magnitude) when there is one, in the narrowest type that holds
-    /// them, else f64.
-    fn build<T>(cap: f64, values: &[f64], tr: &[T], tr_of: impl Fn(&T) -> f64 + Sync) -> Self
-    where
-        T: Sync,
-    {
-        fn arrays<C: Capacity, T>(
+    /// The arrays for pair capacity `cap` and terminal residuals `tr`: integers in units of the
+    /// common unit of `values` (every capacity's magnitude) when there is one, in the narrowest
+    /// type that holds them, else f64.
+    fn build(cap: f64, values: &[f64], tr: &(impl TerminalResiduals + ?Sized)) -> Self {
+        fn arrays<C: Capacity>(
             cap: f64,
             unit: f64,
-            tr: &[T],
-            tr_of: impl Fn(&T) -> f64,
+            tr: &(impl TerminalResiduals + ?Sized),
         ) -> Arrays<C> {
-            let tr = tr.iter().map(|t| C::from_f64(tr_of(t) / unit)).collect();
-            Arrays::new(C::from_f64(cap / unit), tr)
+            Arrays::new(C::from_f64(cap / unit), tr.in_units(unit))
         }
         match common_unit(values) {
             Some(unit) => {
                 let largest = values.iter().fold(0.0f64, |m, v| m.max(v.abs())) / unit;
                 if largest.round() <= MAX_NARROW_UNITS {
-                    Residuals::Narrow(arrays(cap, unit, tr, tr_of), unit)
+                    Residuals::Narrow(arrays(cap, unit, tr), unit)
                 } else {
-                    Residuals::Wide(arrays(cap, unit, tr, tr_of), unit)
+                    Residuals::Wide(arrays(cap, unit, tr), unit)
                 }
             }
-            None => Residuals::Float(arrays(cap, 1.0, tr, tr_of)),
+            None => Residuals::Float(arrays(cap, 1.0, tr)),
         }
+    }
+}
+
+/// Terminal residuals (source minus sink capacity, per node) before conversion to a capacity
+/// type.
+trait TerminalResiduals {
+    /// Every residual divided by `unit`, as `C` (rounded for the integer types).
+    fn in_units<C: Capacity>(&self, unit: f64) -> Vec<C>;
+}
+
+impl TerminalResiduals for [f64] {
+    fn in_units<C: Capacity>(&self, unit: f64) -> Vec<C> {
+        self.iter().map(|&t| C::from_f64(t / unit)).collect()
+    }
+}
+
+/// The residuals of the denoising energy: `plus` where the evidence is +1, `minus` where -1.
+struct EvidenceResiduals<'a> {
+    evidence: &'a [Spin],
+    plus: f64,
+    minus: f64,
+}
+
+impl TerminalResiduals for EvidenceResiduals<'_> {
+    fn in_units<C: Capacity>(&self, unit: f64) -> Vec<C> {
+        let (plus, minus) = (
+            C::from_f64(self.plus / unit),
+            C::from_f64(self.minus / unit),
+        );
+        self.evidence
+            .iter()
+            .map(|&v| if v > 0 { plus } else { minus })
+            .collect()
     }
 }
 
@@ -323,9 +350,13 @@ impl GridCut {
         let (plus, minus) = (-2.0 * (h - eta), -2.0 * (h + eta));
         let cap = 2.0 * beta;
         let values = [cap, plus.abs(), minus.abs()];
-        let residuals = Residuals::build(cap, &values, energy.evidence(), |&v| {
-            if v > 0 { plus } else { minus }
-        });
+        let evidence = energy.evidence();
+        let tr = EvidenceResiduals {
+            evidence,
+            plus,
+            minus,
+        };
+        let residuals = Residuals::build(cap, &values, &tr);
         Ok(Self::from_parts(
             energy.width(),
             energy.height(),
@@ -344,7 +375,7 @@ impl GridCut {
                 values.push(t.abs());
             }
         }
-        let residuals = Residuals::build(cap, &values, &tr, |&t| t);
+        let residuals = Residuals::build(cap, &values, tr.as_slice());
         Self::from_parts(width, height, residuals, flow)
     }
 

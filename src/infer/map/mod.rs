@@ -27,7 +27,7 @@ pub mod mincut;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result, check_finite};
-use crate::model::Spin;
+use crate::model::{Spin, first_non_spin};
 
 /// The three integer sums that determine the grid energy of a labelling `s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,13 +84,7 @@ impl<'a> GridEnergy<'a> {
                 detail: format!("{width} x {height}: at most 2^32 - 2 pixels and 2^29 columns"),
             });
         }
-        // Checked in blocks without early exit (so that the check vectorises): v + 1 is 0 or 2
-        // exactly when v is -1 or +1.
-        let spin_ok = |v: &Spin| (v.wrapping_add(1) as u8) & !2 == 0;
-        let valid = evidence
-            .chunks(4096)
-            .all(|block| block.iter().fold(true, |ok, v| ok & spin_ok(v)));
-        if !valid && let Some(k) = evidence.iter().position(|v| !spin_ok(v)) {
+        if let Some(k) = first_non_spin(evidence) {
             return Err(Error::Format(format!(
                 "evidence pixel {k} is {} (must be -1 or +1)",
                 evidence[k]

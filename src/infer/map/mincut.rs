@@ -769,6 +769,18 @@ impl<C: Capacity> Region<'_, C> {
         }
     }
 
+    /// Residual capacity of the tree edge between `parent` and its neighbour in direction `d`
+    /// (the child), in the direction flow takes along it: parent -> child in the source tree,
+    /// child -> parent in the sink tree.
+    #[inline(always)]
+    fn tree_residual(&self, parent: usize, d: u8, tree: u8) -> C {
+        if tree == IN_S {
+            self.res_out(parent, d)
+        } else {
+            self.res_out(self.neighbour(parent, d), opposite(d))
+        }
+    }
+
     /// Pushes `delta` (at most the residual) from `p` to its neighbour in direction `d`; returns
     /// true when the edge is saturated afterwards. A push of the whole residual sets the flow to
     /// exactly the capacity, so saturation is exact in floating point.
@@ -858,12 +870,7 @@ impl<C: Capacity> Region<'_, C> {
                 continue;
             }
             let q = self.neighbour(p, d);
-            let residual = if tree == IN_S {
-                self.res_out(p, d)
-            } else {
-                self.res_out(q, opposite(d))
-            };
-            if residual <= C::ZERO {
+            if self.tree_residual(p, d, tree) <= C::ZERO {
                 continue;
             }
             let qt = self.tree(q);
@@ -1036,15 +1043,7 @@ impl<C: Capacity> Region<'_, C> {
                     continue;
                 }
                 let q = self.neighbour(p, d);
-                if self.tree(q) != tree {
-                    continue;
-                }
-                let residual = if tree == IN_S {
-                    self.res_out(q, opposite(d))
-                } else {
-                    self.res_out(p, d)
-                };
-                if residual <= C::ZERO {
+                if self.tree(q) != tree || self.tree_residual(q, opposite(d), tree) <= C::ZERO {
                     continue;
                 }
                 if let Some(len) = self.origin_distance(q)
@@ -1069,12 +1068,7 @@ impl<C: Capacity> Region<'_, C> {
                 if self.tree(q) != tree {
                     continue;
                 }
-                let residual = if tree == IN_S {
-                    self.res_out(q, opposite(d))
-                } else {
-                    self.res_out(p, d)
-                };
-                if residual > C::ZERO {
+                if self.tree_residual(q, opposite(d), tree) > C::ZERO {
                     self.activate(active, q);
                 }
                 if self.parent(q) == opposite(d) {

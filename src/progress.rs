@@ -37,3 +37,21 @@ pub trait Observer {
 pub struct Silent;
 
 impl Observer for Silent {}
+
+/// Reports `done` of `total` units (no metric) to `observer`; `Err(Error::Interrupted)` when it
+/// asks to stop, for algorithms that have nothing partial to return.
+pub fn report_or_interrupt(
+    observer: &mut (impl Observer + ?Sized),
+    done: u64,
+    total: u64,
+) -> crate::error::Result<()> {
+    let step = Step {
+        done,
+        total,
+        metric: None,
+    };
+    match observer.on_step(&step) {
+        Control::Continue => Ok(()),
+        Control::Break => Err(crate::error::Error::Interrupted),
+    }
+}

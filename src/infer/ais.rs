@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::linalg::{View, matmul};
 use crate::logspace::softplus;
 use crate::model::Rbm;
-use crate::progress::{Control, Observer, Step};
+use crate::progress::{Observer, report_or_interrupt};
 use crate::rng::{EbmRng, stream};
 use crate::sample::rbm::{RbmF32, bernoulli_rows, sigmoid_rows, visible_probs};
 
@@ -210,14 +210,7 @@ pub fn ais_log_partition(
         visible_probs(&model, &h, &mut pv, bk, &visible_offset);
         bernoulli_rows(&pv, &mut v, nv, &mut rngs);
         if k % 64 == 0 {
-            let step = Step {
-                done: k as u64,
-                total: (betas.len() - 1) as u64,
-                metric: None,
-            };
-            if observer.on_step(&step) == Control::Break {
-                return Err(Error::Interrupted);
-            }
+            report_or_interrupt(observer, k as u64, (betas.len() - 1) as u64)?;
         }
     }
     Ok(summarise(&log_w, log_z_base, params))

@@ -27,7 +27,7 @@ use super::kernel::{block_log_sum, exp_nonpositive, max_of};
 use crate::error::{Error, Result};
 use crate::logspace::LogSumExp;
 use crate::model::{EnergyModel, FactorGraph, IsingLattice, PairwiseMrf, Spin};
-use crate::progress::{Control, Observer, Silent, Step};
+use crate::progress::{Observer, Silent, report_or_interrupt};
 
 /// log2 of the most states one run (a whole enumeration or one shard) may sum: 2^40 states
 /// are days on two cores.
@@ -437,14 +437,7 @@ fn run_units<W: Walker>(
             }
         }
         done += group.iter().map(|&(a, b)| b - a).sum::<u64>();
-        let step = Step {
-            done,
-            total: end - start,
-            metric: None,
-        };
-        if observer.on_step(&step) == Control::Break {
-            return Err(Error::Interrupted);
-        }
+        report_or_interrupt(observer, done, end - start)?;
     }
     let log_sum = total.value();
     let marginals = opts.marginals.then(|| {
@@ -842,14 +835,7 @@ pub fn enumerate_lattice(
             }
         }
         done += group.iter().map(|&(a, b)| b - a).sum::<u64>();
-        let step = Step {
-            done,
-            total: end - start,
-            metric: None,
-        };
-        if observer.on_step(&step) == Control::Break {
-            return Err(Error::Interrupted);
-        }
+        report_or_interrupt(observer, done, end - start)?;
     }
     let (j, h) = (lattice.coupling(), lattice.uniform_field());
     let mut terms = Vec::new();

@@ -20,7 +20,7 @@ use super::kernel::{block_log_sum, update_log1p_product, update_softplus_sum};
 use crate::error::{Error, Result};
 use crate::logspace::LogSumExp;
 use crate::model::Rbm;
-use crate::progress::{Control, Observer, Silent, Step};
+use crate::progress::{Observer, Silent, report_or_interrupt};
 
 /// The largest smaller-layer size that exact RBM enumeration accepts (2^36 states).
 pub const MAX_ENUMERATED_UNITS: usize = 36;
@@ -248,14 +248,7 @@ pub fn rbm_enumerate(rbm: &Rbm, shard: Shard, observer: &mut dyn Observer) -> Re
             total.merge(p);
         }
         done += group.iter().map(|&(a, b)| b - a).sum::<u64>();
-        let step = Step {
-            done,
-            total: end - start,
-            metric: None,
-        };
-        if observer.on_step(&step) == Control::Break {
-            return Err(Error::Interrupted);
-        }
+        report_or_interrupt(observer, done, end - start)?;
     }
     Ok(Enumeration {
         log_sum: total.value(),
@@ -314,6 +307,19 @@ mod tests {
         assert!((rbm_log_partition(&zero).unwrap() - 7.0 * 2f64.ln()).abs() < 1e-12);
     }
 
+    /// ln Z by the hidden free energies of every hidden state, one at a time (the plain sum the
+    /// fast walks must equal).
+    fn log_z_over_hidden_states(rbm: &Rbm) -> f64 {
+        let nh = rbm.n_hidden();
+        let terms: Vec<f64> = (0..1u32 << nh)
+            .map(|hs| {
+                let h: Vec<u8> = (0..nh).map(|j| (hs >> j & 1) as u8).collect();
+                -rbm.hidden_free_energy(&h)
+            })
+            .collect();
+        crate::logspace::log_sum_exp(&terms)
+    }
+
     #[test]
     fn multiplicative_walk_matches_scalar_free_energies_across_chunks() {
         let rbm = test_rbm(40, 13, 1.0);
@@ -321,13 +327,7 @@ mod tests {
             Layout::new(&rbm).renorm > 0,
             "small weights take the multiplicative walk"
         );
-        let terms: Vec<f64> = (0..1u32 << 13)
-            .map(|hs| {
-                let h: Vec<u8> = (0..13).map(|j| (hs >> j & 1) as u8).collect();
-                -rbm.hidden_free_energy(&h)
-            })
-            .collect();
-        let reference = crate::logspace::log_sum_exp(&terms);
+        let reference = log_z_over_hidden_states(&rbm);
         let got = rbm_log_partition(&rbm).unwrap();
         assert!(
             (got - reference).abs() < 1e-12 * reference.abs(),
@@ -339,13 +339,7 @@ mod tests {
     fn survives_huge_weights_and_chunk_boundaries() {
         // 13 hidden units enumerated: several chunks; weights up to +-400 would overflow exp.
         let rbm = test_rbm(16, 13, 200.0);
-        let terms: Vec<f64> = (0..1u32 << 13)
-            .map(|hs| {
-                let h: Vec<u8> = (0..13).map(|j| (hs >> j & 1) as u8).collect();
-                -rbm.hidden_free_energy(&h)
-            })
-            .collect();
-        let reference = crate::logspace::log_sum_exp(&terms);
+        let reference = log_z_over_hidden_states(&rbm);
         let got = rbm_log_partition(&rbm).unwrap();
         assert!(got.is_finite());
         assert!(

@@ -15,7 +15,7 @@ use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::linalg::{View, matmul};
 use crate::model::Rbm;
-use crate::progress::{Control, Observer, Step};
+use crate::progress::{Observer, report_or_interrupt};
 use crate::rng::{EbmRng, stream};
 
 /// Matrices with fewer entries than this are processed on the calling thread (waking the pool
@@ -278,14 +278,7 @@ pub fn sample_rbm(
     let mut state = GibbsChains::new(&model, chains, seed);
     for s in 0..steps {
         state.sweep(&model);
-        let step = Step {
-            done: s as u64 + 1,
-            total: steps as u64,
-            metric: None,
-        };
-        if observer.on_step(&step) == Control::Break {
-            return Err(Error::Interrupted);
-        }
+        report_or_interrupt(observer, s as u64 + 1, steps as u64)?;
     }
     let bits = state.visible.iter().map(|&x| (x > 0.5) as u8).collect();
     Dataset::new(chains, model.n_visible, bits)

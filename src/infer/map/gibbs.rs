@@ -15,7 +15,7 @@ use super::anneal::row_streams;
 use super::checkerboard::{HeatBathTable, Padded, heat_bath_half_sweep};
 use crate::error::{Error, Result};
 use crate::model::Spin;
-use crate::progress::{Control, Observer, Step};
+use crate::progress::{Observer, report_or_interrupt};
 
 /// Settings of [`gibbs_marginal_mode`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,14 +88,7 @@ pub fn gibbs_marginal_mode(
                 }
             });
         }
-        let step = Step {
-            done: k + 1,
-            total,
-            metric: None,
-        };
-        if observer.on_step(&step) == Control::Break {
-            return Err(Error::Interrupted);
-        }
+        report_or_interrupt(observer, k + 1, total)?;
     }
     let n = params.sweeps;
     let labels = counts

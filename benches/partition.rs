@@ -123,7 +123,7 @@ fn main() {
     println!("{:<48} (per softplus term: divide ns/state by 784)", "");
 
     // UAI 2014 models by elimination.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/ref/ising/uai");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/uai");
     if dir.is_dir() {
         println!();
         let mut files: Vec<_> = std::fs::read_dir(&dir)

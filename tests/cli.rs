@@ -40,7 +40,7 @@ fn noise_refuses_a_file_that_is_not_an_image() {
     assert!(!out.exists());
 }
 
-/// Every data file of data/ (not its README or script) and every reference UAI file.
+/// Every data file of data/ (not its README or script), the bundled UAI models and answers included.
 fn info_targets() -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     let mut dirs = vec![crate::common::project_root().join("data")];
@@ -54,14 +54,10 @@ fn info_targets() -> Vec<std::path::PathBuf> {
             }
         }
     }
-    if let Some(dir) = crate::common::uai_reference_dir() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "uai" || e == "PR") {
-                files.push(path);
-            }
-        }
-    }
+    assert!(
+        files.iter().any(|p| p.extension().is_some_and(|e| e == "uai")),
+        "no bundled UAI model found under data/"
+    );
     files.sort();
     files
 }
@@ -118,9 +114,7 @@ fn info_reports_the_facts_of_known_files() {
         .success()
         .stdout("")
         .stderr(predicate::str::contains("300 examples x 64 bits"));
-    let Some(dir) = crate::common::uai_reference_dir() else {
-        return;
-    };
+    let dir = crate::common::uai_reference_dir();
     let grids = json(&["info", dir.join("Grids_15.uai").to_str().unwrap()]);
     assert_eq!(grids["variables"], 400);
     assert_eq!(grids["max_arity"], 2);

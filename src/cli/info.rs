@@ -20,7 +20,7 @@ use ebm::io::uai::{read_pr, read_uai};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ebm info data/images/horse.png\n  ebm info data/digits_train.txt --json\n  ebm info model.safetensors\n  ebm info ../shared/ref/ising/uai/Grids_11.uai"
+    after_help = "Examples:\n  ebm info data/images/horse.png\n  ebm info data/digits_train.txt --json\n  ebm info model.safetensors\n  ebm info data/uai/Grids_11.uai"
 )]
 pub struct InfoArgs {
     /// The file: an image, a dataset (.txt, .csv, .npy, IDX; optionally .gz), a UAI model

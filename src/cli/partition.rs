@@ -20,7 +20,7 @@ const AFTER_HELP: &str = "Examples:
   ebm partition ising --width 4 --height 4 --beta 0.4406868
   ebm partition ising --width 6 --height 6 --method enumerate --json
   ebm partition ising --width 4096 --height 4096 --beta 0.44 --method kaufman
-  ebm partition --model ../shared/ref/ising/uai/Grids_11.uai --method eliminate
+  ebm partition --model data/uai/Grids_11.uai --method eliminate
   ebm partition --model rbm.safetensors
   ebm partition ising --width 6 --height 6 --method enumerate --shard 3/8 > part3.json
   ebm partition merge part*.json

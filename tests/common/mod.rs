@@ -10,10 +10,16 @@ pub fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared/ref/ising/uai` beside the project, if present (CI has it).
-pub fn uai_reference_dir() -> Option<PathBuf> {
-    let dir = project_root().join("../shared/ref/ising/uai");
-    dir.is_dir().then_some(dir)
+/// `data/uai`: the bundled UAI 2014 PR models with their `.PR` answers (see data/README.md).
+/// A missing folder is a test failure, never a skip.
+pub fn uai_reference_dir() -> PathBuf {
+    let dir = project_root().join("data/uai");
+    assert!(
+        dir.join("Grids_11.uai").is_file(),
+        "bundled UAI models missing: {} (see data/README.md)",
+        dir.display()
+    );
+    dir
 }
 
 /// The `ebm` binary under test.

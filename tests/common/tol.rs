@@ -15,7 +15,7 @@ pub const GIBBS_MARGINAL_ABS: f64 = 0.03;
 /// Absolute tolerance on log10 Z against a UAI `.PR` answer file, which prints 4 decimals
 /// (rounding error up to 5e-5); a little slack for the competition solver's own rounding.
 pub const PR_FILE_ABS: f64 = 1e-4;
-/// Absolute tolerance on log10 Z against the UAI 2014 `.PR` files of ../shared/ref/ising/uai,
+/// Absolute tolerance on log10 Z against the UAI 2014 `.PR` files of data/uai,
 /// which print 6 significant digits (e.g. 169.408: rounding error up to 5e-4), as issue 3 asks.
 pub const PR_DIGITS_ABS: f64 = 1e-3;
 /// Stationarity of an exactly built transition matrix: |pi T - pi| per state, in f64 sums of at

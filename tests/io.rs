@@ -294,3 +294,65 @@ fn documented_uai_example_has_z_19() {
         .sum();
     assert!((z_ising - 19.0).abs() < 1e-12, "{z_ising}");
 }
+
+/// A symbolic link planted where the old code put its temporary file (`.{name}.tmp-{pid}`,
+/// predictable from the process id) is never written through, and neither is a link at the
+/// destination itself.
+#[cfg(unix)]
+#[test]
+fn atomic_writes_never_follow_a_planted_symlink() {
+    use ebm::io::atomic::write_bytes_atomic;
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let out = dir.path().join("out.txt");
+    let planted = dir
+        .path()
+        .join(format!(".out.txt.tmp-{}", std::process::id()));
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    write_bytes_atomic(&out, b"result").unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(std::fs::symlink_metadata(&planted).unwrap().is_symlink());
+    assert_eq!(std::fs::read(&out).unwrap(), b"result");
+    // A link at the destination is replaced by the new file, its target kept.
+    let link = dir.path().join("link.txt");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    write_bytes_atomic(&link, b"other").unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!std::fs::symlink_metadata(&link).unwrap().is_symlink());
+}
+
+/// The temporary file of a killed writer (a process that has ended) is removed by the next
+/// write of the same output; a running process's temporary, another output's, a link of the
+/// pattern and unrelated files are kept.
+#[cfg(target_os = "linux")]
+#[test]
+fn atomic_writes_remove_stale_temporaries_of_their_own_output_only() {
+    use ebm::io::atomic::write_bytes_atomic;
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    assert!(!std::path::Path::new(&format!("/proc/{dead}")).exists());
+    let alive = std::process::id();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, b"x").unwrap();
+        p
+    };
+    let stale = file(format!(".out.csv.ebm-{dead}-a1B2c3D4e5.tmp"));
+    let running = file(format!(".out.csv.ebm-{alive}-a1B2c3D4e5.tmp"));
+    let other_output = file(format!(".other.csv.ebm-{dead}-a1B2c3D4e5.tmp"));
+    let unrelated = file(format!(".out.csv.ebm-{dead}-notours.tmp"));
+    let plain = file("notes.txt".into());
+    let link = dir
+        .path()
+        .join(format!(".out.csv.ebm-{dead}-zzzzzzzzzz.tmp"));
+    std::os::unix::fs::symlink(&plain, &link).unwrap();
+    write_bytes_atomic(&dir.path().join("out.csv"), b"1\n").unwrap();
+    assert!(!stale.exists(), "stale temporary of an ended process kept");
+    for kept in [&running, &other_output, &unrelated, &plain] {
+        assert!(kept.exists(), "{} removed", kept.display());
+    }
+    assert!(std::fs::symlink_metadata(&link).is_ok(), "link removed");
+}

@@ -7,4 +7,5 @@ mod io;
 mod learn;
 mod map;
 mod models;
+mod outputs;
 mod samplers;

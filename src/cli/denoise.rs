@@ -8,14 +8,16 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::GlobalArgs;
-use super::output::{print_json, say};
+use super::output::{IMAGE, Outputs, PNG, print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use ebm::denoise::{DenoiseParams, denoise};
 use ebm::infer::map::MapMethod;
-use ebm::io::images::{DEFAULT_THRESHOLD, format_for_path, read_binary_image, write_binary_image};
+use ebm::io::images::{
+    DEFAULT_THRESHOLD, encode_binary_image, encode_grey_png, format_for_path, read_binary_image,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MethodArg {
+pub enum DenoiseMethodArg {
     /// Exact MAP by minimum s-t cut (needs --beta >= 0).
     Graphcut,
     /// Iterated conditional modes from the noisy image, checkerboard order.
@@ -26,13 +28,13 @@ pub enum MethodArg {
     Gibbs,
 }
 
-impl From<MethodArg> for MapMethod {
-    fn from(m: MethodArg) -> Self {
+impl From<DenoiseMethodArg> for MapMethod {
+    fn from(m: DenoiseMethodArg) -> Self {
         match m {
-            MethodArg::Graphcut => MapMethod::GraphCut,
-            MethodArg::Icm => MapMethod::Icm,
-            MethodArg::Anneal => MapMethod::Anneal,
-            MethodArg::Gibbs => MapMethod::Gibbs,
+            DenoiseMethodArg::Graphcut => MapMethod::GraphCut,
+            DenoiseMethodArg::Icm => MapMethod::Icm,
+            DenoiseMethodArg::Anneal => MapMethod::Anneal,
+            DenoiseMethodArg::Gibbs => MapMethod::Gibbs,
         }
     }
 }
@@ -56,8 +58,8 @@ pub struct DenoiseArgs {
     #[arg(long)]
     pub output: PathBuf,
     /// Minimisation method.
-    #[arg(long, value_enum, default_value_t = MethodArg::Graphcut)]
-    pub method: MethodArg,
+    #[arg(long, value_enum, default_value_t = DenoiseMethodArg::Graphcut)]
+    pub method: DenoiseMethodArg,
     /// Coupling between 4-neighbours (graphcut needs >= 0).
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub beta: f64,
@@ -148,27 +150,14 @@ pub fn run(args: &DenoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if args.marginals.is_some() && method != MapMethod::Gibbs {
         return Err(usage("--marginals needs --method gibbs".into()));
     }
-    format_for_path(&args.output).with_context(|| format!("writing {}", args.output.display()))?;
-    for path in std::iter::once(&args.output).chain(&args.marginals) {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-            && !dir.is_dir()
-        {
-            return Err(usage(format!(
-                "cannot write {}: the folder {} does not exist",
-                path.display(),
-                dir.display()
-            )));
-        }
-    }
-    if let Some(m) = &args.marginals
-        && !m.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"))
-    {
-        return Err(usage(format!(
-            "--marginals {}: the marginals are written as PNG (use a .png name)",
-            m.display()
-        )));
-    }
+    let mut outputs = Outputs::new();
+    outputs.declare("--output", Some(&args.output), IMAGE, "the restored image")?;
+    outputs.declare(
+        "--marginals",
+        args.marginals.as_deref(),
+        PNG,
+        "the marginals (a grey PNG)",
+    )?;
     let noisy = read_binary_image(&args.input, args.threshold)
         .with_context(|| format!("reading image {}", args.input.display()))?;
     let clean = match &args.clean {
@@ -219,12 +208,12 @@ pub fn run(args: &DenoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let result = rayon::scope(|_| denoise(&noisy, &params, &mut bar))?;
     let seconds = start.elapsed().as_secs_f64();
     bar.finish();
-    write_binary_image(&args.output, &result.image)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    if let (Some(path), Some(m)) = (&args.marginals, &result.marginals) {
+    let bytes = encode_binary_image(&result.image, format_for_path(&args.output)?)?;
+    outputs.stage_bytes("--output", &bytes)?;
+    if let (Some(_), Some(m)) = (&args.marginals, &result.marginals) {
         let luma: Vec<u8> = m.iter().map(|&p| (p * 255.0).round() as u8).collect();
-        ebm::io::images::write_grey_png(path, noisy.width(), noisy.height(), &luma)
-            .with_context(|| format!("writing {}", path.display()))?;
+        let bytes = encode_grey_png(noisy.width(), noisy.height(), &luma)?;
+        outputs.stage_bytes("--marginals", &bytes)?;
     }
     let (error_rate, input_error_rate) = match &clean {
         Some(c) => (
@@ -268,5 +257,5 @@ pub fn run(args: &DenoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }
         say(global, &line);
     }
-    Ok(())
+    outputs.commit()
 }

@@ -7,8 +7,8 @@ use clap::Args;
 use serde::Serialize;
 
 use super::GlobalArgs;
-use super::output::{print_json, say};
-use ebm::io::images::{DEFAULT_THRESHOLD, format_for_path, read_binary_image, write_binary_image};
+use super::output::{IMAGE, Outputs, print_json, say};
+use ebm::io::images::{DEFAULT_THRESHOLD, encode_binary_image, format_for_path, read_binary_image};
 
 #[derive(Debug, Args)]
 #[command(
@@ -48,13 +48,14 @@ pub fn run(args: &NoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    format_for_path(&args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    let mut outputs = Outputs::new();
+    outputs.declare("--output", Some(&args.output), IMAGE, "the noisy image")?;
     let clean = read_binary_image(&args.input, args.threshold)
         .with_context(|| format!("reading image {}", args.input.display()))?;
     let noisy = clean.with_flip_noise(args.flip, global.seed)?;
     let flipped = clean.error_rate(&noisy)?;
-    write_binary_image(&args.output, &noisy)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    let bytes = encode_binary_image(&noisy, format_for_path(&args.output)?)?;
+    outputs.stage_bytes("--output", &bytes)?;
     let report = NoiseReport {
         input: &args.input.to_string_lossy(),
         output: &args.output.to_string_lossy(),
@@ -80,5 +81,5 @@ pub fn run(args: &NoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             ),
         );
     }
-    Ok(())
+    outputs.commit()
 }

@@ -1,7 +1,12 @@
-//! Results on stdout (one JSON object) and human summaries on stderr.
+//! Results on stdout (one JSON object) and human summaries on stderr, and the output files of a
+//! command as one plan ([`Outputs`]).
 
+use std::ffi::OsString;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+use ebm::io::atomic::StagedFile;
 use serde::Serialize;
 
 /// Prints `value` as one JSON object followed by a newline on stdout.
@@ -20,5 +25,220 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 pub fn say(global: &super::GlobalArgs, line: &str) {
     if !global.quiet && !global.json {
         eprintln!("{line}");
+    }
+}
+
+/// Name endings of image outputs (format by extension).
+pub const IMAGE: &[&str] = &[".png", ".pbm"];
+/// Name ending of PNG-only outputs (grey levels, tiles).
+pub const PNG: &[&str] = &[".png"];
+/// Name ending of CSV tables.
+pub const CSV: &[&str] = &[".csv"];
+/// Name ending of RBM model files.
+pub const SAFETENSORS: &[&str] = &[".safetensors"];
+/// Name endings of dataset outputs (see `ebm::io::datasets::write_dataset`).
+pub const DATASET: &[&str] = &[
+    ".txt",
+    ".csv",
+    ".npy",
+    ".idx",
+    "-ubyte",
+    ".txt.gz",
+    ".csv.gz",
+    ".npy.gz",
+    ".idx.gz",
+    "-ubyte.gz",
+];
+
+/// One declared output file.
+#[derive(Debug)]
+struct Planned {
+    flag: &'static str,
+    path: PathBuf,
+    /// The canonical folder and the file name: two outputs with the same identity are one file.
+    identity: (PathBuf, OsString),
+    staged: Option<StagedFile>,
+}
+
+/// The output files of one command, declared before any work and written together at the end.
+///
+/// [`declare`](Outputs::declare) checks each path at once (usage errors, exit status 2): its
+/// name ends in an allowed extension, its folder exists, it does not name a folder, and no two
+/// outputs name the same file. [`stage`](Outputs::stage) writes an output to a temporary file
+/// in its folder; [`commit`](Outputs::commit) renames every staged file into place, and is
+/// called after the whole run succeeded and its result was printed. A run that fails before
+/// that (or a dropped `Outputs`) leaves no output file and no temporary behind.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    planned: Vec<Planned>,
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    super::UsageError(msg).into()
+}
+
+impl Outputs {
+    /// No outputs yet.
+    pub fn new() -> Self {
+        Outputs::default()
+    }
+
+    /// Declares `path` as the output of `flag` (nothing when `None`): its name must end in one
+    /// of `endings` (compared without regard to case), `what` says what is written there.
+    pub fn declare(
+        &mut self,
+        flag: &'static str,
+        path: Option<&Path>,
+        endings: &[&str],
+        what: &str,
+    ) -> anyhow::Result<()> {
+        let Some(path) = path else { return Ok(()) };
+        let shown = path.display();
+        let text = path.to_string_lossy();
+        let Some(name) = path.file_name() else {
+            return Err(usage(format!(
+                "{flag} {shown}: names no file; give a file name"
+            )));
+        };
+        if text.ends_with('/') || text.ends_with(std::path::MAIN_SEPARATOR) || path.is_dir() {
+            return Err(usage(format!(
+                "{flag} {shown}: is a folder; give the name of the file to write"
+            )));
+        }
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(usage(format!(
+                "{flag} {shown}: the output folder {} does not exist",
+                dir.display()
+            )));
+        }
+        let folder = dir
+            .canonicalize()
+            .with_context(|| format!("{flag} {shown}: cannot resolve the folder"))?;
+        let identity = (folder, name.to_os_string());
+        if let Some(other) = self.planned.iter().find(|p| p.identity == identity) {
+            return Err(usage(format!(
+                "{flag} {shown} and {} {} name the same file; give each output its own name",
+                other.flag,
+                other.path.display()
+            )));
+        }
+        let lower = name.to_string_lossy().to_ascii_lowercase();
+        if !endings.iter().any(|e| lower.ends_with(e)) {
+            return Err(usage(format!(
+                "{flag} {shown}: {what} is written here, so the name must end in {}",
+                endings.join(" or ")
+            )));
+        }
+        self.planned.push(Planned {
+            flag,
+            path: path.to_path_buf(),
+            identity,
+            staged: None,
+        });
+        Ok(())
+    }
+
+    fn planned(&mut self, flag: &str) -> anyhow::Result<&mut Planned> {
+        self.planned
+            .iter_mut()
+            .find(|p| p.flag == flag)
+            .ok_or_else(|| anyhow::anyhow!("internal error: output {flag} was not declared"))
+    }
+
+    /// Writes the output of `flag` to its temporary file through `write` (renamed into place by
+    /// [`commit`](Outputs::commit)).
+    pub fn stage(
+        &mut self,
+        flag: &str,
+        write: impl FnOnce(&mut dyn Write) -> ebm::Result<()>,
+    ) -> anyhow::Result<()> {
+        let planned = self.planned(flag)?;
+        let path = planned.path.clone();
+        let result = (|| -> ebm::Result<StagedFile> {
+            let mut staged = StagedFile::new(&path)?;
+            write(&mut staged)?;
+            staged.flush()?;
+            Ok(staged)
+        })();
+        planned.staged = Some(result.with_context(|| format!("writing {}", path.display()))?);
+        Ok(())
+    }
+
+    /// Writes `bytes` as the output of `flag` (see [`stage`](Outputs::stage)).
+    pub fn stage_bytes(&mut self, flag: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        self.stage(flag, |w| Ok(w.write_all(bytes)?))
+    }
+
+    /// Renames every staged output into place, in the order declared.
+    pub fn commit(self) -> anyhow::Result<()> {
+        for planned in self.planned {
+            if let Some(staged) = planned.staged {
+                staged
+                    .commit()
+                    .with_context(|| format!("writing {}", planned.path.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(r: anyhow::Result<()>) -> String {
+        let e = r.unwrap_err();
+        assert!(
+            e.downcast_ref::<super::super::UsageError>().is_some(),
+            "{e}"
+        );
+        e.to_string()
+    }
+
+    #[test]
+    fn declared_outputs_are_checked_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut o = Outputs::new();
+        o.declare("--image", Some(&d.join("a.PNG")), IMAGE, "the image")
+            .unwrap();
+        o.declare("--trace", None, CSV, "the trace").unwrap();
+        let same = d.join(".").join("a.PNG");
+        let m = message(o.declare("--marginals", Some(&same), PNG, "the marginals"));
+        assert!(m.contains("--marginals") && m.contains("--image"), "{m}");
+        let m = message(o.declare("--trace", Some(&d.join("t.png")), CSV, "the trace"));
+        assert!(m.contains("--trace") && m.contains(".csv"), "{m}");
+        let m = message(o.declare("--trace", Some(&d.join("no/t.csv")), CSV, "the trace"));
+        assert!(m.contains("does not exist") && m.contains("--trace"), "{m}");
+        std::fs::create_dir(d.join("f.png")).unwrap();
+        let m = message(o.declare("--filters", Some(&d.join("f.png")), PNG, "the filters"));
+        assert!(m.contains("is a folder"), "{m}");
+        o.declare("--output", Some(&d.join("s.txt.gz")), DATASET, "samples")
+            .unwrap();
+    }
+
+    #[test]
+    fn staged_outputs_appear_only_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+        let mut o = Outputs::new();
+        o.declare("--a", Some(&a), CSV, "a").unwrap();
+        o.declare("--b", Some(&b), CSV, "b").unwrap();
+        o.stage_bytes("--a", b"1\n").unwrap();
+        o.stage_bytes("--b", b"2\n").unwrap();
+        assert!(!a.exists() && !b.exists());
+        o.commit().unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"1\n");
+        assert_eq!(std::fs::read(&b).unwrap(), b"2\n");
+        let mut o = Outputs::new();
+        o.declare("--a", Some(&a), CSV, "a").unwrap();
+        o.stage_bytes("--a", b"changed\n").unwrap();
+        drop(o);
+        assert_eq!(std::fs::read(&a).unwrap(), b"1\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

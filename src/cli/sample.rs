@@ -10,12 +10,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::lattice::LatticeArgs;
-use super::output::{print_json, say};
+use super::output::{CSV, IMAGE, Outputs, print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use super::{GlobalArgs, UsageError};
 use ebm::image::BinaryImage;
-use ebm::io::atomic::write_atomic;
-use ebm::io::images::{format_for_path, write_binary_image};
+use ebm::io::images::{encode_binary_image, format_for_path};
 use ebm::model::EnergyModel;
 use ebm::sample::stats::{self, Estimate};
 use ebm::sample::{
@@ -238,6 +237,14 @@ const ERROR_METHOD: &str = "means: sqrt(2 tau_int var / n) with tau_int from Sok
 fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let chain = &args.chain;
     check_chain_args(chain)?;
+    let mut outputs = Outputs::new();
+    outputs.declare(
+        "--image",
+        chain.image.as_deref(),
+        IMAGE,
+        "the final configuration",
+    )?;
+    outputs.declare("--trace", chain.trace.as_deref(), CSV, "the trace (CSV)")?;
     let sampler = chain.sampler.unwrap_or(SamplerArg::Metropolis);
     let shape = &args.lattice;
     let lattice = shape.lattice()?;
@@ -265,19 +272,21 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 
     if let Some(path) = &chain.image {
         let image = BinaryImage::new(shape.width, shape.height, run.state.clone())?;
-        write_binary_image(path, &image).with_context(|| format!("writing {}", path.display()))?;
+        outputs.stage_bytes(
+            "--image",
+            &encode_binary_image(&image, format_for_path(path)?)?,
+        )?;
     }
-    if let Some(path) = &chain.trace {
+    if chain.trace.is_some() {
         let n = run.sites as f64;
-        write_atomic(path, |w| {
+        outputs.stage("--trace", |w| {
             writeln!(w, "sweep,recorded,energy_per_spin,magnetization_per_spin")?;
             for (t, (e, m)) in run.energies.iter().zip(&run.magnetizations).enumerate() {
                 let recorded = (t >= run.burn_in) as u8;
                 writeln!(w, "{},{recorded},{},{}", t + 1, e / n, m / n)?;
             }
             Ok(())
-        })
-        .with_context(|| format!("writing {}", path.display()))?;
+        })?;
     }
 
     let local = sampler.kind().local_rule().is_some();
@@ -327,7 +336,8 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         trace: chain.trace.as_ref().map(|p| p.display().to_string()),
     };
     if global.json {
-        return print_json(&report);
+        print_json(&report)?;
+        return outputs.commit();
     }
     let pm = |v: Option<f64>, e: Option<f64>| match (v, e) {
         (Some(v), Some(e)) => format!("{v:.6} ± {e:.6}"),
@@ -411,7 +421,7 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     for line in &lines {
         say(global, line);
     }
-    Ok(())
+    outputs.commit()
 }
 
 /// What `ebm sample --model FILE.uai --json` prints.
@@ -511,6 +521,8 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
             return Err(UsageError(format!("{flag} applies to RBM models only")).into());
         }
     }
+    let mut outputs = Outputs::new();
+    outputs.declare("--trace", chain.trace.as_deref(), CSV, "the trace (CSV)")?;
     let graph = ebm::io::uai::read_uai(path)
         .with_context(|| format!("reading model {}", path.display()))?;
     let params = ModelParams {
@@ -533,15 +545,14 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
     let seconds = started.elapsed().as_secs_f64();
     bar.finish();
     let (energy, tau) = stats::mean_with_error(&run.energies);
-    if let Some(trace) = &chain.trace {
-        write_atomic(trace, |w| {
+    if chain.trace.is_some() {
+        outputs.stage("--trace", |w| {
             writeln!(w, "sweep,energy")?;
             for (t, e) in run.energies.iter().enumerate() {
                 writeln!(w, "{},{e}", chain.burn_in + t as u64 + 1)?;
             }
             Ok(())
-        })
-        .with_context(|| format!("writing {}", trace.display()))?;
+        })?;
     }
     let report = ModelReport {
         model: path.display().to_string(),
@@ -566,7 +577,8 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
     };
     debug_assert_eq!(graph.num_vars(), EnergyModel::num_vars(&graph));
     if global.json {
-        return print_json(&report);
+        print_json(&report)?;
+        return outputs.commit();
     }
     say(
         global,
@@ -597,7 +609,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
             writeln!(out, "{i}\t{p:.6}\t{se}")?;
         }
     }
-    Ok(())
+    outputs.commit()
 }
 
 #[cfg(test)]

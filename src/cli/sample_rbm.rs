@@ -8,10 +8,10 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::GlobalArgs;
-use super::output::{print_json, say};
+use super::output::{DATASET, Outputs, PNG, print_json, say};
 use super::ui::{BarObserver, progress_enabled};
-use ebm::io::datasets::write_dataset;
-use ebm::io::images::{format_for_path, write_grey_png};
+use ebm::io::datasets::write_dataset_to;
+use ebm::io::images::encode_grey_png;
 use ebm::io::safetensors::read_rbm;
 use ebm::sample::rbm::sample_rbm;
 
@@ -48,9 +48,9 @@ pub fn run(
     if chains == 0 {
         return Err(super::UsageError("--chains must be at least 1, got 0".into()).into());
     }
-    if let Some(p) = image {
-        format_for_path(p).with_context(|| format!("writing {}", p.display()))?;
-    }
+    let mut outputs = Outputs::new();
+    outputs.declare("--image", image, PNG, "the grid of samples (a grey PNG)")?;
+    outputs.declare("--output", output, DATASET, "the samples (a dataset)")?;
     let file = read_rbm(model).with_context(|| format!("reading model {}", model.display()))?;
     let rbm = &file.rbm;
     let side = square_side(rbm.n_visible());
@@ -67,15 +67,15 @@ pub fn run(
     bar.finish();
     let seconds = t0.elapsed().as_secs_f64();
     if let Some(p) = output {
-        write_dataset(p, &samples).with_context(|| format!("writing {}", p.display()))?;
+        outputs.stage("--output", |w| write_dataset_to(w, p, &samples))?;
     }
-    if let (Some(p), Some(side)) = (image, side) {
+    if let (Some(_), Some(side)) = (image, side) {
         let tiles: Vec<Vec<f64>> = samples
             .iter_rows()
             .map(|r| r.iter().map(|&x| x as f64).collect())
             .collect();
         let (w, h, luma) = tile_image(&tiles, side, false);
-        write_grey_png(p, w, h, &luma).with_context(|| format!("writing {}", p.display()))?;
+        outputs.stage_bytes("--image", &encode_grey_png(w, h, &luma)?)?;
     }
     let report = Report {
         model: model.to_string_lossy().into_owned(),
@@ -101,7 +101,7 @@ pub fn run(
             ),
         );
     }
-    Ok(())
+    outputs.commit()
 }
 
 /// The side of a square image of `n` pixels, if `n` is a perfect square.

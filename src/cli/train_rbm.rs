@@ -9,13 +9,13 @@ use serde::Serialize;
 
 use super::GlobalArgs;
 use super::evaluate::MethodArg;
-use super::output::{print_json, say};
+use super::output::{CSV, Outputs, PNG, SAFETENSORS, print_json, say};
 use super::sample_rbm::{square_side, tile_image};
 use super::ui::{BarObserver, progress_enabled};
 use ebm::infer::ais::{AisParams, DEFAULT_AIS_BETAS, DEFAULT_AIS_RUNS};
 use ebm::io::atomic::write_bytes_atomic;
 use ebm::io::datasets::read_dataset;
-use ebm::io::images::write_grey_png;
+use ebm::io::images::encode_grey_png;
 use ebm::io::safetensors::{RbmFile, Tensor, read_rbm, write_rbm};
 use ebm::learn::cd::{
     CdParams, DEFAULT_BATCH_SIZE, DEFAULT_CD_K, DEFAULT_CHAINS, DEFAULT_EPOCHS, DEFAULT_HIDDEN,
@@ -308,31 +308,6 @@ fn usage(msg: String) -> anyhow::Error {
     super::UsageError(msg).into()
 }
 
-/// Refuses an output path whose extension is not `ext` or whose folder does not exist, before
-/// any work is done.
-fn check_output(flag: &str, path: &Path, ext: &str, what: &str) -> anyhow::Result<()> {
-    if !path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
-    {
-        return Err(usage(format!(
-            "{flag} {}: {what} is written as .{ext} (use a .{ext} name)",
-            path.display()
-        )));
-    }
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-        && !dir.is_dir()
-    {
-        return Err(usage(format!(
-            "{flag} {}: cannot write it, the folder {} does not exist",
-            path.display(),
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
 /// Metadata key of the training settings (a JSON object) in a model file.
 pub const TRAINING_KEY: &str = "training";
 
@@ -476,14 +451,17 @@ fn resumed_log(path: &Path, done: usize) -> anyhow::Result<String> {
 }
 
 pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    // Every output is checked before the data are read and the training runs.
-    check_output("--output", &args.output, "safetensors", "the model")?;
-    if let Some(p) = &args.log {
-        check_output("--log", p, "csv", "the log")?;
-    }
-    if let Some(p) = &args.filters {
-        check_output("--filters", p, "png", "the filter image")?;
-    }
+    // Every output is checked before the data are read and the training runs. The model and
+    // the log are written during the run (checkpoints); the filter image with the result.
+    let mut outputs = Outputs::new();
+    outputs.declare("--output", Some(&args.output), SAFETENSORS, "the model")?;
+    outputs.declare("--log", args.log.as_deref(), CSV, "the log (CSV)")?;
+    outputs.declare(
+        "--filters",
+        args.filters.as_deref(),
+        PNG,
+        "the filter image",
+    )?;
     let train = read_dataset(&args.data, args.threshold)
         .with_context(|| format!("reading data {}", args.data.display()))?;
     let test = match &args.test {
@@ -688,14 +666,14 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             args.output.display()
         )));
     }
-    if let (Some(p), Some(side)) = (&args.filters, side) {
+    if let (Some(_), Some(side)) = (&args.filters, side) {
         let (nv, nh) = (outcome.state.model.n_visible, outcome.state.model.n_hidden);
         let w = &outcome.state.model.weights;
         let tiles: Vec<Vec<f64>> = (0..nh)
             .map(|j| (0..nv).map(|i| w[i * nh + j] as f64).collect())
             .collect();
         let (tw, th, luma) = tile_image(&tiles, side, true);
-        write_grey_png(p, tw, th, &luma).with_context(|| format!("writing {}", p.display()))?;
+        outputs.stage_bytes("--filters", &encode_grey_png(tw, th, &luma)?)?;
     }
     let runs = outcome.history.len();
     let last = outcome.history.last();
@@ -761,5 +739,5 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             ),
         );
     }
-    Ok(())
+    outputs.commit()
 }

@@ -537,18 +537,23 @@ fn parse_idx(bytes: &[u8], threshold: f64) -> Result<Dataset> {
 /// (`|u1`, shape [rows, cols]) or IDX (u8 0/255, 2 dimensions), each gzip-compressed when the name
 /// ends in `.gz`. Atomic.
 pub fn write_dataset(path: &Path, data: &Dataset) -> Result<()> {
+    format_or_error(path)?;
+    write_atomic(path, |w| write_dataset_to(w, path, data))
+}
+
+/// Writes `data` to `w` in the format that the name of `path` asks for (as [`write_dataset`],
+/// gzip-compressed when the name ends in `.gz`); `path` only chooses the format.
+pub fn write_dataset_to(w: &mut dyn Write, path: &Path, data: &Dataset) -> Result<()> {
     let (format, gz) = format_or_error(path)?;
     let bytes = encode_dataset(data, format);
-    write_atomic(path, |w| {
-        if gz {
-            let mut enc = GzEncoder::new(w, Compression::default());
-            enc.write_all(&bytes)?;
-            enc.finish()?;
-        } else {
-            w.write_all(&bytes)?;
-        }
-        Ok(())
-    })
+    if gz {
+        let mut enc = GzEncoder::new(w, Compression::default());
+        enc.write_all(&bytes)?;
+        enc.finish()?;
+    } else {
+        w.write_all(&bytes)?;
+    }
+    Ok(())
 }
 
 /// Writes a dataset as `.txt` (one line of `0`/`1` characters per example), atomically; the

@@ -95,7 +95,12 @@ pub fn write_grey_png(path: &Path, width: usize, height: usize, luma: &[u8]) -> 
 
 /// Writes a binary image as PNG or PBM (by extension), atomically.
 pub fn write_binary_image(path: &Path, image: &BinaryImage) -> Result<()> {
-    let format = format_for_path(path)?;
+    let bytes = encode_binary_image(image, format_for_path(path)?)?;
+    write_bytes_atomic(path, &bytes)
+}
+
+/// Encodes a binary image as PNG (+1 white 255, -1 black 0) or PBM into memory.
+pub fn encode_binary_image(image: &BinaryImage, format: ImageFormat) -> Result<Vec<u8>> {
     let (w, h) = (image.width(), image.height());
     let bytes = match format {
         ImageFormat::Png => {
@@ -117,7 +122,7 @@ pub fn write_binary_image(path: &Path, image: &BinaryImage) -> Result<()> {
             bytes
         }
     };
-    write_bytes_atomic(path, &bytes)
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -1,0 +1,241 @@
+//! The command line's output files, stdout and stderr under attack: outputs checked as one plan
+//! before any work and written only after success, one JSON object on stdout in every case,
+//! and no abort when stderr or stdout is broken.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::common::ebm;
+use predicates::prelude::*;
+
+/// The files in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The `ebm` binary as a plain `std::process::Command` (for stdio redirections).
+fn ebm_plain() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ebm"))
+}
+
+/// A writable handle on `/dev/full` (every write fails with ENOSPC).
+fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
+const SMALL_ISING: [&str; 8] = [
+    "sample", "ising", "--width", "4", "--height", "4", "--sweeps", "50",
+];
+
+#[test]
+fn two_outputs_naming_the_same_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.png");
+    let noisy = dir.path().join("noisy.png");
+    ebm()
+        .args([
+            "noise",
+            "--input",
+            "data/images/shapes.png",
+            "--flip",
+            "0.1",
+        ])
+        .arg("--output")
+        .arg(&noisy)
+        .assert()
+        .success();
+    ebm()
+        .args(["denoise", "--method", "gibbs", "--sweeps", "2", "--input"])
+        .arg(&noisy)
+        .arg("--output")
+        .arg(&x)
+        .arg("--marginals")
+        // The same file through another spelling of its folder.
+        .arg(dir.path().join(".").join("x.png"))
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("--output")
+                .and(predicate::str::contains("--marginals"))
+                .and(predicate::str::contains("same file")),
+        );
+    let t = dir.path().join("t.png");
+    ebm()
+        .args(SMALL_ISING)
+        .arg("--image")
+        .arg(&t)
+        .arg("--trace")
+        .arg(&t)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("same file"));
+    assert_eq!(listing(dir.path()), ["noisy.png"]);
+}
+
+#[test]
+fn an_output_with_the_wrong_extension_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    ebm()
+        .args(SMALL_ISING)
+        .arg("--trace")
+        .arg(dir.path().join("trace.png"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--trace").and(predicate::str::contains(".csv")));
+    ebm()
+        .args(["sample", "--model", "missing.safetensors", "--image"])
+        .arg(dir.path().join("grid.pbm"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--image").and(predicate::str::contains(".png")));
+    assert!(listing(dir.path()).is_empty());
+}
+
+#[test]
+fn a_missing_output_folder_fails_every_writer_with_status_2_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = d.join("ok.png");
+    let nodir = d.join("nodir");
+    let cases: Vec<(&str, Vec<std::ffi::OsString>)> = vec![
+        (
+            "--trace",
+            SMALL_ISING
+                .iter()
+                .map(Into::into)
+                .chain([
+                    "--image".into(),
+                    ok.clone().into(),
+                    "--trace".into(),
+                    nodir.join("t.csv").into(),
+                ])
+                .collect(),
+        ),
+        (
+            "--output",
+            [
+                "noise",
+                "--input",
+                "data/images/shapes.png",
+                "--flip",
+                "0.1",
+            ]
+            .iter()
+            .map(Into::into)
+            .chain(["--output".into(), nodir.join("n.png").into()])
+            .collect(),
+        ),
+        (
+            "--marginals",
+            [
+                "denoise",
+                "--input",
+                "data/images/shapes.png",
+                "--method",
+                "gibbs",
+            ]
+            .iter()
+            .map(Into::into)
+            .chain([
+                "--output".into(),
+                ok.clone().into(),
+                "--marginals".into(),
+                nodir.join("m.png").into(),
+            ])
+            .collect(),
+        ),
+        (
+            "--log",
+            ["train-rbm", "--data", "data/bars_stripes_4x4.txt"]
+                .iter()
+                .map(Into::into)
+                .chain([
+                    "--output".into(),
+                    d.join("m.safetensors").into(),
+                    "--log".into(),
+                    nodir.join("log.csv").into(),
+                ])
+                .collect(),
+        ),
+    ];
+    for (flag, args) in cases {
+        ebm()
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(flag).and(predicate::str::contains("does not exist")));
+        assert!(listing(d).is_empty(), "{flag}: {:?}", listing(d));
+    }
+}
+
+#[test]
+fn train_rbm_refuses_a_folder_as_filters_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let filters = dir.path().join("filters.png");
+    std::fs::create_dir(&filters).unwrap();
+    let model = dir.path().join("m.safetensors");
+    ebm()
+        .args([
+            "train-rbm",
+            "--data",
+            "data/bars_stripes_4x4.txt",
+            "--epochs",
+            "1",
+        ])
+        .arg("--output")
+        .arg(&model)
+        .arg("--filters")
+        .arg(&filters)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--filters").and(predicate::str::contains("folder")));
+    assert!(!model.exists());
+    assert_eq!(listing(dir.path()), ["filters.png"]);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_result_that_cannot_be_printed_fails_and_keeps_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("noisy.png");
+    let status = ebm_plain()
+        .args([
+            "noise",
+            "--input",
+            "data/images/shapes.png",
+            "--flip",
+            "0.1",
+        ])
+        .arg("--output")
+        .arg(&out)
+        .arg("--json")
+        .stdout(dev_full())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+    // The same run with a working stdout writes the file.
+    ebm()
+        .args([
+            "noise",
+            "--input",
+            "data/images/shapes.png",
+            "--flip",
+            "0.1",
+        ])
+        .arg("--output")
+        .arg(&out)
+        .arg("--json")
+        .assert()
+        .success();
+    assert_eq!(listing(dir.path()), ["noisy.png"]);
+}

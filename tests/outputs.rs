@@ -239,3 +239,148 @@ fn a_result_that_cannot_be_printed_fails_and_keeps_no_output() {
         .success();
     assert_eq!(listing(dir.path()), ["noisy.png"]);
 }
+
+/// Parses stdout as exactly one JSON object (one line).
+fn one_object(stdout: &[u8]) -> serde_json::Value {
+    let text = std::str::from_utf8(stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "not one line: {text:?}");
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn json_errors_are_one_object_with_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        // clap's own refusals, --json before or after the subcommand.
+        (vec!["--json", "noise", "--flip", "x"], 2, "--flip"),
+        (
+            vec!["info", "--json", "--no-such-flag"],
+            2,
+            "--no-such-flag",
+        ),
+        (vec!["--json"], 2, "subcommand"),
+        (
+            vec!["--threads", "100000", "info", "x", "--json"],
+            2,
+            "--threads",
+        ),
+        // The command's own refusals and runtime failures.
+        (
+            vec![
+                "noise",
+                "--input",
+                "data/images/shapes.png",
+                "--flip",
+                "2",
+                "--output",
+                "n.png",
+                "--json",
+            ],
+            2,
+            "--flip",
+        ),
+        (
+            vec!["info", "no_such_file.txt", "--json"],
+            1,
+            "no_such_file.txt",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let out = ebm()
+            .current_dir(crate::common::project_root())
+            .args(&args)
+            .assert()
+            .code(code);
+        let v = one_object(&out.get_output().stdout);
+        let message = v["error"].as_str().unwrap();
+        assert!(message.contains(needle), "{args:?}: {message}");
+        assert_eq!(v["exit_code"], code, "{args:?}");
+        assert_eq!(v.as_object().unwrap().len(), 2, "{args:?}: {v}");
+    }
+    // Without --json stdout stays empty, and --help / --version are unchanged.
+    ebm()
+        .args(["info", "no_such_file.txt"])
+        .assert()
+        .code(1)
+        .stdout("");
+    ebm()
+        .args(["--json", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Usage"));
+    ebm()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("ebm "));
+    assert!(listing(dir.path()).is_empty());
+}
+
+/// Human text on a stderr that is a full device or a closed pipe never aborts the run: the
+/// exit status is that of the command (a panic would give 101, or 134 in a release build).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_broken_stderr_never_aborts_the_run() {
+    let status = |args: &[&str], stderr: Stdio| {
+        ebm_plain()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .status()
+            .unwrap()
+            .code()
+    };
+    // An error message, and a success's summary, on a full stderr.
+    assert_eq!(
+        status(&["info", "no_such_file.txt"], dev_full().into()),
+        Some(1)
+    );
+    assert_eq!(
+        status(&["info", "data/digits_test.txt"], dev_full().into()),
+        Some(0)
+    );
+    // The same on a closed pipe (`2>&1 | head` after head has gone).
+    for (args, code) in [
+        (&["info", "no_such_file.txt"][..], 1),
+        (&["info", "data/digits_test.txt"][..], 0),
+        (
+            &[
+                "sample", "ising", "--width", "4", "--height", "4", "--sweeps", "20",
+            ][..],
+            0,
+        ),
+    ] {
+        let mut child = ebm_plain()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stderr.take());
+        assert_eq!(child.wait().unwrap().code(), Some(code), "{args:?}");
+    }
+}
+
+/// A result that cannot be written to stdout (ENOSPC) exits 1; a closed stdout pipe
+/// (`ebm ... --json | head -c 1`) keeps exit status 0.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unwritable_stdout_fails_but_a_closed_pipe_does_not() {
+    let args = ["info", "data/digits_test.txt", "--json"];
+    let out = ebm_plain()
+        .args(args)
+        .stdout(dev_full())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stdout"));
+    let mut child = ebm_plain()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

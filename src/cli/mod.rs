@@ -30,14 +30,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The largest `--threads` accepted: more threads than this only cost memory and start-up.
+pub const MAX_THREADS: u16 = 1024;
+
 /// Flags every subcommand accepts.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Seed of every random choice; the same seed gives the same output for any --threads.
     #[arg(long, global = true, default_value_t = ebm::rng::DEFAULT_SEED)]
     pub seed: u64,
-    /// Worker threads (default: all cores). Results do not depend on it.
-    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Worker threads, 1 to 1024 (default: all cores). Results do not depend on it.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS as i64))]
     pub threads: Option<u16>,
     /// Print exactly one JSON object with the figures on stdout, nothing else.
     #[arg(long, global = true)]
@@ -82,6 +85,34 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Denoise(args) => denoise::run(args, &cli.global),
         Command::Sample(args) => sample::run(args, &cli.global),
     }
+}
+
+/// Reports a command line that clap refused: `--help` and `--version` print as usual (exit 0);
+/// an error goes to stderr and, when `--json` is among the arguments, as one JSON object
+/// `{"error": ..., "exit_code": 2}` to stdout.
+pub fn parse_error(err: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        err.exit();
+    }
+    let code = u8::try_from(err.exit_code()).unwrap_or(2);
+    // clap's own printing returns its io errors instead of panicking: ignored.
+    let _ = err.print();
+    if std::env::args_os().skip(1).any(|a| a == "--json") {
+        let message = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            "a subcommand is required (see `ebm --help`)".to_string()
+        } else {
+            // The first paragraph of clap's message, without its `error: ` label.
+            let text = err.render().to_string();
+            let first = text.split("\n\n").next().unwrap_or("").trim();
+            first.strip_prefix("error: ").unwrap_or(first).to_string()
+        };
+        output::print_error_json(&message, code);
+    }
+    std::process::ExitCode::from(code)
 }
 
 /// True when the error comes from writing to a closed pipe (`ebm ... | head`).

@@ -4,27 +4,54 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use ebm::io::atomic::StagedFile;
 use serde::Serialize;
 
+/// Set once a result object has been (or began to be) written to stdout: an error after that
+/// must not print a second object.
+static RESULT_PRINTED: AtomicBool = AtomicBool::new(false);
+
 /// Prints `value` as one JSON object followed by a newline on stdout.
+///
+/// A failed write is an error (exit status 1), except a closed pipe, which `main` treats as
+/// success (`ebm ... --json | head -c 10`).
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     // Serialise first, then write: a closed pipe then surfaces as an io::Error (exit status 0)
     // rather than inside a serde_json::Error.
     let mut bytes = serde_json::to_vec(value)?;
     bytes.push(b'\n');
+    RESULT_PRINTED.store(true, Ordering::SeqCst);
     let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)?;
-    out.flush()?;
-    Ok(())
+    out.write_all(&bytes)
+        .and_then(|()| out.flush())
+        .context("writing the result to stdout")
+}
+
+/// The one JSON object of a failed run: `{"error": message, "exit_code": code}` on stdout,
+/// unless a result object was already written. A failure to write it is ignored (there is
+/// nowhere left to report it).
+pub fn print_error_json(message: &str, code: u8) {
+    if RESULT_PRINTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let value = serde_json::json!({ "error": message, "exit_code": code });
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}").and_then(|()| out.flush());
+}
+
+/// Writes one line of human text on stderr. A stderr that cannot be written (a full device, a
+/// closed pipe) is ignored: human text never aborts a run (`eprintln!` would panic).
+pub fn eprint_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Prints a human summary line on stderr unless `--quiet` or `--json` is given.
 pub fn say(global: &super::GlobalArgs, line: &str) {
     if !global.quiet && !global.json {
-        eprintln!("{line}");
+        eprint_line(line);
     }
 }
 

@@ -356,3 +356,37 @@ fn atomic_writes_remove_stale_temporaries_of_their_own_output_only() {
     }
     assert!(std::fs::symlink_metadata(&link).is_ok(), "link removed");
 }
+
+/// gzip of `text` repeated `times` times.
+fn gzip_of_repeated(text: &[u8], times: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for _ in 0..times {
+        enc.write_all(text).unwrap();
+    }
+    enc.finish().unwrap()
+}
+
+/// A small `.gz` that expands far beyond the cap is refused as too large after decompressing
+/// no more than the cap; at or under the cap it reads.
+#[test]
+fn gzip_datasets_are_capped_in_decompressed_size() {
+    use ebm::io::datasets::read_dataset_capped;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.txt.gz");
+    // 8 MiB of "0101\n" lines; compressed it is a few kB.
+    let line = b"0101\n";
+    let times = (8 << 20) / line.len();
+    let gz = gzip_of_repeated(line, times);
+    assert!(gz.len() < 100_000, "{}", gz.len());
+    std::fs::write(&path, &gz).unwrap();
+    let expanded = (times * line.len()) as u64;
+    let err = read_dataset_capped(&path, None, expanded - 1).unwrap_err();
+    assert!(matches!(err, ebm::Error::TooLarge { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&(expanded - 1).to_string()),
+        "{err}"
+    );
+    let data = read_dataset_capped(&path, None, expanded).unwrap();
+    assert_eq!((data.rows(), data.cols()), (times, 4));
+}

@@ -260,7 +260,7 @@ fn json_errors_are_one_object_with_the_exit_code() {
         ),
         (vec!["--json"], 2, "subcommand"),
         (
-            vec!["--threads", "100000", "info", "x", "--json"],
+            vec!["--threads", "2000", "info", "x", "--json"],
             2,
             "--threads",
         ),
@@ -383,4 +383,47 @@ fn an_unwritable_stdout_fails_but_a_closed_pipe_does_not() {
         .unwrap();
     drop(child.stdout.take());
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// The CLI reads the gzip cap from EBM_MAX_DECOMPRESSED_BYTES and says how to raise it; a
+/// refusal is a runtime failure (exit 1), a bad value of the variable is bad input (exit 2).
+#[test]
+fn the_gzip_cap_is_set_by_the_environment_and_named_in_the_refusal() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.txt.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for _ in 0..1000 {
+        enc.write_all(b"0110\n").unwrap();
+    }
+    std::fs::write(&path, enc.finish().unwrap()).unwrap();
+    let run = |cap: &str| {
+        ebm()
+            .env("EBM_MAX_DECOMPRESSED_BYTES", cap)
+            .arg("info")
+            .arg(&path)
+            .assert()
+    };
+    run("4999").code(1).stderr(
+        predicate::str::contains("too large")
+            .and(predicate::str::contains("EBM_MAX_DECOMPRESSED_BYTES")),
+    );
+    run("5000").success();
+    run("lots")
+        .code(2)
+        .stderr(predicate::str::contains("EBM_MAX_DECOMPRESSED_BYTES"));
+    ebm().arg("info").arg(&path).assert().success();
+}
+
+#[test]
+fn threads_above_1024_are_refused() {
+    ebm()
+        .args(["--threads", "1025", "info", "data/digits_test.txt"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--threads").and(predicate::str::contains("1024")));
+    ebm()
+        .args(["--threads", "3", "info", "data/digits_test.txt"])
+        .assert()
+        .success();
 }

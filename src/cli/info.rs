@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use super::GlobalArgs;
 use super::output::{print_json, say};
-use ebm::io::datasets::{DatasetFormat, dataset_format, read_dataset};
+use super::read_dataset;
+use ebm::io::datasets::{DatasetFormat, dataset_format};
 use ebm::io::images::{DEFAULT_THRESHOLD, read_luma};
 use ebm::io::safetensors::read_rbm;
 use ebm::io::uai::{read_pr, read_uai};

@@ -87,6 +87,39 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Environment variable that sets the largest decompressed size, in bytes, of a `.gz` dataset
+/// (default [`ebm::io::datasets::DEFAULT_MAX_DECOMPRESSED_BYTES`], 1 GiB).
+pub const MAX_DECOMPRESSED_ENV: &str = "EBM_MAX_DECOMPRESSED_BYTES";
+
+/// Reads a dataset as `ebm::io::datasets::read_dataset` does, with the cap on a `.gz` file's
+/// decompressed size taken from [`MAX_DECOMPRESSED_ENV`]; a refusal says how to raise it.
+pub fn read_dataset(
+    path: &std::path::Path,
+    threshold: Option<f64>,
+) -> ebm::Result<ebm::dataset::Dataset> {
+    use ebm::io::datasets::{DEFAULT_MAX_DECOMPRESSED_BYTES, read_dataset_capped};
+    let cap = match std::env::var(MAX_DECOMPRESSED_ENV) {
+        Err(std::env::VarError::NotPresent) => DEFAULT_MAX_DECOMPRESSED_BYTES,
+        Ok(text) => text.trim().parse().map_err(|_| {
+            ebm::Error::param(
+                MAX_DECOMPRESSED_ENV,
+                format!("must be a whole number of bytes, got {text:?}"),
+            )
+        })?,
+        Err(e) => return Err(ebm::Error::param(MAX_DECOMPRESSED_ENV, e.to_string())),
+    };
+    read_dataset_capped(path, threshold, cap).map_err(|e| match e {
+        ebm::Error::TooLarge { method, detail } => ebm::Error::TooLarge {
+            method,
+            detail: format!(
+                "{detail}; a larger limit is set with the environment variable \
+                 {MAX_DECOMPRESSED_ENV}=<bytes>"
+            ),
+        },
+        other => other,
+    })
+}
+
 /// Reports a command line that clap refused: `--help` and `--version` print as usual (exit 0);
 /// an error goes to stderr and, when `--json` is among the arguments, as one JSON object
 /// `{"error": ..., "exit_code": 2}` to stdout.

@@ -10,11 +10,11 @@ use serde::Serialize;
 use super::GlobalArgs;
 use super::evaluate::MethodArg;
 use super::output::{CSV, Outputs, PNG, SAFETENSORS, print_json, say};
+use super::read_dataset;
 use super::sample_rbm::{square_side, tile_image};
 use super::ui::{BarObserver, progress_enabled};
 use ebm::infer::ais::{AisParams, DEFAULT_AIS_BETAS, DEFAULT_AIS_RUNS};
 use ebm::io::atomic::write_bytes_atomic;
-use ebm::io::datasets::read_dataset;
 use ebm::io::images::encode_grey_png;
 use ebm::io::safetensors::{RbmFile, Tensor, read_rbm, write_rbm};
 use ebm::learn::cd::{

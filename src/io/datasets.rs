@@ -87,14 +87,33 @@ fn format_or_error(path: &Path) -> Result<(DatasetFormat, bool)> {
     })
 }
 
-/// Reads a dataset, choosing the format by the file name (see the module docs).
+/// The default cap on the decompressed size of a gzip-compressed dataset: 1 GiB.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 1 << 30;
+
+/// Reads a dataset, choosing the format by the file name (see the module docs); a `.gz` file
+/// may expand to at most [`DEFAULT_MAX_DECOMPRESSED_BYTES`].
 ///
 /// `threshold` binarizes `.csv`, `.npy` and IDX values (`>= threshold` is 1); `None` uses the
 /// format's default (0.5, or 128 for IDX). `.txt` files hold bits and ignore it.
 pub fn read_dataset(path: &Path, threshold: Option<f64>) -> Result<Dataset> {
+    read_dataset_capped(path, threshold, DEFAULT_MAX_DECOMPRESSED_BYTES)
+}
+
+/// [`read_dataset`] with a cap on the decompressed size of a `.gz` file: one that would
+/// expand to more than `max_decompressed_bytes` is refused with [`Error::TooLarge`] after
+/// decompressing at most that many bytes (a small file can expand a thousandfold).
+pub fn read_dataset_capped(
+    path: &Path,
+    threshold: Option<f64>,
+    max_decompressed_bytes: u64,
+) -> Result<Dataset> {
     let (format, gz) = format_or_error(path)?;
     let raw = std::fs::read(path)?;
-    let bytes = if gz { gunzip(&raw)? } else { raw };
+    let bytes = if gz {
+        gunzip(&raw, max_decompressed_bytes)?
+    } else {
+        raw
+    };
     parse_dataset(&bytes, format, threshold)
 }
 
@@ -128,15 +147,26 @@ pub fn parse_dataset(
     Ok(data)
 }
 
-fn gunzip(raw: &[u8]) -> Result<Vec<u8>> {
+/// The decompressed bytes of a gzip stream of at most `cap` bytes.
+fn gunzip(raw: &[u8], cap: u64) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     MultiGzDecoder::new(raw)
+        .take(cap.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| {
             Error::Format(format!(
                 "the name ends in .gz but the content is not valid gzip ({e})"
             ))
         })?;
+    if out.len() as u64 > cap {
+        return Err(Error::TooLarge {
+            method: "gzip decompression".into(),
+            detail: format!(
+                "the {} compressed bytes expand to more than the limit of {cap} bytes",
+                raw.len()
+            ),
+        });
+    }
     Ok(out)
 }
 

@@ -390,3 +390,55 @@ fn gzip_datasets_are_capped_in_decompressed_size() {
     let data = read_dataset_capped(&path, None, expanded).unwrap();
     assert_eq!((data.rows(), data.cols()), (times, 4));
 }
+
+/// A `.npy` with bytes after its array, or with a header key numpy never writes, is refused by
+/// the command line with the file's name and the problem.
+#[test]
+fn npy_with_trailing_bytes_or_unknown_header_keys_is_refused_naming_the_file() {
+    use predicates::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let npy = |header: &str, body: &[u8]| {
+        let mut header = header.to_string();
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(body);
+        out
+    };
+    let good = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2), }";
+    let cases = [
+        (
+            "trailing.npy",
+            npy(good, &[0, 1, 1, 0, 7, 7]),
+            "2 trailing bytes",
+        ),
+        (
+            "extra_key.npy",
+            npy(
+                "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2), 'strides': (2, 1)}",
+                &[0, 1, 1, 0],
+            ),
+            "unknown key `strides`",
+        ),
+    ];
+    for (name, bytes, problem) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        crate::common::ebm()
+            .arg("info")
+            .arg(&path)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(name).and(predicate::str::contains(problem)));
+    }
+    std::fs::write(dir.path().join("good.npy"), npy(good, &[0, 1, 1, 0])).unwrap();
+    crate::common::ebm()
+        .arg("info")
+        .arg(dir.path().join("good.npy"))
+        .assert()
+        .success();
+}

@@ -415,10 +415,18 @@ fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
         .ok_or_else(|| Error::Format(".npy header is truncated".into()))?;
     let header =
         std::str::from_utf8(header).map_err(|_| Error::Format(".npy header is not text".into()))?;
-    let descr = npy_field(header, "descr")?;
+    let fields = npy_header_fields(header)?;
+    let field = |key: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| Error::Format(format!(".npy header lacks `{key}`: {}", header.trim())))
+    };
+    let descr = field("descr")?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    let fortran = npy_field(header, "fortran_order")?;
-    let shape_text = npy_field(header, "shape")?;
+    let fortran = field("fortran_order")?;
+    let shape_text = field("shape")?;
     let shape = shape_text
         .trim_matches(|c| c == '(' || c == ')')
         .split(',')
@@ -468,7 +476,13 @@ fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
             body.len()
         )));
     }
-    let body = &body[..need];
+    if body.len() > need {
+        return Err(Error::Format(format!(
+            ".npy file has {} trailing bytes after the array (shape {shape:?} of `{descr}` is \
+             {need} bytes): not a single array as numpy.save writes it",
+            body.len() - need
+        )));
+    }
     // A bool array is already binary: false is 0 and true is 1 whatever the threshold.
     let threshold = if scalar == Scalar::Bool {
         0.5
@@ -497,26 +511,63 @@ fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
     }
 }
 
-/// The raw text of `key`'s value in a `.npy` header dict (`{'descr': '<f8', ...}`).
-fn npy_field<'a>(header: &'a str, key: &str) -> Result<&'a str> {
-    let missing = || Error::Format(format!(".npy header lacks `{key}`: {}", header.trim()));
-    let at = header
-        .find(&format!("'{key}'"))
-        .or_else(|| header.find(&format!("\"{key}\"")))
-        .ok_or_else(missing)?;
-    let rest = &header[at + key.len() + 2..];
-    let rest = rest
+/// The keys of a `.npy` header, each with the raw text of its value, in file order.
+///
+/// The header is a Python dict literal, `{'descr': '<f8', 'fortran_order': False, 'shape':
+/// (2, 3), }`, padded with spaces and ended by a newline. Exactly the keys `descr`,
+/// `fortran_order` and `shape` are allowed, each once; anything else (another key, text after
+/// the closing brace) is refused, since a reader that skipped it could misread the array.
+fn npy_header_fields(header: &str) -> Result<Vec<(&str, &str)>> {
+    const KEYS: [&str; 3] = ["descr", "fortran_order", "shape"];
+    let bad = |what: String| Error::Format(format!(".npy header {what}: {}", header.trim()));
+    let mut rest = header
         .trim_start()
-        .strip_prefix(':')
-        .ok_or_else(missing)?
-        .trim_start();
-    let end = if rest.starts_with('(') {
-        rest.find(')').map(|k| k + 1)
-    } else {
-        rest.find([',', '}'])
+        .strip_prefix('{')
+        .ok_or_else(|| bad("does not start with `{`".into()))?;
+    let mut fields: Vec<(&str, &str)> = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix('}') {
+            if !after.trim().is_empty() {
+                return Err(bad(format!("has text after its closing brace: {after:?}")));
+            }
+            return Ok(fields);
+        }
+        let quote = rest
+            .chars()
+            .next()
+            .filter(|&c| c == '\'' || c == '"')
+            .ok_or_else(|| bad("has a key that is not a quoted string".into()))?;
+        let close = rest[1..]
+            .find(quote)
+            .ok_or_else(|| bad("has an unterminated key".into()))?;
+        let key = &rest[1..1 + close];
+        if !KEYS.contains(&key) {
+            return Err(bad(format!(
+                "has the unknown key `{key}` (expected only descr, fortran_order and shape)"
+            )));
+        }
+        if fields.iter().any(|(k, _)| *k == key) {
+            return Err(bad(format!("repeats the key `{key}`")));
+        }
+        rest = rest[close + 2..]
+            .trim_start()
+            .strip_prefix(':')
+            .ok_or_else(|| bad(format!("lacks `:` after `{key}`")))?
+            .trim_start();
+        let end = match rest.chars().next() {
+            Some('(') => rest.find(')').map(|k| k + 1),
+            Some(q @ ('\'' | '"')) => rest[1..].find(q).map(|k| k + 2),
+            _ => rest.find([',', '}']),
+        }
+        .ok_or_else(|| bad(format!("has an unterminated value for `{key}`")))?;
+        fields.push((key, rest[..end].trim()));
+        rest = rest[end..].trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+        if !rest.trim_start().starts_with(['\'', '"', '}']) {
+            return Err(bad(format!("has unexpected text after `{key}`")));
+        }
     }
-    .ok_or_else(missing)?;
-    Ok(rest[..end].trim())
 }
 
 fn parse_idx(bytes: &[u8], threshold: f64) -> Result<Dataset> {
@@ -783,6 +834,46 @@ mod tests {
                 .contains("not supported")
         );
         assert!(parse_err(b"PK\x03\x04 a zip file", DatasetFormat::Npy).contains("not a .npy"));
+        // Strict: trailing bytes after the array, unknown or repeated keys, text after `}`.
+        let msg = parse_err(&npy("|u1", false, "(1, 2)", &[0, 1, 9]), DatasetFormat::Npy);
+        assert!(msg.contains("1 trailing bytes"), "{msg}");
+        let with_header = |h: &str| {
+            let mut out = NPY_MAGIC.to_vec();
+            out.extend_from_slice(&[1, 0]);
+            out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(&[0, 1]);
+            parse_dataset(&out, DatasetFormat::Npy, None).map(|d| d.data().to_vec())
+        };
+        let ok = "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 2), }  \n";
+        assert_eq!(with_header(ok).unwrap(), [0, 1]);
+        let ok = "{\"shape\": (1, 2), \"descr\": \"|u1\", \"fortran_order\": False}\n";
+        assert_eq!(with_header(ok).unwrap(), [0, 1]);
+        for (header, needle) in [
+            (
+                "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 2), 'offset': 1}\n",
+                "unknown key `offset`",
+            ),
+            (
+                "{'descr': '|u1', 'descr': '<f8', 'fortran_order': False, 'shape': (1, 2)}\n",
+                "repeats the key `descr`",
+            ),
+            (
+                "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 2)} x\n",
+                "after its closing brace",
+            ),
+            (
+                "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 2) (3,)}\n",
+                "unexpected text",
+            ),
+            (
+                "{'descr': '|u1', 'shape': (1, 2)}\n",
+                "lacks `fortran_order`",
+            ),
+        ] {
+            let msg = with_header(header).unwrap_err().to_string();
+            assert!(msg.contains(needle), "{header}: {msg}");
+        }
         let nan: Vec<u8> = f64::NAN.to_le_bytes().to_vec();
         assert!(
             parse_err(&npy("<f8", false, "(1, 1)", &nan), DatasetFormat::Npy).contains("finite")

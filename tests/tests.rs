@@ -2,10 +2,10 @@
 
 mod cli;
 mod common;
+mod contract;
 mod exact;
 mod io;
 mod learn;
 mod map;
 mod models;
-mod outputs;
 mod samplers;

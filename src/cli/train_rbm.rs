@@ -331,14 +331,18 @@ impl Stored {
         let Some(text) = metadata.get(TRAINING_KEY) else {
             return Ok(Stored::default());
         };
-        let v: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}: bad {TRAINING_KEY} metadata: {e}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            usage(format!(
+                "{}: bad {TRAINING_KEY} metadata: {e}",
+                path.display()
+            ))
+        })?;
         let bad = |key: &str| {
-            anyhow::anyhow!(
+            usage(format!(
                 "{}: bad {TRAINING_KEY} metadata: {key} = {} is not a valid value",
                 path.display(),
                 v[key]
-            )
+            ))
         };
         let uint = |key: &str| -> anyhow::Result<Option<u64>> {
             match v.get(key) {
@@ -481,7 +485,10 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 .map(|s| s.parse())
                 .transpose()
                 .map_err(|e| {
-                    anyhow::anyhow!("{}: bad {EPOCHS_DONE_KEY} metadata: {e}", p.display())
+                    usage(format!(
+                        "{}: bad {EPOCHS_DONE_KEY} metadata: {e}",
+                        p.display()
+                    ))
                 })?
                 .unwrap_or(0);
             let stored = Stored::parse(p, &file.metadata)?;

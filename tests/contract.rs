@@ -1,6 +1,6 @@
-//! The command line's output files, stdout and stderr under attack: outputs checked as one plan
-//! before any work and written only after success, one JSON object on stdout in every case,
-//! and no abort when stderr or stdout is broken.
+//! The command-line contract under attack: outputs checked as one plan before any work and
+//! written only after success, one JSON object on stdout in every case, no abort when stderr or
+//! stdout is broken, and one rule for exit codes (2: bad input or flags, 1: runtime failure).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -426,4 +426,82 @@ fn threads_above_1024_are_refused() {
         .args(["--threads", "3", "info", "data/digits_test.txt"])
         .assert()
         .success();
+}
+
+/// Every command's exit status follows one rule: 2 for bad input or flags (a missing output
+/// folder included), 1 for a runtime failure (a missing input file, a job too large). With
+/// `--json` the same status is in the one object on stdout.
+#[test]
+fn exit_codes_follow_one_rule_in_every_command() {
+    use ebm::io::safetensors::{RbmFile, write_rbm};
+    use ebm::model::Rbm;
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    std::fs::write(d("bad.uai"), "MARKOV\n2\n2 3\n").unwrap();
+    let rbm = Rbm::new(4, 2, vec![0.0; 8], vec![0.0; 4], vec![0.0; 2]).unwrap();
+    write_rbm(Path::new(&d("m.safetensors")), &RbmFile::new(rbm.clone())).unwrap();
+    let mut bad_meta = RbmFile::new(rbm);
+    bad_meta
+        .metadata
+        .insert("training".into(), "{not json".into());
+    write_rbm(Path::new(&d("badmeta.safetensors")), &bad_meta).unwrap();
+    std::fs::write(d("four.txt"), "0101\n1100\n").unwrap();
+    let nodir = |name: &str| d(&format!("no_such_folder/{name}"));
+    let ising = ["ising", "--width", "4", "--height", "4"];
+    let shapes = "data/images/shapes.png";
+    #[rustfmt::skip]
+    let table: Vec<(Vec<String>, i32, &str)> = [
+        (vec!["info".into(), d("bad.uai")], 2, "cardinality 3"),
+        (vec!["info".into(), d("none.txt")], 1, "none.txt"),
+        (vec!["noise".into(), "--input".into(), shapes.into(), "--flip".into(), "2".into(), "--output".into(), d("n.png")], 2, "--flip"),
+        (vec!["noise".into(), "--input".into(), shapes.into(), "--flip".into(), "0.1".into(), "--output".into(), nodir("n.png")], 2, "--output"),
+        (vec!["noise".into(), "--input".into(), d("none.png"), "--flip".into(), "0.1".into(), "--output".into(), d("n.png")], 1, "none.png"),
+        ([&["partition"][..], &ising, &["--beta", "NaN"]].concat().iter().map(|s| s.to_string()).collect(), 2, "--beta"),
+        (vec!["partition".into(), "--model".into(), d("bad.uai")], 2, "bad.uai"),
+        ([&["partition"][..], &["ising", "--width", "100", "--height", "100", "--method", "enumerate"]].concat().iter().map(|s| s.to_string()).collect(), 1, "too large"),
+        ([&["sample"][..], &ising, &["--sweeps", "0"]].concat().iter().map(|s| s.to_string()).collect(), 2, "--sweeps"),
+        ([&["sample"][..], &ising, &["--image", &nodir("x.png")]].concat().iter().map(|s| s.to_string()).collect(), 2, "--image"),
+        (vec!["sample".into(), "--model".into(), d("m.safetensors"), "--output".into(), nodir("s.txt")], 2, "--output"),
+        (vec!["sample".into(), "--model".into(), d("none.uai")], 1, "none.uai"),
+        (vec!["train-rbm".into(), "--data".into(), d("four.txt"), "--output".into(), d("m.bin")], 2, ".safetensors"),
+        (vec!["train-rbm".into(), "--data".into(), d("four.txt"), "--output".into(), d("t.safetensors"), "--log".into(), nodir("log.csv")], 2, "--log"),
+        (vec!["train-rbm".into(), "--data".into(), d("four.txt"), "--output".into(), d("t.safetensors"), "--resume".into(), d("badmeta.safetensors")], 2, "training metadata"),
+        (vec!["train-rbm".into(), "--data".into(), d("none.txt"), "--output".into(), d("t.safetensors")], 1, "none.txt"),
+        (vec!["evaluate".into(), "--model".into(), d("m.safetensors"), "--data".into(), "data/digits_test.txt".into()], 2, "size mismatch"),
+        (vec!["evaluate".into(), "--model".into(), d("m.safetensors"), "--data".into(), d("four.txt"), "--method".into(), "magic".into()], 2, "--method"),
+        (vec!["evaluate".into(), "--model".into(), d("none.safetensors"), "--data".into(), d("four.txt")], 1, "none.safetensors"),
+        (vec!["denoise".into(), "--input".into(), shapes.into(), "--beta".into(), "NaN".into(), "--output".into(), d("r.png")], 2, "--beta"),
+        (vec!["denoise".into(), "--input".into(), shapes.into(), "--output".into(), nodir("r.png")], 2, "--output"),
+        (vec!["denoise".into(), "--input".into(), d("none.png"), "--output".into(), d("r.png")], 1, "none.png"),
+    ]
+    .into_iter()
+    .collect();
+    let commands: std::collections::BTreeSet<&str> =
+        table.iter().map(|(args, _, _)| args[0].as_str()).collect();
+    assert_eq!(commands.len(), 7, "every command is covered: {commands:?}");
+    for (args, code, needle) in &table {
+        ebm()
+            .args(args)
+            .assert()
+            .code(*code)
+            .stderr(predicate::str::contains(*needle));
+        let out = ebm().args(args).arg("--json").assert().code(*code);
+        let v = one_object(&out.get_output().stdout);
+        assert_eq!(v["exit_code"], *code, "{args:?}");
+        assert!(
+            v["error"].as_str().unwrap().contains(needle),
+            "{args:?}: {v}"
+        );
+    }
+    let mut left = listing(dir.path());
+    left.retain(|f| {
+        ![
+            "bad.uai",
+            "m.safetensors",
+            "badmeta.safetensors",
+            "four.txt",
+        ]
+        .contains(&f.as_str())
+    });
+    assert!(left.is_empty(), "outputs of failed runs: {left:?}");
 }

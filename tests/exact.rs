@@ -389,14 +389,31 @@ fn higher_arity_factors_and_zeros_agree_between_enumeration_and_elimination() {
         let en = exact::log_partition_factor_graph(&g).unwrap();
         let el = eliminate::log_partition_eliminate(&g).unwrap();
         assert_close(el, en, EXACT_REL, &format!("trial {trial}"));
+        // The generic walk through EnergyModel::flip_delta (infinite deltas on zero entries).
+        let generic = exact::log_partition(&g, 1.0).unwrap();
+        assert_close(generic, en, EXACT_REL, &format!("trial {trial}: generic"));
         let me = exact::marginals_factor_graph(&g).unwrap();
         let ml = eliminate::marginals_factor_graph(&g, &Default::default()).unwrap();
-        for (a, b) in me.iter().zip(&ml) {
+        let mg = exact::marginals(&g, 1.0).unwrap();
+        for ((a, b), c) in me.iter().zip(&ml).zip(&mg) {
             assert!(
-                a.is_finite() && (a - b).abs() < 1e-10,
-                "trial {trial}: {a} vs {b}"
+                a.is_finite() && (a - b).abs() < 1e-10 && (a - c).abs() < 1e-10,
+                "trial {trial}: {a} vs {b} vs {c}"
             );
         }
+        // Brute-force MAP against a direct scan of the log-weights of all states.
+        let best = exact::brute_force_map(&g).unwrap();
+        let direct = (0..1u32 << n)
+            .map(|x| {
+                let bits: Vec<u8> = (0..n).map(|i| (x >> i & 1) as u8).collect();
+                g.log_weight_bits(&bits)
+            })
+            .fold(f64::NEG_INFINITY, f64::max);
+        assert!(
+            (-best.energy - direct).abs() < 1e-12 * direct.abs().max(1.0),
+            "trial {trial}: MAP log-weight {} vs {direct}",
+            -best.energy
+        );
     }
 }
 

@@ -839,6 +839,66 @@ fn cli_partition_refuses_bad_requests() {
         .stderr(predicate::str::contains("2^6400 states"));
 }
 
+#[test]
+fn cli_partition_refuses_overflowing_parameters_and_sizes() {
+    use predicates::prelude::*;
+    // Finite flags whose log-weights overflow: exit 2 naming the flag and value, no NaN/null.
+    for (flag, value) in [
+        ("--beta", "1e308"),
+        ("--field", "1e308"),
+        ("--coupling", "1e308"),
+        ("--beta", "1e306"),
+    ] {
+        ebm()
+            .args(["partition", "ising", "--width", "4", "--height", "4"])
+            .args([flag, value, "--json"])
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty())
+            .stderr(predicate::str::contains(format!("{flag} {value}")))
+            .stderr(predicate::str::contains("overflow"));
+    }
+    // The same through the library, for every method.
+    let lattice = IsingLattice::new(4, 4, Boundary::Periodic, 1.0, 0.0).unwrap();
+    let model = Model::Lattice {
+        lattice: &lattice,
+        beta: 1e306,
+    };
+    for m in [Method::Auto, Method::Kaufman, Method::Eliminate] {
+        let err = partition::log_partition(&model, m, &PartitionOptions::default(), &mut Silent)
+            .unwrap_err();
+        assert!(err.to_string().contains("overflow"), "{m:?}: {err}");
+    }
+    // A .PR answer whose ln Z overflows.
+    let dir = tempfile::tempdir().unwrap();
+    let pr = dir.path().join("big.PR");
+    std::fs::write(&pr, "PR\n1e308\n").unwrap();
+    ebm()
+        .arg("info")
+        .arg(&pr)
+        .arg("--json")
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("1e308"));
+    // 2^32 sites: refused before any per-site allocation, as a job too large (exit 1).
+    for method in ["auto", "transfer", "eliminate"] {
+        ebm()
+            .args([
+                "partition",
+                "ising",
+                "--width",
+                "4294967296",
+                "--height",
+                "1",
+            ])
+            .args(["--method", method])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("too large"));
+    }
+}
+
 /// The arguments as owned OS strings (so paths and flags mix).
 fn os_args(args: &[&str]) -> Vec<std::ffi::OsString> {
     args.iter().map(|a| a.into()).collect()

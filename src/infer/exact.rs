@@ -134,7 +134,7 @@ impl<M: EnergyModel + ?Sized> Walker for GenericWalker<'_, M> {
         for (i, s) in self.spins.iter_mut().enumerate() {
             *s = if x >> i & 1 == 1 { 1 } else { -1 };
         }
-        self.from_scratch()
+        self.log_weight_now()
     }
     #[inline]
     fn flip(&mut self, i: usize, logw: f64) -> f64 {
@@ -146,7 +146,7 @@ impl<M: EnergyModel + ?Sized> Walker for GenericWalker<'_, M> {
         if next.is_finite() {
             next
         } else {
-            self.from_scratch()
+            self.log_weight_now()
         }
     }
 }
@@ -154,7 +154,7 @@ impl<M: EnergyModel + ?Sized> Walker for GenericWalker<'_, M> {
 impl<M: EnergyModel + ?Sized> GenericWalker<'_, M> {
     /// -beta E(s) of the current state, computed from scratch; a state of energy +inf has
     /// weight 0 (log-weight -inf) for any beta >= 0, including beta = 0.
-    fn from_scratch(&self) -> f64 {
+    fn log_weight_now(&self) -> f64 {
         let e = self.model.energy(&self.spins);
         if e == f64::INFINITY && self.beta >= 0.0 {
             f64::NEG_INFINITY

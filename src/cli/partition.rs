@@ -290,7 +290,7 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                     beta: i.beta,
                 }
                 .log_weight_bound();
-                if !(bound <= MAX_LOG_WEIGHT) {
+                if bound.is_nan() || bound > MAX_LOG_WEIGHT {
                     return Err(usage(format!(
                         "--beta {} with --coupling {} and --field {} on {} sites: a state's \
                          log-weight can reach {bound:e}, beyond {MAX_LOG_WEIGHT:e}, so ln Z would \

@@ -389,14 +389,31 @@ fn higher_arity_factors_and_zeros_agree_between_enumeration_and_elimination() {
         let en = exact::log_partition_factor_graph(&g).unwrap();
         let el = eliminate::log_partition_eliminate(&g).unwrap();
         assert_close(el, en, EXACT_REL, &format!("trial {trial}"));
+        // The generic walk through EnergyModel::flip_delta (infinite deltas on zero entries).
+        let generic = exact::log_partition(&g, 1.0).unwrap();
+        assert_close(generic, en, EXACT_REL, &format!("trial {trial}: generic"));
         let me = exact::marginals_factor_graph(&g).unwrap();
         let ml = eliminate::marginals_factor_graph(&g, &Default::default()).unwrap();
-        for (a, b) in me.iter().zip(&ml) {
+        let mg = exact::marginals(&g, 1.0).unwrap();
+        for ((a, b), c) in me.iter().zip(&ml).zip(&mg) {
             assert!(
-                a.is_finite() && (a - b).abs() < 1e-10,
-                "trial {trial}: {a} vs {b}"
+                a.is_finite() && (a - b).abs() < 1e-10 && (a - c).abs() < 1e-10,
+                "trial {trial}: {a} vs {b} vs {c}"
             );
         }
+        // Brute-force MAP against a direct scan of the log-weights of all states.
+        let best = exact::brute_force_map(&g).unwrap();
+        let direct = (0..1u32 << n)
+            .map(|x| {
+                let bits: Vec<u8> = (0..n).map(|i| (x >> i & 1) as u8).collect();
+                g.log_weight_bits(&bits)
+            })
+            .fold(f64::NEG_INFINITY, f64::max);
+        assert!(
+            (-best.energy - direct).abs() < 1e-12 * direct.abs().max(1.0),
+            "trial {trial}: MAP log-weight {} vs {direct}",
+            -best.energy
+        );
     }
 }
 
@@ -820,6 +837,66 @@ fn cli_partition_refuses_bad_requests() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("2^6400 states"));
+}
+
+#[test]
+fn cli_partition_refuses_overflowing_parameters_and_sizes() {
+    use predicates::prelude::*;
+    // Finite flags whose log-weights overflow: exit 2 naming the flag and value, no NaN/null.
+    for (flag, value) in [
+        ("--beta", "1e308"),
+        ("--field", "1e308"),
+        ("--coupling", "1e308"),
+        ("--beta", "1e306"),
+    ] {
+        ebm()
+            .args(["partition", "ising", "--width", "4", "--height", "4"])
+            .args([flag, value, "--json"])
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty())
+            .stderr(predicate::str::contains(format!("{flag} {value}")))
+            .stderr(predicate::str::contains("overflow"));
+    }
+    // The same through the library, for every method.
+    let lattice = IsingLattice::new(4, 4, Boundary::Periodic, 1.0, 0.0).unwrap();
+    let model = Model::Lattice {
+        lattice: &lattice,
+        beta: 1e306,
+    };
+    for m in [Method::Auto, Method::Kaufman, Method::Eliminate] {
+        let err = partition::log_partition(&model, m, &PartitionOptions::default(), &mut Silent)
+            .unwrap_err();
+        assert!(err.to_string().contains("overflow"), "{m:?}: {err}");
+    }
+    // A .PR answer whose ln Z overflows.
+    let dir = tempfile::tempdir().unwrap();
+    let pr = dir.path().join("big.PR");
+    std::fs::write(&pr, "PR\n1e308\n").unwrap();
+    ebm()
+        .arg("info")
+        .arg(&pr)
+        .arg("--json")
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("1e308"));
+    // 2^32 sites: refused before any per-site allocation, as a job too large (exit 1).
+    for method in ["auto", "transfer", "eliminate"] {
+        ebm()
+            .args([
+                "partition",
+                "ising",
+                "--width",
+                "4294967296",
+                "--height",
+                "1",
+            ])
+            .args(["--method", method])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("too large"));
+    }
 }
 
 /// The arguments as owned OS strings (so paths and flags mix).

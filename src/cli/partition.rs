@@ -13,7 +13,9 @@ use super::output::{print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use ebm::infer::eliminate::Heuristic;
 use ebm::infer::exact::{Shard, merge_shards};
-use ebm::infer::partition::{Budget, Method, Model, PartitionOptions, log_partition};
+use ebm::infer::partition::{
+    Budget, MAX_LOG_WEIGHT, Method, Model, PartitionOptions, log_partition,
+};
 use ebm::model::{FactorGraph, IsingLattice, Rbm};
 
 const AFTER_HELP: &str = "Examples:
@@ -188,6 +190,15 @@ fn zero_partition(description: &str) -> anyhow::Error {
     .context(format!("ln Z of {description}"))
 }
 
+/// A number as a user would type it: plain for ordinary magnitudes, `1e308` style otherwise.
+fn short(x: f64) -> String {
+    if x == 0.0 || (1e-4..1e15).contains(&x.abs()) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
 fn usage(msg: String) -> anyhow::Error {
     super::UsageError(msg).into()
 }
@@ -268,7 +279,28 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                     return Err(usage(format!("--beta must be finite, got {}", i.beta)));
                 }
                 let l = &i.lattice;
+                for (flag, v) in [("--coupling", l.coupling), ("--field", l.field)] {
+                    if !v.is_finite() {
+                        return Err(usage(format!("{flag} must be finite, got {v}")));
+                    }
+                }
                 let lattice = l.lattice().map_err(|e| usage(e.to_string()))?;
+                let bound = Model::Lattice {
+                    lattice: &lattice,
+                    beta: i.beta,
+                }
+                .log_weight_bound();
+                if bound.is_nan() || bound > MAX_LOG_WEIGHT {
+                    return Err(usage(format!(
+                        "--beta {} with --coupling {} and --field {} on {} sites: a state's \
+                         log-weight can reach {bound:e}, beyond {MAX_LOG_WEIGHT:e}, so ln Z would \
+                         overflow; use smaller values",
+                        short(i.beta),
+                        short(l.coupling),
+                        short(l.field),
+                        lattice.num_sites()
+                    )));
+                }
                 let desc = format!(
                     "ising {}x{} {:?} J={} h={} beta={}",
                     l.width,

@@ -134,13 +134,33 @@ impl<M: EnergyModel + ?Sized> Walker for GenericWalker<'_, M> {
         for (i, s) in self.spins.iter_mut().enumerate() {
             *s = if x >> i & 1 == 1 { 1 } else { -1 };
         }
-        -self.beta * self.model.energy(&self.spins)
+        self.log_weight_now()
     }
     #[inline]
     fn flip(&mut self, i: usize, logw: f64) -> f64 {
         let d = self.model.flip_delta(&self.spins, i);
         self.spins[i] = -self.spins[i];
-        logw - self.beta * d
+        let next = logw - self.beta * d;
+        // A state of infinite energy (a zero table entry) makes logw or the delta infinite, and
+        // -inf - (-inf) is NaN: only finite updates are incremental, the rest are recomputed.
+        if next.is_finite() {
+            next
+        } else {
+            self.log_weight_now()
+        }
+    }
+}
+
+impl<M: EnergyModel + ?Sized> GenericWalker<'_, M> {
+    /// -beta E(s) of the current state, computed from scratch; a state of energy +inf has
+    /// weight 0 (log-weight -inf) for any beta >= 0, including beta = 0.
+    fn log_weight_now(&self) -> f64 {
+        let e = self.model.energy(&self.spins);
+        if e == f64::INFINITY && self.beta >= 0.0 {
+            f64::NEG_INFINITY
+        } else {
+            -self.beta * e
+        }
     }
 }
 
@@ -440,6 +460,12 @@ fn run_units<W: Walker>(
         report_or_interrupt(observer, done, end - start)?;
     }
     let log_sum = total.value();
+    if log_sum.is_nan() || log_sum == f64::INFINITY {
+        return Err(Error::InvalidModel(format!(
+            "the sum of the weights is not a finite number (ln = {log_sum}): a log-weight \
+             overflowed (scale the parameters or beta down)"
+        )));
+    }
     let marginals = opts.marginals.then(|| {
         marg.iter()
             .map(|m| {
@@ -998,6 +1024,54 @@ mod tests {
         assert!((m[0] - 6.0 / 9.0).abs() < 1e-14);
         assert!((m[1] - 6.0 / 9.0).abs() < 1e-14);
         assert!((m[2] - 1.0).abs() < 1e-14);
+    }
+
+    /// x0 = x1 (table 1 0 0 2) and a unary (1 3) on x2: the allowed states (0,0,x2) and (1,1,x2)
+    /// have weights 1 and 2 times 1 or 3, so Z = 3 * 4 = 12, P(x0 = 1) = P(x1 = 1) = 2/3 and
+    /// P(x2 = 1) = 3/4, and the MAP state is (1, 1, 1) with energy -ln 6.
+    fn hard_equality() -> FactorGraph {
+        FactorGraph::new(
+            3,
+            vec![
+                Factor::new(vec![0, 1], vec![1.0, 0.0, 0.0, 2.0]).unwrap(),
+                Factor::new(vec![2], vec![1.0, 3.0]).unwrap(),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn generic_walk_survives_zero_entries() {
+        let g = hard_equality();
+        for beta in [1.0, 0.5] {
+            // At beta, each allowed weight w becomes w^beta.
+            let want = (1f64 + 2f64.powf(beta)).ln() + (1f64 + 3f64.powf(beta)).ln();
+            let got = log_partition(&g, beta).unwrap();
+            assert!((got - want).abs() < 1e-14, "beta {beta}: {got} vs {want}");
+        }
+        let m = marginals(&g, 1.0).unwrap();
+        for (got, want) in m.iter().zip([2.0 / 3.0, 2.0 / 3.0, 0.75]) {
+            assert!((got - want).abs() < 1e-14, "{m:?}");
+        }
+        // beta = 0 counts the allowed states: 2 * 2.
+        assert!((log_partition(&g, 0.0).unwrap() - 4f64.ln()).abs() < 1e-14);
+        let best = brute_force_map(&g).unwrap();
+        assert_eq!(best.state, vec![1, 1, 1]);
+        assert!((best.energy + 6f64.ln()).abs() < 1e-14);
+        // Every state is reached by a Gray-code flip from an impossible one somewhere in the walk;
+        // a graph where most states are impossible: x0 = x1 = x2 = x3 and a weight 5 on x3 = 0.
+        let chain = FactorGraph::new(
+            4,
+            vec![
+                Factor::new(vec![0, 1], vec![1.0, 0.0, 0.0, 1.0]).unwrap(),
+                Factor::new(vec![1, 2], vec![1.0, 0.0, 0.0, 1.0]).unwrap(),
+                Factor::new(vec![2, 3], vec![1.0, 0.0, 0.0, 1.0]).unwrap(),
+                Factor::new(vec![3], vec![5.0, 1.0]).unwrap(),
+            ],
+        )
+        .unwrap();
+        assert!((log_partition(&chain, 1.0).unwrap() - 6f64.ln()).abs() < 1e-14);
+        assert_eq!(brute_force_map(&chain).unwrap().state, vec![-1; 4]);
     }
 
     #[test]

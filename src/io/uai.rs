@@ -253,7 +253,8 @@ pub fn write_uai(path: &Path, graph: &FactorGraph) -> Result<()> {
     write_bytes_atomic(path, format_uai(graph).as_bytes())
 }
 
-/// Reads a `.PR` answer file and returns its value: log10 Z (base 10).
+/// Reads a `.PR` answer file and returns its value: log10 Z (base 10), refused unless
+/// ln Z = log10 Z * ln 10 is a finite number.
 ///
 /// The first token must be `PR`; when the file holds several solutions separated by `-BEGIN-`,
 /// the last one counts, and the value is the last token of that solution.
@@ -290,10 +291,14 @@ pub fn parse_pr(text: &str) -> Result<f64> {
             format!("expected the value log10 Z (a number), found `{value}`"),
         )
     })?;
-    if z.is_nan() || z == f64::INFINITY {
+    // ln Z = log10 Z * ln 10 must be a finite number too.
+    if !(z * std::f64::consts::LN_10).is_finite() {
         return Err(Error::parse(
             line,
-            format!("log10 Z = {value} is not a usable answer"),
+            format!(
+                "log10 Z = {value} is not a usable answer (expected a number whose ln Z = \
+                 log10 Z * ln 10 is finite)"
+            ),
         ));
     }
     Ok(z)
@@ -417,5 +422,11 @@ mod tests {
         assert!(parse_pr("PR\n").is_err());
         assert!(parse_pr("PR\nabc\n").is_err());
         assert!(parse_pr("").is_err());
+        // ln Z = log10 Z * ln 10 would overflow.
+        let (_, msg) = line_of(parse_pr("PR\n1e308\n").unwrap_err());
+        assert!(msg.contains("1e308"), "{msg}");
+        assert!(parse_pr("PR\n-1e308\n").is_err());
+        assert!(parse_pr("PR\n-inf\n").is_err());
+        assert_eq!(parse_pr("PR\n1e300\n").unwrap(), 1e300);
     }
 }

@@ -23,11 +23,11 @@
 
 use rand::Rng;
 
-use super::{LocalRule, Start, stats};
+use super::{LatticeUpdate, LocalRule, Start, stats};
 use crate::error::{Error, Result};
-use crate::model::{EnergyModel, FactorGraph, Spin};
+use crate::model::{EnergyModel, FactorGraph, IsingLattice, Spin};
 use crate::progress::{Control, Observer, Step};
-use crate::rng::{self, uniform_f64};
+use crate::rng::{self, EbmRng, uniform_f64};
 
 /// The probability that a single-site update flips a spin whose flip changes the energy by
 /// `delta`, at inverse temperature `beta` (see the module docs for the two rules).
@@ -274,6 +274,64 @@ where
     accepted
 }
 
+/// A sequential single-site chain on a lattice that the checkerboard does not cover (odd
+/// periodic sides, per-site fields): [`sweep`] over the lattice's `flip_delta`, one generator.
+#[derive(Debug, Clone)]
+pub struct SequentialLattice {
+    model: IsingLattice,
+    rule: LocalRule,
+    beta: f64,
+    s: Vec<Spin>,
+    rng: EbmRng,
+}
+
+impl SequentialLattice {
+    /// A chain of `rule` on `model` at `beta`, started from `state`, with the stream of `seed`.
+    pub fn new(
+        model: &IsingLattice,
+        rule: LocalRule,
+        beta: f64,
+        seed: u64,
+        state: Vec<Spin>,
+    ) -> Self {
+        debug_assert_eq!(state.len(), model.num_sites());
+        SequentialLattice {
+            model: model.clone(),
+            rule,
+            beta,
+            s: state,
+            rng: rng::from_seed(seed),
+        }
+    }
+}
+
+impl LatticeUpdate for SequentialLattice {
+    fn sweep(&mut self) -> u64 {
+        sweep(
+            &self.model,
+            self.beta,
+            self.rule,
+            &mut self.s,
+            &mut self.rng,
+        )
+    }
+    fn energy(&self) -> f64 {
+        self.model.energy(&self.s)
+    }
+    fn magnetization(&self) -> i64 {
+        self.s.iter().map(|&x| x as i64).sum()
+    }
+    fn state(&self) -> Vec<Spin> {
+        self.s.clone()
+    }
+    fn updates_per_sweep(&self) -> u64 {
+        self.s.len() as u64
+    }
+    fn boxed_clone(&self) -> Box<dyn LatticeUpdate> {
+        Box::new(self.clone())
+    }
+}
+
 /// Settings of a sequential run on a general model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelParams {
@@ -470,7 +528,7 @@ fn run_chain<M, F>(
 ) -> Result<ModelRun>
 where
     M: EnergyModel + ?Sized,
-    F: FnMut(&mut [Spin], &mut crate::rng::EbmRng) -> u64,
+    F: FnMut(&mut [Spin], &mut EbmRng) -> u64,
 {
     let n = model.num_vars();
     let mut rng = rng::from_seed(params.seed);

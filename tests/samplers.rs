@@ -602,9 +602,8 @@ fn huge_sweep_counts_fail_with_an_error_instead_of_aborting() {
 
 /// x_0 = x_1 = x_2 enforced by two equality factors (1, 0, 0, 1), and a unary factor (1, 2) on
 /// x_0. Most random starts violate an equality (zero probability); the sampler must repair the
-/// start for every seed instead of refusing. Single flips cannot leave (0,0,0) or (1,1,1), so
-/// the chain then stays put: the documented ergodicity limit (docs/sampling.md), checked here
-/// so that the documentation stays true.
+/// start for every seed instead of refusing. Single flips cannot leave (0,0,0) or (1,1,1); the
+/// block move of the tied variables does, so the chain moves and nothing stays frozen.
 #[test]
 fn hard_equality_constraints_sample_for_every_seed() {
     use ebm::model::{Factor, FactorGraph};
@@ -634,10 +633,13 @@ fn hard_equality_constraints_sample_for_every_seed() {
                 "{:?}",
                 run.state
             );
-            assert_eq!(
-                run.flips, 0,
-                "no single flip is allowed from an all-equal state"
-            );
+            // One block of three: one move per sweep. The block flips with probability >= 1/3
+            // per sweep, so 55 sweeps without a flip have probability (2/3)^55 < 1e-9, and 50
+            // recorded sweeps all in one state at most 2 (2/3)^50 < 1e-8.
+            assert_eq!(run.tied_blocks, 1);
+            assert_eq!(run.updates, 55);
+            assert!(run.flips > 0, "seed {seed} {rule:?}: the block never moved");
+            assert!(run.frozen.is_empty(), "frozen {:?}", run.frozen);
         }
     }
     // Without the repair these seeds would fail: most random starts have zero probability.
@@ -654,6 +656,129 @@ fn hard_equality_constraints_sample_for_every_seed() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("factor 1 over variables [0, 1]"), "{err}");
+}
+
+/// Six variables with hard ties x_0 = x_1 (table 1 0 0 2), x_1 != x_2 (0 1.5 0.5 0) and
+/// x_3 = x_4 (1 0 0 1), soft factors joining the blocks, a ternary factor with a zero entry
+/// that is not a tie (it excludes x_0 = 1, x_5 = 0, x_3 = 1), and a variable x_5: 7 states of
+/// positive probability out of 64.
+fn tied_graph() -> ebm::model::FactorGraph {
+    use ebm::model::{Factor, FactorGraph};
+    let f = |scope: Vec<usize>, table: Vec<f64>| Factor::new(scope, table).unwrap();
+    FactorGraph::new(
+        6,
+        vec![
+            f(vec![0, 1], vec![1.0, 0.0, 0.0, 2.0]),
+            f(vec![1, 2], vec![0.0, 1.5, 0.5, 0.0]),
+            f(vec![3, 4], vec![1.0, 0.0, 0.0, 1.0]),
+            f(vec![2, 3], vec![2.0, 0.5, 0.5, 1.0]),
+            f(vec![3], vec![1.0, 3.0]),
+            f(vec![4, 5], vec![1.2, 0.8, 0.7, 1.5]),
+            f(vec![0, 5, 3], vec![1.0, 2.0, 0.5, 1.0, 1.0, 0.0, 1.5, 1.0]),
+        ],
+    )
+    .unwrap()
+}
+
+/// Block moves of tied variables sample the exact distribution: chi-square of the visited
+/// states (thinned by THIN sweeps) against enumeration, alpha = CHI_SQUARE_ALPHA (1e-4), for
+/// both rules. States of probability 0 must never be visited.
+#[test]
+fn block_moves_of_hard_ties_fit_the_exact_distribution() {
+    use ebm::sample::general::{TiedBlocks, block_sweep, repair_start};
+    let graph = tied_graph();
+    let blocks = TiedBlocks::new(&graph);
+    assert_eq!(blocks.block_count(), 2);
+    assert_eq!(
+        (blocks.block(0), blocks.block(1)),
+        (&[0, 1, 2][..], &[3, 4][..])
+    );
+    assert_eq!(blocks.moves_per_sweep(), 3);
+    let probs = boltzmann(&graph, 1.0);
+    assert_eq!(probs.iter().filter(|&&p| p > 0.0).count(), 7);
+    for (k, rule) in [LocalRule::Gibbs, LocalRule::Metropolis]
+        .into_iter()
+        .enumerate()
+    {
+        let seed = 70 + k as u64;
+        let mut rng = from_seed(seed);
+        let mut s = initial_state(6, Start::Random, seed);
+        repair_start(&graph, &mut s).unwrap();
+        let mut counts = vec![0u64; 64];
+        for _ in 0..100 {
+            block_sweep(&graph, &blocks, 1.0, rule, &mut s, &mut rng);
+        }
+        for _ in 0..SAMPLES {
+            for _ in 0..THIN {
+                block_sweep(&graph, &blocks, 1.0, rule, &mut s, &mut rng);
+            }
+            counts[index_of(&s)] += 1;
+        }
+        for (state, (&c, &p)) in counts.iter().zip(&probs).enumerate() {
+            assert!(
+                p > 0.0 || c == 0,
+                "{rule:?}: state {state} of probability 0 visited"
+            );
+        }
+        assert_fits(&format!("tied blocks {rule:?}"), &counts, &probs);
+    }
+}
+
+/// The whole run on the tied model: marginals within MC_SIGMAS batch-means errors of the exact
+/// ones (x_0 and x_1 equal, x_2 their complement), nothing frozen. Before block moves this
+/// chain never left its start and reported marginals of 0 or 1.
+#[test]
+fn tied_model_marginals_match_enumeration() {
+    use ebm::sample::sample_factor_graph;
+    let graph = tied_graph();
+    let exact = exact_marginals(&graph);
+    let params = ModelParams {
+        beta: 1.0,
+        rule: LocalRule::Gibbs,
+        sweeps: 32_000,
+        burn_in: 200,
+        seed: 9,
+        start: Start::Random,
+    };
+    let run = sample_factor_graph(&graph, &params, &mut Silent).unwrap();
+    assert!(run.frozen.is_empty(), "{:?}", run.frozen);
+    let se = run.marginal_stderr.as_ref().unwrap();
+    for i in 0..6 {
+        assert!(
+            (run.marginals[i] - exact[i]).abs() < MC_SIGMAS * se[i],
+            "x{i}: {} ± {} vs exact {}",
+            run.marginals[i],
+            se[i],
+            exact[i]
+        );
+    }
+}
+
+/// A ternary parity constraint x_0 + x_1 + x_2 even (no pairwise tie, so no block): single
+/// flips never satisfy it, so x_0..x_2 never change. With a free x_3 the run succeeds and lists
+/// them as frozen; without one nothing moves at all and the run is refused.
+#[test]
+fn chains_pinned_by_hard_constraints_are_flagged_or_refused() {
+    use ebm::model::{Factor, FactorGraph};
+    use ebm::sample::sample_factor_graph;
+    let parity = || Factor::new(vec![0, 1, 2], vec![1., 0., 0., 1., 0., 1., 1., 0.]).unwrap();
+    let free = Factor::new(vec![3], vec![1.0, 3.0]).unwrap();
+    let params = ModelParams {
+        beta: 1.0,
+        rule: LocalRule::Gibbs,
+        sweeps: 200,
+        burn_in: 10,
+        seed: 3,
+        start: Start::Random,
+    };
+    let graph = FactorGraph::new(4, vec![parity(), free]).unwrap();
+    let run = sample_factor_graph(&graph, &params, &mut Silent).unwrap();
+    assert_eq!(run.frozen, vec![0, 1, 2]);
+    let pinned = FactorGraph::new(3, vec![parity()]).unwrap();
+    let err = sample_factor_graph(&pinned, &params, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did not move"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -894,13 +1019,15 @@ mod cli {
             .stderr(predicate::str::contains("ebm sample ising"));
     }
 
-    /// x_0 = x_1 = x_2 by two equality tables: the command repairs zero-probability random
-    /// starts for every seed and reports acceptance 0 (the documented ergodicity limit).
+    /// x_0 = x_1 = x_2 by two equality tables and a unary (1, 2) on x_2: the command repairs
+    /// zero-probability random starts for every seed, moves the tied block as one, and reports
+    /// marginals of 2/3 (within MC_SIGMAS standard errors). It used to print 0 or 1 with an
+    /// error bar of 0 and acceptance 0.
     #[test]
     fn uai_models_with_hard_equalities_sample_for_every_seed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("equal.uai");
-        let text = "MARKOV\n3\n2 2 2\n2\n2 0 1\n2 1 2\n\n4\n1 0 0 1\n\n4\n1 0 0 1\n";
+        let text = "MARKOV\n3\n2 2 2\n3\n2 0 1\n2 1 2\n1 2\n\n4\n1 0 0 1\n\n4\n1 0 0 1\n\n2\n1 2\n";
         std::fs::write(&path, text).unwrap();
         for seed in 1..=6 {
             let out = ebm()
@@ -910,7 +1037,7 @@ mod cli {
                     "--json",
                     "sample",
                     "--sweeps",
-                    "20",
+                    "3200",
                 ])
                 .arg("--model")
                 .arg(&path)
@@ -920,15 +1047,73 @@ mod cli {
                 .stdout
                 .clone();
             let v = json_of(&out);
-            assert_eq!(v["acceptance_rate"].as_f64(), Some(0.0), "seed {seed}");
-            let m: Vec<f64> = v["marginals"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
-            assert!(m == [0.0; 3] || m == [1.0; 3], "seed {seed}: {m:?}");
+            assert!(v["acceptance_rate"].as_f64().unwrap() > 0.0, "seed {seed}");
+            assert_eq!(v["tied_blocks"].as_u64(), Some(1));
+            assert_eq!(v["frozen_variables"].as_array().unwrap().len(), 0);
+            assert!(v["warning"].is_null());
+            let m = v["marginals"].as_array().unwrap();
+            let se = v["marginals_stderr"].as_array().unwrap();
+            for i in 0..3 {
+                let (p, s) = (m[i].as_f64().unwrap(), se[i].as_f64().unwrap());
+                assert!(
+                    (p - 2.0 / 3.0).abs() < MC_SIGMAS * s && s > 0.0,
+                    "seed {seed} x{i}: {p} ± {s}"
+                );
+            }
         }
+    }
+
+    /// A ternary parity constraint pins x_0..x_2 (no single flip keeps it, and it is no
+    /// pairwise tie); x_3 is free. JSON lists the frozen variables with a warning and null
+    /// error bars for them; the text form warns on stderr (even with --quiet) and marks them
+    /// in the --marginals table. A model where nothing can move is refused (exit 2).
+    #[test]
+    fn pinned_variables_are_flagged_and_a_chain_that_never_moves_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("parity.uai");
+        let parity = "3 0 1 2\n1 3\n\n8\n1 0 0 1 0 1 1 0\n\n2\n1 3\n";
+        std::fs::write(&path, format!("MARKOV\n4\n2 2 2 2\n2\n{parity}")).unwrap();
+        let out = ebm()
+            .args(["--json", "sample", "--sweeps", "320", "--model"])
+            .arg(&path)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v = json_of(&out);
+        assert_eq!(v["frozen_variables"], serde_json::json!([0, 1, 2]));
+        assert!(v["warning"].as_str().unwrap().contains("never changed"));
+        let se = v["marginals_stderr"].as_array().unwrap();
+        assert!(se[0].is_null() && se[3].as_f64().unwrap() > 0.0, "{se:?}");
+        ebm()
+            .args([
+                "--quiet",
+                "sample",
+                "--sweeps",
+                "320",
+                "--marginals",
+                "--model",
+            ])
+            .arg(&path)
+            .assert()
+            .success()
+            .stderr(predicate::str::contains(
+                "warning: 3 variable(s) never changed",
+            ))
+            .stdout(predicate::str::contains("0\t").and(predicate::str::contains("frozen")));
+        let pinned = dir.path().join("pinned.uai");
+        std::fs::write(
+            &pinned,
+            "MARKOV\n3\n2 2 2\n1\n3 0 1 2\n\n8\n1 0 0 1 0 1 1 0\n",
+        )
+        .unwrap();
+        ebm()
+            .args(["sample", "--model"])
+            .arg(&pinned)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("did not move"));
     }
 
     #[test]

@@ -35,10 +35,11 @@ pub struct SampleArgs {
     #[command(subcommand)]
     pub target: Option<SampleTarget>,
     /// Model to sample: a UAI file (.uai), or an RBM (.safetensors). UAI tables may contain
-    /// zeros (hard constraints): a start of zero probability is repaired greedily, but
-    /// single-site samplers cannot cross constraints such as x_i = x_j (no single flip leaves
-    /// a state they allow), so the chain then stays where it started and its marginals are
-    /// wrong; an `acceptance_rate` of 0 in the JSON is the symptom. See docs/sampling.md.
+    /// zeros (hard constraints): a start of zero probability is repaired greedily, and
+    /// variables tied by pairwise equalities or inequalities (tables 1 0 0 1, 0 1 1 0) are
+    /// moved together as blocks. Variables that other hard constraints pin are listed as
+    /// `frozen_variables` with a warning; a chain that never moves is refused. See
+    /// docs/sampling.md.
     #[arg(long)]
     pub model: Option<PathBuf>,
     #[command(flatten)]
@@ -442,13 +443,43 @@ struct ModelReport {
     tau_int_reliable: bool,
     /// Estimated P(x_i = 1) (state 1 of variable i), averaged over the recorded sweeps.
     marginals: Vec<f64>,
-    /// Batch-means standard errors of the marginals (32 batches); null with fewer sweeps.
-    marginals_stderr: Option<Vec<f64>>,
+    /// Batch-means standard errors of the marginals (32 batches); null with fewer sweeps, and
+    /// null for a frozen variable.
+    marginals_stderr: Option<Vec<Option<f64>>>,
+    /// Variables that never changed over the recorded sweeps (their marginals are not
+    /// estimates unless the model forces those values).
+    frozen_variables: Vec<usize>,
+    /// Set when some variable is frozen.
+    warning: Option<String>,
+    /// Blocks of variables tied by pairwise hard constraints, each moved as one.
+    tied_blocks: usize,
+    /// Accepted moves over attempted moves (a block move counts once).
     acceptance_rate: f64,
+    /// Moves attempted: single-variable updates plus block moves, burn-in included.
     spin_updates: u64,
     seconds: f64,
     flips_per_second: Option<f64>,
     trace: Option<String>,
+}
+
+/// The warning for variables that never changed over the recorded sweeps, if any.
+fn frozen_warning(frozen: &[usize], sweeps: u64) -> Option<String> {
+    const SHOWN: usize = 20;
+    if frozen.is_empty() {
+        return None;
+    }
+    let mut list: Vec<String> = frozen.iter().take(SHOWN).map(|v| v.to_string()).collect();
+    if frozen.len() > SHOWN {
+        list.push(format!("... ({} in all)", frozen.len()));
+    }
+    Some(format!(
+        "{} variable(s) never changed over the {sweeps} recorded sweeps: {}. Their marginals \
+         are the value they kept, not estimates, unless the model forces that value: hard \
+         constraints (zero table entries) that the sampler's moves cannot cross pin them, or \
+         the run is too short",
+        frozen.len(),
+        list.join(", ")
+    ))
 }
 
 fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -568,7 +599,15 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         tau_int_energy: finite(tau.tau),
         tau_int_reliable: tau.reliable,
         marginals: run.marginals.clone(),
-        marginals_stderr: run.marginal_stderr.clone(),
+        marginals_stderr: run.marginal_stderr.as_ref().map(|se| {
+            se.iter()
+                .enumerate()
+                .map(|(i, &e)| (!run.frozen.contains(&i)).then_some(e))
+                .collect()
+        }),
+        frozen_variables: run.frozen.clone(),
+        warning: frozen_warning(&run.frozen, chain.sweeps),
+        tied_blocks: run.tied_blocks,
         acceptance_rate: run.flips as f64 / run.updates.max(1) as f64,
         spin_updates: run.updates,
         seconds,
@@ -584,7 +623,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         global,
         &format!(
             "{}: {} variables, {} {} sweeps after {} burn-in at beta = {} (seed {}): \
-             mean energy {:.6} ± {:.6}, tau_int(E) = {:.2} sweeps, acceptance {:.4}",
+             mean energy {}, tau_int(E) = {:.2} sweeps, acceptance {:.4}{}",
             report.model,
             report.variables,
             chain.sweeps,
@@ -592,20 +631,35 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
             chain.burn_in,
             chain.beta,
             global.seed,
-            energy.value,
-            energy.stderr.unwrap_or(f64::NAN),
+            match (report.energy, report.energy_stderr) {
+                (Some(v), Some(e)) => format!("{v:.6} ± {e:.6}"),
+                (Some(v), None) => format!("{v:.6} (no error bar: too few sweeps)"),
+                _ => "undefined".to_string(),
+            },
             tau.tau,
-            report.acceptance_rate
+            report.acceptance_rate,
+            if report.tied_blocks > 0 {
+                format!(
+                    " ({} block(s) of tied variables moved together)",
+                    report.tied_blocks
+                )
+            } else {
+                String::new()
+            }
         ),
     );
+    if let Some(warning) = &report.warning {
+        // Not silenced by --quiet: the figures above are not estimates for these variables.
+        eprintln!("warning: {warning}");
+    }
     if args.marginals {
         let mut out = std::io::stdout().lock();
         writeln!(out, "variable\tP(x=1)\tstderr")?;
         for (i, p) in run.marginals.iter().enumerate() {
-            let se = run
-                .marginal_stderr
-                .as_ref()
-                .map_or("-".to_string(), |s| format!("{:.6}", s[i]));
+            let se = match &report.marginals_stderr {
+                Some(s) => s[i].map_or("frozen".to_string(), |e| format!("{e:.6}")),
+                None => "-".to_string(),
+            };
             writeln!(out, "{i}\t{p:.6}\t{se}")?;
         }
     }

@@ -20,8 +20,8 @@
 
 use rand::{Rng, RngExt};
 
-use super::LocalRule;
 use super::general::flip_probability;
+use super::{LatticeUpdate, LocalRule};
 use crate::error::{Error, Result};
 use crate::model::{EnergyModel, IsingLattice, Spin};
 use crate::rng::{self, EbmRng};
@@ -295,5 +295,47 @@ impl SwendsenWang {
     /// Sum of spins.
     pub fn magnetization(&self) -> i64 {
         self.s.iter().map(|&x| x as i64).sum()
+    }
+}
+
+impl LatticeUpdate for Wolff {
+    fn sweep(&mut self) -> u64 {
+        self.update()
+    }
+    fn energy(&self) -> f64 {
+        Wolff::energy(self)
+    }
+    fn magnetization(&self) -> i64 {
+        Wolff::magnetization(self)
+    }
+    fn state(&self) -> Vec<Spin> {
+        self.s.clone()
+    }
+    fn updates_per_sweep(&self) -> u64 {
+        1
+    }
+    fn boxed_clone(&self) -> Box<dyn LatticeUpdate> {
+        Box::new(self.clone())
+    }
+}
+
+impl LatticeUpdate for SwendsenWang {
+    fn sweep(&mut self) -> u64 {
+        self.update()
+    }
+    fn energy(&self) -> f64 {
+        SwendsenWang::energy(self)
+    }
+    fn magnetization(&self) -> i64 {
+        SwendsenWang::magnetization(self)
+    }
+    fn state(&self) -> Vec<Spin> {
+        self.s.clone()
+    }
+    fn updates_per_sweep(&self) -> u64 {
+        1
+    }
+    fn boxed_clone(&self) -> Box<dyn LatticeUpdate> {
+        Box::new(self.clone())
     }
 }

@@ -13,19 +13,21 @@
 //!
 //! # Hard constraints (zero table entries)
 //! [`sample_factor_graph`] first repairs a start of zero probability (see [`repair_start`]).
-//! Beyond that, single-site samplers are **not ergodic** when zeros disconnect the states of
-//! positive probability under single flips: with x_0 = x_1 enforced by a factor (1, 0, 0, 1), no
-//! single flip leaves (1, 1) or (0, 0), so the chain stays in the component it started in and
-//! its marginals are those of that component, not of the model. A run that never flips a spin
-//! (`flips == 0`) is the visible symptom; such models need moves of several variables at once.
+//! Single-site moves cannot cross a constraint such as x_0 = x_1 (factor (1, 0, 0, 1)): no
+//! single flip leaves (1, 1) or (0, 0). So variables tied by pairwise hard equalities or
+//! inequalities are grouped into blocks ([`TiedBlocks`]) and each block is updated as a whole,
+//! which is exact Gibbs (or Metropolis) on the block. Other hard constraints (for example a
+//! ternary parity factor) can still pin a chain: [`ModelRun::frozen`] lists the variables that
+//! never changed over the recorded sweeps, and a run in which no move at all was accepted is
+//! refused ([`Error::InvalidModel`]) rather than reporting its start as marginals.
 
 use rand::Rng;
 
-use super::{LocalRule, Start, stats};
+use super::{LatticeUpdate, LocalRule, Start, stats};
 use crate::error::{Error, Result};
-use crate::model::{EnergyModel, FactorGraph, Spin};
+use crate::model::{EnergyModel, FactorGraph, IsingLattice, Spin};
 use crate::progress::{Control, Observer, Step};
-use crate::rng::{self, uniform_f64};
+use crate::rng::{self, EbmRng, uniform_f64};
 
 /// The probability that a single-site update flips a spin whose flip changes the energy by
 /// `delta`, at inverse temperature `beta` (see the module docs for the two rules).
@@ -75,6 +77,261 @@ where
     flips
 }
 
+/// How a sweep of a factor graph with [`TiedBlocks`] treats a variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Not tied to any other variable: a single-site move.
+    Single,
+    /// The smallest member of block `b`: the sweep moves the whole block when it reaches it.
+    Lead(u32),
+    /// A later member of a block: moved with its block's lead, skipped on its own.
+    Member,
+}
+
+/// Variables of a factor graph tied together by pairwise hard constraints, moved as blocks.
+///
+/// A factor over two variables whose table is (a, 0, 0, d) with a, d > 0 forces x_i = x_j; one
+/// whose table is (0, b, c, 0) with b, c > 0 forces x_i != x_j. Variables connected through
+/// such factors form a block. While the ties hold, a block of k variables has exactly two
+/// allowed states out of 2^k: its current one and the one with every member flipped; every
+/// other state violates a tie and has probability 0. The block move proposes flipping the whole
+/// block, with Delta = E(flipped) - E(current) summed over the factors that touch the block
+/// (`E = -sum_f ln phi_f`), and accepts it with [`flip_probability`]: with the heat-bath rule
+/// this draws the block from its exact conditional distribution given the other variables
+/// (Gibbs on the block), with Metropolis it is a symmetric proposal accepted with
+/// min(1, exp(-beta Delta)). Both leave p(x) ∝ exp(-beta E(x)) stationary.
+#[derive(Debug, Clone)]
+pub struct TiedBlocks {
+    role: Vec<Role>,
+    /// Members of block b, ascending: `members[member_start[b]..member_start[b + 1]]`.
+    members: Vec<usize>,
+    member_start: Vec<usize>,
+    /// Factors touching block b, each with the mask of table-index bits that belong to the
+    /// block's variables: `touching[touching_start[b]..touching_start[b + 1]]`.
+    touching: Vec<(usize, usize)>,
+    touching_start: Vec<usize>,
+}
+
+/// True when `factor` is a pairwise hard equality (a, 0, 0, d) or inequality (0, b, c, 0).
+fn is_hard_tie(factor: &crate::model::Factor) -> bool {
+    if factor.arity() != 2 {
+        return false;
+    }
+    let t = factor.table();
+    matches!(
+        (t[0] > 0.0, t[1] > 0.0, t[2] > 0.0, t[3] > 0.0),
+        (true, false, false, true) | (false, true, true, false)
+    )
+}
+
+impl TiedBlocks {
+    /// The blocks of `graph` (union-find over its hard-tie factors); variables outside every
+    /// tie are single units.
+    pub fn new(graph: &FactorGraph) -> Self {
+        let n = graph.num_vars();
+        let mut parent: Vec<usize> = (0..n).collect();
+        fn root(parent: &mut [usize], mut v: usize) -> usize {
+            while parent[v] != v {
+                parent[v] = parent[parent[v]];
+                v = parent[v];
+            }
+            v
+        }
+        for factor in graph.factors().iter().filter(|f| is_hard_tie(f)) {
+            let (a, b) = (
+                root(&mut parent, factor.scope()[0]),
+                root(&mut parent, factor.scope()[1]),
+            );
+            // The smaller index becomes the root, so a block's root is its smallest member.
+            parent[a.max(b)] = a.min(b);
+        }
+        let roots: Vec<usize> = (0..n).map(|v| root(&mut parent, v)).collect();
+        let mut size = vec![0usize; n];
+        for &r in &roots {
+            size[r] += 1;
+        }
+        let mut role = vec![Role::Single; n];
+        let mut block_of_root = vec![u32::MAX; n];
+        let mut lead_of_block = Vec::new();
+        for v in 0..n {
+            let r = roots[v];
+            if size[r] < 2 {
+                continue;
+            }
+            if r == v {
+                block_of_root[v] = lead_of_block.len() as u32;
+                role[v] = Role::Lead(block_of_root[v]);
+                lead_of_block.push(v);
+            } else {
+                role[v] = Role::Member;
+            }
+        }
+        let blocks = lead_of_block.len();
+        let mut members_of: Vec<Vec<usize>> = vec![Vec::new(); blocks];
+        for v in 0..n {
+            if size[roots[v]] >= 2 {
+                members_of[block_of_root[roots[v]] as usize].push(v);
+            }
+        }
+        let (mut members, mut member_start) = (Vec::new(), vec![0]);
+        let (mut touching, mut touching_start) = (Vec::new(), vec![0]);
+        for (b, vars) in members_of.iter().enumerate() {
+            members.extend_from_slice(vars);
+            member_start.push(members.len());
+            let mut factors: Vec<usize> = vars
+                .iter()
+                .flat_map(|&v| graph.factors_of(v).iter().copied())
+                .collect();
+            factors.sort_unstable();
+            factors.dedup();
+            for f in factors {
+                let factor = &graph.factors()[f];
+                let arity = factor.arity();
+                let mask = factor
+                    .scope()
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &v)| block_of_root[roots[v]] == b as u32)
+                    .map(|(pos, _)| 1usize << (arity - 1 - pos))
+                    .fold(0, |m, bit| m | bit);
+                touching.push((f, mask));
+            }
+            touching_start.push(touching.len());
+        }
+        TiedBlocks {
+            role,
+            members,
+            member_start,
+            touching,
+            touching_start,
+        }
+    }
+
+    /// Number of blocks of two or more variables.
+    pub fn block_count(&self) -> usize {
+        self.member_start.len() - 1
+    }
+
+    /// The variables of block `b`, ascending.
+    pub fn block(&self, b: usize) -> &[usize] {
+        &self.members[self.member_start[b]..self.member_start[b + 1]]
+    }
+
+    /// Moves per sweep: variables outside every block, plus one per block.
+    pub fn moves_per_sweep(&self) -> u64 {
+        self.role.iter().filter(|r| **r != Role::Member).count() as u64
+    }
+
+    /// E(s with block b flipped) - E(s).
+    fn block_delta(&self, graph: &FactorGraph, b: usize, s: &[Spin]) -> f64 {
+        let factors = graph.factors();
+        let mut delta = 0.0;
+        for &(f, mask) in &self.touching[self.touching_start[b]..self.touching_start[b + 1]] {
+            let factor = &factors[f];
+            let before = factor.index_of_spins(s);
+            let log_table = factor.log_table();
+            delta -= log_table[before ^ mask] - log_table[before];
+        }
+        delta
+    }
+}
+
+/// One sequential sweep of a factor graph with its [`TiedBlocks`]: variables in order 0..n, a
+/// single-site move for a variable outside every block, a move of the whole block at a block's
+/// smallest member (later members are skipped). Returns the number of moves accepted. Without
+/// blocks this is exactly [`sweep`] (same uniforms, same decisions).
+pub fn block_sweep<R>(
+    graph: &FactorGraph,
+    blocks: &TiedBlocks,
+    beta: f64,
+    rule: LocalRule,
+    s: &mut [Spin],
+    rng: &mut R,
+) -> u64
+where
+    R: Rng + ?Sized,
+{
+    debug_assert_eq!(s.len(), graph.num_vars());
+    let mut accepted = 0;
+    for i in 0..s.len() {
+        let delta = match blocks.role[i] {
+            Role::Single => graph.flip_delta(s, i),
+            Role::Lead(b) => blocks.block_delta(graph, b as usize, s),
+            Role::Member => continue,
+        };
+        if uniform_f64(rng) < flip_probability(rule, beta, delta) {
+            match blocks.role[i] {
+                Role::Lead(b) => {
+                    for &v in blocks.block(b as usize) {
+                        s[v] = -s[v];
+                    }
+                }
+                _ => s[i] = -s[i],
+            }
+            accepted += 1;
+        }
+    }
+    accepted
+}
+
+/// A sequential single-site chain on a lattice that the checkerboard does not cover (odd
+/// periodic sides, per-site fields): [`sweep`] over the lattice's `flip_delta`, one generator.
+#[derive(Debug, Clone)]
+pub struct SequentialLattice {
+    model: IsingLattice,
+    rule: LocalRule,
+    beta: f64,
+    s: Vec<Spin>,
+    rng: EbmRng,
+}
+
+impl SequentialLattice {
+    /// A chain of `rule` on `model` at `beta`, started from `state`, with the stream of `seed`.
+    pub fn new(
+        model: &IsingLattice,
+        rule: LocalRule,
+        beta: f64,
+        seed: u64,
+        state: Vec<Spin>,
+    ) -> Self {
+        debug_assert_eq!(state.len(), model.num_sites());
+        SequentialLattice {
+            model: model.clone(),
+            rule,
+            beta,
+            s: state,
+            rng: rng::from_seed(seed),
+        }
+    }
+}
+
+impl LatticeUpdate for SequentialLattice {
+    fn sweep(&mut self) -> u64 {
+        sweep(
+            &self.model,
+            self.beta,
+            self.rule,
+            &mut self.s,
+            &mut self.rng,
+        )
+    }
+    fn energy(&self) -> f64 {
+        self.model.energy(&self.s)
+    }
+    fn magnetization(&self) -> i64 {
+        self.s.iter().map(|&x| x as i64).sum()
+    }
+    fn state(&self) -> Vec<Spin> {
+        self.s.clone()
+    }
+    fn updates_per_sweep(&self) -> u64 {
+        self.s.len() as u64
+    }
+    fn boxed_clone(&self) -> Box<dyn LatticeUpdate> {
+        Box::new(self.clone())
+    }
+}
+
 /// Settings of a sequential run on a general model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelParams {
@@ -105,10 +362,18 @@ pub struct ModelRun {
     /// Batch-means standard errors of the marginals ([`MARGINAL_BATCHES`] contiguous batches;
     /// `None` with fewer recorded sweeps than batches).
     pub marginal_stderr: Option<Vec<f64>>,
-    /// Single-site updates attempted (burn-in included).
+    /// Moves attempted, burn-in included: single-site updates, and for a factor graph with
+    /// [`TiedBlocks`] one move per block (see [`TiedBlocks::moves_per_sweep`]).
     pub updates: u64,
-    /// Spins flipped (burn-in included).
+    /// Moves accepted (burn-in included): spins flipped, a block flip counting once.
     pub flips: u64,
+    /// Variables whose value never changed over the recorded sweeps, ascending. Their
+    /// marginals are 0 or 1 from the run alone; unless the model forces those values, the
+    /// chain did not mix in them (hard constraints it cannot cross, or too few sweeps).
+    pub frozen: Vec<usize>,
+    /// Blocks of variables tied by pairwise hard constraints and moved together (0 for
+    /// [`sample_model`]).
+    pub tied_blocks: usize,
     /// The last configuration.
     pub state: Vec<Spin>,
 }
@@ -131,12 +396,21 @@ where
                 .into(),
         ));
     }
-    run_chain(model, params, s, obs)
+    let (beta, rule, n) = (params.beta, params.rule, model.num_vars() as u64);
+    run_chain(
+        model,
+        params,
+        s,
+        |s, rng| sweep(model, beta, rule, s, rng),
+        (n, 0),
+        obs,
+    )
 }
 
 /// [`sample_model`] for a factor graph whose tables may contain zeros (hard constraints): a
-/// start of zero probability is first repaired with [`repair_start`]. Note the ergodicity limit
-/// of single-site samplers with hard constraints (module docs).
+/// start of zero probability is first repaired with [`repair_start`], and variables tied by
+/// pairwise hard equalities or inequalities are moved as blocks ([`TiedBlocks`],
+/// [`block_sweep`]). Without such ties the run is the same as [`sample_model`]'s.
 pub fn sample_factor_graph(
     graph: &FactorGraph,
     params: &ModelParams,
@@ -145,7 +419,17 @@ pub fn sample_factor_graph(
     super::check_chain(params.beta, params.sweeps, params.burn_in)?;
     let mut s = super::initial_state(graph.num_vars(), params.start, params.seed);
     repair_start(graph, &mut s)?;
-    run_chain(graph, params, s, obs)
+    let blocks = TiedBlocks::new(graph);
+    let (beta, rule) = (params.beta, params.rule);
+    let units = (blocks.moves_per_sweep(), blocks.block_count());
+    run_chain(
+        graph,
+        params,
+        s,
+        |s, rng| block_sweep(graph, &blocks, beta, rule, s, rng),
+        units,
+        obs,
+    )
 }
 
 /// Number of factors of `graph` whose table entry at `s` is 0.
@@ -231,15 +515,20 @@ pub fn repair_start(graph: &FactorGraph, s: &mut [Spin]) -> Result<()> {
     )))
 }
 
-/// The chain of [`sample_model`] from the start `s` (of positive probability).
-fn run_chain<M>(
+/// The chain of [`sample_model`] from the start `s` (of positive probability): `move_sweep`
+/// does one sweep and returns the moves it accepted; `(moves_per_sweep, tied_blocks)` describe
+/// it. Fails when no move at all was accepted (the start would be reported as marginals).
+fn run_chain<M, F>(
     model: &M,
     params: &ModelParams,
     mut s: Vec<Spin>,
+    mut move_sweep: F,
+    (moves_per_sweep, tied_blocks): (u64, usize),
     obs: &mut dyn Observer,
 ) -> Result<ModelRun>
 where
     M: EnergyModel + ?Sized,
+    F: FnMut(&mut [Spin], &mut EbmRng) -> u64,
 {
     let n = model.num_vars();
     let mut rng = rng::from_seed(params.seed);
@@ -254,7 +543,7 @@ where
         .expect("one buffer");
     let mut flips = 0;
     for t in 0..total {
-        flips += sweep(model, params.beta, params.rule, &mut s, &mut rng);
+        flips += move_sweep(&mut s, &mut rng);
         if t >= params.burn_in {
             let k = t - params.burn_in;
             energies.push(model.energy(&s));
@@ -279,6 +568,22 @@ where
             }
         }
     }
+    if flips == 0 && n > 0 {
+        return Err(Error::InvalidModel(format!(
+            "the chain did not move: no move was accepted in {total} sweeps of {n} variables, \
+             so every variable kept its starting value and no marginal can be estimated. Hard \
+             constraints (zero table entries) that neither single-variable moves nor moves of \
+             variables tied by pairwise equalities can cross pin it, or beta = {} is too large \
+             for any move to be accepted",
+            params.beta
+        )));
+    }
+    let frozen = ones
+        .iter()
+        .enumerate()
+        .filter(|&(_, &c)| c == 0 || c == params.sweeps)
+        .map(|(i, _)| i)
+        .collect();
     let recorded = params.sweeps as f64;
     let marginals = ones.iter().map(|&c| c as f64 / recorded).collect();
     let marginal_stderr = (batch_len > 0).then(|| {
@@ -298,8 +603,10 @@ where
         energies,
         marginals,
         marginal_stderr,
-        updates: total.saturating_mul(n as u64),
+        updates: total.saturating_mul(moves_per_sweep),
         flips,
+        frozen,
+        tied_blocks,
         state: s,
     })
 }

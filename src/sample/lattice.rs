@@ -825,6 +825,30 @@ impl Checkerboard {
     }
 }
 
+impl super::LatticeUpdate for Checkerboard {
+    fn sweep(&mut self) -> u64 {
+        Checkerboard::sweep(self)
+    }
+    fn energy(&self) -> f64 {
+        Checkerboard::energy(self)
+    }
+    fn magnetization(&self) -> i64 {
+        Checkerboard::magnetization(self)
+    }
+    fn state(&self) -> Vec<Spin> {
+        Checkerboard::state(self)
+    }
+    fn updates_per_sweep(&self) -> u64 {
+        (self.width * self.height) as u64
+    }
+    fn is_checkerboard(&self) -> bool {
+        true
+    }
+    fn boxed_clone(&self) -> Box<dyn super::LatticeUpdate> {
+        Box::new(self.clone())
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
     w2: usize,

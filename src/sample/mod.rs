@@ -37,9 +37,9 @@ pub mod stats;
 use rand::Rng;
 
 use crate::error::{Error, Result, check_finite};
-use crate::model::{EnergyModel, IsingLattice, Spin};
+use crate::model::{IsingLattice, Spin};
 use crate::progress::{Control, Observer, Step};
-use crate::rng::{self, EbmRng};
+use crate::rng;
 use stats::{Estimate, TauEstimate};
 
 pub use general::{ModelParams, ModelRun, sample_factor_graph, sample_model};
@@ -186,28 +186,47 @@ impl LatticeParams {
     }
 }
 
-/// A running chain on a lattice, whichever sampler drives it.
-#[derive(Debug, Clone)]
-pub struct LatticeChain {
-    inner: Inner,
+/// One lattice sampler: the state it owns and its update. A new lattice sampler is one new type
+/// implementing this trait (plus its [`SamplerKind`] and a line in [`LatticeChain::new`]);
+/// [`LatticeChain`] and the recording loop of [`sample_lattice`] serve every sampler alike.
+pub trait LatticeUpdate: std::fmt::Debug + Send {
+    /// One sweep (one cluster update for Wolff); returns the number of spins flipped.
+    fn sweep(&mut self) -> u64;
+    /// The energy E(s) of the current configuration.
+    fn energy(&self) -> f64;
+    /// The magnetisation sum_i s_i.
+    fn magnetization(&self) -> i64;
+    /// The current configuration, row-major.
+    fn state(&self) -> Vec<Spin>;
+    /// What [`LatticeRun::updates`] counts per sweep: N single-spin updates for the local
+    /// samplers, one cluster update for Wolff and Swendsen-Wang.
+    fn updates_per_sweep(&self) -> u64;
+    /// True when the parallel checkerboard drives the chain.
+    fn is_checkerboard(&self) -> bool {
+        false
+    }
+    /// A boxed copy (for [`Clone`] of [`LatticeChain`]).
+    fn boxed_clone(&self) -> Box<dyn LatticeUpdate>;
 }
 
-#[derive(Debug, Clone)]
-enum Inner {
-    Checkerboard(Box<lattice::Checkerboard>),
-    Sequential {
-        model: Box<IsingLattice>,
-        rule: LocalRule,
-        beta: f64,
-        s: Vec<Spin>,
-        rng: EbmRng,
-    },
-    Wolff(Box<cluster::Wolff>),
-    SwendsenWang(Box<cluster::SwendsenWang>),
+/// A running chain on a lattice, whichever sampler drives it.
+#[derive(Debug)]
+pub struct LatticeChain {
+    update: Box<dyn LatticeUpdate>,
+}
+
+impl Clone for LatticeChain {
+    fn clone(&self) -> Self {
+        LatticeChain {
+            update: self.update.boxed_clone(),
+        }
+    }
 }
 
 impl LatticeChain {
-    /// A chain of `sampler` on `model` at `beta`, started from `state`.
+    /// A chain of `sampler` on `model` at `beta`, started from `state`: the checkerboard for a
+    /// local rule on a bipartite lattice with a uniform field, the sequential sweep for other
+    /// local cases, the cluster samplers as named.
     pub fn new(
         model: &IsingLattice,
         sampler: SamplerKind,
@@ -223,82 +242,53 @@ impl LatticeChain {
                 model.num_sites()
             )));
         }
-        let inner = match sampler {
+        let update: Box<dyn LatticeUpdate> = match sampler {
             SamplerKind::Gibbs | SamplerKind::Metropolis => {
                 let rule = sampler.local_rule().expect("local sampler");
                 if lattice::Checkerboard::applies(model) {
-                    Inner::Checkerboard(Box::new(lattice::Checkerboard::new(
-                        model, rule, beta, seed, &state,
-                    )))
+                    Box::new(lattice::Checkerboard::new(model, rule, beta, seed, &state))
                 } else {
-                    Inner::Sequential {
-                        model: Box::new(model.clone()),
-                        rule,
-                        beta,
-                        s: state,
-                        rng: rng::from_seed(seed),
-                    }
+                    Box::new(general::SequentialLattice::new(
+                        model, rule, beta, seed, state,
+                    ))
                 }
             }
-            SamplerKind::Wolff => {
-                Inner::Wolff(Box::new(cluster::Wolff::new(model, beta, seed, state)?))
+            SamplerKind::Wolff => Box::new(cluster::Wolff::new(model, beta, seed, state)?),
+            SamplerKind::SwendsenWang => {
+                Box::new(cluster::SwendsenWang::new(model, beta, seed, state)?)
             }
-            SamplerKind::SwendsenWang => Inner::SwendsenWang(Box::new(cluster::SwendsenWang::new(
-                model, beta, seed, state,
-            )?)),
         };
-        Ok(LatticeChain { inner })
+        Ok(LatticeChain { update })
     }
 
     /// True when the parallel checkerboard drives the chain.
     pub fn is_checkerboard(&self) -> bool {
-        matches!(self.inner, Inner::Checkerboard(_))
+        self.update.is_checkerboard()
     }
 
     /// One sweep (one cluster update for Wolff); returns the number of spins flipped.
     pub fn step(&mut self) -> u64 {
-        match &mut self.inner {
-            Inner::Checkerboard(c) => c.sweep(),
-            Inner::Sequential {
-                model,
-                rule,
-                beta,
-                s,
-                rng,
-            } => general::sweep(&**model, *beta, *rule, s, rng),
-            Inner::Wolff(w) => w.update(),
-            Inner::SwendsenWang(sw) => sw.update(),
-        }
+        self.update.sweep()
     }
 
     /// The energy E(s) of the current configuration.
     pub fn energy(&self) -> f64 {
-        match &self.inner {
-            Inner::Checkerboard(c) => c.energy(),
-            Inner::Sequential { model, s, .. } => model.energy(s),
-            Inner::Wolff(w) => w.energy(),
-            Inner::SwendsenWang(sw) => sw.energy(),
-        }
+        self.update.energy()
     }
 
     /// The magnetisation sum_i s_i.
     pub fn magnetization(&self) -> i64 {
-        match &self.inner {
-            Inner::Checkerboard(c) => c.magnetization(),
-            Inner::Sequential { s, .. } => s.iter().map(|&x| x as i64).sum(),
-            Inner::Wolff(w) => w.magnetization(),
-            Inner::SwendsenWang(sw) => sw.magnetization(),
-        }
+        self.update.magnetization()
     }
 
     /// The current configuration, row-major.
     pub fn state(&self) -> Vec<Spin> {
-        match &self.inner {
-            Inner::Checkerboard(c) => c.state(),
-            Inner::Sequential { s, .. } => s.clone(),
-            Inner::Wolff(w) => w.state().to_vec(),
-            Inner::SwendsenWang(sw) => sw.state().to_vec(),
-        }
+        self.update.state()
+    }
+
+    /// Updates counted per sweep (see [`LatticeUpdate::updates_per_sweep`]).
+    pub fn updates_per_sweep(&self) -> u64 {
+        self.update.updates_per_sweep()
     }
 }
 
@@ -381,16 +371,12 @@ pub fn sample_lattice(
             }
         }
     }
-    let updates = match params.sampler {
-        SamplerKind::Gibbs | SamplerKind::Metropolis => total.saturating_mul(n as u64),
-        SamplerKind::Wolff | SamplerKind::SwendsenWang => total,
-    };
     Ok(LatticeRun {
         sites: n,
         energies,
         magnetizations,
         burn_in: (params.burn_in - first_stored) as usize,
-        updates,
+        updates: total.saturating_mul(chain.updates_per_sweep()),
         flips,
         checkerboard: chain.is_checkerboard(),
         state: chain.state(),

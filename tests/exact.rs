@@ -854,7 +854,8 @@ fn cli_partition_refuses_overflowing_parameters_and_sizes() {
             .args([flag, value, "--json"])
             .assert()
             .code(2)
-            .stdout(predicate::str::is_empty())
+            .stdout(predicate::str::contains("\"exit_code\":2"))
+            .stdout(predicate::str::contains("null").not())
             .stderr(predicate::str::contains(format!("{flag} {value}")))
             .stderr(predicate::str::contains("overflow"));
     }
@@ -879,7 +880,7 @@ fn cli_partition_refuses_overflowing_parameters_and_sizes() {
         .arg("--json")
         .assert()
         .code(2)
-        .stdout(predicate::str::is_empty())
+        .stdout(predicate::str::contains("\"exit_code\":2"))
         .stderr(predicate::str::contains("1e308"));
     // 2^32 sites: refused before any per-site allocation, as a job too large (exit 1).
     for method in ["auto", "transfer", "eliminate"] {

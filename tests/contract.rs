@@ -90,8 +90,14 @@ fn an_output_with_the_wrong_extension_is_refused_before_any_work() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--trace").and(predicate::str::contains(".csv")));
+    let models = tempfile::tempdir().unwrap();
+    let rbm_file = models.path().join("m.safetensors");
+    let rbm = ebm::model::Rbm::new(4, 1, vec![0.0; 4], vec![0.0; 4], vec![0.0]).unwrap();
+    ebm::io::safetensors::write_rbm(&rbm_file, &ebm::io::safetensors::RbmFile::new(rbm)).unwrap();
     ebm()
-        .args(["sample", "--model", "missing.safetensors", "--image"])
+        .args(["sample", "--model"])
+        .arg(&rbm_file)
+        .arg("--image")
         .arg(dir.path().join("grid.pbm"))
         .assert()
         .code(2)

@@ -14,6 +14,7 @@ use super::output::{CSV, IMAGE, Outputs, print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use super::{GlobalArgs, UsageError};
 use ebm::image::BinaryImage;
+use ebm::io::LoadedModel;
 use ebm::io::images::{encode_binary_image, format_for_path};
 use ebm::model::EnergyModel;
 use ebm::sample::stats::{self, Estimate};
@@ -452,13 +453,12 @@ struct ModelReport {
 }
 
 fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase());
-    match ext.as_deref() {
-        Some("uai") => {}
-        Some("safetensors") => {
+    // The file's content decides its kind, not its name.
+    let graph = match ebm::io::open_model(path)
+        .with_context(|| format!("reading model {}", path.display()))?
+    {
+        LoadedModel::Factors(graph) => graph,
+        LoadedModel::Rbm(file) => {
             for (flag, set) in [
                 ("--marginals", args.marginals),
                 ("--trace", args.chain.trace.is_some()),
@@ -474,6 +474,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
             }
             return super::sample_rbm::run(
                 path,
+                &file.rbm,
                 args.chains.unwrap_or(super::sample_rbm::DEFAULT_CHAINS),
                 args.steps.unwrap_or(super::sample_rbm::DEFAULT_STEPS),
                 args.chain.image.as_deref(),
@@ -481,14 +482,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
                 global,
             );
         }
-        _ => {
-            return Err(UsageError(format!(
-                "{}: unknown model format; expected a .uai factor graph or a .safetensors RBM",
-                path.display()
-            ))
-            .into());
-        }
-    }
+    };
     let chain = &args.chain;
     check_chain_args(chain)?;
     let sampler = chain.sampler.unwrap_or(SamplerArg::Gibbs);
@@ -523,8 +517,6 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
     }
     let mut outputs = Outputs::new();
     outputs.declare("--trace", chain.trace.as_deref(), CSV, "the trace (CSV)")?;
-    let graph = ebm::io::uai::read_uai(path)
-        .with_context(|| format!("reading model {}", path.display()))?;
     let params = ModelParams {
         beta: chain.beta,
         rule,

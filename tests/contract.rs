@@ -511,3 +511,24 @@ fn exit_codes_follow_one_rule_in_every_command() {
     });
     assert!(left.is_empty(), "outputs of failed runs: {left:?}");
 }
+
+/// A reader that has gone (`ebm ... --json | head -c 1`) counts as delivered: the run exits 0
+/// and writes its output files, as a run whose reader kept reading does.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_closed_stdout_pipe_still_writes_the_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("state.png");
+    let mut child = ebm_plain()
+        .args(SMALL_ISING)
+        .arg("--image")
+        .arg(&image)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(listing(dir.path()), ["state.png"]);
+}

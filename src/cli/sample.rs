@@ -1,7 +1,6 @@
 //! `ebm sample`: Markov-chain sampling of Ising lattices and UAI models, with observables and
 //! autocorrelation-aware error bars.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -10,7 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::lattice::LatticeArgs;
-use super::output::{CSV, IMAGE, Outputs, print_json, say};
+use super::output::{CSV, IMAGE, Outputs, print_json, print_stdout, say};
 use super::ui::{BarObserver, progress_enabled};
 use super::{GlobalArgs, UsageError};
 use ebm::image::BinaryImage;
@@ -591,15 +590,15 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         ),
     );
     if args.marginals {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "variable\tP(x=1)\tstderr")?;
+        let mut table = String::from("variable\tP(x=1)\tstderr\n");
         for (i, p) in run.marginals.iter().enumerate() {
             let se = run
                 .marginal_stderr
                 .as_ref()
                 .map_or("-".to_string(), |s| format!("{:.6}", s[i]));
-            writeln!(out, "{i}\t{p:.6}\t{se}")?;
+            table += &format!("{i}\t{p:.6}\t{se}\n");
         }
+        print_stdout(table.as_bytes())?;
     }
     outputs.commit()
 }

@@ -11,10 +11,14 @@
 //! | [`rng`] | the named generator (Xoshiro256++), seeding, per-chunk streams |
 //! | [`logspace`] | log-sum-exp, softplus, sigmoid, a streaming log-sum accumulator |
 //! | [`model`] | [`model::PairwiseMrf`], [`model::IsingLattice`], [`model::FactorGraph`], [`model::Rbm`] and the conventions |
-//! | [`infer`] | exact partition functions and marginals |
+//! | [`infer`] | partition functions (enumeration, transfer matrix, Kaufman's torus, variable elimination, AIS), marginals, MAP ([`infer::map`]: graph cut, ICM, annealing, Gibbs) |
+//! | [`sample`] | MCMC samplers (single-site, checkerboard, cluster, RBM block Gibbs) and the statistics of their output |
+//! | [`learn`] | RBM training (CD-k, persistent CD) and the figures of a trained model |
+//! | [`denoise`] | MAP restoration of binary images (PRML 8.3.3) over [`infer::map`] |
 //! | [`dataset`] | [`dataset::Dataset`]: binary examples |
 //! | [`image`] | [`image::BinaryImage`]: +-1 pixels, flip noise |
-//! | [`io`] | every file format; atomic writes |
+//! | [`io`] | every file format; [`io::open_model`] opens a model file by content; atomic writes |
+//! | [`linalg`] | the one dense matrix product (f32, over `gemm`) |
 //! | [`progress`] | the [`progress::Observer`] through which long algorithms report |
 //!
 //! Conventions (the sign of the energy, beta, +-1 spins versus 0/1 units, row-major sites) are

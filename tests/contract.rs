@@ -90,8 +90,14 @@ fn an_output_with_the_wrong_extension_is_refused_before_any_work() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--trace").and(predicate::str::contains(".csv")));
+    let models = tempfile::tempdir().unwrap();
+    let rbm_file = models.path().join("m.safetensors");
+    let rbm = ebm::model::Rbm::new(4, 1, vec![0.0; 4], vec![0.0; 4], vec![0.0]).unwrap();
+    ebm::io::safetensors::write_rbm(&rbm_file, &ebm::io::safetensors::RbmFile::new(rbm)).unwrap();
     ebm()
-        .args(["sample", "--model", "missing.safetensors", "--image"])
+        .args(["sample", "--model"])
+        .arg(&rbm_file)
+        .arg("--image")
         .arg(dir.path().join("grid.pbm"))
         .assert()
         .code(2)
@@ -504,4 +510,25 @@ fn exit_codes_follow_one_rule_in_every_command() {
         .contains(&f.as_str())
     });
     assert!(left.is_empty(), "outputs of failed runs: {left:?}");
+}
+
+/// A reader that has gone (`ebm ... --json | head -c 1`) counts as delivered: the run exits 0
+/// and writes its output files, as a run whose reader kept reading does.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_closed_stdout_pipe_still_writes_the_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("state.png");
+    let mut child = ebm_plain()
+        .args(SMALL_ISING)
+        .arg("--image")
+        .arg(&image)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(listing(dir.path()), ["state.png"]);
 }

@@ -442,3 +442,90 @@ fn npy_with_trailing_bytes_or_unknown_header_keys_is_refused_naming_the_file() {
         .assert()
         .success();
 }
+
+/// Model files are opened by content: a UAI model named `.txt` and an RBM without an extension
+/// load as what they are, through the library and through info, partition and sample; a file
+/// that is neither is refused saying what was expected.
+#[test]
+fn models_open_by_content_whatever_their_name() {
+    use ebm::io::safetensors::{RbmFile, write_rbm};
+    use ebm::io::{LoadedModel, open_model};
+    use ebm::model::Rbm;
+    use predicates::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let uai_txt = dir.path().join("model.txt");
+    // x0 and x1 with a pairwise table; Z = 1 + 2 + 3 + 4 = 10.
+    std::fs::write(&uai_txt, "MARKOV\n2\n2 2\n1\n2 0 1\n4\n1 2 3 4\n").unwrap();
+    let rbm_bare = dir.path().join("rbm_model");
+    let rbm = Rbm::new(2, 1, vec![0.5, -0.25], vec![0.1, 0.2], vec![-0.3]).unwrap();
+    write_rbm(&rbm_bare, &RbmFile::new(rbm.clone())).unwrap();
+    let garbage = dir.path().join("garbage.uai");
+    std::fs::write(&garbage, "this is not a model\n").unwrap();
+
+    match open_model(&uai_txt).unwrap() {
+        LoadedModel::Factors(g) => assert_eq!((g.num_vars(), g.factors().len()), (2, 1)),
+        other => panic!("{other:?}"),
+    }
+    match open_model(&rbm_bare).unwrap() {
+        LoadedModel::Rbm(file) => assert_eq!(file.rbm, rbm),
+        other => panic!("{other:?}"),
+    }
+    let err = open_model(&garbage).unwrap_err().to_string();
+    assert!(
+        err.contains("MARKOV") && err.contains("safetensors"),
+        "{err}"
+    );
+
+    let json = |args: &[&std::ffi::OsStr]| -> serde_json::Value {
+        let out = crate::common::ebm()
+            .args(args)
+            .arg("--json")
+            .assert()
+            .success();
+        serde_json::from_slice(&out.get_output().stdout).unwrap()
+    };
+    let (info, part, sample) = ("info".as_ref(), "partition".as_ref(), "sample".as_ref());
+    let model = "--model".as_ref();
+    assert_eq!(json(&[info, uai_txt.as_os_str()])["kind"], "uai");
+    assert_eq!(json(&[info, rbm_bare.as_os_str()])["kind"], "rbm");
+    let log_z = json(&[part, model, uai_txt.as_os_str()])["log_z"]
+        .as_f64()
+        .unwrap();
+    assert!((log_z - 10f64.ln()).abs() < 1e-12, "{log_z}");
+    // ln Z of the RBM by enumerating its 8 states, computed here independently.
+    let mut z = 0.0;
+    for s in 0..8u32 {
+        let (v0, v1, h) = ((s & 1) as f64, ((s >> 1) & 1) as f64, (s >> 2) as f64);
+        z += (0.5 * v0 * h - 0.25 * v1 * h + 0.1 * v0 + 0.2 * v1 - 0.3 * h).exp();
+    }
+    let log_z = json(&[part, model, rbm_bare.as_os_str()])["log_z"]
+        .as_f64()
+        .unwrap();
+    assert!((log_z - z.ln()).abs() < 1e-12, "{log_z} vs {}", z.ln());
+    let s = json(&[
+        sample,
+        model,
+        uai_txt.as_os_str(),
+        "--sweeps".as_ref(),
+        "100".as_ref(),
+    ]);
+    assert_eq!(s["variables"], 2);
+    let s = json(&[
+        sample,
+        model,
+        rbm_bare.as_os_str(),
+        "--chains".as_ref(),
+        "3".as_ref(),
+    ]);
+    assert_eq!(s["n_visible"], 2);
+    for cmd in [info, part] {
+        let mut c = crate::common::ebm();
+        c.arg(cmd);
+        if cmd == part {
+            c.arg("--model");
+        }
+        c.arg(&garbage).assert().code(2).stderr(
+            predicate::str::contains("garbage.uai").and(predicate::str::contains("MARKOV")),
+        );
+    }
+}

@@ -1002,8 +1002,16 @@ mod cli {
             .code(2)
             .stderr(predicate::str::contains("16000000000000000 bytes"))
             .stderr(predicate::str::contains("sweeps"));
+        // A real RBM file: the content, not the name, says what a model is.
+        let dir = tempfile::tempdir().unwrap();
+        let rbm_file = dir.path().join("model.safetensors");
+        let rbm = ebm::model::Rbm::new(1, 1, vec![0.0], vec![0.0], vec![0.0]).unwrap();
+        ebm::io::safetensors::write_rbm(&rbm_file, &ebm::io::safetensors::RbmFile::new(rbm))
+            .unwrap();
         ebm()
-            .args(["sample", "--model", "model.safetensors", "--marginals"])
+            .args(["sample", "--model"])
+            .arg(&rbm_file)
+            .arg("--marginals")
             .assert()
             .code(2)
             .stderr(predicate::str::contains("does not apply to RBMs"));

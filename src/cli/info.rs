@@ -1,7 +1,8 @@
 //! `ebm info FILE`: what a file is and its key facts.
 //!
-//! The kind is chosen by the extension (`.uai`, `.PR`, `.safetensors`, dataset names of
-//! `io::datasets`, image extensions), and by the first bytes when the extension says nothing.
+//! Model files (UAI, RBM) are recognised by their content (`ebm::io::open_model`), whatever
+//! their name; other kinds by the extension (`.PR`, dataset names of `io::datasets`, image
+//! extensions), and by the first bytes when the extension says nothing.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
@@ -16,8 +17,10 @@ use super::output::{print_json, say};
 use super::read_dataset;
 use ebm::io::datasets::{DatasetFormat, dataset_format};
 use ebm::io::images::{DEFAULT_THRESHOLD, read_luma};
-use ebm::io::safetensors::read_rbm;
-use ebm::io::uai::{read_pr, read_uai};
+use ebm::io::safetensors::RbmFile;
+use ebm::io::uai::read_pr;
+use ebm::io::{LoadedModel, ModelKind, open_model, sniff_model};
+use ebm::model::FactorGraph;
 
 #[derive(Debug, Args)]
 #[command(
@@ -102,8 +105,11 @@ pub fn run(args: &InfoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("reading image {}", path.display()))?,
         Kind::Dataset => dataset_facts(path, args.threshold)
             .with_context(|| format!("reading dataset {}", path.display()))?,
-        Kind::Uai => {
-            uai_facts(path).with_context(|| format!("reading model {}", path.display()))?
+        Kind::Uai | Kind::Rbm => {
+            match open_model(path).with_context(|| format!("reading model {}", path.display()))? {
+                LoadedModel::Factors(graph) => uai_facts(&graph),
+                LoadedModel::Rbm(file) => rbm_facts(&file),
+            }
         }
         Kind::Pr => {
             let log10_z =
@@ -112,9 +118,6 @@ pub fn run(args: &InfoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 log10_z,
                 log_z: log10_z * std::f64::consts::LN_10,
             }
-        }
-        Kind::Rbm => {
-            rbm_facts(path).with_context(|| format!("reading model {}", path.display()))?
         }
     };
     let report = Report {
@@ -129,8 +132,14 @@ pub fn run(args: &InfoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The kind of `path`: by extension, else by its first bytes.
+/// The kind of `path`: a model by its first bytes, else by extension, else by its first bytes.
 fn detect(path: &Path) -> anyhow::Result<Kind> {
+    let head = read_head(path)?;
+    match sniff_model(&head) {
+        Some(ModelKind::Uai) => return Ok(Kind::Uai),
+        Some(ModelKind::Rbm) => return Ok(Kind::Rbm),
+        None => {}
+    }
     if dataset_format(path).is_some() {
         return Ok(Kind::Dataset);
     }
@@ -146,28 +155,15 @@ fn detect(path: &Path) -> anyhow::Result<Kind> {
         "png" | "pbm" | "pgm" | "ppm" | "pnm" => return Ok(Kind::Image),
         _ => {}
     }
-    let mut head = [0u8; 16];
-    let mut file = std::fs::File::open(path)?;
-    let mut n = 0;
-    while n < head.len() {
-        match file.read(&mut head[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    let head = &head[..n];
+    let head = &head[..];
     let text = String::from_utf8_lossy(head);
     let first_word = text.split_whitespace().next().unwrap_or("");
     if head.starts_with(b"\x89PNG")
         || (head.len() >= 2 && head[0] == b'P' && (b'1'..=b'6').contains(&head[1]))
     {
         Ok(Kind::Image)
-    } else if first_word == "MARKOV" || first_word == "BAYES" {
-        Ok(Kind::Uai)
     } else if first_word == "PR" {
         Ok(Kind::Pr)
-    } else if head.len() >= 9 && head[8] == b'{' {
-        Ok(Kind::Rbm)
     } else {
         Err(super::UsageError(
             "cannot tell what kind of file this is: expected an image (.png, .pbm, .pgm, .ppm), a \
@@ -177,6 +173,13 @@ fn detect(path: &Path) -> anyhow::Result<Kind> {
         )
         .into())
     }
+}
+
+/// The first 16 bytes of `path` (fewer when the file is shorter).
+fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(16);
+    std::fs::File::open(path)?.take(16).read_to_end(&mut head)?;
+    Ok(head)
 }
 
 fn image_facts(path: &Path, threshold: Option<f64>) -> anyhow::Result<Facts> {
@@ -225,8 +228,7 @@ fn dataset_facts(path: &Path, threshold: Option<f64>) -> anyhow::Result<Facts> {
     })
 }
 
-fn uai_facts(path: &Path) -> anyhow::Result<Facts> {
-    let graph = read_uai(path)?;
+fn uai_facts(graph: &FactorGraph) -> Facts {
     let mut arity_counts = BTreeMap::new();
     let mut zero_entries = 0;
     for f in graph.factors() {
@@ -234,7 +236,7 @@ fn uai_facts(path: &Path) -> anyhow::Result<Facts> {
         zero_entries += f.table().iter().filter(|&&t| t == 0.0).count();
     }
     let pairwise = graph.max_arity() <= 2;
-    Ok(Facts::Uai {
+    Facts::Uai {
         variables: graph.num_vars(),
         factors: graph.factors().len(),
         max_arity: graph.max_arity(),
@@ -242,7 +244,7 @@ fn uai_facts(path: &Path) -> anyhow::Result<Facts> {
         pairwise,
         zero_entries,
         ising_form: pairwise && zero_entries == 0,
-    })
+    }
 }
 
 fn range(values: &[f64]) -> [f64; 2] {
@@ -253,10 +255,9 @@ fn range(values: &[f64]) -> [f64; 2] {
         })
 }
 
-fn rbm_facts(path: &Path) -> anyhow::Result<Facts> {
-    let file = read_rbm(path)?;
+fn rbm_facts(file: &RbmFile) -> Facts {
     let rbm = &file.rbm;
-    Ok(Facts::Rbm {
+    Facts::Rbm {
         n_visible: rbm.n_visible(),
         n_hidden: rbm.n_hidden(),
         parameters: rbm.n_visible() * rbm.n_hidden() + rbm.n_visible() + rbm.n_hidden(),
@@ -269,7 +270,7 @@ fn rbm_facts(path: &Path) -> anyhow::Result<Facts> {
             .iter()
             .map(|(k, t)| (k.clone(), t.shape.clone()))
             .collect(),
-    })
+    }
 }
 
 /// The human summary (several lines).

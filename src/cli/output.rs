@@ -14,20 +14,23 @@ use serde::Serialize;
 /// must not print a second object.
 static RESULT_PRINTED: AtomicBool = AtomicBool::new(false);
 
-/// Prints `value` as one JSON object followed by a newline on stdout.
-///
-/// A failed write is an error (exit status 1), except a closed pipe, which `main` treats as
-/// success (`ebm ... --json | head -c 10`).
+/// Prints `value` as one JSON object followed by a newline on stdout (see [`print_stdout`]).
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    // Serialise first, then write: a closed pipe then surfaces as an io::Error (exit status 0)
-    // rather than inside a serde_json::Error.
     let mut bytes = serde_json::to_vec(value)?;
     bytes.push(b'\n');
     RESULT_PRINTED.store(true, Ordering::SeqCst);
+    print_stdout(&bytes)
+}
+
+/// Writes a result on stdout. A failed write is an error (exit status 1: a full disk, ...),
+/// except a closed pipe: the reader has gone (`ebm ... | head -c 10`), which counts as
+/// delivered, so the run goes on to write its output files and exits 0.
+pub fn print_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)
-        .and_then(|()| out.flush())
-        .context("writing the result to stdout")
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.context("writing the result to stdout"),
+    }
 }
 
 /// The one JSON object of a failed run: `{"error": message, "exit_code": code}` on stdout,

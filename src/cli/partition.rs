@@ -236,24 +236,10 @@ enum Loaded {
 }
 
 fn load_file(path: &Path) -> anyhow::Result<Loaded> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("uai") => Ok(Loaded::Factors(
-            ebm::io::uai::read_uai(path)
-                .with_context(|| format!("reading model {}", path.display()))?,
-        )),
-        Some("safetensors") => Ok(Loaded::Rbm(
-            ebm::io::safetensors::read_rbm(path)
-                .with_context(|| format!("reading model {}", path.display()))?
-                .rbm,
-        )),
-        _ => Err(usage(format!(
-            "--model {}: expected a .uai or .safetensors file",
-            path.display()
-        ))),
+    // The file's content decides its kind, not its name.
+    match ebm::io::open_model(path).with_context(|| format!("reading model {}", path.display()))? {
+        ebm::io::LoadedModel::Factors(graph) => Ok(Loaded::Factors(graph)),
+        ebm::io::LoadedModel::Rbm(file) => Ok(Loaded::Rbm(file.rbm)),
     }
 }
 

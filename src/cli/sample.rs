@@ -1,7 +1,6 @@
 //! `ebm sample`: Markov-chain sampling of Ising lattices and UAI models, with observables and
 //! autocorrelation-aware error bars.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -10,10 +9,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::lattice::LatticeArgs;
-use super::output::{CSV, IMAGE, Outputs, print_json, say};
+use super::output::{CSV, IMAGE, Outputs, print_json, print_stdout, say};
 use super::ui::{BarObserver, progress_enabled};
 use super::{GlobalArgs, UsageError};
 use ebm::image::BinaryImage;
+use ebm::io::LoadedModel;
 use ebm::io::images::{encode_binary_image, format_for_path};
 use ebm::model::EnergyModel;
 use ebm::sample::stats::{self, Estimate};
@@ -483,13 +483,12 @@ fn frozen_warning(frozen: &[usize], sweeps: u64) -> Option<String> {
 }
 
 fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase());
-    match ext.as_deref() {
-        Some("uai") => {}
-        Some("safetensors") => {
+    // The file's content decides its kind, not its name.
+    let graph = match ebm::io::open_model(path)
+        .with_context(|| format!("reading model {}", path.display()))?
+    {
+        LoadedModel::Factors(graph) => graph,
+        LoadedModel::Rbm(file) => {
             for (flag, set) in [
                 ("--marginals", args.marginals),
                 ("--trace", args.chain.trace.is_some()),
@@ -505,6 +504,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
             }
             return super::sample_rbm::run(
                 path,
+                &file.rbm,
                 args.chains.unwrap_or(super::sample_rbm::DEFAULT_CHAINS),
                 args.steps.unwrap_or(super::sample_rbm::DEFAULT_STEPS),
                 args.chain.image.as_deref(),
@@ -512,14 +512,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
                 global,
             );
         }
-        _ => {
-            return Err(UsageError(format!(
-                "{}: unknown model format; expected a .uai factor graph or a .safetensors RBM",
-                path.display()
-            ))
-            .into());
-        }
-    }
+    };
     let chain = &args.chain;
     check_chain_args(chain)?;
     let sampler = chain.sampler.unwrap_or(SamplerArg::Gibbs);
@@ -554,8 +547,6 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
     }
     let mut outputs = Outputs::new();
     outputs.declare("--trace", chain.trace.as_deref(), CSV, "the trace (CSV)")?;
-    let graph = ebm::io::uai::read_uai(path)
-        .with_context(|| format!("reading model {}", path.display()))?;
     let params = ModelParams {
         beta: chain.beta,
         rule,
@@ -650,18 +641,18 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
     );
     if let Some(warning) = &report.warning {
         // Not silenced by --quiet: the figures above are not estimates for these variables.
-        eprintln!("warning: {warning}");
+        super::output::eprint_line(&format!("warning: {warning}"));
     }
     if args.marginals {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "variable\tP(x=1)\tstderr")?;
+        let mut table = String::from("variable\tP(x=1)\tstderr\n");
         for (i, p) in run.marginals.iter().enumerate() {
             let se = match &report.marginals_stderr {
                 Some(s) => s[i].map_or("frozen".to_string(), |e| format!("{e:.6}")),
                 None => "-".to_string(),
             };
-            writeln!(out, "{i}\t{p:.6}\t{se}")?;
+            table += &format!("{i}\t{p:.6}\t{se}\n");
         }
+        print_stdout(table.as_bytes())?;
     }
     outputs.commit()
 }

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Context;
 use serde::Serialize;
 
 use super::GlobalArgs;
@@ -12,7 +11,7 @@ use super::output::{DATASET, Outputs, PNG, print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use ebm::io::datasets::write_dataset_to;
 use ebm::io::images::encode_grey_png;
-use ebm::io::safetensors::read_rbm;
+use ebm::model::Rbm;
 use ebm::sample::rbm::sample_rbm;
 
 /// Default number of chains.
@@ -35,10 +34,11 @@ struct Report {
     seed: u64,
 }
 
-/// Samples `chains` chains of the RBM in `model` for `steps` sweeps; writes `image` and/or
+/// Samples `chains` chains of `rbm` (read from the file `model`) for `steps` sweeps; writes `image` and/or
 /// `output`; prints the summary (JSON with `--json`).
 pub fn run(
     model: &Path,
+    rbm: &Rbm,
     chains: usize,
     steps: usize,
     image: Option<&Path>,
@@ -51,8 +51,6 @@ pub fn run(
     let mut outputs = Outputs::new();
     outputs.declare("--image", image, PNG, "the grid of samples (a grey PNG)")?;
     outputs.declare("--output", output, DATASET, "the samples (a dataset)")?;
-    let file = read_rbm(model).with_context(|| format!("reading model {}", model.display()))?;
-    let rbm = &file.rbm;
     let side = square_side(rbm.n_visible());
     if image.is_some() && side.is_none() {
         return Err(super::UsageError(format!(

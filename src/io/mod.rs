@@ -3,7 +3,9 @@
 pub mod atomic;
 
 pub use atomic::{write_atomic, write_bytes_atomic};
+pub use model::{LoadedModel, ModelKind, open_model, sniff_model};
 pub mod datasets;
 pub mod images;
+pub mod model;
 pub mod safetensors;
 pub mod uai;

@@ -306,7 +306,11 @@ pub fn parse_pr(text: &str) -> Result<f64> {
 
 /// Reads a whole file as UTF-8 text.
 fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path)?;
+    text_of(std::fs::read(path)?)
+}
+
+/// The bytes of a text file as a `String`, or an error at the first byte that is not UTF-8.
+pub(crate) fn text_of(bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         Error::Format(format!(
             "not a text file (invalid UTF-8 at byte {})",

@@ -14,8 +14,14 @@
 //! Methods:
 //! - [`mincut`]: the exact minimum by a minimum s-t cut (Greig, Porteous & Seheult 1989), with a
 //!   grid max-flow after Boykov & Kolmogorov (2004); needs `beta >= 0`.
-//! - [`icm`]: iterated conditional modes in checkerboard order (Besag 1986).
-//! - [`anneal`]: simulated annealing with checkerboard heat-bath sweeps, then an ICM quench.
+//! - [`icm`]: iterated conditional modes in checkerboard order (Besag 1986); and
+//!   [`icm::icm_model`] for any [`EnergyModel`](crate::model::EnergyModel).
+//! - [`anneal`]: simulated annealing with checkerboard heat-bath sweeps, then an ICM quench; and
+//!   [`anneal::anneal_model`] for any `EnergyModel`.
+//!
+//! The grid functions are the fast path (parallel checkerboard kernels over a padded grid); the
+//! `*_model` ones are the general versions, sequential over the sites, tested against them
+//! ([`GridEnergy`] is itself an `EnergyModel`) and against brute force.
 //! - [`gibbs`]: posterior sampling at temperature 1 and the marginal posterior mode.
 
 pub mod anneal;
@@ -226,6 +232,22 @@ impl<'a> GridEnergy<'a> {
             n += s[i + w] as i32;
         }
         n
+    }
+}
+
+/// The grid energy as a general model: what the generic [`icm::icm_model`] and
+/// [`anneal::anneal_model`] (and the enumeration oracles) take. The flip delta is
+/// `E(s with s_i flipped) - E(s) = 2 s_i f_i` with the local field `f_i` of
+/// [`GridEnergy::local_field`].
+impl crate::model::EnergyModel for GridEnergy<'_> {
+    fn num_vars(&self) -> usize {
+        self.len()
+    }
+    fn energy(&self, s: &[Spin]) -> f64 {
+        GridEnergy::energy(self, s)
+    }
+    fn flip_delta(&self, s: &[Spin], i: usize) -> f64 {
+        2.0 * s[i] as f64 * self.local_field(s, i)
     }
 }
 

@@ -987,6 +987,51 @@ fn cli_shards_merge_to_the_single_run() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("2/3"));
+    // Flags that do not apply to a merge are refused by name.
+    for flag in [
+        &["--method", "enumerate"][..],
+        &["--marginals"],
+        &["--ordering", "min-degree"],
+        &["--max-seconds", "5"],
+    ] {
+        ebm()
+            .args(["partition", "merge"])
+            .args(&files)
+            .args(flag)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(flag[0]));
+    }
+    // A record numbered 7/4, one with N = 0, and a part of another split of the same run.
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let renumber = |from: &str, to: &str, k: u64, n: u64| {
+        text.replace(
+            &format!("\"shard\":\"{from}\""),
+            &format!("\"shard\":\"{to}\""),
+        )
+        .replace("\"shard_index\":0", &format!("\"shard_index\":{k}"))
+        .replace("\"shard_count\":3", &format!("\"shard_count\":{n}"))
+    };
+    for (to, k, n, want) in [("7/4", 7, 4, "0/4 to 3/4"), ("0/0", 0, 0, "N = 0")] {
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, renumber("0/3", to, k, n)).unwrap();
+        ebm()
+            .args(["partition", "merge"])
+            .arg(&bad)
+            .args(&files[1..])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(want))
+            .stderr(predicate::str::contains("bad.json"));
+    }
+    let (four, _) = run_shards(dir.path(), "four", &os_args(&args), 4);
+    ebm()
+        .args(["partition", "merge"])
+        .args(&files[..2])
+        .arg(&four[2])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("number of parts N differs"));
 }
 
 #[test]

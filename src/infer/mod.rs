@@ -8,4 +8,5 @@ mod kernel;
 pub mod map;
 pub mod partition;
 pub mod rbm;
+pub mod shards;
 pub mod transfer;

@@ -13,10 +13,11 @@ use serde::Serialize;
 
 use super::GlobalArgs;
 use super::output::{print_json, say};
+use ebm::infer::evidence::{Evidence, condition};
 use ebm::io::datasets::{DatasetFormat, dataset_format, read_dataset};
 use ebm::io::images::{DEFAULT_THRESHOLD, read_luma};
 use ebm::io::safetensors::read_rbm;
-use ebm::io::uai::{read_pr, read_uai};
+use ebm::io::uai::{read_evidence, read_pr, read_uai};
 
 #[derive(Debug, Args)]
 #[command(
@@ -30,6 +31,10 @@ pub struct InfoArgs {
     /// (default 0.5) and IDX (default 128) datasets.
     #[arg(long)]
     pub threshold: Option<f64>,
+    /// UAI evidence file (.evid) for a .uai model: checked against the model, and the facts are
+    /// those of the model conditioned on it.
+    #[arg(long, value_name = "FILE")]
+    pub evidence: Option<PathBuf>,
 }
 
 /// What kind of file it is.
@@ -76,6 +81,8 @@ enum Facts {
         pairwise: bool,
         zero_entries: usize,
         ising_form: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        evidence_variables: Option<usize>,
     },
     PrAnswer {
         log10_z: f64,
@@ -96,14 +103,19 @@ enum Facts {
 pub fn run(args: &InfoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let path = &args.file;
     let kind = detect(path).with_context(|| format!("reading {}", path.display()))?;
+    if args.evidence.is_some() && kind != Kind::Uai {
+        return Err(super::UsageError(format!(
+            "--evidence applies to UAI models (.uai); {} is not one",
+            path.display()
+        ))
+        .into());
+    }
     let facts = match kind {
         Kind::Image => image_facts(path, args.threshold)
             .with_context(|| format!("reading image {}", path.display()))?,
         Kind::Dataset => dataset_facts(path, args.threshold)
             .with_context(|| format!("reading dataset {}", path.display()))?,
-        Kind::Uai => {
-            uai_facts(path).with_context(|| format!("reading model {}", path.display()))?
-        }
+        Kind::Uai => uai_facts(path, args.evidence.as_deref())?,
         Kind::Pr => {
             let log10_z =
                 read_pr(path).with_context(|| format!("reading answer {}", path.display()))?;
@@ -224,8 +236,20 @@ fn dataset_facts(path: &Path, threshold: Option<f64>) -> anyhow::Result<Facts> {
     })
 }
 
-fn uai_facts(path: &Path) -> anyhow::Result<Facts> {
-    let graph = read_uai(path)?;
+fn uai_facts(path: &Path, evidence: Option<&Path>) -> anyhow::Result<Facts> {
+    let graph = read_uai(path).with_context(|| format!("reading model {}", path.display()))?;
+    let (graph, evidence_variables) = match evidence {
+        None => (graph, None),
+        Some(evid) => {
+            let pairs = read_evidence(evid)
+                .with_context(|| format!("reading evidence {}", evid.display()))?;
+            let conditioned = Evidence::new(graph.num_vars(), &pairs)
+                .and_then(|e| condition(&graph, &e))
+                .with_context(|| format!("evidence {}", evid.display()))?;
+            let observed = conditioned.evidence.len();
+            (conditioned.graph, Some(observed))
+        }
+    };
     let mut arity_counts = BTreeMap::new();
     let mut zero_entries = 0;
     for f in graph.factors() {
@@ -241,6 +265,7 @@ fn uai_facts(path: &Path) -> anyhow::Result<Facts> {
         pairwise,
         zero_entries,
         ising_form: pairwise && zero_entries == 0,
+        evidence_variables,
     })
 }
 
@@ -313,13 +338,18 @@ fn describe(report: &Report) -> String {
             pairwise,
             zero_entries,
             ising_form,
+            evidence_variables,
         } => {
             let arities: Vec<String> = arity_counts
                 .iter()
                 .map(|(a, n)| format!("{n} of arity {a}"))
                 .collect();
+            let conditioned = match evidence_variables {
+                Some(k) => format!(" conditioned on {k} observed variable(s)"),
+                None => String::new(),
+            };
             format!(
-                "{file}: UAI model, {variables} binary variables, {factors} factors ({})\n  \
+                "{file}: UAI model{conditioned}, {variables} binary variables, {factors} factors ({})\n  \
                  max arity: {max_arity} ({})\n  zero table entries: {zero_entries}\n  \
                  Ising form (pairwise, no zeros): {}",
                 arities.join(", "),

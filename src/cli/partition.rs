@@ -12,11 +12,13 @@ use super::lattice::LatticeArgs;
 use super::output::{print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use ebm::infer::eliminate::Heuristic;
+use ebm::infer::evidence::{Evidence, condition};
 use ebm::infer::exact::Shard;
 use ebm::infer::partition::{
     Budget, MAX_LOG_WEIGHT, Method, Model, PartitionOptions, log_partition,
 };
 use ebm::infer::shards::{ShardRecord, fingerprint, merge_records, parse_record, parse_shard_spec};
+use ebm::io::uai::{read_evidence, write_mar, write_pr};
 use ebm::model::{FactorGraph, IsingLattice, Rbm};
 
 const AFTER_HELP: &str = "Examples:
@@ -61,6 +63,48 @@ pub struct PartitionArgs {
     /// Memory limit for tables (elimination, transfer), in MiB [default: 2048].
     #[arg(long, global = true)]
     pub max_memory_mb: Option<f64>,
+    /// UAI evidence file (.evid: k, then k variable/value pairs) for a --model .uai: ln Z becomes
+    /// ln of the sum over the states that agree with it, marginals become conditional.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub evidence: Option<PathBuf>,
+    /// Also write the answer in the UAI competition format, chosen by extension: x.PR (log10 Z)
+    /// or x.MAR (marginals; computed even without --marginals).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// What `--output` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Pr,
+    Mar,
+}
+
+/// The kind of `--output` file, by extension (any case), and a check that its folder exists.
+fn answer_kind(path: &Path) -> anyhow::Result<Answer> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let kind = match ext.as_deref() {
+        Some("pr") => Answer::Pr,
+        Some("mar") => Answer::Mar,
+        _ => {
+            return Err(usage(format!(
+                "--output {}: expected a .PR (log10 Z) or .MAR (marginals) file",
+                path.display()
+            )));
+        }
+    };
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if parent.is_some_and(|p| !p.is_dir()) {
+        return Err(usage(format!(
+            "--output {}: the folder {} does not exist",
+            path.display(),
+            parent.expect("checked").display()
+        )));
+    }
+    Ok(kind)
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +166,8 @@ struct Report {
     log10_z: f64,
     method: &'static str,
     variables: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence_variables: Option<usize>,
     seconds: f64,
     model: String,
     estimated_seconds: f64,
@@ -207,6 +253,8 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         match (&args.target, &args.model) {
             (Some(Target::Merge(m)), None) => {
                 let given = [
+                    ("--evidence", args.evidence.is_some()),
+                    ("--output", args.output.is_some()),
                     ("--method", args.method.is_some()),
                     ("--marginals", args.marginals),
                     ("--shard", args.shard.is_some()),
@@ -281,6 +329,38 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             }
         };
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let answer = args.output.as_deref().map(answer_kind).transpose()?;
+    if shard.is_some() && answer.is_some() {
+        return Err(usage(
+            "--output writes a whole answer; a --shard run prints its part as JSON for \
+             `partition merge`"
+                .into(),
+        ));
+    }
+    // Evidence: the model is replaced by the one conditioned on it (UAI models only).
+    let mut fp_source = fp_source;
+    let (loaded, conditioned) = match (&args.evidence, loaded) {
+        (None, loaded) => (loaded, None),
+        (Some(evid), Loaded::Factors(graph)) => {
+            let pairs = read_evidence(evid)
+                .with_context(|| format!("reading evidence {}", evid.display()))?;
+            let evidence = Evidence::new(graph.num_vars(), &pairs)
+                .and_then(|e| condition(&graph, &e))
+                .with_context(|| format!("evidence {}", evid.display()))?;
+            fp_source.extend_from_slice(b"\nevidence\n");
+            fp_source.extend(
+                pairs
+                    .iter()
+                    .flat_map(|&(v, x)| format!("{v} {x} ").into_bytes()),
+            );
+            (Loaded::Factors(evidence.graph.clone()), Some(evidence))
+        }
+        (Some(_), _) => {
+            return Err(usage(
+                "--evidence applies to UAI models (--model FILE.uai) only".into(),
+            ));
+        }
+    };
     let max_seconds = args.max_seconds.unwrap_or(Budget::default().max_seconds);
     let max_memory_mb = args
         .max_memory_mb
@@ -293,7 +373,7 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         )));
     }
     let opts = PartitionOptions {
-        marginals: args.marginals,
+        marginals: args.marginals || answer == Some(Answer::Mar),
         shard: shard.unwrap_or(Shard::WHOLE),
         budget: Budget {
             max_seconds,
@@ -304,7 +384,7 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             OrderingArg::MinDegree => Heuristic::MinDegree,
         },
     };
-    if shard.is_some() && args.marginals {
+    if shard.is_some() && opts.marginals {
         return Err(usage("--marginals cannot be combined with --shard".into()));
     }
     let model = match &loaded {
@@ -334,27 +414,62 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             method: result.method.name().into(),
             fingerprint: fingerprint(&[&fp_source, result.method.name().as_bytes()]),
             model: description,
-            variables: model.num_vars(),
+            variables: conditioned
+                .as_ref()
+                .map_or(model.num_vars(), |c| c.evidence.num_vars()),
             seconds,
         };
         // A shard's result is data for `merge`: always JSON on stdout.
         return print_json(&report);
     }
     if result.log_z == f64::NEG_INFINITY {
+        if let Some(evid) = &args.evidence {
+            return Err(anyhow::Error::new(ebm::Error::param(
+                "evidence",
+                format!(
+                    "{}: the evidence has probability zero (no state that agrees with it has \
+                     positive weight)",
+                    evid.display()
+                ),
+            ))
+            .context(format!("ln Z of {description}")));
+        }
         return Err(zero_partition(&description));
     }
+    // Marginals of the original variables: the observed ones at their value.
+    let marginals = match (&result.marginals, &conditioned) {
+        (Some(m), Some(c)) => Some(c.expand(m, |v| v as f64)),
+        (m, _) => m.clone(),
+    };
+    let log10_z = result.log_z / std::f64::consts::LN_10;
+    match (answer, &args.output) {
+        (Some(Answer::Pr), Some(path)) => write_pr(path, log10_z),
+        (Some(Answer::Mar), Some(path)) => {
+            write_mar(path, marginals.as_deref().expect("computed for .MAR"))
+        }
+        _ => Ok(()),
+    }
+    .with_context(|| {
+        format!(
+            "writing {}",
+            args.output.as_deref().unwrap_or(Path::new("")).display()
+        )
+    })?;
     let report = Report {
         log_z: result.log_z,
-        log10_z: result.log_z / std::f64::consts::LN_10,
+        log10_z,
         method: result.method.name(),
-        variables: model.num_vars(),
+        variables: conditioned
+            .as_ref()
+            .map_or(model.num_vars(), |c| c.evidence.num_vars()),
+        evidence_variables: conditioned.as_ref().map(|c| c.evidence.len()),
         seconds,
         model: description,
         estimated_seconds: result.estimate.seconds,
         cost: result.estimate.detail.clone(),
         induced_width: result.induced_width,
         states: result.states,
-        marginals: result.marginals.clone(),
+        marginals: if args.marginals { marginals } else { None },
         threads: rayon::current_num_threads(),
     };
     if global.json {

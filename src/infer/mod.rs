@@ -2,6 +2,7 @@
 
 pub mod ais;
 pub mod eliminate;
+pub mod evidence;
 pub mod exact;
 pub mod kaufman;
 mod kernel;

@@ -112,6 +112,19 @@ impl Conditioned {
     }
 }
 
+/// `graph` conditioned on the evidence file at `path` ([`crate::io::uai::read_evidence`]); with
+/// no file, on no evidence (the same graph, `kept` = 0..n).
+pub fn condition_on_file(
+    graph: &FactorGraph,
+    path: Option<&std::path::Path>,
+) -> Result<Conditioned> {
+    let pairs = match path {
+        Some(p) => crate::io::uai::read_evidence(p)?,
+        None => Vec::new(),
+    };
+    condition(graph, &Evidence::new(graph.num_vars(), &pairs)?)
+}
+
 /// Conditions `graph` on `evidence` (see the module docs). A factor whose entries all vanish
 /// on the observed values makes the evidence impossible: refused (`InvalidParam` "evidence",
 /// naming the factor). Evidence whose probability is zero only jointly (each factor allows it,

@@ -988,6 +988,51 @@ fn cli_shards_merge_to_the_single_run() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("2/3"));
+    // Flags that do not apply to a merge are refused by name.
+    for flag in [
+        &["--method", "enumerate"][..],
+        &["--marginals"],
+        &["--ordering", "min-degree"],
+        &["--max-seconds", "5"],
+    ] {
+        ebm()
+            .args(["partition", "merge"])
+            .args(&files)
+            .args(flag)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(flag[0]));
+    }
+    // A record numbered 7/4, one with N = 0, and a part of another split of the same run.
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let renumber = |from: &str, to: &str, k: u64, n: u64| {
+        text.replace(
+            &format!("\"shard\":\"{from}\""),
+            &format!("\"shard\":\"{to}\""),
+        )
+        .replace("\"shard_index\":0", &format!("\"shard_index\":{k}"))
+        .replace("\"shard_count\":3", &format!("\"shard_count\":{n}"))
+    };
+    for (to, k, n, want) in [("7/4", 7, 4, "0/4 to 3/4"), ("0/0", 0, 0, "N = 0")] {
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, renumber("0/3", to, k, n)).unwrap();
+        ebm()
+            .args(["partition", "merge"])
+            .arg(&bad)
+            .args(&files[1..])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(want))
+            .stderr(predicate::str::contains("bad.json"));
+    }
+    let (four, _) = run_shards(dir.path(), "four", &os_args(&args), 4);
+    ebm()
+        .args(["partition", "merge"])
+        .args(&files[..2])
+        .arg(&four[2])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("number of parts N differs"));
 }
 
 #[test]
@@ -1159,4 +1204,189 @@ fn cli_answer_does_not_depend_on_threads() {
         (v["method"].to_string(), v["log_z"].to_string())
     };
     assert_eq!(auto("1"), auto("2"));
+}
+
+/// `--evidence` against sums over the states of the unconditioned model that agree with it.
+#[test]
+fn cli_evidence_conditions_partition_and_marginals() {
+    use predicates::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    // 4 variables: a 3-ary factor, a pair with a zero entry, a unary.
+    let text = "MARKOV\n4\n2 2 2 2\n3\n3 2 0 1\n2 1 3\n1 3\n\
+                8\n0.5 1.5 2.5 3.5 4.5 5.5 6.5 7.5\n4\n1 0 2 0.7\n2\n0.2 1.3\n";
+    let model = dir.path().join("m.uai");
+    std::fs::write(&model, text).unwrap();
+    let graph = ebm::io::uai::parse_uai(text).unwrap();
+    // Evidence x2 = 1, x1 = 1, in the 2014 form and in the older `1 k ...` form.
+    let observed = [(2usize, 1u8), (1, 1)];
+    let mut terms = Vec::new();
+    let mut ones = vec![Vec::new(); 4];
+    for x in 0..16u32 {
+        let bits: Vec<u8> = (0..4).map(|i| (x >> i & 1) as u8).collect();
+        if observed.iter().any(|&(v, b)| bits[v] != b) {
+            continue;
+        }
+        let lw = graph.log_weight_bits(&bits);
+        terms.push(lw);
+        for i in 0..4 {
+            if bits[i] == 1 {
+                ones[i].push(lw);
+            }
+        }
+    }
+    let want_z = ebm::logspace::log_sum_exp(&terms);
+    let want_m: Vec<f64> = ones
+        .iter()
+        .map(|t| (ebm::logspace::log_sum_exp(t) - want_z).exp())
+        .collect();
+    for (name, evid_text) in [("new.evid", "2 2 1 1 1\n"), ("old.evid", "1\n2 2 1 1 1\n")] {
+        let evid = dir.path().join(name);
+        std::fs::write(&evid, evid_text).unwrap();
+        for method in ["enumerate", "eliminate"] {
+            let out = ebm()
+                .args(["partition", "--marginals", "--json", "--method", method])
+                .arg("--model")
+                .arg(&model)
+                .arg("--evidence")
+                .arg(&evid)
+                .assert()
+                .success()
+                .get_output()
+                .stdout
+                .clone();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_close(v["log_z"].as_f64().unwrap(), want_z, 1e-12, name);
+            assert_eq!(v["variables"], 4);
+            assert_eq!(v["evidence_variables"], 2);
+            let m = v["marginals"].as_array().unwrap();
+            for (got, want) in m.iter().zip(&want_m) {
+                assert!(
+                    (got.as_f64().unwrap() - want).abs() < 1e-12,
+                    "{m:?} vs {want_m:?}"
+                );
+            }
+        }
+    }
+    // --output in the competition formats.
+    let evid = dir.path().join("new.evid");
+    let pr = dir.path().join("answer.PR");
+    let mar = dir.path().join("answer.MAR");
+    for out in [&pr, &mar] {
+        ebm()
+            .arg("partition")
+            .arg("--model")
+            .arg(&model)
+            .arg("--evidence")
+            .arg(&evid)
+            .arg("--output")
+            .arg(out)
+            .assert()
+            .success();
+    }
+    let log10 = ebm::io::uai::read_pr(&pr).unwrap();
+    assert_close(log10 * std::f64::consts::LN_10, want_z, 1e-12, ".PR");
+    let mar_text = std::fs::read_to_string(&mar).unwrap();
+    let tokens: Vec<&str> = mar_text.split_whitespace().collect();
+    assert_eq!(&tokens[..3], &["MAR", "4", "2"]);
+    for i in 0..4 {
+        let p1: f64 = tokens[4 + 3 * i].parse().unwrap();
+        let p0: f64 = tokens[3 + 3 * i].parse().unwrap();
+        assert!((p1 - want_m[i]).abs() < 1e-12 && (p0 + p1 - 1.0).abs() < 1e-12);
+    }
+    // info reports the conditioned model.
+    ebm()
+        .arg("info")
+        .arg(&model)
+        .arg("--evidence")
+        .arg(&evid)
+        .arg("--json")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"evidence_variables\":2"))
+        .stdout(predicate::str::contains("\"variables\":2"));
+    // Bad evidence: out of range, not 0/1, contradictory, of probability zero (one factor:
+    // x1 = 0 and x3 = 1; jointly: none here), a malformed file; and an --output of another kind.
+    for (evid_text, want) in [
+        ("1 4 0", "4 variables"),
+        ("1 0 2", "values 0 and 1"),
+        ("2 0 1 0 0", "contradicts"),
+        ("2 1 0 3 1", "probability zero"),
+        ("2 0 1", "tokens"),
+    ] {
+        let bad = dir.path().join("bad.evid");
+        std::fs::write(&bad, evid_text).unwrap();
+        for cmd in [&["partition", "--model"][..], &["info"]] {
+            ebm()
+                .args(cmd)
+                .arg(&model)
+                .arg("--evidence")
+                .arg(&bad)
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains(want))
+                .stderr(predicate::str::contains("bad.evid"));
+        }
+    }
+    ebm()
+        .arg("partition")
+        .arg("--model")
+        .arg(&model)
+        .arg("--output")
+        .arg(dir.path().join("x.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(".MAR"));
+}
+
+/// `ebm sample --model X.uai --evidence E`: observed variables report their value, the others
+/// the conditional marginals (computed here by enumeration of the unconditioned model).
+#[test]
+fn cli_sample_with_evidence_estimates_conditional_marginals() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "MARKOV\n4\n2 2 2 2\n3\n3 2 0 1\n2 1 3\n1 3\n\
+                8\n0.5 1.5 2.5 3.5 4.5 5.5 6.5 7.5\n4\n1 0.3 2 0.7\n2\n0.2 1.3\n";
+    let model = dir.path().join("m.uai");
+    std::fs::write(&model, text).unwrap();
+    let evid = dir.path().join("m.evid");
+    std::fs::write(&evid, "1 2 0\n").unwrap();
+    let graph = ebm::io::uai::parse_uai(text).unwrap();
+    let mut weights = [0.0f64; 4];
+    let mut total = 0.0;
+    for x in 0..16u32 {
+        let bits: Vec<u8> = (0..4).map(|i| (x >> i & 1) as u8).collect();
+        if bits[2] != 0 {
+            continue;
+        }
+        let w = graph.log_weight_bits(&bits).exp();
+        total += w;
+        for i in 0..4 {
+            weights[i] += w * bits[i] as f64;
+        }
+    }
+    let out = ebm()
+        .args(["sample", "--sweeps", "20000", "--json", "--seed", "3"])
+        .arg("--model")
+        .arg(&model)
+        .arg("--evidence")
+        .arg(&evid)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let m = v["marginals"].as_array().unwrap();
+    let se = v["marginals_stderr"].as_array().unwrap();
+    assert_eq!(m.len(), 4);
+    assert_eq!(m[2].as_f64().unwrap(), 0.0);
+    for i in [0, 1, 3] {
+        let (p, s) = (m[i].as_f64().unwrap(), se[i].as_f64().unwrap());
+        let want = weights[i] / total;
+        // 5 batch-means standard errors (false-failure rate ~1e-6 per variable for a normal
+        // estimate) plus 0.005 for the error of the error bar itself; fixed seed.
+        assert!(
+            (p - want).abs() < 5.0 * s + 0.005,
+            "x{i}: {p} +- {s} vs {want}"
+        );
+    }
 }

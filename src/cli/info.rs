@@ -15,10 +15,11 @@ use serde::Serialize;
 use super::GlobalArgs;
 use super::output::{print_json, say};
 use super::read_dataset;
+use ebm::infer::evidence::{Evidence, condition};
 use ebm::io::datasets::{DatasetFormat, dataset_format};
 use ebm::io::images::{DEFAULT_THRESHOLD, read_luma};
 use ebm::io::safetensors::RbmFile;
-use ebm::io::uai::read_pr;
+use ebm::io::uai::{read_evidence, read_pr};
 use ebm::io::{LoadedModel, ModelKind, open_model, sniff_model};
 use ebm::model::FactorGraph;
 
@@ -34,6 +35,10 @@ pub struct InfoArgs {
     /// (default 0.5) and IDX (default 128) datasets.
     #[arg(long)]
     pub threshold: Option<f64>,
+    /// UAI evidence file (.evid) for a .uai model: checked against the model, and the facts are
+    /// those of the model conditioned on it.
+    #[arg(long, value_name = "FILE")]
+    pub evidence: Option<PathBuf>,
 }
 
 /// What kind of file it is.
@@ -80,6 +85,8 @@ enum Facts {
         pairwise: bool,
         zero_entries: usize,
         ising_form: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        evidence_variables: Option<usize>,
     },
     PrAnswer {
         log10_z: f64,
@@ -100,6 +107,13 @@ enum Facts {
 pub fn run(args: &InfoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let path = &args.file;
     let kind = detect(path).with_context(|| format!("reading {}", path.display()))?;
+    if args.evidence.is_some() && kind != Kind::Uai {
+        return Err(super::UsageError(format!(
+            "--evidence applies to UAI models (.uai); {} is not one",
+            path.display()
+        ))
+        .into());
+    }
     let facts = match kind {
         Kind::Image => image_facts(path, args.threshold)
             .with_context(|| format!("reading image {}", path.display()))?,
@@ -107,7 +121,7 @@ pub fn run(args: &InfoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("reading dataset {}", path.display()))?,
         Kind::Uai | Kind::Rbm => {
             match open_model(path).with_context(|| format!("reading model {}", path.display()))? {
-                LoadedModel::Factors(graph) => uai_facts(&graph),
+                LoadedModel::Factors(graph) => uai_facts(graph, args.evidence.as_deref())?,
                 LoadedModel::Rbm(file) => rbm_facts(&file),
             }
         }
@@ -228,7 +242,19 @@ fn dataset_facts(path: &Path, threshold: Option<f64>) -> anyhow::Result<Facts> {
     })
 }
 
-fn uai_facts(graph: &FactorGraph) -> Facts {
+fn uai_facts(graph: FactorGraph, evidence: Option<&Path>) -> anyhow::Result<Facts> {
+    let (graph, evidence_variables) = match evidence {
+        None => (graph, None),
+        Some(evid) => {
+            let pairs = read_evidence(evid)
+                .with_context(|| format!("reading evidence {}", evid.display()))?;
+            let conditioned = Evidence::new(graph.num_vars(), &pairs)
+                .and_then(|e| condition(&graph, &e))
+                .with_context(|| format!("evidence {}", evid.display()))?;
+            let observed = conditioned.evidence.len();
+            (conditioned.graph, Some(observed))
+        }
+    };
     let mut arity_counts = BTreeMap::new();
     let mut zero_entries = 0;
     for f in graph.factors() {
@@ -236,7 +262,7 @@ fn uai_facts(graph: &FactorGraph) -> Facts {
         zero_entries += f.table().iter().filter(|&&t| t == 0.0).count();
     }
     let pairwise = graph.max_arity() <= 2;
-    Facts::Uai {
+    Ok(Facts::Uai {
         variables: graph.num_vars(),
         factors: graph.factors().len(),
         max_arity: graph.max_arity(),
@@ -244,7 +270,8 @@ fn uai_facts(graph: &FactorGraph) -> Facts {
         pairwise,
         zero_entries,
         ising_form: pairwise && zero_entries == 0,
-    }
+        evidence_variables,
+    })
 }
 
 fn range(values: &[f64]) -> [f64; 2] {
@@ -315,13 +342,18 @@ fn describe(report: &Report) -> String {
             pairwise,
             zero_entries,
             ising_form,
+            evidence_variables,
         } => {
             let arities: Vec<String> = arity_counts
                 .iter()
                 .map(|(a, n)| format!("{n} of arity {a}"))
                 .collect();
+            let conditioned = match evidence_variables {
+                Some(k) => format!(" conditioned on {k} observed variable(s)"),
+                None => String::new(),
+            };
             format!(
-                "{file}: UAI model, {variables} binary variables, {factors} factors ({})\n  \
+                "{file}: UAI model{conditioned}, {variables} binary variables, {factors} factors ({})\n  \
                  max arity: {max_arity} ({})\n  zero table entries: {zero_entries}\n  \
                  Ising form (pairwise, no zeros): {}",
                 arities.join(", "),

@@ -5,17 +5,20 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::GlobalArgs;
 use super::lattice::LatticeArgs;
 use super::output::{print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use ebm::infer::eliminate::Heuristic;
-use ebm::infer::exact::{Shard, merge_shards};
+use ebm::infer::evidence::{Evidence, condition};
+use ebm::infer::exact::Shard;
 use ebm::infer::partition::{
     Budget, MAX_LOG_WEIGHT, Method, Model, PartitionOptions, log_partition,
 };
+use ebm::infer::shards::{ShardRecord, fingerprint, merge_records, parse_record, parse_shard_spec};
+use ebm::io::uai::{read_evidence, write_mar, write_pr};
 use ebm::model::{FactorGraph, IsingLattice, Rbm};
 
 const AFTER_HELP: &str = "Examples:
@@ -41,9 +44,9 @@ pub struct PartitionArgs {
     /// Model file: a UAI MARKOV model (.uai) or an RBM (.safetensors).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Exact method.
-    #[arg(long, global = true, value_enum, default_value_t = MethodArg::Auto)]
-    pub method: MethodArg,
+    /// Exact method [default: auto].
+    #[arg(long, global = true, value_enum)]
+    pub method: Option<PartitionMethodArg>,
     /// Also compute P(x_i = 1) for every variable (enumerate or eliminate).
     #[arg(long, global = true)]
     pub marginals: bool,
@@ -51,15 +54,57 @@ pub struct PartitionArgs {
     /// combine the parts with `ebm partition merge`.
     #[arg(long, global = true, value_name = "K/N")]
     pub shard: Option<String>,
-    /// Elimination ordering heuristic.
-    #[arg(long, global = true, value_enum, default_value_t = OrderingArg::MinFill)]
-    pub ordering: OrderingArg,
-    /// auto refuses when every method's estimated time exceeds this many seconds.
-    #[arg(long, global = true, default_value_t = 3600.0)]
-    pub max_seconds: f64,
-    /// Memory limit for tables (elimination, transfer), in MiB.
-    #[arg(long, global = true, default_value_t = 2048.0)]
-    pub max_memory_mb: f64,
+    /// Elimination ordering heuristic [default: min-fill].
+    #[arg(long, global = true, value_enum)]
+    pub ordering: Option<OrderingArg>,
+    /// auto refuses when every method's estimated time exceeds this many seconds [default: 3600].
+    #[arg(long, global = true)]
+    pub max_seconds: Option<f64>,
+    /// Memory limit for tables (elimination, transfer), in MiB [default: 2048].
+    #[arg(long, global = true)]
+    pub max_memory_mb: Option<f64>,
+    /// UAI evidence file (.evid: k, then k variable/value pairs) for a --model .uai: ln Z becomes
+    /// ln of the sum over the states that agree with it, marginals become conditional.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub evidence: Option<PathBuf>,
+    /// Also write the answer in the UAI competition format, chosen by extension: x.PR (log10 Z)
+    /// or x.MAR (marginals; computed even without --marginals).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// What `--output` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Pr,
+    Mar,
+}
+
+/// The kind of `--output` file, by extension (any case), and a check that its folder exists.
+fn answer_kind(path: &Path) -> anyhow::Result<Answer> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let kind = match ext.as_deref() {
+        Some("pr") => Answer::Pr,
+        Some("mar") => Answer::Mar,
+        _ => {
+            return Err(usage(format!(
+                "--output {}: expected a .PR (log10 Z) or .MAR (marginals) file",
+                path.display()
+            )));
+        }
+    };
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if parent.is_some_and(|p| !p.is_dir()) {
+        return Err(usage(format!(
+            "--output {}: the folder {} does not exist",
+            path.display(),
+            parent.expect("checked").display()
+        )));
+    }
+    Ok(kind)
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +132,7 @@ pub struct MergeArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MethodArg {
+pub enum PartitionMethodArg {
     Auto,
     Enumerate,
     Eliminate,
@@ -102,15 +147,15 @@ pub enum OrderingArg {
     MinDegree,
 }
 
-impl MethodArg {
+impl PartitionMethodArg {
     fn method(self) -> Method {
         match self {
-            MethodArg::Auto => Method::Auto,
-            MethodArg::Enumerate => Method::Enumerate,
-            MethodArg::Eliminate => Method::Eliminate,
-            MethodArg::Transfer => Method::Transfer,
-            MethodArg::Kaufman => Method::Kaufman,
-            MethodArg::Rbm => Method::Rbm,
+            PartitionMethodArg::Auto => Method::Auto,
+            PartitionMethodArg::Enumerate => Method::Enumerate,
+            PartitionMethodArg::Eliminate => Method::Eliminate,
+            PartitionMethodArg::Transfer => Method::Transfer,
+            PartitionMethodArg::Kaufman => Method::Kaufman,
+            PartitionMethodArg::Rbm => Method::Rbm,
         }
     }
 }
@@ -121,6 +166,8 @@ struct Report {
     log10_z: f64,
     method: &'static str,
     variables: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence_variables: Option<usize>,
     seconds: f64,
     model: String,
     estimated_seconds: f64,
@@ -134,27 +181,6 @@ struct Report {
     threads: usize,
 }
 
-/// What a shard run prints (and `merge` reads back).
-#[derive(Debug, Serialize, Deserialize)]
-struct ShardReport {
-    shard: String,
-    shard_index: u64,
-    shard_count: u64,
-    /// ln of the shard's sum; a shard whose states all have weight 0 (or no states) has
-    /// log_sum = -inf, written as JSON null (JSON has no infinities) and read back as -inf.
-    #[serde(
-        serialize_with = "log_sum_to_json",
-        deserialize_with = "log_sum_from_json"
-    )]
-    log_sum: f64,
-    states: u64,
-    method: String,
-    model: String,
-    fingerprint: String,
-    variables: usize,
-    seconds: f64,
-}
-
 #[derive(Debug, Serialize)]
 struct MergeReport {
     log_z: f64,
@@ -166,20 +192,6 @@ struct MergeReport {
     fingerprint: String,
     shards: u64,
     states: u64,
-}
-
-/// -inf (a sum of zero weights) as JSON null; any other value as a number.
-fn log_sum_to_json<S: serde::Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
-    if *x == f64::NEG_INFINITY {
-        s.serialize_none()
-    } else {
-        s.serialize_some(x)
-    }
-}
-
-/// JSON null as -inf (see [`log_sum_to_json`]).
-fn log_sum_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
 }
 
 /// The error for a whole model with Z = 0 (ln Z = -inf has no JSON number).
@@ -204,29 +216,7 @@ fn usage(msg: String) -> anyhow::Error {
 }
 
 fn parse_shard(text: &str) -> anyhow::Result<Shard> {
-    let parsed = text
-        .split_once('/')
-        .and_then(|(k, n)| Some((k.trim().parse::<u64>().ok()?, n.trim().parse::<u64>().ok()?)));
-    let Some((k, n)) = parsed else {
-        return Err(usage(format!(
-            "--shard expects K/N with integers 0 <= K < N, got {text:?}"
-        )));
-    };
-    Shard::new(k, n).map_err(|e| usage(format!("--shard {text}: {e}")))
-}
-
-/// FNV-1a over bytes: a stable fingerprint tying shards to their model and method.
-fn fingerprint(parts: &[&[u8]]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in *part {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    parse_shard_spec(text).map_err(|e| usage(format!("--shard {text}: {e}")))
 }
 
 enum Loaded {
@@ -247,7 +237,25 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let (loaded, description, fp_source): (Loaded, String, Vec<u8>) =
         match (&args.target, &args.model) {
-            (Some(Target::Merge(m)), None) => return merge(m, global, start),
+            (Some(Target::Merge(m)), None) => {
+                let given = [
+                    ("--evidence", args.evidence.is_some()),
+                    ("--output", args.output.is_some()),
+                    ("--method", args.method.is_some()),
+                    ("--marginals", args.marginals),
+                    ("--shard", args.shard.is_some()),
+                    ("--ordering", args.ordering.is_some()),
+                    ("--max-seconds", args.max_seconds.is_some()),
+                    ("--max-memory-mb", args.max_memory_mb.is_some()),
+                ];
+                if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+                    return Err(usage(format!(
+                        "{flag} does not apply to `partition merge` (it only adds up the \
+                         shards' sums; give {flag} to the --shard runs)"
+                    )));
+                }
+                return merge(m, global, start);
+            }
             (Some(_), Some(_)) => {
                 return Err(usage(
                     "give either --model FILE or a subcommand (ising, merge), not both".into(),
@@ -307,26 +315,62 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             }
         };
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let answer = args.output.as_deref().map(answer_kind).transpose()?;
+    if shard.is_some() && answer.is_some() {
+        return Err(usage(
+            "--output writes a whole answer; a --shard run prints its part as JSON for \
+             `partition merge`"
+                .into(),
+        ));
+    }
+    // Evidence: the model is replaced by the one conditioned on it (UAI models only).
+    let mut fp_source = fp_source;
+    let (loaded, conditioned) = match (&args.evidence, loaded) {
+        (None, loaded) => (loaded, None),
+        (Some(evid), Loaded::Factors(graph)) => {
+            let pairs = read_evidence(evid)
+                .with_context(|| format!("reading evidence {}", evid.display()))?;
+            let evidence = Evidence::new(graph.num_vars(), &pairs)
+                .and_then(|e| condition(&graph, &e))
+                .with_context(|| format!("evidence {}", evid.display()))?;
+            fp_source.extend_from_slice(b"\nevidence\n");
+            fp_source.extend(
+                pairs
+                    .iter()
+                    .flat_map(|&(v, x)| format!("{v} {x} ").into_bytes()),
+            );
+            (Loaded::Factors(evidence.graph.clone()), Some(evidence))
+        }
+        (Some(_), _) => {
+            return Err(usage(
+                "--evidence applies to UAI models (--model FILE.uai) only".into(),
+            ));
+        }
+    };
+    let max_seconds = args.max_seconds.unwrap_or(Budget::default().max_seconds);
+    let max_memory_mb = args
+        .max_memory_mb
+        .unwrap_or(Budget::default().max_bytes / (1024.0 * 1024.0));
     let positive = |x: f64| x.is_finite() && x > 0.0;
-    if !positive(args.max_seconds) || !positive(args.max_memory_mb) {
+    if !positive(max_seconds) || !positive(max_memory_mb) {
         return Err(usage(format!(
-            "--max-seconds and --max-memory-mb must be positive, got {} and {}",
-            args.max_seconds, args.max_memory_mb
+            "--max-seconds and --max-memory-mb must be positive, got {max_seconds} and \
+             {max_memory_mb}"
         )));
     }
     let opts = PartitionOptions {
-        marginals: args.marginals,
+        marginals: args.marginals || answer == Some(Answer::Mar),
         shard: shard.unwrap_or(Shard::WHOLE),
         budget: Budget {
-            max_seconds: args.max_seconds,
-            max_bytes: args.max_memory_mb * 1024.0 * 1024.0,
+            max_seconds,
+            max_bytes: max_memory_mb * 1024.0 * 1024.0,
         },
-        heuristic: match args.ordering {
+        heuristic: match args.ordering.unwrap_or(OrderingArg::MinFill) {
             OrderingArg::MinFill => Heuristic::MinFill,
             OrderingArg::MinDegree => Heuristic::MinDegree,
         },
     };
-    if shard.is_some() && args.marginals {
+    if shard.is_some() && opts.marginals {
         return Err(usage("--marginals cannot be combined with --shard".into()));
     }
     let model = match &loaded {
@@ -337,7 +381,7 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         Loaded::Factors(g) => Model::Factors(g),
         Loaded::Rbm(r) => Model::Rbm(r),
     };
-    let method = args.method.method();
+    let method = args.method.unwrap_or(PartitionMethodArg::Auto).method();
     // A bar only for the long-running enumerations (total set by the first report).
     let mut bar = BarObserver::new(progress_enabled(global), 1, "partition", "");
     let result = log_partition(&model, method, &opts, &mut bar).map_err(|e| match e {
@@ -347,7 +391,7 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     bar.finish();
     let seconds = start.elapsed().as_secs_f64();
     if let Some(shard) = shard {
-        let report = ShardReport {
+        let report = ShardRecord {
             shard: format!("{}/{}", shard.index, shard.count),
             shard_index: shard.index,
             shard_count: shard.count,
@@ -356,27 +400,62 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             method: result.method.name().into(),
             fingerprint: fingerprint(&[&fp_source, result.method.name().as_bytes()]),
             model: description,
-            variables: model.num_vars(),
+            variables: conditioned
+                .as_ref()
+                .map_or(model.num_vars(), |c| c.evidence.num_vars()),
             seconds,
         };
         // A shard's result is data for `merge`: always JSON on stdout.
         return print_json(&report);
     }
     if result.log_z == f64::NEG_INFINITY {
+        if let Some(evid) = &args.evidence {
+            return Err(anyhow::Error::new(ebm::Error::param(
+                "evidence",
+                format!(
+                    "{}: the evidence has probability zero (no state that agrees with it has \
+                     positive weight)",
+                    evid.display()
+                ),
+            ))
+            .context(format!("ln Z of {description}")));
+        }
         return Err(zero_partition(&description));
     }
+    // Marginals of the original variables: the observed ones at their value.
+    let marginals = match (&result.marginals, &conditioned) {
+        (Some(m), Some(c)) => Some(c.expand(m, |v| v as f64)),
+        (m, _) => m.clone(),
+    };
+    let log10_z = result.log_z / std::f64::consts::LN_10;
+    match (answer, &args.output) {
+        (Some(Answer::Pr), Some(path)) => write_pr(path, log10_z),
+        (Some(Answer::Mar), Some(path)) => {
+            write_mar(path, marginals.as_deref().expect("computed for .MAR"))
+        }
+        _ => Ok(()),
+    }
+    .with_context(|| {
+        format!(
+            "writing {}",
+            args.output.as_deref().unwrap_or(Path::new("")).display()
+        )
+    })?;
     let report = Report {
         log_z: result.log_z,
-        log10_z: result.log_z / std::f64::consts::LN_10,
+        log10_z,
         method: result.method.name(),
-        variables: model.num_vars(),
+        variables: conditioned
+            .as_ref()
+            .map_or(model.num_vars(), |c| c.evidence.num_vars()),
+        evidence_variables: conditioned.as_ref().map(|c| c.evidence.len()),
         seconds,
         model: description,
         estimated_seconds: result.estimate.seconds,
         cost: result.estimate.detail.clone(),
         induced_width: result.induced_width,
         states: result.states,
-        marginals: result.marginals.clone(),
+        marginals: if args.marginals { marginals } else { None },
         threads: rayon::current_num_threads(),
     };
     if global.json {
@@ -398,71 +477,29 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 }
 
 fn merge(args: &MergeArgs, global: &GlobalArgs, start: Instant) -> anyhow::Result<()> {
-    let mut shards: Vec<(ShardReport, PathBuf)> = Vec::new();
+    let mut records: Vec<(ShardRecord, String)> = Vec::new();
     for path in &args.files {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading shard {}", path.display()))?;
-        let report: ShardReport = serde_json::from_str(text.trim()).map_err(|e| {
-            usage(format!(
-                "{}: not the JSON of an `ebm partition --shard` run ({e})",
-                path.display()
-            ))
-        })?;
-        shards.push((report, path.clone()));
+        let name = path.display().to_string();
+        records.push((parse_record(&text, &name)?, name));
     }
-    shards.sort_by_key(|(s, _)| s.shard_index);
-    let (first, first_path) = &shards[0];
-    let count = first.shard_count;
-    for (s, p) in &shards {
-        if s.fingerprint != first.fingerprint || s.shard_count != count {
-            return Err(usage(format!(
-                "{} is shard {} of a different run than {} (model {:?} vs {:?}, fingerprint {} vs {})",
-                p.display(),
-                s.shard,
-                first_path.display(),
-                s.model,
-                first.model,
-                s.fingerprint,
-                first.fingerprint
-            )));
-        }
-    }
-    for (k, (s, p)) in shards.iter().enumerate() {
-        if s.shard_index != k as u64 {
-            let missing = if s.shard_index > k as u64 {
-                format!("shard {k}/{count} is missing")
-            } else {
-                format!(
-                    "shard {}/{count} is given twice ({})",
-                    s.shard_index,
-                    p.display()
-                )
-            };
-            return Err(usage(format!("cannot merge: {missing}")));
-        }
-    }
-    if shards.len() as u64 != count {
-        return Err(usage(format!(
-            "cannot merge: {} of {count} shards given (missing {}/{count} and maybe more)",
-            shards.len(),
-            shards.len()
-        )));
-    }
-    let log_sums: Vec<f64> = shards.iter().map(|(s, _)| s.log_sum).collect();
-    let log_z = merge_shards(&log_sums);
+    let merged = merge_records(&records)?;
+    let log_z = merged.log_z;
+    let count = merged.shards;
     if log_z == f64::NEG_INFINITY {
-        return Err(zero_partition(&first.model));
+        return Err(zero_partition(&merged.model));
     }
     let report = MergeReport {
         log_z,
         log10_z: log_z / std::f64::consts::LN_10,
-        method: first.method.clone(),
-        variables: first.variables,
-        seconds: start.elapsed().as_secs_f64() + shards.iter().map(|(s, _)| s.seconds).sum::<f64>(),
-        model: first.model.clone(),
-        fingerprint: first.fingerprint.clone(),
+        method: merged.method,
+        variables: merged.variables,
+        seconds: start.elapsed().as_secs_f64() + merged.seconds,
+        model: merged.model,
+        fingerprint: merged.fingerprint,
         shards: count,
-        states: shards.iter().map(|(s, _)| s.states).sum(),
+        states: merged.states,
     };
     if global.json {
         print_json(&report)

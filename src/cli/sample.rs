@@ -56,6 +56,10 @@ pub struct SampleArgs {
     /// RBM only: file the final visible states are written to, as a dataset.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// UAI only: evidence file (.evid); the model conditioned on it is sampled, and observed
+    /// variables report their value as marginal (stderr 0).
+    #[arg(long, value_name = "FILE")]
+    pub evidence: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -491,6 +495,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         LoadedModel::Rbm(file) => {
             for (flag, set) in [
                 ("--marginals", args.marginals),
+                ("--evidence", args.evidence.is_some()),
                 ("--trace", args.chain.trace.is_some()),
                 ("--sampler", args.chain.sampler.is_some()),
             ] {
@@ -547,6 +552,9 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
     }
     let mut outputs = Outputs::new();
     outputs.declare("--trace", chain.trace.as_deref(), CSV, "the trace (CSV)")?;
+    let conditioned = ebm::infer::evidence::condition_on_file(&graph, args.evidence.as_deref())
+        .with_context(|| format!("evidence for {}", path.display()))?;
+    let graph = conditioned.graph.clone();
     let params = ModelParams {
         beta: chain.beta,
         rule,
@@ -562,8 +570,10 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         "E",
     );
     let started = Instant::now();
-    let run = sample_factor_graph(&graph, &params, &mut bar)
+    let mut run = sample_factor_graph(&graph, &params, &mut bar)
         .with_context(|| format!("sampling {}", path.display()))?;
+    run.marginals = conditioned.expand(&run.marginals, |v| v as f64);
+    run.marginal_stderr = (run.marginal_stderr.as_deref()).map(|s| conditioned.expand(s, |_| 0.0));
     let seconds = started.elapsed().as_secs_f64();
     bar.finish();
     let (energy, tau) = stats::mean_with_error(&run.energies);
@@ -578,7 +588,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
     }
     let report = ModelReport {
         model: path.display().to_string(),
-        variables: graph.num_vars(),
+        variables: conditioned.evidence.num_vars(),
         factors: graph.factors().len(),
         beta: chain.beta,
         sampler: sampler.name(),

@@ -508,6 +508,30 @@ fn check_plan(plan: &Plan, opts: &EliminateOptions) -> Result<()> {
     Ok(())
 }
 
+/// A caller's plan made trustworthy: its order must be a permutation of the model's n variables
+/// (else `SizeMismatch`), and its width, largest table and cost are recomputed from the order on
+/// this model's interaction graph (the numbers in `plan` are not used), so that a plan made for
+/// another model can neither pass the memory limit nor report a wrong width.
+fn replan(n: usize, scopes: &[&[usize]], plan: &Plan) -> Result<Plan> {
+    check_order(plan, n)?;
+    // With a fixed order the heuristic only scores (cheaply, by degree); the order is kept.
+    Ok(plan_trial(
+        n,
+        scopes,
+        Heuristic::MinDegree,
+        0,
+        Some(&plan.order),
+    ))
+}
+
+fn graph_scopes(graph: &FactorGraph) -> Vec<&[usize]> {
+    graph.factors().iter().map(|f| f.scope()).collect()
+}
+
+fn pairwise_pairs(model: &PairwiseMrf) -> Vec<[usize; 2]> {
+    model.edges().iter().map(|&(i, j, _)| [i, j]).collect()
+}
+
 /// Checks that `plan` orders exactly the variables 0..n, each once.
 fn check_order(plan: &Plan, n: usize) -> Result<()> {
     let mut seen = vec![false; n];
@@ -531,14 +555,16 @@ pub fn eliminate_factor_graph(graph: &FactorGraph, opts: &EliminateOptions) -> R
     eliminate_factor_graph_with_plan(graph, plan, opts)
 }
 
-/// [`eliminate_factor_graph`] with a plan already made by [`plan_factor_graph`] (planning is
-/// not repeated; `opts.heuristic` is not used).
+/// [`eliminate_factor_graph`] with a plan already made by [`plan_factor_graph`] (the greedy
+/// search is not repeated; `opts.heuristic` is not used). Only the plan's order is trusted, and
+/// only once checked to be a permutation of this graph's variables: its width and cost are
+/// recomputed on this graph (one pass over the order) before the memory check.
 pub fn eliminate_factor_graph_with_plan(
     graph: &FactorGraph,
     plan: Plan,
     opts: &EliminateOptions,
 ) -> Result<Elimination> {
-    check_order(&plan, graph.num_vars())?;
+    let plan = replan(graph.num_vars(), &graph_scopes(graph), &plan)?;
     check_plan(&plan, opts)?;
     let log_z = run(graph.num_vars(), log_factors_of_graph(graph), &plan);
     Ok(Elimination { log_z, plan })
@@ -554,8 +580,9 @@ pub fn eliminate_pairwise(
     eliminate_pairwise_with_plan(model, beta, plan, opts)
 }
 
-/// [`eliminate_pairwise`] with a plan already made by [`plan_pairwise`] (planning is not
-/// repeated; `opts.heuristic` is not used).
+/// [`eliminate_pairwise`] with a plan already made by [`plan_pairwise`] (the greedy search is
+/// not repeated; `opts.heuristic` is not used). The plan is checked and its width recomputed as
+/// in [`eliminate_factor_graph_with_plan`].
 pub fn eliminate_pairwise_with_plan(
     model: &PairwiseMrf,
     beta: f64,
@@ -565,7 +592,9 @@ pub fn eliminate_pairwise_with_plan(
     if !beta.is_finite() {
         return Err(Error::param("beta", format!("must be finite, got {beta}")));
     }
-    check_order(&plan, model.fields().len())?;
+    let pairs = pairwise_pairs(model);
+    let scopes: Vec<&[usize]> = pairs.iter().map(|p| &p[..]).collect();
+    let plan = replan(model.fields().len(), &scopes, &plan)?;
     check_plan(&plan, opts)?;
     let log_z = run(
         model.fields().len(),
@@ -606,18 +635,19 @@ pub fn marginals_factor_graph(graph: &FactorGraph, opts: &EliminateOptions) -> R
     marginals_factor_graph_with_plan(graph, &plan_factor_graph(graph, opts.heuristic), opts)
 }
 
-/// [`marginals_factor_graph`] with a plan already made by [`plan_factor_graph`].
+/// [`marginals_factor_graph`] with a plan already made by [`plan_factor_graph`] (checked and
+/// its width recomputed as in [`eliminate_factor_graph_with_plan`]).
 pub fn marginals_factor_graph_with_plan(
     graph: &FactorGraph,
     plan: &Plan,
     opts: &EliminateOptions,
 ) -> Result<Vec<f64>> {
-    check_order(plan, graph.num_vars())?;
-    check_plan(plan, opts)?;
+    let plan = replan(graph.num_vars(), &graph_scopes(graph), plan)?;
+    check_plan(&plan, opts)?;
     Ok(clamped_marginals(
         graph.num_vars(),
         log_factors_of_graph(graph),
-        plan,
+        &plan,
     ))
 }
 
@@ -630,7 +660,8 @@ pub fn marginals_pairwise(
     marginals_pairwise_with_plan(model, beta, &plan_pairwise(model, opts.heuristic), opts)
 }
 
-/// [`marginals_pairwise`] with a plan already made by [`plan_pairwise`].
+/// [`marginals_pairwise`] with a plan already made by [`plan_pairwise`] (checked and its width
+/// recomputed as in [`eliminate_factor_graph_with_plan`]).
 pub fn marginals_pairwise_with_plan(
     model: &PairwiseMrf,
     beta: f64,
@@ -640,12 +671,14 @@ pub fn marginals_pairwise_with_plan(
     if !beta.is_finite() {
         return Err(Error::param("beta", format!("must be finite, got {beta}")));
     }
-    check_order(plan, model.fields().len())?;
-    check_plan(plan, opts)?;
+    let pairs = pairwise_pairs(model);
+    let scopes: Vec<&[usize]> = pairs.iter().map(|p| &p[..]).collect();
+    let plan = replan(model.fields().len(), &scopes, plan)?;
+    check_plan(&plan, opts)?;
     Ok(clamped_marginals(
         model.fields().len(),
         log_factors_of_pairwise(model, beta),
-        plan,
+        &plan,
     ))
 }
 
@@ -684,6 +717,53 @@ mod tests {
             for (a, b) in m.iter().zip(&mref) {
                 assert!((a - b).abs() < 1e-12, "{a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn a_plan_of_another_model_is_checked_not_trusted() {
+        // A chain of 12 variables (width 1) and a complete graph on 12 (width 11).
+        let n = 12;
+        let chain_edges: Vec<(usize, usize, f64)> = (1..n).map(|i| (i - 1, i, 0.3)).collect();
+        let chain = PairwiseMrf::new(vec![0.1; n], &chain_edges).unwrap();
+        let mut all = Vec::new();
+        for i in 0..n {
+            for j in i + 1..n {
+                all.push((i, j, 0.2));
+            }
+        }
+        let complete = PairwiseMrf::new(vec![0.1; n], &all).unwrap();
+        let chain_plan = plan_pairwise(&chain, Heuristic::MinFill);
+        assert_eq!(chain_plan.induced_width, 1);
+        // The chain's plan on the complete graph: the width is the complete graph's.
+        let e =
+            eliminate_pairwise_with_plan(&complete, 0.5, chain_plan.clone(), &Default::default())
+                .unwrap();
+        assert_eq!(e.plan.induced_width, n - 1);
+        let reference = exact::log_partition(&complete, 0.5).unwrap();
+        assert!((e.log_z - reference).abs() < 1e-12 * reference.abs());
+        // ... and the memory limit applies to that width, not to the plan's claim.
+        let small = EliminateOptions {
+            max_table_entries: 1 << 4,
+            ..Default::default()
+        };
+        let graph = FactorGraph::from_pairwise(&complete, 0.5).unwrap();
+        for err in [
+            eliminate_pairwise_with_plan(&complete, 0.5, chain_plan.clone(), &small).unwrap_err(),
+            marginals_pairwise_with_plan(&complete, 0.5, &chain_plan, &small).unwrap_err(),
+            eliminate_factor_graph_with_plan(&graph, chain_plan.clone(), &small).unwrap_err(),
+            marginals_factor_graph_with_plan(&graph, &chain_plan, &small).unwrap_err(),
+        ] {
+            assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+        }
+        // Orders that are not a permutation of this model's variables.
+        let mut short = chain_plan.clone();
+        short.order.pop();
+        let mut repeated = chain_plan.clone();
+        repeated.order[0] = repeated.order[1];
+        for bad in [short, repeated] {
+            let err = eliminate_pairwise_with_plan(&complete, 0.5, bad, &Default::default());
+            assert!(matches!(err, Err(Error::SizeMismatch(_))), "{err:?}");
         }
     }
 

@@ -54,13 +54,7 @@ impl Shard {
 
     /// Checks 0 <= index < count.
     pub fn new(index: u64, count: u64) -> Result<Shard> {
-        if count == 0 || index >= count {
-            return Err(Error::param(
-                "shard",
-                format!("need 0 <= K < N in K/N, got {index}/{count}"),
-            ));
-        }
-        Ok(Shard { index, count })
+        super::shards::check_numbering(index, count)
     }
 
     /// The state range [start, end) of this shard out of `total` states.

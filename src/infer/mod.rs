@@ -2,10 +2,12 @@
 
 pub mod ais;
 pub mod eliminate;
+pub mod evidence;
 pub mod exact;
 pub mod kaufman;
 mod kernel;
 pub mod map;
 pub mod partition;
 pub mod rbm;
+pub mod shards;
 pub mod transfer;

@@ -304,6 +304,107 @@ pub fn parse_pr(text: &str) -> Result<f64> {
     Ok(z)
 }
 
+/// Parses the text of a UAI evidence file (`.evid`) into (variable, value) pairs, unchecked
+/// against a model (see `infer::evidence::Evidence::new`).
+///
+/// The 2014 convention is `k v_1 x_1 ... v_k x_k` (k = 0: no evidence); older (2008/2010) files
+/// put a sample count first, `1 k v_1 x_1 ...`. The two are told apart by the number of tokens
+/// (2k + 1 is odd, 2k + 2 even), so there is no ambiguity; files with several samples are refused.
+pub fn parse_evidence(text: &str) -> Result<Vec<(usize, u64)>> {
+    let tok = Tokens::new(text);
+    let t = &tok.tokens;
+    let number = |i: usize| -> Result<u64> {
+        let (line, s) = t[i];
+        s.parse::<u64>().map_err(|_| {
+            Error::parse(
+                line,
+                format!(
+                    "expected a non-negative integer (a count, variable or value), found `{s}`"
+                ),
+            )
+        })
+    };
+    if t.is_empty() {
+        return Err(Error::parse(
+            1,
+            "the file is empty: expected the number of observed variables k, then k pairs",
+        ));
+    }
+    let first = number(0)?;
+    let start = if (t.len() as u64).checked_sub(1) == first.checked_mul(2) {
+        1
+    } else if t.len() >= 2 && (t.len() as u64 - 2) == number(1)?.saturating_mul(2) {
+        if first != 1 {
+            return Err(Error::parse(
+                t[0].0,
+                format!("{first} evidence samples: only one sample per file is supported"),
+            ));
+        }
+        2
+    } else {
+        return Err(Error::parse(
+            tok.end_line,
+            format!(
+                "{} tokens do not make `k` then k variable/value pairs (2k + 1 tokens; k = \
+                 {first} needs {}) nor the older `1 k` then k pairs (2k + 2 tokens)",
+                t.len(),
+                first.saturating_mul(2).saturating_add(1)
+            ),
+        ));
+    };
+    let mut pairs = Vec::with_capacity((t.len() - start) / 2);
+    for i in (start..t.len()).step_by(2) {
+        let var = number(i)?;
+        let value = number(i + 1)?;
+        pairs.push((usize::try_from(var).unwrap_or(usize::MAX), value));
+    }
+    Ok(pairs)
+}
+
+/// Reads an evidence file (see [`parse_evidence`]).
+pub fn read_evidence(path: &Path) -> Result<Vec<(usize, u64)>> {
+    parse_evidence(&read_text(path)?)
+}
+
+/// Formats a `.PR` answer: `PR`, then log10 Z (shortest round-trip decimal). Refuses a
+/// non-finite value.
+pub fn format_pr(log10_z: f64) -> Result<String> {
+    if !log10_z.is_finite() {
+        return Err(Error::param(
+            "log10 Z",
+            format!("{log10_z} cannot be written as a .PR answer"),
+        ));
+    }
+    Ok(format!("PR\n{log10_z}\n"))
+}
+
+/// Writes a `.PR` answer file atomically (see [`format_pr`]).
+pub fn write_pr(path: &Path, log10_z: f64) -> Result<()> {
+    write_bytes_atomic(path, format_pr(log10_z)?.as_bytes())
+}
+
+/// Formats a `.MAR` answer (UAI marginals): `MAR`, then on one line N and, per variable, its
+/// cardinality 2 and P(x_i = 0) P(x_i = 1). Refuses a value outside [0, 1] or NaN.
+pub fn format_mar(marginals: &[f64]) -> Result<String> {
+    if let Some(i) = marginals.iter().position(|p| !(0.0..=1.0).contains(p)) {
+        return Err(Error::param(
+            "marginals",
+            format!("P(x_{i} = 1) = {} is not a probability", marginals[i]),
+        ));
+    }
+    let mut out = format!("MAR\n{}", marginals.len());
+    for &p in marginals {
+        let _ = write!(out, " 2 {} {}", 1.0 - p, p);
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+/// Writes a `.MAR` answer file atomically (see [`format_mar`]).
+pub fn write_mar(path: &Path, marginals: &[f64]) -> Result<()> {
+    write_bytes_atomic(path, format_mar(marginals)?.as_bytes())
+}
+
 /// Reads a whole file as UTF-8 text.
 fn read_text(path: &Path) -> Result<String> {
     text_of(std::fs::read(path)?)
@@ -413,6 +514,45 @@ mod tests {
         }
         let (_, msg) = line_of(parse_uai("MARKOV\n2\n2 2\n1\n2 0 1\n4\n1 x 1 1\n").unwrap_err());
         assert!(msg.contains("`x`") && msg.contains("entry 2"), "{msg}");
+    }
+
+    #[test]
+    fn evidence_reads_both_conventions() {
+        let want = vec![(3, 1), (0, 0)];
+        assert_eq!(parse_evidence("2 3 1 0 0\n").unwrap(), want);
+        assert_eq!(parse_evidence("1\n2 3 1 0 0\n").unwrap(), want);
+        assert_eq!(parse_evidence("0\n").unwrap(), vec![]);
+        assert_eq!(parse_evidence("1 0").unwrap(), vec![]);
+        // The older form with one pair: `1 1 v x` (4 tokens) vs 2014 `1 v x` (3 tokens).
+        assert_eq!(parse_evidence("1 1 5 1").unwrap(), vec![(5, 1)]);
+        assert_eq!(parse_evidence("1 5 1").unwrap(), vec![(5, 1)]);
+        let (line, msg) = line_of(parse_evidence("2 3 1 0").unwrap_err());
+        assert_eq!(line, 1);
+        assert!(msg.contains("4 tokens"), "{msg}");
+        assert!(
+            line_of(parse_evidence("2 2 3 1 0 0").unwrap_err())
+                .1
+                .contains("samples")
+        );
+        assert!(
+            line_of(parse_evidence("1 x 1").unwrap_err())
+                .1
+                .contains("`x`")
+        );
+        assert!(parse_evidence("").is_err());
+    }
+
+    #[test]
+    fn pr_and_mar_answers_are_written_in_the_competition_format() {
+        let pr = format_pr(-2.25).unwrap();
+        assert_eq!(pr, "PR\n-2.25\n");
+        assert_eq!(parse_pr(&pr).unwrap(), -2.25);
+        assert!(format_pr(f64::NAN).is_err());
+        assert_eq!(
+            format_mar(&[0.25, 1.0]).unwrap(),
+            "MAR\n2 2 0.75 0.25 2 0 1\n"
+        );
+        assert!(format_mar(&[f64::NAN]).is_err());
     }
 
     #[test]

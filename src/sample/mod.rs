@@ -91,7 +91,7 @@ pub fn initial_state(n: usize, start: Start, seed: u64) -> Vec<Spin> {
     match start {
         Start::Up => vec![1; n],
         Start::Random => {
-            let mut rng = rng::stream(seed, u64::MAX - 1);
+            let mut rng = rng::stream_for(seed, rng::Purpose::InitialState, 0);
             let mut s = Vec::with_capacity(n);
             while s.len() < n {
                 let bits = rng.next_u64();

@@ -4,7 +4,7 @@
 //! Sweep `k` of `n` (0-based) runs at `T_k = t_start * (t_end / t_start)^(k / (n - 1))` (a single
 //! sweep runs at `t_start`): each half-sweep sets every pixel of one colour to +1 with probability
 //! `sigmoid(2 f_i / T_k)`, `f_i = beta * sum_{j~i} s_j + eta * x_i - h`. Row `r` draws from its
-//! own stream `rng::stream(seed, r)`, so the result does not depend on the thread count. The
+//! own stream `rng::stream_for(seed, Purpose::DenoiseAnneal, r)`, so the result does not depend on the thread count. The
 //! final ICM quench ends at a local minimum under single flips.
 
 use super::GridEnergy;
@@ -13,7 +13,7 @@ use super::icm::icm;
 use crate::error::{Error, Result, check_finite};
 use crate::model::Spin;
 use crate::progress::{Control, Observer, Step};
-use crate::rng::{EbmRng, stream};
+use crate::rng::{EbmRng, Purpose, stream_for};
 
 /// Settings of [`anneal`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,8 +76,10 @@ pub struct AnnealOutcome {
 }
 
 /// Independent generators, one per row.
-pub(crate) fn row_streams(seed: u64, rows: usize) -> Vec<EbmRng> {
-    (0..rows as u64).map(|r| stream(seed, r)).collect()
+pub(crate) fn row_streams(seed: u64, purpose: Purpose, rows: usize) -> Vec<EbmRng> {
+    (0..rows as u64)
+        .map(|r| stream_for(seed, purpose, r))
+        .collect()
 }
 
 /// Anneals from `init`; reports each sweep to `observer` (metric: the temperature). Returns
@@ -95,7 +97,7 @@ pub fn anneal(
         "initial labelling has the wrong length"
     );
     let mut state = Padded::new(energy.width(), energy.height(), init);
-    let mut rngs = row_streams(params.seed, energy.height());
+    let mut rngs = row_streams(params.seed, Purpose::DenoiseAnneal, energy.height());
     for k in 0..params.sweeps {
         let t = params.temperature(k);
         let table = HeatBathTable::new(energy, t);

@@ -53,6 +53,8 @@ pub fn run(
     }
     let file = read_rbm(model).with_context(|| format!("reading model {}", model.display()))?;
     let rbm = &file.rbm;
+    ebm::sample::check_rbm_job(rbm.n_visible(), rbm.n_hidden(), chains)
+        .with_context(|| format!("--chains {chains}"))?;
     let side = square_side(rbm.n_visible());
     if image.is_some() && side.is_none() {
         return Err(super::UsageError(format!(

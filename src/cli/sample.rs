@@ -17,7 +17,7 @@ use ebm::image::BinaryImage;
 use ebm::io::atomic::write_atomic;
 use ebm::io::images::{format_for_path, write_binary_image};
 use ebm::model::EnergyModel;
-use ebm::sample::stats::{self, Estimate};
+use ebm::sample::stats::{self, ValueWithStderr};
 use ebm::sample::{
     LatticeParams, LocalRule, MAX_PARAMETER, ModelParams, SamplerKind, Start, lattice_observables,
     sample_factor_graph, sample_lattice,
@@ -172,7 +172,7 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
-fn stderr_of(e: &Estimate) -> Option<f64> {
+fn stderr_of(e: &ValueWithStderr) -> Option<f64> {
     e.stderr.and_then(finite)
 }
 

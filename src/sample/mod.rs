@@ -40,7 +40,7 @@ use crate::error::{Error, Result, check_finite};
 use crate::model::{IsingLattice, Spin};
 use crate::progress::{Control, Observer, Step};
 use crate::rng;
-use stats::{Estimate, TauEstimate};
+use stats::{TauEstimate, ValueWithStderr};
 
 pub use general::{ModelParams, ModelRun, sample_factor_graph, sample_model};
 
@@ -484,17 +484,17 @@ pub fn sample_lattice(
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatticeObservables {
     /// `<E> / N`.
-    pub energy_per_spin: Estimate,
+    pub energy_per_spin: ValueWithStderr,
     /// `<|M|> / N`.
-    pub abs_magnetization_per_spin: Estimate,
+    pub abs_magnetization_per_spin: ValueWithStderr,
     /// `<M> / N`.
-    pub magnetization_per_spin: Estimate,
+    pub magnetization_per_spin: ValueWithStderr,
     /// Specific heat per spin.
-    pub specific_heat: Estimate,
+    pub specific_heat: ValueWithStderr,
     /// Susceptibility per spin.
-    pub susceptibility: Estimate,
+    pub susceptibility: ValueWithStderr,
     /// Binder cumulant (NaN when every recorded m is 0).
-    pub binder_cumulant: Estimate,
+    pub binder_cumulant: ValueWithStderr,
     /// tau_int of the energy, in sweeps.
     pub tau_int_energy: TauEstimate,
     /// tau_int of |m|, in sweeps.

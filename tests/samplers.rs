@@ -1060,6 +1060,16 @@ mod cli {
                     "{flag} applies to RBM models only"
                 )));
         }
+        // The lattice form does not take the model-only flags at all.
+        for flag in ["--chains", "--steps", "--output", "--marginals"] {
+            ebm()
+                .args(["sample", "ising", "--width", "4", "--height", "4", flag])
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains(format!(
+                    "unexpected argument '{flag}'"
+                )));
+        }
     }
 
     /// Finite but huge --field, --coupling, --beta printed NaN/null with exit 0: refused up

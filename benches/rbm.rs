@@ -12,7 +12,7 @@ use ebm::learn::cd::{CdParams, LrSchedule};
 use ebm::learn::train_rbm;
 use ebm::model::Rbm;
 use ebm::progress::Silent;
-use ebm::rng::{EbmRng, stream};
+use ebm::rng::{EbmRng, Purpose, stream_for};
 use ebm::sample::rbm::{GibbsChains, RbmF32, bernoulli_rows, sigmoid_rows};
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -62,7 +62,9 @@ fn main() {
     );
     let p = buf.clone();
     let mut out = vec![0.0f32; n];
-    let mut rngs: Vec<EbmRng> = (0..100).map(|r| stream(1, r)).collect();
+    let mut rngs: Vec<EbmRng> = (0..100)
+        .map(|r| stream_for(1, Purpose::RbmChains, r))
+        .collect();
     let bern = time(51, || {
         bernoulli_rows(&p, black_box(&mut out), 500, &mut rngs)
     });

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::{Spin, first_non_spin};
-use crate::rng::{stream, uniform_f64};
+use crate::rng::{Purpose, stream_for, uniform_f64};
 
 /// A binary image: pixels in {-1, +1}, row-major (`row * width + col`); +1 is white.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl BinaryImage {
 
     /// A copy in which every pixel is flipped independently with probability `flip`.
     ///
-    /// Row r draws from its own stream `rng::stream(seed, r)`, so the result depends only on the
+    /// Row r draws from its own stream `rng::stream_for(seed, Purpose::Noise, r)`, so the result depends only on the
     /// seed.
     pub fn with_flip_noise(&self, flip: f64, seed: u64) -> Result<BinaryImage> {
         if !(0.0..=1.0).contains(&flip) {
@@ -90,7 +90,7 @@ impl BinaryImage {
         }
         let mut out = self.clone();
         for (r, row) in out.pixels.chunks_exact_mut(self.width).enumerate() {
-            let mut rng = stream(seed, r as u64);
+            let mut rng = stream_for(seed, Purpose::Noise, r as u64);
             for p in row {
                 if uniform_f64(&mut rng) < flip {
                     *p = -*p;

@@ -5,8 +5,10 @@
 //! versions of `rand`: the same `--seed` gives the same output with every build.
 //!
 //! Parallel work never shares a generator. Each fixed chunk of work (a lattice row, a block of
-//! chains, a prefix of an enumeration) gets its own stream from [`stream`], keyed by the seed and
-//! the chunk's index, so results do not depend on the number of threads.
+//! chains, a prefix of an enumeration) gets its own stream from [`stream_for`], keyed by the
+//! seed, the [`Purpose`] of the stream and the chunk's index, so results do not depend on the
+//! number of threads, and two tasks run with the same seed (say `ebm noise` and
+//! `ebm denoise --method gibbs`, both one stream per image row) never draw the same numbers.
 
 use rand::SeedableRng;
 pub use rand_xoshiro::Xoshiro256PlusPlus;
@@ -27,17 +29,78 @@ pub fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The generator for a whole run, from the user's seed.
+/// What a random stream is used for: the second part of every stream's key (seed, purpose,
+/// index). Each task of the library draws from its own purpose, so equal seeds in two commands
+/// give unrelated numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// The random ("hot") initial configuration of a chain; index 0.
+    InitialState,
+    /// A sequential Markov chain with one generator for the whole run (single-site sweeps of
+    /// any model, the cluster samplers); index 0.
+    Chain,
+    /// The checkerboard lattice sampler; index: the lattice row.
+    LatticeRow,
+    /// Flip noise added to an image (`ebm noise`); index: the image row.
+    Noise,
+    /// Gibbs sampling of the denoising posterior (`denoise --method gibbs`); index: the row.
+    DenoiseGibbs,
+    /// Simulated annealing of the denoising energy (`denoise --method anneal`); index: the row.
+    DenoiseAnneal,
+    /// Block-Gibbs chains of an RBM (`ebm sample --model rbm`); index: the chain.
+    RbmChains,
+    /// Annealed importance sampling of an RBM's ln Z; index: the AIS run.
+    Ais,
+    /// RBM training (initial weights, persistent chains, shuffles, batches, monitoring); index:
+    /// the key the trainer derives for each of these.
+    Training,
+    /// Simulated annealing of any model with flip deltas (`infer::map::anneal_model`), one
+    /// sequential generator; index 0.
+    ModelAnneal,
+}
+
+impl Purpose {
+    /// A fixed, distinct 64-bit tag per purpose (never reorder: seeds would change meaning).
+    const fn tag(self) -> u64 {
+        match self {
+            Purpose::InitialState => 1,
+            Purpose::Chain => 2,
+            Purpose::LatticeRow => 3,
+            Purpose::Noise => 4,
+            Purpose::DenoiseGibbs => 5,
+            Purpose::DenoiseAnneal => 6,
+            Purpose::RbmChains => 7,
+            Purpose::Ais => 8,
+            Purpose::Training => 9,
+            Purpose::ModelAnneal => 10,
+        }
+    }
+}
+
+/// A generator from the user's seed alone, for test data, examples and benchmarks. The
+/// library's own randomness comes from [`stream_for`].
 pub fn from_seed(seed: u64) -> EbmRng {
     stream(seed, u64::MAX)
 }
 
-/// An independent stream for chunk `index` of the work seeded by `seed`.
+/// The stream for chunk `index` of the work of `purpose` in a run seeded by `seed`.
+///
+/// The purpose and the seed are first mixed into one 64-bit key by SplitMix64 (a bijection of
+/// `seed ^ tag * 0x9E37_79B9_7F4A_7C15`, so distinct purposes give distinct keys for one seed),
+/// then the stream is built from (key, index) as in [`stream`].
+pub fn stream_for(seed: u64, purpose: Purpose, index: u64) -> EbmRng {
+    let mut state = seed ^ purpose.tag().wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let key = splitmix64(&mut state);
+    stream(key, index)
+}
+
+/// An independent stream for chunk `index` of a key `seed` (use [`stream_for`], which adds the
+/// purpose, for the library's streams).
 ///
 /// The 256-bit state is four SplitMix64 outputs of a state mixing `seed` and `index`; distinct
 /// `(seed, index)` pairs give unrelated streams (the construction the Xoshiro authors recommend
 /// for seeding).
-pub fn stream(seed: u64, index: u64) -> EbmRng {
+fn stream(seed: u64, index: u64) -> EbmRng {
     let mut state = seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03).rotate_left(17);
     let _ = splitmix64(&mut state);
     let mut bytes = [0u8; 32];
@@ -74,6 +137,48 @@ mod tests {
             .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    fn first_words(mut rng: EbmRng) -> [u64; 4] {
+        [
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+        ]
+    }
+
+    /// Every pair of purposes gives different streams for the same seed and index, and the
+    /// same purpose gives the same stream (no stream of the library is another's).
+    #[test]
+    fn streams_of_different_purposes_differ() {
+        use Purpose::*;
+        let all = [
+            InitialState,
+            Chain,
+            LatticeRow,
+            Noise,
+            DenoiseGibbs,
+            DenoiseAnneal,
+            RbmChains,
+            Ais,
+            Training,
+            ModelAnneal,
+        ];
+        for seed in [0, 42, u64::MAX] {
+            for index in [0, 1, 7] {
+                let words: Vec<[u64; 4]> = all
+                    .iter()
+                    .map(|&p| first_words(stream_for(seed, p, index)))
+                    .collect();
+                for a in 0..all.len() {
+                    assert_eq!(words[a], first_words(stream_for(seed, all[a], index)));
+                    for b in a + 1..all.len() {
+                        assert_ne!(words[a], words[b], "{:?} {:?}", all[a], all[b]);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

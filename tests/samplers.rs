@@ -1027,6 +1027,159 @@ mod cli {
             .stderr(predicate::str::contains("ebm sample ising"));
     }
 
+    /// Chain flags that do not apply to an RBM are refused by name (exit 2), not ignored;
+    /// RBM-only flags are refused for UAI models.
+    #[test]
+    fn flags_that_do_not_apply_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let rbm = dir.path().join("m.safetensors");
+        let file = ebm::io::safetensors::RbmFile::new(ebm::model::Rbm::zeros(4, 2).unwrap());
+        ebm::io::safetensors::write_rbm(&rbm, &file).unwrap();
+        for (flag, value) in [
+            ("--sweeps", "5"),
+            ("--burn-in", "3"),
+            ("--beta", "0.5"),
+            ("--start", "up"),
+            ("--sampler", "gibbs"),
+        ] {
+            ebm()
+                .args(["sample", "--steps", "2", flag, value, "--model"])
+                .arg(&rbm)
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains(format!(
+                    "{flag} does not apply to RBMs"
+                )));
+        }
+        ebm()
+            .args(["sample", "--steps", "2", "--chains", "3", "--model"])
+            .arg(&rbm)
+            .assert()
+            .success();
+        let uai = dir.path().join("small.uai");
+        std::fs::write(&uai, SMALL_UAI).unwrap();
+        for (flag, value) in [("--chains", "3"), ("--steps", "2"), ("--output", "o.txt")] {
+            ebm()
+                .args(["sample", flag, value, "--model"])
+                .arg(&uai)
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains(format!(
+                    "{flag} applies to RBM models only"
+                )));
+        }
+        // The lattice form does not take the model-only flags at all.
+        for flag in ["--chains", "--steps", "--output", "--marginals"] {
+            ebm()
+                .args(["sample", "ising", "--width", "4", "--height", "4", flag])
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains(format!(
+                    "unexpected argument '{flag}'"
+                )));
+        }
+    }
+
+    /// Finite but huge --field, --coupling, --beta printed NaN/null with exit 0: refused up
+    /// front naming the flag (exit 2). The largest accepted values give finite figures only.
+    #[test]
+    fn overflowing_parameters_are_refused_naming_the_flag() {
+        for (flag, value) in [
+            ("--field", "1e308"),
+            ("--field", "-1e51"),
+            ("--coupling", "1e308"),
+            ("--beta", "1e308"),
+        ] {
+            ebm()
+                .args([
+                    "sample", "ising", "--width", "4", "--height", "4", "--sweeps", "10",
+                ])
+                .args([flag, value])
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains(format!(
+                    "{flag} must be a finite number"
+                )));
+        }
+        ebm()
+            .args([
+                "sample", "--beta", "1e308", "--sweeps", "10", "--model", "x.uai",
+            ])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--beta"));
+        for sampler in ["metropolis", "gibbs", "wolff", "swendsen-wang"] {
+            let out = ebm()
+                .args(["--json", "sample", "ising", "--width", "5", "--height", "4"])
+                .args(["--sweeps", "100", "--field", "-1e50", "--coupling", "1e50"])
+                .args(["--beta", "1e50", "--sampler", sampler])
+                .assert()
+                .success()
+                .get_output()
+                .stdout
+                .clone();
+            let v = json_of(&out);
+            for key in ["energy_per_spin", "specific_heat", "susceptibility"] {
+                assert!(
+                    v[key].as_f64().is_some_and(f64::is_finite),
+                    "{sampler} {key}: {v}"
+                );
+            }
+        }
+    }
+
+    /// Lattices and RBM chain counts that cannot be held in memory aborted in the allocator:
+    /// now exit 1 with "job too large" before anything is allocated.
+    #[test]
+    fn jobs_too_large_for_memory_exit_1() {
+        for sampler in ["metropolis", "wolff"] {
+            ebm()
+                .args([
+                    "sample", "ising", "--width", "1000000", "--height", "1000000",
+                ])
+                .args(["--sampler", sampler])
+                .assert()
+                .code(1)
+                .stderr(predicate::str::contains("job too large"));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let rbm = dir.path().join("m.safetensors");
+        let file = ebm::io::safetensors::RbmFile::new(ebm::model::Rbm::zeros(4, 2).unwrap());
+        ebm::io::safetensors::write_rbm(&rbm, &file).unwrap();
+        for chains in ["18446744073709551615", "10000000000"] {
+            ebm()
+                .args(["sample", "--chains", chains, "--model"])
+                .arg(&rbm)
+                .assert()
+                .code(1)
+                .stderr(predicate::str::contains("job too large"));
+        }
+    }
+
+    /// `--flip -0.1` is parsed as a number (it was taken for a flag) and refused by the range
+    /// check with a clear message, writing nothing.
+    #[test]
+    fn negative_flip_probability_is_parsed_and_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("noisy.png");
+        ebm()
+            .args([
+                "noise",
+                "--input",
+                "data/images/horse.png",
+                "--flip",
+                "-0.1",
+                "--output",
+            ])
+            .arg(&out)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "--flip must be a probability in [0, 1], got -0.1",
+            ));
+        assert!(!out.exists());
+    }
+
     /// x_0 = x_1 = x_2 by two equality tables and a unary (1, 2) on x_2: the command repairs
     /// zero-probability random starts for every seed, moves the tied block as one, and reports
     /// marginals of 2/3 (within MC_SIGMAS standard errors). It used to print 0 or 1 with an

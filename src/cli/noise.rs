@@ -19,7 +19,7 @@ pub struct NoiseArgs {
     #[arg(long)]
     pub input: PathBuf,
     /// Probability of flipping each pixel, in [0, 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub flip: f64,
     /// Output image, PNG or PBM by extension; written only when complete.
     #[arg(long)]

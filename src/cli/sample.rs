@@ -16,9 +16,9 @@ use ebm::image::BinaryImage;
 use ebm::io::LoadedModel;
 use ebm::io::images::{encode_binary_image, format_for_path};
 use ebm::model::EnergyModel;
-use ebm::sample::stats::{self, Estimate};
+use ebm::sample::stats::{self, ValueWithStderr};
 use ebm::sample::{
-    LatticeParams, LocalRule, ModelParams, SamplerKind, Start, lattice_observables,
+    LatticeParams, LocalRule, MAX_PARAMETER, ModelParams, SamplerKind, Start, lattice_observables,
     sample_factor_graph, sample_lattice,
 };
 
@@ -78,32 +78,54 @@ pub struct IsingArgs {
     pub chain: ChainArgs,
 }
 
-/// Settings of the chain, shared by the lattice and model forms.
+/// Settings of the chain, shared by the lattice and model forms. The numbers are options so
+/// that a flag given to a form it does not apply to (an RBM) is refused, not ignored; the
+/// defaults are filled in by [`ChainArgs::settings`].
 #[derive(Debug, Clone, Args)]
 pub struct ChainArgs {
-    /// Inverse temperature beta (p ∝ exp(-beta E)); the critical point of the square lattice
-    /// with J = 1, h = 0 is 0.4406868.
-    #[arg(long, default_value_t = 1.0)]
-    pub beta: f64,
+    /// Inverse temperature beta (p ∝ exp(-beta E)), at most 1e50; the critical point of the
+    /// square lattice with J = 1, h = 0 is 0.4406868 [default: 1].
+    #[arg(long)]
+    pub beta: Option<f64>,
     /// Sampler: gibbs, metropolis (any model) or wolff, swendsen-wang (lattices with J >= 0)
     /// [default: metropolis for lattices, gibbs for models].
     #[arg(long, value_enum)]
     pub sampler: Option<SamplerArg>,
-    /// Sweeps recorded (for wolff: cluster updates).
-    #[arg(long, default_value_t = LatticeParams::DEFAULT_SWEEPS)]
-    pub sweeps: u64,
-    /// Sweeps discarded before recording.
-    #[arg(long, default_value_t = LatticeParams::DEFAULT_BURN_IN)]
-    pub burn_in: u64,
-    /// Initial configuration: random (hot) or up (all +1, cold).
-    #[arg(long, value_enum, default_value_t = StartArg::Random)]
-    pub start: StartArg,
+    /// Sweeps recorded (for wolff: cluster updates) [default: 1000].
+    #[arg(long)]
+    pub sweeps: Option<u64>,
+    /// Sweeps discarded before recording [default: 100].
+    #[arg(long)]
+    pub burn_in: Option<u64>,
+    /// Initial configuration: random (hot) or up (all +1, cold) [default: random].
+    #[arg(long, value_enum)]
+    pub start: Option<StartArg>,
     /// Write the final configuration as an image (PNG or PBM by extension; +1 is white).
     #[arg(long)]
     pub image: Option<PathBuf>,
     /// Write the energy and magnetisation per spin after every sweep as CSV.
     #[arg(long)]
     pub trace: Option<PathBuf>,
+}
+
+/// [`ChainArgs`] with the defaults filled in.
+#[derive(Debug, Clone, Copy)]
+struct ChainSettings {
+    beta: f64,
+    sweeps: u64,
+    burn_in: u64,
+    start: Start,
+}
+
+impl ChainArgs {
+    fn settings(&self) -> ChainSettings {
+        ChainSettings {
+            beta: self.beta.unwrap_or(1.0),
+            sweeps: self.sweeps.unwrap_or(LatticeParams::DEFAULT_SWEEPS),
+            burn_in: self.burn_in.unwrap_or(LatticeParams::DEFAULT_BURN_IN),
+            start: self.start.unwrap_or(StartArg::Random).start(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -153,19 +175,28 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
-fn stderr_of(e: &Estimate) -> Option<f64> {
+fn stderr_of(e: &ValueWithStderr) -> Option<f64> {
     e.stderr.and_then(finite)
 }
 
-fn check_chain_args(chain: &ChainArgs) -> anyhow::Result<()> {
-    if !(chain.beta.is_finite() && chain.beta >= 0.0) {
+/// Refuses a --flag whose magnitude exceeds [`MAX_PARAMETER`] or is not finite.
+fn check_magnitude(flag: &str, value: f64) -> anyhow::Result<()> {
+    if !(value.is_finite() && value.abs() <= MAX_PARAMETER) {
         return Err(UsageError(format!(
-            "--beta must be a finite number >= 0, got {}",
-            chain.beta
+            "{flag} must be a finite number of magnitude at most {MAX_PARAMETER:e}, got {value:e} \
+             (larger values overflow the energies and their fluctuations)"
         ))
         .into());
     }
-    if chain.sweeps == 0 {
+    Ok(())
+}
+
+fn check_chain_args(chain: &ChainArgs, settings: &ChainSettings) -> anyhow::Result<()> {
+    check_magnitude("--beta", settings.beta)?;
+    if settings.beta < 0.0 {
+        return Err(UsageError(format!("--beta must be >= 0, got {}", settings.beta)).into());
+    }
+    if settings.sweeps == 0 {
         return Err(UsageError("--sweeps must be at least 1".into()).into());
     }
     if let Some(path) = &chain.image {
@@ -241,7 +272,10 @@ const ERROR_METHOD: &str = "means: sqrt(2 tau_int var / n) with tau_int from Sok
 
 fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let chain = &args.chain;
-    check_chain_args(chain)?;
+    let settings = chain.settings();
+    check_chain_args(chain, &settings)?;
+    check_magnitude("--coupling", args.lattice.coupling)?;
+    check_magnitude("--field", args.lattice.field)?;
     let mut outputs = Outputs::new();
     outputs.declare(
         "--image",
@@ -254,12 +288,12 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let shape = &args.lattice;
     let lattice = shape.lattice()?;
     let params = LatticeParams {
-        beta: chain.beta,
+        beta: settings.beta,
         sampler: sampler.kind(),
-        sweeps: chain.sweeps,
-        burn_in: chain.burn_in,
+        sweeps: settings.sweeps,
+        burn_in: settings.burn_in,
         seed: global.seed,
-        start: chain.start.start(),
+        start: settings.start,
         // The trace lists the burn-in sweeps too; otherwise only recorded sweeps are stored.
         record_burn_in: chain.trace.is_some(),
     };
@@ -273,7 +307,7 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let run = sample_lattice(&lattice, &params, &mut bar)?;
     let seconds = started.elapsed().as_secs_f64();
     bar.finish();
-    let obs = lattice_observables(&run, chain.beta);
+    let obs = lattice_observables(&run, settings.beta);
 
     if let Some(path) = &chain.image {
         let image = BinaryImage::new(shape.width, shape.height, run.state.clone())?;
@@ -303,11 +337,11 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         boundary: shape.boundary.name(),
         coupling: shape.coupling,
         field: shape.field,
-        beta: chain.beta,
+        beta: settings.beta,
         sampler: sampler.name(),
         checkerboard: run.checkerboard,
-        sweeps: chain.sweeps,
-        burn_in: chain.burn_in,
+        sweeps: settings.sweeps,
+        burn_in: settings.burn_in,
         seed: global.seed,
         threads: rayon::current_num_threads(),
         energy_per_spin: finite(obs.energy_per_spin.value),
@@ -357,10 +391,10 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             report.boundary,
             shape.coupling,
             shape.field,
-            chain.beta,
-            chain.sweeps,
+            settings.beta,
+            settings.sweeps,
             sampler.name(),
-            chain.burn_in,
+            settings.burn_in,
             global.seed,
             if run.checkerboard {
                 ", checkerboard"
@@ -498,6 +532,10 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
                 ("--evidence", args.evidence.is_some()),
                 ("--trace", args.chain.trace.is_some()),
                 ("--sampler", args.chain.sampler.is_some()),
+                ("--sweeps", args.chain.sweeps.is_some()),
+                ("--burn-in", args.chain.burn_in.is_some()),
+                ("--beta", args.chain.beta.is_some()),
+                ("--start", args.chain.start.is_some()),
             ] {
                 if set {
                     return Err(UsageError(format!(
@@ -519,7 +557,8 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         }
     };
     let chain = &args.chain;
-    check_chain_args(chain)?;
+    let settings = chain.settings();
+    check_chain_args(chain, &settings)?;
     let sampler = chain.sampler.unwrap_or(SamplerArg::Gibbs);
     let rule = match sampler {
         SamplerArg::Gibbs => LocalRule::Gibbs,
@@ -556,12 +595,12 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         .with_context(|| format!("evidence for {}", path.display()))?;
     let graph = conditioned.graph.clone();
     let params = ModelParams {
-        beta: chain.beta,
+        beta: settings.beta,
         rule,
-        sweeps: chain.sweeps,
-        burn_in: chain.burn_in,
+        sweeps: settings.sweeps,
+        burn_in: settings.burn_in,
         seed: global.seed,
-        start: chain.start.start(),
+        start: settings.start,
     };
     let mut bar = BarObserver::new(
         progress_enabled(global),
@@ -581,7 +620,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         outputs.stage("--trace", |w| {
             writeln!(w, "sweep,energy")?;
             for (t, e) in run.energies.iter().enumerate() {
-                writeln!(w, "{},{e}", chain.burn_in + t as u64 + 1)?;
+                writeln!(w, "{},{e}", settings.burn_in + t as u64 + 1)?;
             }
             Ok(())
         })?;
@@ -590,10 +629,10 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         model: path.display().to_string(),
         variables: conditioned.evidence.num_vars(),
         factors: graph.factors().len(),
-        beta: chain.beta,
+        beta: settings.beta,
         sampler: sampler.name(),
-        sweeps: chain.sweeps,
-        burn_in: chain.burn_in,
+        sweeps: settings.sweeps,
+        burn_in: settings.burn_in,
         seed: global.seed,
         energy: finite(energy.value),
         energy_stderr: stderr_of(&energy),
@@ -607,7 +646,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
                 .collect()
         }),
         frozen_variables: run.frozen.clone(),
-        warning: frozen_warning(&run.frozen, chain.sweeps),
+        warning: frozen_warning(&run.frozen, settings.sweeps),
         tied_blocks: run.tied_blocks,
         acceptance_rate: run.flips as f64 / run.updates.max(1) as f64,
         spin_updates: run.updates,
@@ -627,10 +666,10 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
              mean energy {}, tau_int(E) = {:.2} sweeps, acceptance {:.4}{}",
             report.model,
             report.variables,
-            chain.sweeps,
+            settings.sweeps,
             sampler.name(),
-            chain.burn_in,
-            chain.beta,
+            settings.burn_in,
+            settings.beta,
             global.seed,
             match (report.energy, report.energy_stderr) {
                 (Some(v), Some(e)) => format!("{v:.6} ± {e:.6}"),
@@ -701,7 +740,7 @@ mod tests {
         assert_eq!(ising.lattice.width, 8);
         assert_eq!(ising.lattice.field, -0.5);
         assert_eq!(ising.chain.sampler, Some(SamplerArg::SwendsenWang));
-        assert_eq!(ising.chain.sweeps, LatticeParams::DEFAULT_SWEEPS);
+        assert_eq!(ising.chain.settings().sweeps, LatticeParams::DEFAULT_SWEEPS);
         assert_eq!(ising.lattice.boundary, BoundaryArg::Periodic);
     }
 

@@ -2,6 +2,8 @@
 //! the final visible states written as a dataset and/or a grid of tiles.
 
 use std::path::Path;
+
+use anyhow::Context;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -51,6 +53,8 @@ pub fn run(
     let mut outputs = Outputs::new();
     outputs.declare("--image", image, PNG, "the grid of samples (a grey PNG)")?;
     outputs.declare("--output", output, DATASET, "the samples (a dataset)")?;
+    ebm::sample::check_rbm_job(rbm.n_visible(), rbm.n_hidden(), chains)
+        .with_context(|| format!("--chains {chains}"))?;
     let side = square_side(rbm.n_visible());
     if image.is_some() && side.is_none() {
         return Err(super::UsageError(format!(

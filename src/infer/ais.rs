@@ -27,7 +27,7 @@ use crate::linalg::{View, matmul};
 use crate::logspace::softplus;
 use crate::model::Rbm;
 use crate::progress::{Observer, report_or_interrupt};
-use crate::rng::{EbmRng, stream};
+use crate::rng::{EbmRng, Purpose, stream_for};
 use crate::sample::rbm::{RbmF32, bernoulli_rows, sigmoid_rows, visible_probs};
 
 /// Number of intermediate distributions in Salakhutdinov & Murray's schedule.
@@ -157,7 +157,9 @@ pub fn ais_log_partition(
     let c64 = rbm.hidden_bias();
     let betas = schedule(params.betas);
 
-    let mut rngs: Vec<EbmRng> = (0..runs as u64).map(|r| stream(params.seed, r)).collect();
+    let mut rngs: Vec<EbmRng> = (0..runs as u64)
+        .map(|r| stream_for(params.seed, Purpose::Ais, r))
+        .collect();
     // v_1 ~ p_0: independent units with P(v_i = 1) = sigmoid(b_A,i).
     let base32: Vec<f32> = base_bias.iter().map(|&b| b as f32).collect();
     let mut pv = vec![0.0f32; runs * nv];

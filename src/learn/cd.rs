@@ -34,7 +34,7 @@ use crate::linalg::{View, matmul};
 use crate::logspace::softplus;
 use crate::model::Rbm;
 use crate::progress::{Control, Silent};
-use crate::rng::{EbmRng, splitmix64, stream};
+use crate::rng::{EbmRng, Purpose, splitmix64, stream_for};
 use crate::sample::rbm::{RbmF32, bernoulli_rows, hidden_probs, sigmoid_rows, visible_probs};
 
 /// Default number of hidden units.
@@ -314,7 +314,11 @@ impl TrainState {
         let (nv, nh) = (train.cols(), params.hidden);
         params.check_sizes(nv, train.rows())?;
         let data_means = train.column_means();
-        let mut rng = stream(params.seed, derive(params.seed, &[TAG_INIT]));
+        let mut rng = stream_for(
+            params.seed,
+            Purpose::Training,
+            derive(params.seed, &[TAG_INIT]),
+        );
         let normal = Normal::new(0.0, params.init_std)
             .map_err(|e| Error::param("init-std", e.to_string()))?;
         let weights: Vec<f32> = (0..nv * nh)
@@ -337,7 +341,7 @@ impl TrainState {
         let chains = if params.persistent {
             let n = params.chains;
             let mut rngs: Vec<EbmRng> = (0..n as u64)
-                .map(|r| stream(derive(params.seed, &[TAG_CHAINS]), r))
+                .map(|r| stream_for(derive(params.seed, &[TAG_CHAINS]), Purpose::Training, r))
                 .collect();
             let mut p = vec![0.0f32; n * nv];
             sigmoid_rows(&mut p, 0.0, &model.visible_bias);
@@ -697,7 +701,9 @@ impl<'a> Trainer<'a> {
             grad_w: vec![0.0; nv * nh],
             grad_b: vec![0.0; nv],
             grad_c: vec![0.0; nh],
-            rngs: (0..neg.max(b) as u64).map(|r| stream(0, r)).collect(),
+            rngs: (0..neg.max(b) as u64)
+                .map(|r| stream_for(0, Purpose::Training, r))
+                .collect(),
             monitor,
             monitor_act: vec![0.0; m * nh],
             monitor_pv: vec![0.0; m * nv],
@@ -712,7 +718,7 @@ impl<'a> Trainer<'a> {
         for (i, o) in self.order.iter_mut().enumerate() {
             *o = i;
         }
-        let mut rng = stream(derive(seed, &[TAG_SHUFFLE, epoch]), 0);
+        let mut rng = stream_for(derive(seed, &[TAG_SHUFFLE, epoch]), Purpose::Training, 0);
         for i in (1..self.order.len()).rev() {
             let j = rng.random_range(0..=i);
             self.order.swap(i, j);
@@ -729,7 +735,7 @@ impl<'a> Trainer<'a> {
             }
             let batch_seed = derive(seed, &[TAG_BATCH, epoch, bi as u64]);
             for (r, g) in self.rngs.iter_mut().enumerate() {
-                *g = stream(batch_seed, r as u64);
+                *g = stream_for(batch_seed, Purpose::Training, r as u64);
             }
             self.step(state, rows, lr as f32);
         }
@@ -875,7 +881,7 @@ impl<'a> Trainer<'a> {
             .enumerate()
             .with_min_len(32)
             .map(|(r, (v, act))| {
-                let i = stream(pll_seed, r as u64).random_range(0..nv);
+                let i = stream_for(pll_seed, Purpose::Training, r as u64).random_range(0..nv);
                 let sign = 1.0 - 2.0 * v[i] as f64;
                 let mut f = 0.0;
                 let mut f_flip = 0.0;

@@ -123,7 +123,7 @@ impl Wolff {
             generation: 0,
             stack: Vec::new(),
             cluster: Vec::new(),
-            rng: rng::from_seed(seed),
+            rng: rng::stream_for(seed, rng::Purpose::Chain, 0),
         })
     }
 
@@ -225,7 +225,7 @@ impl SwendsenWang {
             parent: vec![0; n],
             field_sum: vec![0.0; n],
             flip: vec![false; n],
-            rng: rng::from_seed(seed),
+            rng: rng::stream_for(seed, rng::Purpose::Chain, 0),
         })
     }
 

@@ -300,7 +300,7 @@ impl SequentialLattice {
             rule,
             beta,
             s: state,
-            rng: rng::from_seed(seed),
+            rng: rng::stream_for(seed, rng::Purpose::Chain, 0),
         }
     }
 }
@@ -531,7 +531,7 @@ where
     F: FnMut(&mut [Spin], &mut EbmRng) -> u64,
 {
     let n = model.num_vars();
-    let mut rng = rng::from_seed(params.seed);
+    let mut rng = rng::stream_for(params.seed, rng::Purpose::Chain, 0);
     let total = params.burn_in + params.sweeps;
     let report_every = (total / 200).max(1);
     let batches = MARGINAL_BATCHES as u64;

@@ -27,7 +27,7 @@
 //!
 //! # Randomness
 //! Every row owns a generator of 8 interleaved Xoshiro128++ streams (Blackman & Vigna 2021)
-//! seeded from [`crate::rng::stream`]`(seed, row)` and kept across sweeps, so the output does not
+//! seeded from [`crate::rng::stream_for`]`(seed, Purpose::LatticeRow, row)` and kept across sweeps, so the output does not
 //! depend on how rayon spreads rows over threads. Each block of 8 sites takes one step of the 8
 //! streams (lane l for site l of the block; a partial block at a row's end uses the first lanes).
 
@@ -55,7 +55,7 @@ struct RowRng {
 
 impl RowRng {
     fn new(seed: u64, index: u64) -> Self {
-        let mut base = crate::rng::stream(seed, index);
+        let mut base = crate::rng::stream_for(seed, crate::rng::Purpose::LatticeRow, index);
         let mut s = [[0u32; LANES]; 4];
         for lane in 0..LANES {
             let a = base.next_u64();

@@ -40,7 +40,7 @@ use crate::error::{Error, Result, check_finite};
 use crate::model::{IsingLattice, Spin};
 use crate::progress::{Control, Observer, Step};
 use crate::rng;
-use stats::{Estimate, TauEstimate};
+use stats::{TauEstimate, ValueWithStderr};
 
 pub use general::{ModelParams, ModelRun, sample_factor_graph, sample_model};
 
@@ -91,7 +91,7 @@ pub fn initial_state(n: usize, start: Start, seed: u64) -> Vec<Spin> {
     match start {
         Start::Up => vec![1; n],
         Start::Random => {
-            let mut rng = rng::stream(seed, u64::MAX - 1);
+            let mut rng = rng::stream_for(seed, rng::Purpose::InitialState, 0);
             let mut s = Vec::with_capacity(n);
             while s.len() < n {
                 let bits = rng.next_u64();
@@ -104,8 +104,95 @@ pub fn initial_state(n: usize, start: Start, seed: u64) -> Vec<Spin> {
     }
 }
 
+/// Largest magnitude accepted for beta, a lattice's coupling J and its fields h.
+///
+/// With |beta|, |J|, |h| <= 1e50 and at most 2^40 sites, the largest figure a run computes, the
+/// specific heat bound beta^2 N (2|J| + |h|)^2 <= 1e100 * 2^40 * 9e100 (about 1e214), stays far
+/// inside the f64 range, so no energy, mean or fluctuation overflows to infinity or NaN. Larger
+/// values are refused up front.
+pub const MAX_PARAMETER: f64 = 1e50;
+
+/// The most memory a sampler may plan to allocate for its state: 64 GiB. A job above it is
+/// refused before allocating, with [`Error::TooLarge`] ("job too large"), instead of aborting
+/// in the allocator.
+pub const MAX_SAMPLER_BYTES: u64 = 1 << 36;
+
+/// Refuses a value that is not finite or larger in magnitude than [`MAX_PARAMETER`].
+fn check_magnitude(name: &str, value: f64) -> Result<()> {
+    check_finite(name, value)?;
+    if value.abs() > MAX_PARAMETER {
+        return Err(Error::param(
+            name,
+            format!(
+                "magnitude must be at most {MAX_PARAMETER:e}, got {value:e} (larger values overflow \
+                 the energies and their fluctuations)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// [`Error::TooLarge`] for a job of `bytes` (None: beyond 64-bit arithmetic).
+fn job_too_large(what: &str, bytes: Option<u64>) -> Error {
+    let need = bytes.map_or("more than 2^64 bytes".to_string(), |b| {
+        format!("about {:.1} GiB", b as f64 / (1u64 << 30) as f64)
+    });
+    Error::TooLarge {
+        method: "sampling".into(),
+        detail: format!(
+            "job too large: {what} needs {need}, more than the limit of {} GiB",
+            MAX_SAMPLER_BYTES >> 30
+        ),
+    }
+}
+
+/// Checks that a lattice chain's parameters stay within [`MAX_PARAMETER`] and its state within
+/// [`MAX_SAMPLER_BYTES`] (estimated at 4 bytes per site for the local samplers, 64 for the
+/// cluster samplers with their bond lists and work arrays), before anything is allocated.
+fn check_lattice_job(model: &IsingLattice, sampler: SamplerKind, beta: f64) -> Result<()> {
+    check_magnitude("beta", beta)?;
+    check_magnitude("coupling", model.coupling())?;
+    check_magnitude("field", model.uniform_field())?;
+    if let Some(h) = model.site_field() {
+        let largest = h.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        check_magnitude("field", largest)?;
+    }
+    let per_site: u64 = match sampler {
+        SamplerKind::Gibbs | SamplerKind::Metropolis => 4,
+        SamplerKind::Wolff | SamplerKind::SwendsenWang => 64,
+    };
+    let bytes = (model.num_sites() as u64).checked_mul(per_site);
+    if bytes.is_none_or(|b| b > MAX_SAMPLER_BYTES) {
+        let what = format!(
+            "a {} x {} lattice ({} sites) with {sampler:?}",
+            model.width(),
+            model.height(),
+            model.num_sites()
+        );
+        return Err(job_too_large(&what, bytes));
+    }
+    Ok(())
+}
+
+/// Checks, before anything is allocated, that `chains` block-Gibbs chains of an RBM with
+/// `n_visible` x `n_hidden` units fit within [`MAX_SAMPLER_BYTES`]: per chain a generator (32
+/// bytes), three f32 visible buffers and the output byte per visible unit (13 n_visible), two
+/// f32 hidden buffers (8 n_hidden). Errors: [`Error::TooLarge`] ("job too large").
+pub fn check_rbm_job(n_visible: usize, n_hidden: usize, chains: usize) -> Result<()> {
+    let per_chain = (n_visible as u64)
+        .checked_mul(13)
+        .and_then(|v| (n_hidden as u64).checked_mul(8)?.checked_add(v))
+        .and_then(|b| b.checked_add(32));
+    let bytes = per_chain.and_then(|b| b.checked_mul(chains as u64));
+    if bytes.is_none_or(|b| b > MAX_SAMPLER_BYTES) {
+        let what = format!("{chains} chains of an RBM with {n_visible} x {n_hidden} units");
+        return Err(job_too_large(&what, bytes));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_chain(beta: f64, sweeps: u64, burn_in: u64) -> Result<()> {
-    check_finite("beta", beta)?;
+    check_magnitude("beta", beta)?;
     if beta < 0.0 {
         return Err(Error::param("beta", format!("must be >= 0, got {beta}")));
     }
@@ -235,6 +322,7 @@ impl LatticeChain {
         state: Vec<Spin>,
     ) -> Result<Self> {
         check_chain(beta, 1, 0)?;
+        check_lattice_job(model, sampler, beta)?;
         if state.len() != model.num_sites() {
             return Err(Error::SizeMismatch(format!(
                 "initial state has {} spins, the lattice {}",
@@ -330,14 +418,16 @@ impl LatticeRun {
 /// recorded sweep (and after the burn-in sweeps too with `record_burn_in`).
 ///
 /// The observer hears about progress about 200 times; `Break` stops with
-/// [`Error::Interrupted`]. Errors: beta negative or not finite, zero sweeps, a cluster sampler
-/// with J < 0, per-sweep series that cannot be allocated (16 bytes per stored sweep).
+/// [`Error::Interrupted`]. Errors: beta negative, not finite or above [`MAX_PARAMETER`] (J and
+/// h too), zero sweeps, a cluster sampler with J < 0, per-sweep series that cannot be allocated
+/// (16 bytes per stored sweep), a lattice state above [`MAX_SAMPLER_BYTES`] ([`Error::TooLarge`]).
 pub fn sample_lattice(
     model: &IsingLattice,
     params: &LatticeParams,
     obs: &mut dyn Observer,
 ) -> Result<LatticeRun> {
     check_chain(params.beta, params.sweeps, params.burn_in)?;
+    check_lattice_job(model, params.sampler, params.beta)?;
     let n = model.num_sites();
     let state = initial_state(n, params.start, params.seed);
     let mut chain = LatticeChain::new(model, params.sampler, params.beta, params.seed, state)?;
@@ -394,17 +484,17 @@ pub fn sample_lattice(
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatticeObservables {
     /// `<E> / N`.
-    pub energy_per_spin: Estimate,
+    pub energy_per_spin: ValueWithStderr,
     /// `<|M|> / N`.
-    pub abs_magnetization_per_spin: Estimate,
+    pub abs_magnetization_per_spin: ValueWithStderr,
     /// `<M> / N`.
-    pub magnetization_per_spin: Estimate,
+    pub magnetization_per_spin: ValueWithStderr,
     /// Specific heat per spin.
-    pub specific_heat: Estimate,
+    pub specific_heat: ValueWithStderr,
     /// Susceptibility per spin.
-    pub susceptibility: Estimate,
+    pub susceptibility: ValueWithStderr,
     /// Binder cumulant (NaN when every recorded m is 0).
-    pub binder_cumulant: Estimate,
+    pub binder_cumulant: ValueWithStderr,
     /// tau_int of the energy, in sweeps.
     pub tau_int_energy: TauEstimate,
     /// tau_int of |m|, in sweeps.

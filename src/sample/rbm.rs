@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::linalg::{View, matmul};
 use crate::model::Rbm;
 use crate::progress::{Observer, report_or_interrupt};
-use crate::rng::{EbmRng, stream};
+use crate::rng::{EbmRng, Purpose, stream_for};
 
 /// Matrices with fewer entries than this are processed on the calling thread (waking the pool
 /// costs more than the work).
@@ -199,7 +199,9 @@ impl GibbsChains {
     /// `chains` chains started from visible states drawn independently with
     /// P(v_i = 1) = sigmoid(b_i) (the visible biases alone), chain r using stream (seed, r).
     pub fn new(model: &RbmF32, chains: usize, seed: u64) -> Self {
-        let mut rngs: Vec<EbmRng> = (0..chains as u64).map(|r| stream(seed, r)).collect();
+        let mut rngs: Vec<EbmRng> = (0..chains as u64)
+            .map(|r| stream_for(seed, Purpose::RbmChains, r))
+            .collect();
         let mut p = vec![0.0; chains * model.n_visible];
         sigmoid_rows(&mut p, 0.0, &model.visible_bias);
         let mut visible = vec![0.0; p.len()];
@@ -309,7 +311,9 @@ mod tests {
         let probs = [0.0f32, 1.0, 0.25, 0.5, 0.9];
         let p: Vec<f32> = (0..rows).flat_map(|_| probs).collect();
         let mut out = vec![0.0; p.len()];
-        let mut rngs: Vec<EbmRng> = (0..rows as u64).map(|r| stream(3, r)).collect();
+        let mut rngs: Vec<EbmRng> = (0..rows as u64)
+            .map(|r| stream_for(3, Purpose::RbmChains, r))
+            .collect();
         bernoulli_rows(&p, &mut out, cols, &mut rngs);
         for (j, &pj) in probs.iter().enumerate() {
             let mean: f64 = (0..rows).map(|r| out[r * cols + j] as f64).sum::<f64>() / rows as f64;

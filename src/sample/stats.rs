@@ -46,9 +46,9 @@ pub struct TauEstimate {
     pub reliable: bool,
 }
 
-/// A mean with its standard error.
+/// A statistic (a mean, or a function of means from the jackknife) with its standard error.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Estimate {
+pub struct ValueWithStderr {
     /// The value.
     pub value: f64,
     /// Its standard error (0 for a constant series; `None` when it cannot be estimated).
@@ -116,7 +116,7 @@ pub fn integrated_autocorrelation_time(x: &[f64]) -> TauEstimate {
 }
 
 /// Mean of a correlated series with standard error sqrt(2 tau_int Var / n), and its tau_int.
-pub fn mean_with_error(x: &[f64]) -> (Estimate, TauEstimate) {
+pub fn mean_with_error(x: &[f64]) -> (ValueWithStderr, TauEstimate) {
     let tau = integrated_autocorrelation_time(x);
     let n = x.len();
     let m = mean(x);
@@ -126,7 +126,7 @@ pub fn mean_with_error(x: &[f64]) -> (Estimate, TauEstimate) {
         let var = x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (n - 1) as f64;
         Some((2.0 * tau.tau * var / n as f64).sqrt())
     };
-    (Estimate { value: m, stderr }, tau)
+    (ValueWithStderr { value: m, stderr }, tau)
 }
 
 /// Number of jackknife blocks for a series of length n whose slowest observable has
@@ -144,7 +144,7 @@ pub fn block_count(n: usize, tau: f64) -> usize {
 /// quantity. The value is `f` of the full means; the error is the jackknife standard error over
 /// `blocks` contiguous blocks (the remainder of n / blocks is left out of the error estimate
 /// only). `blocks < 2` gives no error.
-pub fn jackknife<F>(series: &[&[f64]], blocks: usize, f: F) -> Estimate
+pub fn jackknife<F>(series: &[&[f64]], blocks: usize, f: F) -> ValueWithStderr
 where
     F: Fn(&[f64]) -> f64,
 {
@@ -154,7 +154,7 @@ where
     let full: Vec<f64> = series.iter().map(|s| mean(s)).collect();
     let value = f(&full);
     if blocks < 2 || n < blocks {
-        return Estimate {
+        return ValueWithStderr {
             value,
             stderr: None,
         };
@@ -183,7 +183,7 @@ where
         .sum::<f64>()
         * (blocks - 1) as f64
         / blocks as f64;
-    Estimate {
+    ValueWithStderr {
         value,
         stderr: var.is_finite().then(|| var.sqrt()),
     }

@@ -4,7 +4,7 @@
 //! Sweep `k` of `n` (0-based) runs at `T_k = t_start * (t_end / t_start)^(k / (n - 1))` (a single
 //! sweep runs at `t_start`): each half-sweep sets every pixel of one colour to +1 with probability
 //! `sigmoid(2 f_i / T_k)`, `f_i = beta * sum_{j~i} s_j + eta * x_i - h`. Row `r` draws from its
-//! own stream `rng::stream(seed, r)`, so the result does not depend on the thread count. The
+//! own stream `rng::stream_for(seed, Purpose::DenoiseAnneal, r)`, so the result does not depend on the thread count. The
 //! final ICM quench ends at a local minimum under single flips.
 
 use super::GridEnergy;
@@ -14,7 +14,7 @@ use crate::error::{Error, Result, check_finite};
 use crate::logspace::sigmoid;
 use crate::model::{EnergyModel, Spin};
 use crate::progress::{Control, Observer, Step};
-use crate::rng::{EbmRng, stream, uniform_f64};
+use crate::rng::{EbmRng, Purpose, stream_for, uniform_f64};
 
 /// Settings of [`anneal`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,8 +77,10 @@ pub struct AnnealOutcome {
 }
 
 /// Independent generators, one per row.
-pub(crate) fn row_streams(seed: u64, rows: usize) -> Vec<EbmRng> {
-    (0..rows as u64).map(|r| stream(seed, r)).collect()
+pub(crate) fn row_streams(seed: u64, purpose: Purpose, rows: usize) -> Vec<EbmRng> {
+    (0..rows as u64)
+        .map(|r| stream_for(seed, purpose, r))
+        .collect()
 }
 
 /// Anneals from `init`; reports each sweep to `observer` (metric: the temperature). Returns
@@ -96,7 +98,7 @@ pub fn anneal(
         "initial labelling has the wrong length"
     );
     let mut state = Padded::new(energy.width(), energy.height(), init);
-    let mut rngs = row_streams(params.seed, energy.height());
+    let mut rngs = row_streams(params.seed, Purpose::DenoiseAnneal, energy.height());
     for k in 0..params.sweeps {
         let t = params.temperature(k);
         let table = HeatBathTable::new(energy, t);
@@ -127,7 +129,7 @@ pub fn anneal(
 /// in index order; site `i` flips with the heat-bath probability
 /// `1 / (1 + exp(d_i / T_k)) = sigmoid(-d_i / T_k)`, `d_i = flip_delta(s, i)` (so a flip to a
 /// zero-probability state, `d_i = +inf`, never happens; a NaN delta never flips). One generator,
-/// `rng::stream(seed, 0)`, drives the whole run, so the result depends on the seed only. The
+/// `rng::stream_for(seed, Purpose::ModelAnneal, 0)`, drives the whole run, so the result depends on the seed only. The
 /// grid fast path is [`anneal`] (parallel checkerboard, one stream per row: another sequence of
 /// draws, hence another but equally distributed result).
 pub fn anneal_model<M: EnergyModel + ?Sized>(
@@ -143,7 +145,7 @@ pub fn anneal_model<M: EnergyModel + ?Sized>(
         "initial labelling has the wrong length"
     );
     let mut labels = init.to_vec();
-    let mut rng = stream(params.seed, 0);
+    let mut rng = stream_for(params.seed, Purpose::ModelAnneal, 0);
     for k in 0..params.sweeps {
         let t = params.temperature(k);
         for i in 0..labels.len() {

@@ -6,7 +6,7 @@
 //! state after each of the next `sweeps` sweeps is recorded. The estimate sets each pixel to its
 //! majority value over the recorded states (the marginal posterior mode; a tie keeps the
 //! evidence `x_i`), and the marginals are the recorded fractions of +1. Row `r` draws from its own
-//! stream `rng::stream(seed, r)`, so the result does not depend on the thread count.
+//! stream `rng::stream_for(seed, Purpose::DenoiseGibbs, r)`, so the result does not depend on the thread count.
 
 use rayon::prelude::*;
 
@@ -73,7 +73,7 @@ pub fn gibbs_marginal_mode(
     );
     let (w, h) = (energy.width(), energy.height());
     let mut state = Padded::new(w, h, init);
-    let mut rngs = row_streams(params.seed, h);
+    let mut rngs = row_streams(params.seed, crate::rng::Purpose::DenoiseGibbs, h);
     let table = HeatBathTable::new(energy, 1.0);
     let mut counts = vec![0u32; w * h];
     let total = params.burn_in + params.sweeps;

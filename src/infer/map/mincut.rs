@@ -1150,7 +1150,7 @@ mod tests {
         // a cut of that capacity, in all three capacity representations, at the i8 limit (63
         // units) and just past it (64), on one strip and on several.
         use rand::RngExt;
-        let mut rng = crate::rng::stream(11, 0);
+        let mut rng = crate::rng::from_seed(11);
         let shapes = [(7, 9), (40, 31), (130, 90), (64, 300), (4096, 40)];
         for (k, &(w, h)) in shapes.iter().cycle().take(20).enumerate() {
             let n = w * h;

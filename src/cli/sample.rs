@@ -521,6 +521,10 @@ fn frozen_warning(frozen: &[usize], sweeps: u64) -> Option<String> {
 }
 
 fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    // Flag values are checked before the file is read (a bad value is the first thing to say).
+    let chain = &args.chain;
+    let settings = chain.settings();
+    check_chain_args(chain, &settings)?;
     // The file's content decides its kind, not its name.
     let graph = match ebm::io::open_model(path)
         .with_context(|| format!("reading model {}", path.display()))?
@@ -556,9 +560,6 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
             );
         }
     };
-    let chain = &args.chain;
-    let settings = chain.settings();
-    check_chain_args(chain, &settings)?;
     let sampler = chain.sampler.unwrap_or(SamplerArg::Gibbs);
     let rule = match sampler {
         SamplerArg::Gibbs => LocalRule::Gibbs,

@@ -55,7 +55,9 @@ fn info_targets() -> Vec<std::path::PathBuf> {
         }
     }
     assert!(
-        files.iter().any(|p| p.extension().is_some_and(|e| e == "uai")),
+        files
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "uai")),
         "no bundled UAI model found under data/"
     );
     files.sort();

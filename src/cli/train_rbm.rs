@@ -18,16 +18,18 @@ use ebm::io::datasets::read_dataset;
 use ebm::io::images::write_grey_png;
 use ebm::io::safetensors::{RbmFile, Tensor, read_rbm, write_rbm};
 use ebm::learn::cd::{
-    CdParams, DEFAULT_BATCH_SIZE, DEFAULT_CD_K, DEFAULT_CHAINS, DEFAULT_EPOCHS, DEFAULT_HIDDEN,
-    DEFAULT_INIT_STD, DEFAULT_LEARNING_RATE, DEFAULT_MOMENTUM, DEFAULT_MONITOR_ROWS,
-    DEFAULT_WEIGHT_DECAY, EpochStats, LrSchedule, TrainObserver, TrainState,
+    CdParams, DATA_MEANS, DEFAULT_BATCH_SIZE, DEFAULT_CD_K, DEFAULT_CHAINS, DEFAULT_EPOCHS,
+    DEFAULT_HIDDEN, DEFAULT_INIT_STD, DEFAULT_LEARNING_RATE, DEFAULT_MOMENTUM,
+    DEFAULT_MONITOR_ROWS, DEFAULT_WEIGHT_DECAY, EpochStats, LrSchedule, PERSISTENT_CHAINS,
+    TrainObserver, TrainState, VELOCITY_HIDDEN, VELOCITY_VISIBLE, VELOCITY_WEIGHTS,
 };
 use ebm::learn::train_rbm;
 use ebm::progress::{Control, Observer, Step};
 
 /// Ctrl-C (SIGINT) handling: the first Ctrl-C sets a flag that the training observer checks after
-/// every epoch; training then stops, the checkpoint is written and the command exits with status
-/// 1. A second Ctrl-C (or one during the final evaluation) ends the process at once.
+/// every epoch and during likelihood evaluations; training then stops, the checkpoint is written
+/// (the final model is written before the final evaluation) and the command exits with status 1
+/// after printing its report (`"interrupted": true`). A second Ctrl-C ends the process at once.
 #[cfg(unix)]
 mod interrupt {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -232,6 +234,19 @@ struct CliObserver<'a> {
     total: u64,
     stop_after: Option<usize>,
     stopped: bool,
+    /// The epoch whose state was last written to `output`.
+    written: Option<usize>,
+}
+
+impl CliObserver<'_> {
+    /// Writes the state to `output` unless that epoch's state is already there.
+    fn save(&mut self, state: &TrainState) -> anyhow::Result<()> {
+        if self.written != Some(state.epoch) {
+            write_state(self.output, state, self.metadata)?;
+            self.written = Some(state.epoch);
+        }
+        Ok(())
+    }
 }
 
 const CSV_HEADER: &str = "epoch,learning_rate,reconstruction_error,pseudo_log_likelihood,train_log_likelihood,test_log_likelihood,log_z,log_z_method,seconds\n";
@@ -266,14 +281,10 @@ impl TrainObserver for CliObserver<'_> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             if self.checkpoint_every > 0 && s.epoch % self.checkpoint_every == 0 {
-                write_state(self.output, state, self.metadata)?;
+                self.save(state)?;
             }
             Ok(())
         })();
-        if s.epoch + 1 >= self.total as usize {
-            // The final epoch's evaluation may be long: from here Ctrl-C ends the process.
-            interrupt::uninstall();
-        }
         match result {
             Ok(()) if interrupt::requested() => Control::Break,
             Ok(()) if self.stop_after == Some(s.epoch) => {
@@ -285,6 +296,27 @@ impl TrainObserver for CliObserver<'_> {
                 self.error = Some(e);
                 Control::Break
             }
+        }
+    }
+
+    fn on_final_state(&mut self, state: &TrainState) -> Control {
+        // The model is final: write it before the final evaluation, which may be long and may
+        // be stopped by Ctrl-C.
+        match self.save(state) {
+            Ok(()) if interrupt::requested() => Control::Break,
+            Ok(()) => Control::Continue,
+            Err(e) => {
+                self.error = Some(e);
+                Control::Break
+            }
+        }
+    }
+
+    fn on_evaluation_step(&mut self, _step: &Step) -> Control {
+        if interrupt::requested() {
+            Control::Break
+        } else {
+            Control::Continue
         }
     }
 }
@@ -320,6 +352,12 @@ fn check_output(flag: &str, path: &Path, ext: &str, what: &str) -> anyhow::Resul
             path.display()
         )));
     }
+    if path.is_dir() {
+        return Err(usage(format!(
+            "{flag} {}: is a folder; {what} needs a file name (.{ext})",
+            path.display()
+        )));
+    }
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
         && !dir.is_dir()
@@ -336,7 +374,17 @@ fn check_output(flag: &str, path: &Path, ext: &str, what: &str) -> anyhow::Resul
 /// Metadata key of the training settings (a JSON object) in a model file.
 pub const TRAINING_KEY: &str = "training";
 
-/// The settings a checkpoint was trained with (absent in files written by other tools).
+/// The error for a `--resume` file that lacks `what`.
+fn incomplete(path: &Path, what: &str) -> anyhow::Error {
+    usage(format!(
+        "--resume {}: the file lacks {what}, so training cannot continue from it (a checkpoint \
+         written by ebm train-rbm holds its settings, the epoch count, the momentum velocities, \
+         the data means and, for persistent CD, the chains)",
+        path.display()
+    ))
+}
+
+/// The settings a checkpoint was trained with.
 #[derive(Debug, Default)]
 struct Stored {
     epochs: Option<usize>,
@@ -354,7 +402,10 @@ struct Stored {
 impl Stored {
     fn parse(path: &Path, metadata: &BTreeMap<String, String>) -> anyhow::Result<Stored> {
         let Some(text) = metadata.get(TRAINING_KEY) else {
-            return Ok(Stored::default());
+            return Err(incomplete(
+                path,
+                &format!("the `{TRAINING_KEY}` metadata (its settings)"),
+            ));
         };
         let v: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| anyhow::anyhow!("{}: bad {TRAINING_KEY} metadata: {e}", path.display()))?;
@@ -365,9 +416,15 @@ impl Stored {
                 v[key]
             )
         };
+        let missing = |key: &str| {
+            incomplete(
+                path,
+                &format!("the setting `{key}` in its `{TRAINING_KEY}` metadata"),
+            )
+        };
         let uint = |key: &str| -> anyhow::Result<Option<u64>> {
             match v.get(key) {
-                None => Ok(None),
+                None => Err(missing(key)),
                 Some(x) => x.as_u64().map(Some).ok_or_else(|| bad(key)),
             }
         };
@@ -378,12 +435,12 @@ impl Stored {
         };
         let float = |key: &str| -> anyhow::Result<Option<f64>> {
             match v.get(key) {
-                None => Ok(None),
+                None => Err(missing(key)),
                 Some(x) => x.as_f64().map(Some).ok_or_else(|| bad(key)),
             }
         };
         let schedule = match v.get("lr_schedule") {
-            None => None,
+            None => return Err(missing("lr_schedule")),
             Some(x) => Some(
                 x.as_str()
                     .and_then(|s| ScheduleArg::from_str(s, true).ok())
@@ -391,7 +448,7 @@ impl Stored {
             ),
         };
         let persistent = match v.get("persistent") {
-            None => None,
+            None => return Err(missing("persistent")),
             Some(x) => Some(x.as_bool().ok_or_else(|| bad("persistent"))?),
         };
         Ok(Stored {
@@ -421,6 +478,7 @@ impl std::fmt::Display for ScheduleArg {
 /// A setting of a resumed run: the stored value unless the flag was given; a given value that
 /// differs from the stored one is refused (the run would not continue the one it resumes).
 fn setting<T: PartialEq + std::fmt::Display + Copy>(
+    checkpoint: &str,
     flag: &str,
     given: Option<T>,
     stored: Option<T>,
@@ -428,8 +486,9 @@ fn setting<T: PartialEq + std::fmt::Display + Copy>(
 ) -> anyhow::Result<T> {
     match (given, stored) {
         (Some(g), Some(s)) if g != s => Err(usage(format!(
-            "{flag} {g} differs from the checkpoint's {s}: a resumed run continues with the \
-             settings it was started with (leave {flag} out to use {s})"
+            "{flag} {g} differs from the value {s} stored in the checkpoint {checkpoint}: a \
+             resumed run continues with the settings it was started with (leave {flag} out to \
+             use {s})"
         ))),
         (Some(g), _) => Ok(g),
         (None, Some(s)) => Ok(s),
@@ -493,6 +552,22 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if let (Some(t), Some(p)) = (&test, &args.test)
+        && t.cols() != train.cols()
+    {
+        return Err(usage(format!(
+            "--test {} has {} columns per example, --data {} has {}: both must have the same \
+             number of visible units",
+            p.display(),
+            t.cols(),
+            args.data.display(),
+            train.cols()
+        )));
+    }
+    let ckpt = args
+        .resume
+        .as_ref()
+        .map_or(String::new(), |p| p.display().to_string());
     let (resume, stored) = match &args.resume {
         Some(p) => {
             let file =
@@ -500,13 +575,29 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             let epoch: usize = file
                 .metadata
                 .get(EPOCHS_DONE_KEY)
-                .map(|s| s.parse())
-                .transpose()
+                .ok_or_else(|| {
+                    incomplete(
+                        p,
+                        &format!("the `{EPOCHS_DONE_KEY}` metadata (the epoch count)"),
+                    )
+                })?
+                .parse()
                 .map_err(|e| {
                     anyhow::anyhow!("{}: bad {EPOCHS_DONE_KEY} metadata: {e}", p.display())
-                })?
-                .unwrap_or(0);
+                })?;
             let stored = Stored::parse(p, &file.metadata)?;
+            let mut needed = vec![
+                VELOCITY_WEIGHTS,
+                VELOCITY_VISIBLE,
+                VELOCITY_HIDDEN,
+                DATA_MEANS,
+            ];
+            if stored.persistent == Some(true) {
+                needed.push(PERSISTENT_CHAINS);
+            }
+            if let Some(name) = needed.iter().find(|n| !file.extra.contains_key(**n)) {
+                return Err(incomplete(p, &format!("the tensor `{name}`")));
+            }
             let get = |name: &str| {
                 file.extra
                     .get(name)
@@ -527,11 +618,13 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         && s != global.seed
     {
         return Err(usage(format!(
-            "--seed {} differs from the checkpoint's {s}: resume with --seed {s}",
+            "--seed {} differs from the seed {s} stored in the checkpoint {ckpt}: resume with \
+             --seed {s}",
             global.seed
         )));
     }
     let schedule = setting(
+        &ckpt,
         "--lr-schedule",
         args.lr_schedule,
         stored.schedule,
@@ -540,7 +633,8 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let epochs = match (args.epochs, stored.epochs) {
         (Some(g), Some(s)) if g != s && schedule == ScheduleArg::Linear => {
             return Err(usage(format!(
-                "--epochs {g}: the linear schedule decays over {s} epochs; resume with \
+                "--epochs {g}: the linear schedule decays over {s} epochs (as stored in the \
+                 checkpoint {ckpt}); resume with \
                  --epochs {s} (or leave --epochs out), or train with --lr-schedule constant"
             )));
         }
@@ -550,11 +644,10 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     let persistent = match stored.persistent {
         Some(false) if args.persistent => {
-            return Err(usage(
-                "--persistent: the checkpoint was trained with CD, not persistent CD; leave \
-                 --persistent out to resume it"
-                    .into(),
-            ));
+            return Err(usage(format!(
+                "--persistent: the checkpoint {ckpt} was trained with CD, not \
+                 persistent CD; leave --persistent out to resume it"
+            )));
         }
         Some(s) => s,
         None => args.persistent,
@@ -574,12 +667,14 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         hidden,
         epochs,
         batch_size: setting(
+            &ckpt,
             "--batch-size",
             args.batch_size,
             stored.batch_size,
             DEFAULT_BATCH_SIZE,
         )?,
         learning_rate: setting(
+            &ckpt,
             "--learning-rate",
             args.learning_rate,
             stored.learning_rate,
@@ -589,16 +684,24 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             ScheduleArg::Constant => LrSchedule::Constant,
             ScheduleArg::Linear => LrSchedule::Linear,
         },
-        cd_k: setting("--cd-k", args.cd_k, stored.cd_k, DEFAULT_CD_K)?,
+        cd_k: setting(&ckpt, "--cd-k", args.cd_k, stored.cd_k, DEFAULT_CD_K)?,
         persistent,
-        chains: setting("--chains", args.chains, stored.chains, DEFAULT_CHAINS)?,
+        chains: setting(
+            &ckpt,
+            "--chains",
+            args.chains,
+            stored.chains,
+            DEFAULT_CHAINS,
+        )?,
         momentum: setting(
+            &ckpt,
             "--momentum",
             args.momentum,
             stored.momentum,
             DEFAULT_MOMENTUM,
         )?,
         weight_decay: setting(
+            &ckpt,
             "--weight-decay",
             args.weight_decay,
             stored.weight_decay,
@@ -611,6 +714,14 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         seed: global.seed,
     };
     params.validate()?;
+    if let Some(s) = &resume {
+        s.check_resumable(&train, &params).with_context(|| {
+            format!(
+                "resuming the checkpoint {ckpt} on --data {}",
+                args.data.display()
+            )
+        })?;
+    }
     let done = resume.as_ref().map_or(0, |s| s.epoch);
     if let Some(n) = args.stop_after
         && (n <= done || n >= params.epochs)
@@ -669,6 +780,7 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         total: params.epochs as u64,
         stop_after: args.stop_after,
         stopped: false,
+        written: None,
     };
     interrupt::install();
     let outcome = train_rbm(&train, test.as_ref(), &params, resume, &mut observer);
@@ -678,17 +790,12 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if let Some(e) = observer.error.take() {
         return Err(e);
     }
-    write_state(&args.output, &outcome.state, &metadata)?;
+    observer.save(&outcome.state)?;
     let stopped = observer.stopped;
-    if outcome.interrupted && !stopped {
-        return Err(anyhow::Error::new(ebm::Error::Interrupted).context(format!(
-            "stopped by Ctrl-C after epoch {}; checkpoint written to {} (continue with --resume {})",
-            outcome.state.epoch,
-            args.output.display(),
-            args.output.display()
-        )));
-    }
-    if let (Some(p), Some(side)) = (&args.filters, side) {
+    let interrupted = outcome.interrupted && !stopped;
+    if let (Some(p), Some(side)) = (&args.filters, side)
+        && (!interrupted || outcome.evaluation_interrupted)
+    {
         let (nv, nh) = (outcome.state.model.n_visible, outcome.state.model.n_hidden);
         let w = &outcome.state.model.weights;
         let tiles: Vec<Vec<f64>> = (0..nh)
@@ -708,7 +815,7 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         epochs: outcome.state.epoch,
         epochs_total: params.epochs,
         epochs_run: runs,
-        interrupted: outcome.interrupted && !stopped,
+        interrupted,
         stopped_as_asked: stopped,
         train_log_likelihood: last.and_then(|s| s.train_log_likelihood),
         test_log_likelihood: last.and_then(|s| s.test_log_likelihood),
@@ -724,7 +831,31 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     if global.json {
         print_json(&report)?;
-    } else {
+    }
+    if interrupted {
+        let output = args.output.display();
+        let msg = if outcome.evaluation_interrupted {
+            format!(
+                "stopped by Ctrl-C during the likelihood evaluation after epoch {}; the model of \
+                 that epoch is in {output} (evaluate it with `ebm evaluate --model {output} --data {}`{})",
+                outcome.state.epoch,
+                args.data.display(),
+                if outcome.state.epoch < params.epochs {
+                    format!(", continue with --resume {output}")
+                } else {
+                    String::new()
+                }
+            )
+        } else {
+            format!(
+                "stopped by Ctrl-C after epoch {}; checkpoint written to {output} (continue with \
+                 --resume {output})",
+                outcome.state.epoch
+            )
+        };
+        return Err(anyhow::Error::new(ebm::Error::Interrupted).context(msg));
+    }
+    if !global.json {
         if stopped {
             say(
                 global,

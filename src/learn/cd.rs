@@ -33,7 +33,8 @@ use crate::infer::ais::BASE_RATE_CLIP;
 use crate::linalg::{View, matmul};
 use crate::logspace::softplus;
 use crate::model::Rbm;
-use crate::progress::{Control, Silent};
+use crate::model::rbm::{MAX_PARAMETER_SUM, parameter_bound_violation};
+use crate::progress::{Control, Observer, Silent, Step};
 use crate::rng::{EbmRng, splitmix64, stream};
 use crate::sample::rbm::{RbmF32, bernoulli_rows, hidden_probs, sigmoid_rows, visible_probs};
 
@@ -489,10 +490,37 @@ pub struct EpochStats {
 }
 
 /// Receives each epoch's figures and the state (to draw progress, log, checkpoint).
+///
+/// Order of the calls for each epoch: the update; for the last epoch
+/// [`TrainObserver::on_final_state`]; the monitoring figures; the likelihood evaluation when due
+/// (reporting through [`TrainObserver::on_evaluation_step`]); [`TrainObserver::on_epoch`].
 pub trait TrainObserver {
     /// Called after every epoch; `Control::Break` stops training after this epoch.
     fn on_epoch(&mut self, _state: &TrainState, _stats: &EpochStats) -> Control {
         Control::Continue
+    }
+
+    /// Called once, when the last epoch's update is done and before that epoch's (possibly
+    /// long) likelihood evaluation: the model is final from here, so this is the place to save
+    /// it. `Control::Break` skips the evaluation; the run then ends as interrupted.
+    fn on_final_state(&mut self, _state: &TrainState) -> Control {
+        Control::Continue
+    }
+
+    /// Progress of a likelihood evaluation (ln Z by enumeration or AIS). `Control::Break` stops
+    /// the evaluation; the run then ends after this epoch as interrupted, and the epoch's
+    /// figures lack the likelihoods.
+    fn on_evaluation_step(&mut self, _step: &Step) -> Control {
+        Control::Continue
+    }
+}
+
+/// A [`TrainObserver`] seen as the progress [`Observer`] of a likelihood evaluation.
+struct EvaluationProgress<'a>(&'a mut dyn TrainObserver);
+
+impl Observer for EvaluationProgress<'_> {
+    fn on_step(&mut self, step: &Step) -> Control {
+        self.0.on_evaluation_step(step)
     }
 }
 
@@ -505,8 +533,12 @@ pub struct TrainOutcome {
     pub state: TrainState,
     /// Figures of every epoch run in this call.
     pub history: Vec<EpochStats>,
-    /// True when the observer stopped the run before `params.epochs`.
+    /// True when the observer stopped the run: before `params.epochs`, or during a likelihood
+    /// evaluation (see `evaluation_interrupted`).
     pub interrupted: bool,
+    /// True when the stop came during (or, from [`TrainObserver::on_final_state`], instead of)
+    /// the likelihood evaluation of the last epoch run; `state` is complete up to its epoch.
+    pub evaluation_interrupted: bool,
     /// Seconds spent in updates (monitoring and evaluation excluded).
     pub train_seconds: f64,
 }
@@ -554,6 +586,7 @@ pub fn train_rbm(
     let mut history = Vec::new();
     let mut train_seconds = 0.0;
     let mut interrupted = false;
+    let mut evaluation_interrupted = false;
     while state.epoch < params.epochs {
         let t0 = Instant::now();
         let lr = params.learning_rate_at(state.epoch);
@@ -567,6 +600,22 @@ pub fn train_rbm(
                 "training diverged at epoch {} ({what}[{k}] is not finite): lower --learning-rate",
                 state.epoch
             )));
+        }
+        let m = &state.model;
+        if let Some((what, k, value, _)) =
+            parameter_bound_violation(&m.weights, &m.visible_bias, &m.hidden_bias)
+        {
+            return Err(Error::InvalidModel(format!(
+                "training diverged at epoch {} ({what}[{k}] = {value:e}; the parameters' \
+                 absolute values sum to more than {MAX_PARAMETER_SUM:e}): lower --learning-rate",
+                state.epoch
+            )));
+        }
+        let mut skip_evaluation = false;
+        if state.epoch == params.epochs && observer.on_final_state(&state) == Control::Break {
+            skip_evaluation = true;
+            interrupted = true;
+            evaluation_interrupted = true;
         }
         let (reconstruction_error, pseudo_log_likelihood) = trainer.monitor(&state);
         let mut stats = EpochStats {
@@ -585,32 +634,22 @@ pub fn train_rbm(
         let due = params.evaluation.is_some()
             && (state.epoch == params.epochs
                 || (params.eval_every > 0 && state.epoch % params.eval_every == 0));
-        if due {
-            let method = params.evaluation.expect("checked");
-            let method = match method {
-                Evaluation::Ais(mut p) | Evaluation::Auto(mut p) => {
-                    p.seed = derive(params.seed, &[TAG_AIS]);
-                    if matches!(method, Evaluation::Ais(_)) {
-                        Evaluation::Ais(p)
-                    } else {
-                        Evaluation::Auto(p)
-                    }
+        if due && !skip_evaluation {
+            let mut progress = EvaluationProgress(&mut *observer);
+            match evaluate_likelihoods(&state, train, test, params, &mut stats, &mut progress) {
+                Ok(()) => {}
+                Err(Error::Interrupted) => {
+                    interrupted = true;
+                    evaluation_interrupted = true;
                 }
-                Evaluation::Exact => Evaluation::Exact,
-            };
-            let rbm = state.model.to_rbm()?;
-            let report = evaluate(&rbm, method, &state.data_means, &mut Silent)?;
-            stats.log_z = Some(report.log_z);
-            stats.log_z_method = Some(report.method);
-            stats.log_z_low = report.ais.as_ref().map(|a| a.log_z_low);
-            stats.log_z_high = report.ais.as_ref().map(|a| a.log_z_high);
-            stats.train_log_likelihood = Some(average_log_likelihood(&rbm, train, report.log_z)?);
-            if let Some(t) = test {
-                stats.test_log_likelihood = Some(average_log_likelihood(&rbm, t, report.log_z)?);
+                Err(e) => return Err(e),
             }
         }
         let control = observer.on_epoch(&state, &stats);
         history.push(stats);
+        if interrupted {
+            break;
+        }
         if control == Control::Break && state.epoch < params.epochs {
             interrupted = true;
             break;
@@ -620,8 +659,51 @@ pub fn train_rbm(
         state,
         history,
         interrupted,
+        evaluation_interrupted,
         train_seconds,
     })
+}
+
+/// Fills the likelihood figures of `stats` (ln Z by `params.evaluation`, average train and test
+/// log-likelihoods) for the model of `state`.
+fn evaluate_likelihoods(
+    state: &TrainState,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    params: &CdParams,
+    stats: &mut EpochStats,
+    progress: &mut dyn Observer,
+) -> Result<()> {
+    let method = match params.evaluation.expect("checked by the caller") {
+        Evaluation::Ais(mut p) => {
+            p.seed = derive(params.seed, &[TAG_AIS]);
+            Evaluation::Ais(p)
+        }
+        Evaluation::Auto(mut p) => {
+            p.seed = derive(params.seed, &[TAG_AIS]);
+            Evaluation::Auto(p)
+        }
+        Evaluation::Exact => Evaluation::Exact,
+    };
+    let rbm = state.model.to_rbm()?;
+    let report = evaluate(&rbm, method, &state.data_means, progress)?;
+    stats.log_z = Some(report.log_z);
+    stats.log_z_method = Some(report.method);
+    stats.log_z_low = report.ais.as_ref().map(|a| a.log_z_low);
+    stats.log_z_high = report.ais.as_ref().map(|a| a.log_z_high);
+    stats.train_log_likelihood = Some(average_log_likelihood(&rbm, train, report.log_z)?);
+    if let Some(t) = test {
+        stats.test_log_likelihood = Some(average_log_likelihood(&rbm, t, report.log_z)?);
+    }
+    Ok(())
+}
+
+impl TrainState {
+    /// Checks that training may continue from this state on `train` with `params`: epochs left,
+    /// the data's width, the hidden layer and the persistent chains agree.
+    pub fn check_resumable(&self, train: &Dataset, params: &CdParams) -> Result<()> {
+        check_resume(self, train, params)
+    }
 }
 
 fn check_resume(s: &TrainState, train: &Dataset, params: &CdParams) -> Result<()> {

@@ -109,7 +109,8 @@ fn one_real_pcd_update_moves_by_the_exact_data_term_minus_the_model_term() {
         chains.extend(bits(s, nv).iter().map(|&b| b as f64));
     }
     let get = |name: &str| {
-        (name == ebm::learn::cd::PERSISTENT_CHAINS).then(|| (vec![n_chains, nv], chains.clone()))
+        (name == ebm::learn::checkpoint::PERSISTENT_CHAINS)
+            .then(|| (vec![n_chains, nv], chains.clone()))
     };
     let start = TrainState::from_parts(&exact, 0, &get).unwrap();
     let params = CdParams {
@@ -586,20 +587,20 @@ fn cli_resume_under_the_default_schedule_equals_one_run_and_threads_do_not_chang
             "--lr-schedule constant",
         ],
     );
-    refuse(&["--batch-size", "100"], &["--batch-size 100", "1200"]);
+    refuse(&["--batch-size", "100"], &["--batch-size: 100", "1200"]);
     refuse(
         &["--learning-rate", "0.1"],
-        &["--learning-rate 0.1", "0.05"],
+        &["--learning-rate: 0.1", "0.05"],
     );
     refuse(
         &["--lr-schedule", "constant"],
-        &["--lr-schedule constant", "linear"],
+        &["--lr-schedule: constant", "linear"],
     );
-    refuse(&["--chains", "10"], &["--chains 10", "1200"]);
-    refuse(&["--cd-k", "3"], &["--cd-k 3", "1"]);
-    refuse(&["--momentum", "0.9"], &["--momentum 0.9", "0.5"]);
-    refuse(&["--weight-decay", "0"], &["--weight-decay 0", "0.0001"]);
-    refuse(&["--seed", "7"], &["--seed 7", "--seed 42"]);
+    refuse(&["--chains", "10"], &["--chains: 10", "1200"]);
+    refuse(&["--cd-k", "3"], &["--cd-k: 3", "1"]);
+    refuse(&["--momentum", "0.9"], &["--momentum: 0.9", "0.5"]);
+    refuse(&["--weight-decay", "0"], &["--weight-decay: 0", "0.0001"]);
+    refuse(&["--seed", "7"], &["--seed: 7", "--seed 42"]);
 }
 
 #[test]
@@ -1206,7 +1207,7 @@ fn cli_a_folder_as_filters_and_mismatched_files_are_refused_before_any_work() {
             "--batch-size",
             "3",
         ],
-        &["--batch-size 3", "ckpt.safetensors"],
+        &["--batch-size: 3", "ckpt.safetensors"],
     );
     fails(
         &["train-rbm", "--data", &narrow_arg, "--resume", &ckpt_arg],

@@ -13,7 +13,7 @@ use super::ui::{BarObserver, progress_enabled};
 use ebm::infer::ais::{AisParams, DEFAULT_AIS_BETAS, DEFAULT_AIS_RUNS};
 use ebm::io::datasets::read_dataset;
 use ebm::io::safetensors::read_rbm;
-use ebm::learn::cd::DATA_MEANS;
+use ebm::learn::checkpoint::DATA_MEANS;
 use ebm::learn::{Evaluation, average_log_likelihood, evaluate};
 
 /// How ln Z is obtained.

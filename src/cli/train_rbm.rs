@@ -1,6 +1,5 @@
 //! `ebm train-rbm`: contrastive divergence / persistent CD training of a binary RBM.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -8,7 +7,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::GlobalArgs;
-use super::evaluate::MethodArg;
+use super::evaluate::MethodArg as EvaluateMethodArg;
 use super::output::{print_json, say};
 use super::sample_rbm::{square_side, tile_image};
 use super::ui::{BarObserver, progress_enabled};
@@ -16,13 +15,12 @@ use ebm::infer::ais::{AisParams, DEFAULT_AIS_BETAS, DEFAULT_AIS_RUNS};
 use ebm::io::atomic::write_bytes_atomic;
 use ebm::io::datasets::read_dataset;
 use ebm::io::images::write_grey_png;
-use ebm::io::safetensors::{RbmFile, Tensor, read_rbm, write_rbm};
+use ebm::io::safetensors::{read_rbm, write_rbm};
 use ebm::learn::cd::{
-    CdParams, DATA_MEANS, DEFAULT_BATCH_SIZE, DEFAULT_CD_K, DEFAULT_CHAINS, DEFAULT_EPOCHS,
-    DEFAULT_HIDDEN, DEFAULT_INIT_STD, DEFAULT_LEARNING_RATE, DEFAULT_MOMENTUM,
-    DEFAULT_MONITOR_ROWS, DEFAULT_WEIGHT_DECAY, EpochStats, LrSchedule, PERSISTENT_CHAINS,
-    TrainObserver, TrainState, VELOCITY_HIDDEN, VELOCITY_VISIBLE, VELOCITY_WEIGHTS,
+    CdParams, DEFAULT_INIT_STD, DEFAULT_MONITOR_ROWS, EpochStats, LrSchedule, TrainObserver,
+    TrainState,
 };
+use ebm::learn::checkpoint::{Checkpoint, Requested, checkpoint_file};
 use ebm::learn::train_rbm;
 use ebm::progress::{Control, Observer, Step};
 
@@ -83,9 +81,6 @@ mod interrupt {
         false
     }
 }
-
-/// Metadata key of the number of completed epochs in a checkpoint.
-pub const EPOCHS_DONE_KEY: &str = "epochs_done";
 
 /// Learning-rate schedules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -229,7 +224,8 @@ struct CliObserver<'a> {
     csv: String,
     checkpoint_every: usize,
     output: &'a Path,
-    metadata: &'a BTreeMap<String, String>,
+    params: &'a CdParams,
+    data: &'a str,
     error: Option<anyhow::Error>,
     total: u64,
     stop_after: Option<usize>,
@@ -242,7 +238,7 @@ impl CliObserver<'_> {
     /// Writes the state to `output` unless that epoch's state is already there.
     fn save(&mut self, state: &TrainState) -> anyhow::Result<()> {
         if self.written != Some(state.epoch) {
-            write_state(self.output, state, self.metadata)?;
+            write_state(self.output, state, self.params, self.data)?;
             self.written = Some(state.epoch);
         }
         Ok(())
@@ -324,15 +320,10 @@ impl TrainObserver for CliObserver<'_> {
 fn write_state(
     path: &Path,
     state: &TrainState,
-    metadata: &BTreeMap<String, String>,
+    params: &CdParams,
+    data: &str,
 ) -> anyhow::Result<()> {
-    let mut file = RbmFile::new(state.model.to_rbm()?);
-    file.metadata = metadata.clone();
-    file.metadata
-        .insert(EPOCHS_DONE_KEY.into(), state.epoch.to_string());
-    for (name, shape, data) in state.extra_arrays() {
-        file.extra.insert(name.to_string(), Tensor { shape, data });
-    }
+    let file = checkpoint_file(state, params, data)?;
     write_rbm(path, &file).with_context(|| format!("writing model {}", path.display()))
 }
 
@@ -369,131 +360,6 @@ fn check_output(flag: &str, path: &Path, ext: &str, what: &str) -> anyhow::Resul
         )));
     }
     Ok(())
-}
-
-/// Metadata key of the training settings (a JSON object) in a model file.
-pub const TRAINING_KEY: &str = "training";
-
-/// The error for a `--resume` file that lacks `what`.
-fn incomplete(path: &Path, what: &str) -> anyhow::Error {
-    usage(format!(
-        "--resume {}: the file lacks {what}, so training cannot continue from it (a checkpoint \
-         written by ebm train-rbm holds its settings, the epoch count, the momentum velocities, \
-         the data means and, for persistent CD, the chains)",
-        path.display()
-    ))
-}
-
-/// The settings a checkpoint was trained with.
-#[derive(Debug, Default)]
-struct Stored {
-    epochs: Option<usize>,
-    batch_size: Option<usize>,
-    learning_rate: Option<f64>,
-    schedule: Option<ScheduleArg>,
-    cd_k: Option<usize>,
-    persistent: Option<bool>,
-    chains: Option<usize>,
-    momentum: Option<f64>,
-    weight_decay: Option<f64>,
-    seed: Option<u64>,
-}
-
-impl Stored {
-    fn parse(path: &Path, metadata: &BTreeMap<String, String>) -> anyhow::Result<Stored> {
-        let Some(text) = metadata.get(TRAINING_KEY) else {
-            return Err(incomplete(
-                path,
-                &format!("the `{TRAINING_KEY}` metadata (its settings)"),
-            ));
-        };
-        let v: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}: bad {TRAINING_KEY} metadata: {e}", path.display()))?;
-        let bad = |key: &str| {
-            anyhow::anyhow!(
-                "{}: bad {TRAINING_KEY} metadata: {key} = {} is not a valid value",
-                path.display(),
-                v[key]
-            )
-        };
-        let missing = |key: &str| {
-            incomplete(
-                path,
-                &format!("the setting `{key}` in its `{TRAINING_KEY}` metadata"),
-            )
-        };
-        let uint = |key: &str| -> anyhow::Result<Option<u64>> {
-            match v.get(key) {
-                None => Err(missing(key)),
-                Some(x) => x.as_u64().map(Some).ok_or_else(|| bad(key)),
-            }
-        };
-        let size = |key: &str| -> anyhow::Result<Option<usize>> {
-            uint(key)?
-                .map(|x| usize::try_from(x).map_err(|_| bad(key)))
-                .transpose()
-        };
-        let float = |key: &str| -> anyhow::Result<Option<f64>> {
-            match v.get(key) {
-                None => Err(missing(key)),
-                Some(x) => x.as_f64().map(Some).ok_or_else(|| bad(key)),
-            }
-        };
-        let schedule = match v.get("lr_schedule") {
-            None => return Err(missing("lr_schedule")),
-            Some(x) => Some(
-                x.as_str()
-                    .and_then(|s| ScheduleArg::from_str(s, true).ok())
-                    .ok_or_else(|| bad("lr_schedule"))?,
-            ),
-        };
-        let persistent = match v.get("persistent") {
-            None => return Err(missing("persistent")),
-            Some(x) => Some(x.as_bool().ok_or_else(|| bad("persistent"))?),
-        };
-        Ok(Stored {
-            epochs: size("epochs")?,
-            batch_size: size("batch_size")?,
-            learning_rate: float("learning_rate")?,
-            schedule,
-            cd_k: size("cd_k")?,
-            persistent,
-            chains: size("chains")?,
-            momentum: float("momentum")?,
-            weight_decay: float("weight_decay")?,
-            seed: uint("seed")?,
-        })
-    }
-}
-
-impl std::fmt::Display for ScheduleArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ScheduleArg::Constant => "constant",
-            ScheduleArg::Linear => "linear",
-        })
-    }
-}
-
-/// A setting of a resumed run: the stored value unless the flag was given; a given value that
-/// differs from the stored one is refused (the run would not continue the one it resumes).
-fn setting<T: PartialEq + std::fmt::Display + Copy>(
-    checkpoint: &str,
-    flag: &str,
-    given: Option<T>,
-    stored: Option<T>,
-    default: T,
-) -> anyhow::Result<T> {
-    match (given, stored) {
-        (Some(g), Some(s)) if g != s => Err(usage(format!(
-            "{flag} {g} differs from the value {s} stored in the checkpoint {checkpoint}: a \
-             resumed run continues with the settings it was started with (leave {flag} out to \
-             use {s})"
-        ))),
-        (Some(g), _) => Ok(g),
-        (None, Some(s)) => Ok(s),
-        (None, None) => Ok(default),
-    }
 }
 
 /// The rows of an existing `--log` up to epoch `done` (with the header), for a resumed run; a
@@ -568,89 +434,14 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .resume
         .as_ref()
         .map_or(String::new(), |p| p.display().to_string());
-    let (resume, stored) = match &args.resume {
-        Some(p) => {
-            let file =
-                read_rbm(p).with_context(|| format!("reading checkpoint {}", p.display()))?;
-            let epoch: usize = file
-                .metadata
-                .get(EPOCHS_DONE_KEY)
-                .ok_or_else(|| {
-                    incomplete(
-                        p,
-                        &format!("the `{EPOCHS_DONE_KEY}` metadata (the epoch count)"),
-                    )
-                })?
-                .parse()
-                .map_err(|e| {
-                    anyhow::anyhow!("{}: bad {EPOCHS_DONE_KEY} metadata: {e}", p.display())
-                })?;
-            let stored = Stored::parse(p, &file.metadata)?;
-            let mut needed = vec![
-                VELOCITY_WEIGHTS,
-                VELOCITY_VISIBLE,
-                VELOCITY_HIDDEN,
-                DATA_MEANS,
-            ];
-            if stored.persistent == Some(true) {
-                needed.push(PERSISTENT_CHAINS);
-            }
-            if let Some(name) = needed.iter().find(|n| !file.extra.contains_key(**n)) {
-                return Err(incomplete(p, &format!("the tensor `{name}`")));
-            }
-            let get = |name: &str| {
-                file.extra
-                    .get(name)
-                    .map(|t| (t.shape.clone(), t.data.clone()))
-            };
-            let state = TrainState::from_parts(&file.rbm, epoch, &get)
-                .with_context(|| format!("reading checkpoint {}", p.display()))?;
-            (Some(state), stored)
-        }
-        None => (None, Stored::default()),
-    };
-    let hidden = match (&resume, args.hidden) {
-        (Some(s), None) => s.model.n_hidden,
-        (_, Some(h)) => h,
-        (None, None) => DEFAULT_HIDDEN,
-    };
-    if let Some(s) = stored.seed
-        && s != global.seed
-    {
-        return Err(usage(format!(
-            "--seed {} differs from the seed {s} stored in the checkpoint {ckpt}: resume with \
-             --seed {s}",
-            global.seed
-        )));
-    }
-    let schedule = setting(
-        &ckpt,
-        "--lr-schedule",
-        args.lr_schedule,
-        stored.schedule,
-        ScheduleArg::Linear,
-    )?;
-    let epochs = match (args.epochs, stored.epochs) {
-        (Some(g), Some(s)) if g != s && schedule == ScheduleArg::Linear => {
-            return Err(usage(format!(
-                "--epochs {g}: the linear schedule decays over {s} epochs (as stored in the \
-                 checkpoint {ckpt}); resume with \
-                 --epochs {s} (or leave --epochs out), or train with --lr-schedule constant"
-            )));
-        }
-        (Some(g), _) => g,
-        (None, Some(s)) => s,
-        (None, None) => DEFAULT_EPOCHS,
-    };
-    let persistent = match stored.persistent {
-        Some(false) if args.persistent => {
-            return Err(usage(format!(
-                "--persistent: the checkpoint {ckpt} was trained with CD, not \
-                 persistent CD; leave --persistent out to resume it"
-            )));
-        }
-        Some(s) => s,
-        None => args.persistent,
+    let resume = match &args.resume {
+        Some(p) => Some(
+            read_rbm(p)
+                .map_err(anyhow::Error::from)
+                .and_then(|file| Ok(Checkpoint::from_file(&file)?))
+                .with_context(|| format!("--resume {}", p.display()))?,
+        ),
+        None => None,
     };
     let ais = AisParams {
         betas: args.ais_betas,
@@ -659,61 +450,38 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     let evaluation = match args.eval {
         EvalArg::None => None,
-        EvalArg::Auto => Some(MethodArg::Auto.evaluation(ais)),
-        EvalArg::Exact => Some(MethodArg::Exact.evaluation(ais)),
-        EvalArg::Ais => Some(MethodArg::Ais.evaluation(ais)),
+        EvalArg::Auto => Some(EvaluateMethodArg::Auto.evaluation(ais)),
+        EvalArg::Exact => Some(EvaluateMethodArg::Exact.evaluation(ais)),
+        EvalArg::Ais => Some(EvaluateMethodArg::Ais.evaluation(ais)),
     };
-    let params = CdParams {
-        hidden,
-        epochs,
-        batch_size: setting(
-            &ckpt,
-            "--batch-size",
-            args.batch_size,
-            stored.batch_size,
-            DEFAULT_BATCH_SIZE,
-        )?,
-        learning_rate: setting(
-            &ckpt,
-            "--learning-rate",
-            args.learning_rate,
-            stored.learning_rate,
-            DEFAULT_LEARNING_RATE,
-        )?,
-        schedule: match schedule {
+    let requested = Requested {
+        hidden: args.hidden,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.learning_rate,
+        schedule: args.lr_schedule.map(|s| match s {
             ScheduleArg::Constant => LrSchedule::Constant,
             ScheduleArg::Linear => LrSchedule::Linear,
-        },
-        cd_k: setting(&ckpt, "--cd-k", args.cd_k, stored.cd_k, DEFAULT_CD_K)?,
-        persistent,
-        chains: setting(
-            &ckpt,
-            "--chains",
-            args.chains,
-            stored.chains,
-            DEFAULT_CHAINS,
-        )?,
-        momentum: setting(
-            &ckpt,
-            "--momentum",
-            args.momentum,
-            stored.momentum,
-            DEFAULT_MOMENTUM,
-        )?,
-        weight_decay: setting(
-            &ckpt,
-            "--weight-decay",
-            args.weight_decay,
-            stored.weight_decay,
-            DEFAULT_WEIGHT_DECAY,
-        )?,
+        }),
+        cd_k: args.cd_k,
+        persistent: args.persistent,
+        chains: args.chains,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+    };
+    let base = CdParams {
         init_std: args.init_std,
         monitor_rows: args.monitor_rows,
         eval_every: args.eval_every,
         evaluation,
         seed: global.seed,
+        ..CdParams::default()
     };
+    let params = requested
+        .resolve(resume.as_ref(), &base)
+        .with_context(|| format!("resuming the checkpoint {ckpt}"))?;
     params.validate()?;
+    let resume = resume.map(|c| c.state);
     if let Some(s) = &resume {
         s.check_resumable(&train, &params).with_context(|| {
             format!(
@@ -744,26 +512,7 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let mut metadata = BTreeMap::new();
-    metadata.insert(
-        TRAINING_KEY.to_string(),
-        serde_json::json!({
-            "data": args.data.to_string_lossy(),
-            "hidden": params.hidden,
-            "epochs": params.epochs,
-            "batch_size": params.batch_size,
-            "learning_rate": params.learning_rate,
-            "lr_schedule": format!("{:?}", params.schedule).to_lowercase(),
-            "cd_k": params.cd_k,
-            "persistent": params.persistent,
-            "chains": params.chains,
-            "momentum": params.momentum,
-            "weight_decay": params.weight_decay,
-            "init_std": params.init_std,
-            "seed": params.seed,
-        })
-        .to_string(),
-    );
+    let data_name = args.data.to_string_lossy();
     let mut observer = CliObserver {
         bar: BarObserver::new(
             progress_enabled(global),
@@ -775,7 +524,8 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         csv,
         checkpoint_every: args.checkpoint_every,
         output: &args.output,
-        metadata: &metadata,
+        params: &params,
+        data: &data_name,
         error: None,
         total: params.epochs as u64,
         stop_after: args.stop_after,

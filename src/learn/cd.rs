@@ -26,13 +26,13 @@ use rand::RngExt;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 
+use super::checkpoint::{VELOCITY_HIDDEN, VELOCITY_VISIBLE, VELOCITY_WEIGHTS};
 use super::eval::{Evaluation, average_log_likelihood, evaluate};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::infer::ais::BASE_RATE_CLIP;
 use crate::linalg::{View, matmul};
 use crate::logspace::softplus;
-use crate::model::Rbm;
 use crate::model::rbm::{MAX_PARAMETER_SUM, parameter_bound_violation};
 use crate::progress::{Control, Observer, Silent, Step};
 use crate::rng::{EbmRng, splitmix64, stream};
@@ -274,23 +274,6 @@ pub struct TrainState {
     pub data_means: Vec<f64>,
 }
 
-/// One named array of a [`TrainState`] for checkpoint files: (name, shape, values).
-pub type NamedArray = (&'static str, Vec<usize>, Vec<f64>);
-
-/// A looked-up checkpoint array: (shape, values).
-pub type Shaped = (Vec<usize>, Vec<f64>);
-
-/// Checkpoint array names.
-pub const VELOCITY_WEIGHTS: &str = "velocity_weights";
-/// Checkpoint array names.
-pub const VELOCITY_VISIBLE: &str = "velocity_visible_bias";
-/// Checkpoint array names.
-pub const VELOCITY_HIDDEN: &str = "velocity_hidden_bias";
-/// Checkpoint array names.
-pub const PERSISTENT_CHAINS: &str = "persistent_chains";
-/// Checkpoint array names.
-pub const DATA_MEANS: &str = "data_visible_means";
-
 const TAG_INIT: u64 = 1;
 const TAG_CHAINS: u64 = 2;
 const TAG_SHUFFLE: u64 = 3;
@@ -372,91 +355,6 @@ impl TrainState {
         ]
         .into_iter()
         .find_map(|(name, x)| x.iter().position(|v| !v.is_finite()).map(|k| (name, k)))
-    }
-
-    /// The arrays besides the model that a checkpoint must hold.
-    pub fn extra_arrays(&self) -> Vec<NamedArray> {
-        let (nv, nh) = (self.model.n_visible, self.model.n_hidden);
-        let f = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
-        let mut out = vec![
-            (VELOCITY_WEIGHTS, vec![nv, nh], f(&self.velocity_weights)),
-            (VELOCITY_VISIBLE, vec![nv], f(&self.velocity_visible)),
-            (VELOCITY_HIDDEN, vec![nh], f(&self.velocity_hidden)),
-            (DATA_MEANS, vec![nv], self.data_means.clone()),
-        ];
-        if !self.chains.is_empty() {
-            out.push((
-                PERSISTENT_CHAINS,
-                vec![self.chains.len() / nv, nv],
-                f(&self.chains),
-            ));
-        }
-        out
-    }
-
-    /// Rebuilds a state from a model, its completed epochs and the arrays of
-    /// [`TrainState::extra_arrays`] (looked up by name; missing velocities start at zero,
-    /// missing chains are an error for PCD only when `train_rbm` needs them).
-    pub fn from_parts(
-        rbm: &Rbm,
-        epoch: usize,
-        get: &dyn Fn(&str) -> Option<Shaped>,
-    ) -> Result<Self> {
-        let model = RbmF32::from_rbm(rbm);
-        let (nv, nh) = (model.n_visible, model.n_hidden);
-        let fetch = |name: &str, shape: &[usize]| -> Result<Option<Vec<f64>>> {
-            match get(name) {
-                None => Ok(None),
-                Some((s, data)) => {
-                    if s != shape || data.len() != shape.iter().product::<usize>() {
-                        return Err(Error::SizeMismatch(format!(
-                            "checkpoint tensor {name} has shape {s:?}, expected {shape:?}"
-                        )));
-                    }
-                    if let Some(k) = data.iter().position(|x| !x.is_finite()) {
-                        return Err(Error::InvalidModel(format!(
-                            "checkpoint tensor {name}[{k}] is not finite"
-                        )));
-                    }
-                    Ok(Some(data))
-                }
-            }
-        };
-        let f32s = |x: Option<Vec<f64>>, n: usize| -> Vec<f32> {
-            x.map(|v| v.iter().map(|&a| a as f32).collect())
-                .unwrap_or_else(|| vec![0.0; n])
-        };
-        let chains = match get(PERSISTENT_CHAINS) {
-            None => Vec::new(),
-            Some((s, _)) => {
-                let rows = s.first().copied().unwrap_or(0);
-                let data = fetch(PERSISTENT_CHAINS, &[rows, nv])?.unwrap_or_default();
-                if data.iter().any(|&x| x != 0.0 && x != 1.0) {
-                    return Err(Error::InvalidModel(
-                        "checkpoint tensor persistent_chains holds values other than 0 and 1"
-                            .into(),
-                    ));
-                }
-                data.iter().map(|&x| x as f32).collect()
-            }
-        };
-        let data_means = match fetch(DATA_MEANS, &[nv])? {
-            Some(m) => m,
-            None => rbm
-                .visible_bias()
-                .iter()
-                .map(|&b| crate::logspace::sigmoid(b))
-                .collect(),
-        };
-        Ok(TrainState {
-            epoch,
-            velocity_weights: f32s(fetch(VELOCITY_WEIGHTS, &[nv, nh])?, nv * nh),
-            velocity_visible: f32s(fetch(VELOCITY_VISIBLE, &[nv])?, nv),
-            velocity_hidden: f32s(fetch(VELOCITY_HIDDEN, &[nh])?, nh),
-            model,
-            chains,
-            data_means,
-        })
     }
 }
 

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::GlobalArgs;
-use super::evaluate::MethodArg as EvaluateMethodArg;
+use super::evaluate::EvaluateMethodArg;
 use super::output::{print_json, say};
 use super::sample_rbm::{square_side, tile_image};
 use super::ui::{BarObserver, progress_enabled};

@@ -34,9 +34,9 @@ use crate::infer::ais::BASE_RATE_CLIP;
 use crate::linalg::{View, matmul};
 use crate::logspace::softplus;
 use crate::model::rbm::{MAX_PARAMETER_SUM, parameter_bound_violation};
+use crate::model::rbm_f32::{RbmF32, bernoulli_rows, hidden_probs, sigmoid_rows, visible_probs};
 use crate::progress::{Control, Observer, Silent, Step};
 use crate::rng::{EbmRng, splitmix64, stream};
-use crate::sample::rbm::{RbmF32, bernoulli_rows, hidden_probs, sigmoid_rows, visible_probs};
 
 /// Default number of hidden units.
 pub const DEFAULT_HIDDEN: usize = 64;

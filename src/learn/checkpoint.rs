@@ -29,7 +29,7 @@ use crate::learn::cd::{
     TrainState,
 };
 use crate::model::Rbm;
-use crate::sample::rbm::RbmF32;
+use crate::model::RbmF32;
 
 /// Metadata key of the number of completed epochs.
 pub const EPOCHS_DONE_KEY: &str = "epochs_done";

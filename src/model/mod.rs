@@ -17,11 +17,13 @@ pub mod factor;
 pub mod lattice;
 pub mod pairwise;
 pub mod rbm;
+pub mod rbm_f32;
 
 pub use factor::{Factor, FactorGraph};
 pub use lattice::{Boundary, IsingLattice};
 pub use pairwise::PairwiseMrf;
 pub use rbm::Rbm;
+pub use rbm_f32::RbmF32;
 
 /// An Ising spin, -1 or +1.
 pub type Spin = i8;

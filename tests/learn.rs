@@ -1265,3 +1265,74 @@ fn ctrl_c_during_the_final_evaluation_keeps_the_trained_model() {
     let file = ebm::io::safetensors::read_rbm(&model).unwrap();
     assert_eq!(file.metadata["epochs_done"], "2");
 }
+
+/// A made-up objective whose gradient is 1 for every parameter: the epoch loop must apply it
+/// once per batch through the optimizer, whatever the estimator is.
+struct ConstantAscent {
+    calls: usize,
+}
+
+impl ebm::learn::GradientEstimator for ConstantAscent {
+    fn gradient(
+        &mut self,
+        _model: &RbmF32,
+        _batch: &[f32],
+        _rngs: &mut [ebm::rng::EbmRng],
+        grad: &mut ebm::learn::Gradient,
+    ) {
+        self.calls += 1;
+        grad.weights.fill(1.0);
+        grad.visible_bias.fill(1.0);
+        grad.hidden_bias.fill(1.0);
+    }
+    fn streams(&self, batch_rows: usize) -> usize {
+        batch_rows
+    }
+}
+
+#[test]
+fn a_new_objective_is_a_new_estimator_run_by_the_same_epoch_loop() {
+    use ebm::learn::{start_state, train_with_estimator};
+    let data = bars_and_stripes();
+    let params = CdParams {
+        hidden: 3,
+        epochs: 4,
+        batch_size: 7,
+        learning_rate: 0.125,
+        schedule: ebm::learn::LrSchedule::Constant,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        ..CdParams::default()
+    };
+    let start = start_state(&data, None, &params, None).unwrap();
+    let mut estimator = ConstantAscent { calls: 0 };
+    let out = train_with_estimator(
+        &data,
+        None,
+        &params,
+        start.clone(),
+        &mut estimator,
+        &mut Silent,
+    )
+    .unwrap();
+    // 30 rows in batches of 7: 5 batches per epoch (the last of 2 rows).
+    let steps = 4 * 5;
+    assert_eq!(estimator.calls, steps);
+    // Without momentum and decay every step adds lr * 1 = 0.125: 2.5 in all. Each of the 20
+    // f32 additions at magnitudes below 4 rounds by at most 2.4e-7, hence the tolerance 1e-5.
+    let moved = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .all(|(&x, &y)| (x - y - steps as f32 * 0.125).abs() < 1e-5)
+    };
+    assert!(moved(&out.state.model.weights, &start.model.weights));
+    assert!(moved(
+        &out.state.model.visible_bias,
+        &start.model.visible_bias
+    ));
+    assert!(moved(
+        &out.state.model.hidden_bias,
+        &start.model.hidden_bias
+    ));
+    assert!(out.state.velocity_weights.iter().all(|&u| u == 0.125));
+}

@@ -889,11 +889,13 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
             "constant",
             "--eval",
             "none",
+            "--json",
         ])
         .arg("--log")
         .arg(&log)
         .arg("--output")
         .arg(&model)
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -911,8 +913,12 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("Ctrl-C") && err.contains("--resume"), "{err}");
+    // Exactly one JSON object, the report, saying so.
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["interrupted"], true);
     let file = ebm::io::safetensors::read_rbm(&model).unwrap();
     let done: usize = file.metadata["epochs_done"].parse().unwrap();
+    assert_eq!(report["epochs"], done);
     assert!((3..100_000).contains(&done), "epochs_done = {done}");
     assert!(file.extra.contains_key("persistent_chains"));
     // Under the constant schedule --epochs may change (here: 2 epochs beyond the checkpoint

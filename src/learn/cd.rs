@@ -386,7 +386,8 @@ pub trait TrainObserver {
 
     /// Called once, when the last epoch's update is done and before that epoch's (possibly
     /// long) likelihood evaluation: the model is final from here, so this is the place to save
-    /// it. `Control::Break` skips the evaluation; the run then ends as interrupted.
+    /// it. `Control::Break` skips the evaluation (the run then ends as interrupted) when one is
+    /// due, and changes nothing otherwise.
     fn on_final_state(&mut self, _state: &TrainState) -> Control {
         Control::Continue
     }
@@ -540,8 +541,13 @@ pub fn train_with_estimator(
                 state.epoch
             )));
         }
+        let due = params.evaluation.is_some()
+            && (state.epoch == params.epochs
+                || (params.eval_every > 0 && state.epoch % params.eval_every == 0));
         let mut skip_evaluation = false;
-        if state.epoch == params.epochs && observer.on_final_state(&state) == Control::Break {
+        if state.epoch == params.epochs && observer.on_final_state(&state) == Control::Break && due
+        {
+            // Training is complete; only the evaluation is skipped.
             skip_evaluation = true;
             interrupted = true;
             evaluation_interrupted = true;
@@ -560,9 +566,6 @@ pub fn train_with_estimator(
             log_z_high: None,
             seconds,
         };
-        let due = params.evaluation.is_some()
-            && (state.epoch == params.epochs
-                || (params.eval_every > 0 && state.epoch % params.eval_every == 0));
         if due && !skip_evaluation {
             let mut progress = EvaluationProgress(&mut *observer);
             match evaluate_likelihoods(&state, train, test, params, &mut stats, &mut progress) {

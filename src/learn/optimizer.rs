@@ -4,7 +4,9 @@
 //! The update follows Hinton, "A practical guide to training restricted Boltzmann machines"
 //! (UTML TR 2010-003): for every parameter theta with velocity u and gradient g,
 //!
-//!     u <- momentum * u + lr_t * (g - weight_decay * theta),    theta <- theta + u,
+//! ```text
+//! u <- momentum * u + lr_t * (g - weight_decay * theta),    theta <- theta + u,
+//! ```
 //!
 //! with the decay term on W only (biases are not decayed). The velocities are part of the
 //! training state ([`crate::learn::TrainState`]) so that checkpoints continue exactly.

@@ -109,7 +109,8 @@ fn one_real_pcd_update_moves_by_the_exact_data_term_minus_the_model_term() {
         chains.extend(bits(s, nv).iter().map(|&b| b as f64));
     }
     let get = |name: &str| {
-        (name == ebm::learn::cd::PERSISTENT_CHAINS).then(|| (vec![n_chains, nv], chains.clone()))
+        (name == ebm::learn::checkpoint::PERSISTENT_CHAINS)
+            .then(|| (vec![n_chains, nv], chains.clone()))
     };
     let start = TrainState::from_parts(&exact, 0, &get).unwrap();
     let params = CdParams {
@@ -586,20 +587,20 @@ fn cli_resume_under_the_default_schedule_equals_one_run_and_threads_do_not_chang
             "--lr-schedule constant",
         ],
     );
-    refuse(&["--batch-size", "100"], &["--batch-size 100", "1200"]);
+    refuse(&["--batch-size", "100"], &["--batch-size: 100", "1200"]);
     refuse(
         &["--learning-rate", "0.1"],
-        &["--learning-rate 0.1", "0.05"],
+        &["--learning-rate: 0.1", "0.05"],
     );
     refuse(
         &["--lr-schedule", "constant"],
-        &["--lr-schedule constant", "linear"],
+        &["--lr-schedule: constant", "linear"],
     );
-    refuse(&["--chains", "10"], &["--chains 10", "1200"]);
-    refuse(&["--cd-k", "3"], &["--cd-k 3", "1"]);
-    refuse(&["--momentum", "0.9"], &["--momentum 0.9", "0.5"]);
-    refuse(&["--weight-decay", "0"], &["--weight-decay 0", "0.0001"]);
-    refuse(&["--seed", "7"], &["--seed 7", "--seed 42"]);
+    refuse(&["--chains", "10"], &["--chains: 10", "1200"]);
+    refuse(&["--cd-k", "3"], &["--cd-k: 3", "1"]);
+    refuse(&["--momentum", "0.9"], &["--momentum: 0.9", "0.5"]);
+    refuse(&["--weight-decay", "0"], &["--weight-decay: 0", "0.0001"]);
+    refuse(&["--seed", "7"], &["--seed: 7", "--seed 42"]);
 }
 
 #[test]
@@ -888,11 +889,13 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
             "constant",
             "--eval",
             "none",
+            "--json",
         ])
         .arg("--log")
         .arg(&log)
         .arg("--output")
         .arg(&model)
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -910,8 +913,12 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("Ctrl-C") && err.contains("--resume"), "{err}");
+    // Exactly one JSON object, the report, saying so.
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["interrupted"], true);
     let file = ebm::io::safetensors::read_rbm(&model).unwrap();
     let done: usize = file.metadata["epochs_done"].parse().unwrap();
+    assert_eq!(report["epochs"], done);
     assert!((3..100_000).contains(&done), "epochs_done = {done}");
     assert!(file.extra.contains_key("persistent_chains"));
     // Under the constant schedule --epochs may change (here: 2 epochs beyond the checkpoint
@@ -936,4 +943,402 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(epochs, (1..=done + 2).collect::<Vec<_>>());
+}
+
+// ---- hardening (issue 10) ----
+
+/// Records what the library shows an observer, and stops the first likelihood evaluation.
+#[derive(Default)]
+struct BreakDuringEvaluation {
+    final_state: Option<TrainState>,
+    evaluation_steps: usize,
+    epochs_seen: Vec<usize>,
+}
+
+impl ebm::learn::TrainObserver for BreakDuringEvaluation {
+    fn on_epoch(&mut self, _s: &TrainState, stats: &ebm::learn::EpochStats) -> Control {
+        self.epochs_seen.push(stats.epoch);
+        Control::Continue
+    }
+    fn on_final_state(&mut self, state: &TrainState) -> Control {
+        self.final_state = Some(state.clone());
+        Control::Continue
+    }
+    fn on_evaluation_step(&mut self, _step: &ebm::progress::Step) -> Control {
+        self.evaluation_steps += 1;
+        Control::Break
+    }
+}
+
+#[test]
+fn the_final_state_is_handed_over_before_the_final_evaluation_which_can_be_stopped() {
+    let data = bars_and_stripes();
+    for evaluation in [
+        Evaluation::Exact,
+        Evaluation::Ais(AisParams {
+            betas: 1000,
+            runs: 10,
+            seed: 1,
+        }),
+    ] {
+        let params = CdParams {
+            hidden: 6,
+            epochs: 3,
+            evaluation: Some(evaluation),
+            ..CdParams::default()
+        };
+        let mut observer = BreakDuringEvaluation::default();
+        let outcome = train_rbm(&data, None, &params, None, &mut observer).unwrap();
+        assert!(outcome.interrupted && outcome.evaluation_interrupted);
+        assert_eq!(observer.evaluation_steps, 1, "{evaluation:?}");
+        // The whole training happened, and the observer had the final model before the
+        // evaluation started; the last epoch is still reported, without likelihoods.
+        assert_eq!(outcome.state.epoch, 3);
+        assert_eq!(observer.final_state.as_ref(), Some(&outcome.state));
+        assert_eq!(observer.epochs_seen, vec![1, 2, 3]);
+        let last = outcome.history.last().unwrap();
+        assert_eq!((last.log_z, last.train_log_likelihood), (None, None));
+    }
+}
+
+/// Trains a small persistent-CD checkpoint (2 of 4 epochs) with the CLI in `dir`.
+fn small_checkpoint(dir: &std::path::Path) -> std::path::PathBuf {
+    let model = dir.join("ckpt.safetensors");
+    crate::common::ebm()
+        .args(["train-rbm", "--data", &digits_path("bars_stripes_4x4.txt")])
+        .args([
+            "--hidden",
+            "4",
+            "--persistent",
+            "--chains",
+            "5",
+            "--epochs",
+            "4",
+        ])
+        .args(["--stop-after", "2", "--eval", "none", "--quiet"])
+        .arg("--output")
+        .arg(&model)
+        .assert()
+        .success();
+    model
+}
+
+#[test]
+fn cli_resume_refuses_a_file_without_the_state_it_needs_and_names_what_is_missing() {
+    use ebm::io::safetensors::{read_rbm, write_rbm};
+    let dir = tempfile::tempdir().unwrap();
+    let model = small_checkpoint(dir.path());
+    let good = read_rbm(&model).unwrap();
+    let broken = dir.path().join("broken.safetensors");
+    let resume = |needle: &str| {
+        let assert = crate::common::ebm()
+            .args(["train-rbm", "--data", &digits_path("bars_stripes_4x4.txt")])
+            .args(["--eval", "none", "--quiet", "--resume"])
+            .arg(&broken)
+            .arg("--output")
+            .arg(dir.path().join("out.safetensors"))
+            .assert()
+            .code(2);
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(
+            err.contains(needle) && err.contains("broken.safetensors"),
+            "{err:?} does not name {needle:?} and the file"
+        );
+        assert!(!dir.path().join("out.safetensors").exists());
+    };
+    for tensor in [
+        "velocity_weights",
+        "velocity_visible_bias",
+        "velocity_hidden_bias",
+        "persistent_chains",
+        "data_visible_means",
+    ] {
+        let mut file = good.clone();
+        file.extra.remove(tensor);
+        write_rbm(&broken, &file).unwrap();
+        resume(&format!("tensor `{tensor}`"));
+    }
+    for key in ["epochs_done", "training"] {
+        let mut file = good.clone();
+        file.metadata.remove(key);
+        write_rbm(&broken, &file).unwrap();
+        resume(&format!("`{key}` metadata"));
+    }
+    let settings: serde_json::Value = serde_json::from_str(&good.metadata["training"]).unwrap();
+    for key in [
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "lr_schedule",
+        "cd_k",
+        "persistent",
+        "chains",
+        "momentum",
+        "weight_decay",
+        "seed",
+    ] {
+        let mut s = settings.clone();
+        s.as_object_mut().unwrap().remove(key);
+        let mut file = good.clone();
+        file.metadata.insert("training".into(), s.to_string());
+        write_rbm(&broken, &file).unwrap();
+        resume(&format!("setting `{key}`"));
+    }
+    // The complete file resumes.
+    std::fs::copy(&model, &broken).unwrap();
+    crate::common::ebm()
+        .args(["train-rbm", "--data", &digits_path("bars_stripes_4x4.txt")])
+        .args(["--eval", "none", "--quiet", "--resume"])
+        .arg(&broken)
+        .arg("--output")
+        .arg(&broken)
+        .assert()
+        .success();
+}
+
+#[test]
+fn cli_the_same_run_twice_writes_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let out = dir.path().join(name);
+        crate::common::ebm()
+            .args(["train-rbm", "--data", &digits_path("bars_stripes_4x4.txt")])
+            .args([
+                "--hidden",
+                "4",
+                "--persistent",
+                "--chains",
+                "5",
+                "--epochs",
+                "3",
+            ])
+            .args(["--eval", "none", "--quiet", "--output"])
+            .arg(&out)
+            .assert()
+            .success();
+        std::fs::read(out).unwrap()
+    };
+    let first = run("a.safetensors");
+    for k in 0..3 {
+        assert!(
+            run(&format!("b{k}.safetensors")) == first,
+            "run {k} differs"
+        );
+    }
+}
+
+#[test]
+fn cli_overflowing_rbm_parameters_are_refused_with_the_tensor_and_value_named() {
+    use ebm::io::safetensors::encode_raw;
+    use safetensors::tensor::Dtype;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = |v: &[f64]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    // Finite f64 values whose sums overflow: ln Z used to come out NaN (printed as null).
+    let model = dir.path().join("huge.safetensors");
+    let file = encode_raw(
+        &[
+            (
+                "weights",
+                Dtype::F64,
+                vec![2, 2],
+                bytes(&[1e308, 1e308, 0.5, 1e308]),
+            ),
+            ("visible_bias", Dtype::F64, vec![2], bytes(&[0.0, 0.0])),
+            ("hidden_bias", Dtype::F64, vec![2], bytes(&[0.0, 0.0])),
+        ],
+        None,
+    )
+    .unwrap();
+    std::fs::write(&model, file).unwrap();
+    let data = write(dir.path(), "d.txt", "01\n11\n");
+    for method in ["exact", "ais"] {
+        let assert = crate::common::ebm()
+            .args(["evaluate", "--json", "--method", method, "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .assert()
+            .code(2);
+        let out = assert.get_output();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("huge.safetensors") && err.contains("weights[0] = 1e308"),
+            "{err}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("null"));
+    }
+}
+
+#[test]
+fn cli_a_folder_as_filters_and_mismatched_files_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let folder = dir.path().join("filters.png");
+    std::fs::create_dir(&folder).unwrap();
+    let bas = digits_path("bars_stripes_4x4.txt");
+    let fails = |args: &[&str], needles: &[&str]| {
+        let assert = crate::common::ebm()
+            .args(args)
+            .args(["--eval", "none", "--output"])
+            .arg(&model)
+            .assert()
+            .code(2);
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        for n in needles {
+            assert!(err.contains(n), "{err:?} does not mention {n:?}");
+        }
+        assert!(!model.exists(), "a failed run left {}", model.display());
+    };
+    let folder_arg = folder.to_string_lossy().into_owned();
+    fails(
+        &["train-rbm", "--data", &bas, "--filters", &folder_arg],
+        &["--filters", "filters.png", "folder"],
+    );
+    let narrow = write(dir.path(), "narrow.txt", "0101\n1100\n");
+    let narrow_arg = narrow.to_string_lossy().into_owned();
+    fails(
+        &["train-rbm", "--data", &bas, "--test", &narrow_arg],
+        &["narrow.txt", "4 columns", "bars_stripes_4x4.txt", "16"],
+    );
+    // A setting that conflicts with the checkpoint names the checkpoint file.
+    let ckpt = small_checkpoint(dir.path());
+    let ckpt_arg = ckpt.to_string_lossy().into_owned();
+    fails(
+        &[
+            "train-rbm",
+            "--data",
+            &bas,
+            "--resume",
+            &ckpt_arg,
+            "--batch-size",
+            "3",
+        ],
+        &["--batch-size: 3", "ckpt.safetensors"],
+    );
+    fails(
+        &["train-rbm", "--data", &narrow_arg, "--resume", &ckpt_arg],
+        &["ckpt.safetensors", "narrow.txt", "16 visible units"],
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_during_the_final_evaluation_keeps_the_trained_model() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let bin = assert_cmd::cargo::cargo_bin("ebm");
+    // One epoch, then an AIS evaluation far too long to finish before the signal arrives.
+    let mut child = std::process::Command::new(&bin)
+        .args(["train-rbm", "--data", &digits_path("bars_stripes_4x4.txt")])
+        .args(["--hidden", "4", "--epochs", "2", "--json"])
+        .args([
+            "--eval",
+            "ais",
+            "--ais-betas",
+            "100000000",
+            "--ais-runs",
+            "10",
+        ])
+        .arg("--output")
+        .arg(&model)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !model.exists() {
+        if t0.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("the model was not written before the final evaluation");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Ctrl-C") && err.contains("ebm evaluate"),
+        "{err}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["interrupted"], true);
+    assert_eq!(report["epochs"], 2);
+    let file = ebm::io::safetensors::read_rbm(&model).unwrap();
+    assert_eq!(file.metadata["epochs_done"], "2");
+}
+
+/// A made-up objective whose gradient is 1 for every parameter: the epoch loop must apply it
+/// once per batch through the optimizer, whatever the estimator is.
+struct ConstantAscent {
+    calls: usize,
+}
+
+impl ebm::learn::GradientEstimator for ConstantAscent {
+    fn gradient(
+        &mut self,
+        _model: &RbmF32,
+        _batch: &[f32],
+        _rngs: &mut [ebm::rng::EbmRng],
+        grad: &mut ebm::learn::Gradient,
+    ) {
+        self.calls += 1;
+        grad.weights.fill(1.0);
+        grad.visible_bias.fill(1.0);
+        grad.hidden_bias.fill(1.0);
+    }
+    fn streams(&self, batch_rows: usize) -> usize {
+        batch_rows
+    }
+}
+
+#[test]
+fn a_new_objective_is_a_new_estimator_run_by_the_same_epoch_loop() {
+    use ebm::learn::{start_state, train_with_estimator};
+    let data = bars_and_stripes();
+    let params = CdParams {
+        hidden: 3,
+        epochs: 4,
+        batch_size: 7,
+        learning_rate: 0.125,
+        schedule: ebm::learn::LrSchedule::Constant,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        ..CdParams::default()
+    };
+    let start = start_state(&data, None, &params, None).unwrap();
+    let mut estimator = ConstantAscent { calls: 0 };
+    let out = train_with_estimator(
+        &data,
+        None,
+        &params,
+        start.clone(),
+        &mut estimator,
+        &mut Silent,
+    )
+    .unwrap();
+    // 30 rows in batches of 7: 5 batches per epoch (the last of 2 rows).
+    let steps = 4 * 5;
+    assert_eq!(estimator.calls, steps);
+    // Without momentum and decay every step adds lr * 1 = 0.125: 2.5 in all. Each of the 20
+    // f32 additions at magnitudes below 4 rounds by at most 2.4e-7, hence the tolerance 1e-5.
+    let moved = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .all(|(&x, &y)| (x - y - steps as f32 * 0.125).abs() < 1e-5)
+    };
+    assert!(moved(&out.state.model.weights, &start.model.weights));
+    assert!(moved(
+        &out.state.model.visible_bias,
+        &start.model.visible_bias
+    ));
+    assert!(moved(
+        &out.state.model.hidden_bias,
+        &start.model.hidden_bias
+    ));
+    assert!(out.state.velocity_weights.iter().all(|&u| u == 0.125));
 }

@@ -13,12 +13,12 @@ use super::read_dataset;
 use super::ui::{BarObserver, progress_enabled};
 use ebm::infer::ais::{AisParams, DEFAULT_AIS_BETAS, DEFAULT_AIS_RUNS};
 use ebm::io::safetensors::read_rbm;
-use ebm::learn::cd::DATA_MEANS;
+use ebm::learn::checkpoint::DATA_MEANS;
 use ebm::learn::{Evaluation, average_log_likelihood, evaluate};
 
 /// How ln Z is obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MethodArg {
+pub enum EvaluateMethodArg {
     /// Exact when the smaller layer has at most 25 units, AIS beyond.
     Auto,
     /// Enumerate the smaller layer (refused beyond 2^36 states, i.e. more than 36 units).
@@ -27,13 +27,13 @@ pub enum MethodArg {
     Ais,
 }
 
-impl MethodArg {
+impl EvaluateMethodArg {
     /// The library's evaluation for these AIS settings.
     pub fn evaluation(self, ais: AisParams) -> Evaluation {
         match self {
-            MethodArg::Auto => Evaluation::Auto(ais),
-            MethodArg::Exact => Evaluation::Exact,
-            MethodArg::Ais => Evaluation::Ais(ais),
+            EvaluateMethodArg::Auto => Evaluation::Auto(ais),
+            EvaluateMethodArg::Exact => Evaluation::Exact,
+            EvaluateMethodArg::Ais => Evaluation::Ais(ais),
         }
     }
 }
@@ -53,8 +53,8 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub threshold: Option<f64>,
     /// How ln Z is obtained.
-    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
-    pub method: MethodArg,
+    #[arg(long, value_enum, default_value_t = EvaluateMethodArg::Auto)]
+    pub method: EvaluateMethodArg,
     /// AIS: number of annealing steps (Salakhutdinov & Murray's schedule, scaled).
     #[arg(long, default_value_t = DEFAULT_AIS_BETAS)]
     pub ais_betas: usize,

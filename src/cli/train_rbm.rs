@@ -1,6 +1,5 @@
 //! `ebm train-rbm`: contrastive divergence / persistent CD training of a binary RBM.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -8,7 +7,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::GlobalArgs;
-use super::evaluate::MethodArg;
+use super::evaluate::EvaluateMethodArg;
 use super::output::{CSV, Outputs, PNG, SAFETENSORS, print_json, say};
 use super::read_dataset;
 use super::sample_rbm::{square_side, tile_image};
@@ -16,18 +15,19 @@ use super::ui::{BarObserver, progress_enabled};
 use ebm::infer::ais::{AisParams, DEFAULT_AIS_BETAS, DEFAULT_AIS_RUNS};
 use ebm::io::atomic::write_bytes_atomic;
 use ebm::io::images::encode_grey_png;
-use ebm::io::safetensors::{RbmFile, Tensor, read_rbm, write_rbm};
+use ebm::io::safetensors::{read_rbm, write_rbm};
 use ebm::learn::cd::{
-    CdParams, DEFAULT_BATCH_SIZE, DEFAULT_CD_K, DEFAULT_CHAINS, DEFAULT_EPOCHS, DEFAULT_HIDDEN,
-    DEFAULT_INIT_STD, DEFAULT_LEARNING_RATE, DEFAULT_MOMENTUM, DEFAULT_MONITOR_ROWS,
-    DEFAULT_WEIGHT_DECAY, EpochStats, LrSchedule, TrainObserver, TrainState,
+    CdParams, DEFAULT_INIT_STD, DEFAULT_MONITOR_ROWS, EpochStats, LrSchedule, TrainObserver,
+    TrainState,
 };
+use ebm::learn::checkpoint::{Checkpoint, Requested, checkpoint_file};
 use ebm::learn::train_rbm;
 use ebm::progress::{Control, Observer, Step};
 
 /// Ctrl-C (SIGINT) handling: the first Ctrl-C sets a flag that the training observer checks after
-/// every epoch; training then stops, the checkpoint is written and the command exits with status
-/// 1. A second Ctrl-C (or one during the final evaluation) ends the process at once.
+/// every epoch and during likelihood evaluations; training then stops, the checkpoint is written
+/// (the final model is written before the final evaluation) and the command exits with status 1
+/// after printing its report (`"interrupted": true`). A second Ctrl-C ends the process at once.
 #[cfg(unix)]
 mod interrupt {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,9 +81,6 @@ mod interrupt {
         false
     }
 }
-
-/// Metadata key of the number of completed epochs in a checkpoint.
-pub const EPOCHS_DONE_KEY: &str = "epochs_done";
 
 /// Learning-rate schedules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -227,11 +224,25 @@ struct CliObserver<'a> {
     csv: String,
     checkpoint_every: usize,
     output: &'a Path,
-    metadata: &'a BTreeMap<String, String>,
+    params: &'a CdParams,
+    data: &'a str,
     error: Option<anyhow::Error>,
     total: u64,
     stop_after: Option<usize>,
     stopped: bool,
+    /// The epoch whose state was last written to `output`.
+    written: Option<usize>,
+}
+
+impl CliObserver<'_> {
+    /// Writes the state to `output` unless that epoch's state is already there.
+    fn save(&mut self, state: &TrainState) -> anyhow::Result<()> {
+        if self.written != Some(state.epoch) {
+            write_state(self.output, state, self.params, self.data)?;
+            self.written = Some(state.epoch);
+        }
+        Ok(())
+    }
 }
 
 const CSV_HEADER: &str = "epoch,learning_rate,reconstruction_error,pseudo_log_likelihood,train_log_likelihood,test_log_likelihood,log_z,log_z_method,seconds\n";
@@ -266,14 +277,10 @@ impl TrainObserver for CliObserver<'_> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             if self.checkpoint_every > 0 && s.epoch % self.checkpoint_every == 0 {
-                write_state(self.output, state, self.metadata)?;
+                self.save(state)?;
             }
             Ok(())
         })();
-        if s.epoch + 1 >= self.total as usize {
-            // The final epoch's evaluation may be long: from here Ctrl-C ends the process.
-            interrupt::uninstall();
-        }
         match result {
             Ok(()) if interrupt::requested() => Control::Break,
             Ok(()) if self.stop_after == Some(s.epoch) => {
@@ -287,133 +294,41 @@ impl TrainObserver for CliObserver<'_> {
             }
         }
     }
+
+    fn on_final_state(&mut self, state: &TrainState) -> Control {
+        // The model is final: write it before the final evaluation, which may be long and may
+        // be stopped by Ctrl-C.
+        match self.save(state) {
+            Ok(()) if interrupt::requested() => Control::Break,
+            Ok(()) => Control::Continue,
+            Err(e) => {
+                self.error = Some(e);
+                Control::Break
+            }
+        }
+    }
+
+    fn on_evaluation_step(&mut self, _step: &Step) -> Control {
+        if interrupt::requested() {
+            Control::Break
+        } else {
+            Control::Continue
+        }
+    }
 }
 
 fn write_state(
     path: &Path,
     state: &TrainState,
-    metadata: &BTreeMap<String, String>,
+    params: &CdParams,
+    data: &str,
 ) -> anyhow::Result<()> {
-    let mut file = RbmFile::new(state.model.to_rbm()?);
-    file.metadata = metadata.clone();
-    file.metadata
-        .insert(EPOCHS_DONE_KEY.into(), state.epoch.to_string());
-    for (name, shape, data) in state.extra_arrays() {
-        file.extra.insert(name.to_string(), Tensor { shape, data });
-    }
+    let file = checkpoint_file(state, params, data)?;
     write_rbm(path, &file).with_context(|| format!("writing model {}", path.display()))
 }
 
 fn usage(msg: String) -> anyhow::Error {
     super::UsageError(msg).into()
-}
-
-/// Metadata key of the training settings (a JSON object) in a model file.
-pub const TRAINING_KEY: &str = "training";
-
-/// The settings a checkpoint was trained with (absent in files written by other tools).
-#[derive(Debug, Default)]
-struct Stored {
-    epochs: Option<usize>,
-    batch_size: Option<usize>,
-    learning_rate: Option<f64>,
-    schedule: Option<ScheduleArg>,
-    cd_k: Option<usize>,
-    persistent: Option<bool>,
-    chains: Option<usize>,
-    momentum: Option<f64>,
-    weight_decay: Option<f64>,
-    seed: Option<u64>,
-}
-
-impl Stored {
-    fn parse(path: &Path, metadata: &BTreeMap<String, String>) -> anyhow::Result<Stored> {
-        let Some(text) = metadata.get(TRAINING_KEY) else {
-            return Ok(Stored::default());
-        };
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            usage(format!(
-                "{}: bad {TRAINING_KEY} metadata: {e}",
-                path.display()
-            ))
-        })?;
-        let bad = |key: &str| {
-            usage(format!(
-                "{}: bad {TRAINING_KEY} metadata: {key} = {} is not a valid value",
-                path.display(),
-                v[key]
-            ))
-        };
-        let uint = |key: &str| -> anyhow::Result<Option<u64>> {
-            match v.get(key) {
-                None => Ok(None),
-                Some(x) => x.as_u64().map(Some).ok_or_else(|| bad(key)),
-            }
-        };
-        let size = |key: &str| -> anyhow::Result<Option<usize>> {
-            uint(key)?
-                .map(|x| usize::try_from(x).map_err(|_| bad(key)))
-                .transpose()
-        };
-        let float = |key: &str| -> anyhow::Result<Option<f64>> {
-            match v.get(key) {
-                None => Ok(None),
-                Some(x) => x.as_f64().map(Some).ok_or_else(|| bad(key)),
-            }
-        };
-        let schedule = match v.get("lr_schedule") {
-            None => None,
-            Some(x) => Some(
-                x.as_str()
-                    .and_then(|s| ScheduleArg::from_str(s, true).ok())
-                    .ok_or_else(|| bad("lr_schedule"))?,
-            ),
-        };
-        let persistent = match v.get("persistent") {
-            None => None,
-            Some(x) => Some(x.as_bool().ok_or_else(|| bad("persistent"))?),
-        };
-        Ok(Stored {
-            epochs: size("epochs")?,
-            batch_size: size("batch_size")?,
-            learning_rate: float("learning_rate")?,
-            schedule,
-            cd_k: size("cd_k")?,
-            persistent,
-            chains: size("chains")?,
-            momentum: float("momentum")?,
-            weight_decay: float("weight_decay")?,
-            seed: uint("seed")?,
-        })
-    }
-}
-
-impl std::fmt::Display for ScheduleArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ScheduleArg::Constant => "constant",
-            ScheduleArg::Linear => "linear",
-        })
-    }
-}
-
-/// A setting of a resumed run: the stored value unless the flag was given; a given value that
-/// differs from the stored one is refused (the run would not continue the one it resumes).
-fn setting<T: PartialEq + std::fmt::Display + Copy>(
-    flag: &str,
-    given: Option<T>,
-    stored: Option<T>,
-    default: T,
-) -> anyhow::Result<T> {
-    match (given, stored) {
-        (Some(g), Some(s)) if g != s => Err(usage(format!(
-            "{flag} {g} differs from the checkpoint's {s}: a resumed run continues with the \
-             settings it was started with (leave {flag} out to use {s})"
-        ))),
-        (Some(g), _) => Ok(g),
-        (None, Some(s)) => Ok(s),
-        (None, None) => Ok(default),
-    }
 }
 
 /// The rows of an existing `--log` up to epoch `done` (with the header), for a resumed run; a
@@ -475,74 +390,30 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let (resume, stored) = match &args.resume {
-        Some(p) => {
-            let file =
-                read_rbm(p).with_context(|| format!("reading checkpoint {}", p.display()))?;
-            let epoch: usize = file
-                .metadata
-                .get(EPOCHS_DONE_KEY)
-                .map(|s| s.parse())
-                .transpose()
-                .map_err(|e| {
-                    usage(format!(
-                        "{}: bad {EPOCHS_DONE_KEY} metadata: {e}",
-                        p.display()
-                    ))
-                })?
-                .unwrap_or(0);
-            let stored = Stored::parse(p, &file.metadata)?;
-            let get = |name: &str| {
-                file.extra
-                    .get(name)
-                    .map(|t| (t.shape.clone(), t.data.clone()))
-            };
-            let state = TrainState::from_parts(&file.rbm, epoch, &get)
-                .with_context(|| format!("reading checkpoint {}", p.display()))?;
-            (Some(state), stored)
-        }
-        None => (None, Stored::default()),
-    };
-    let hidden = match (&resume, args.hidden) {
-        (Some(s), None) => s.model.n_hidden,
-        (_, Some(h)) => h,
-        (None, None) => DEFAULT_HIDDEN,
-    };
-    if let Some(s) = stored.seed
-        && s != global.seed
+    if let (Some(t), Some(p)) = (&test, &args.test)
+        && t.cols() != train.cols()
     {
         return Err(usage(format!(
-            "--seed {} differs from the checkpoint's {s}: resume with --seed {s}",
-            global.seed
+            "--test {} has {} columns per example, --data {} has {}: both must have the same \
+             number of visible units",
+            p.display(),
+            t.cols(),
+            args.data.display(),
+            train.cols()
         )));
     }
-    let schedule = setting(
-        "--lr-schedule",
-        args.lr_schedule,
-        stored.schedule,
-        ScheduleArg::Linear,
-    )?;
-    let epochs = match (args.epochs, stored.epochs) {
-        (Some(g), Some(s)) if g != s && schedule == ScheduleArg::Linear => {
-            return Err(usage(format!(
-                "--epochs {g}: the linear schedule decays over {s} epochs; resume with \
-                 --epochs {s} (or leave --epochs out), or train with --lr-schedule constant"
-            )));
-        }
-        (Some(g), _) => g,
-        (None, Some(s)) => s,
-        (None, None) => DEFAULT_EPOCHS,
-    };
-    let persistent = match stored.persistent {
-        Some(false) if args.persistent => {
-            return Err(usage(
-                "--persistent: the checkpoint was trained with CD, not persistent CD; leave \
-                 --persistent out to resume it"
-                    .into(),
-            ));
-        }
-        Some(s) => s,
-        None => args.persistent,
+    let ckpt = args
+        .resume
+        .as_ref()
+        .map_or(String::new(), |p| p.display().to_string());
+    let resume = match &args.resume {
+        Some(p) => Some(
+            read_rbm(p)
+                .map_err(anyhow::Error::from)
+                .and_then(|file| Ok(Checkpoint::from_file(&file)?))
+                .with_context(|| format!("--resume {}", p.display()))?,
+        ),
+        None => None,
     };
     let ais = AisParams {
         betas: args.ais_betas,
@@ -551,51 +422,46 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     let evaluation = match args.eval {
         EvalArg::None => None,
-        EvalArg::Auto => Some(MethodArg::Auto.evaluation(ais)),
-        EvalArg::Exact => Some(MethodArg::Exact.evaluation(ais)),
-        EvalArg::Ais => Some(MethodArg::Ais.evaluation(ais)),
+        EvalArg::Auto => Some(EvaluateMethodArg::Auto.evaluation(ais)),
+        EvalArg::Exact => Some(EvaluateMethodArg::Exact.evaluation(ais)),
+        EvalArg::Ais => Some(EvaluateMethodArg::Ais.evaluation(ais)),
     };
-    let params = CdParams {
-        hidden,
-        epochs,
-        batch_size: setting(
-            "--batch-size",
-            args.batch_size,
-            stored.batch_size,
-            DEFAULT_BATCH_SIZE,
-        )?,
-        learning_rate: setting(
-            "--learning-rate",
-            args.learning_rate,
-            stored.learning_rate,
-            DEFAULT_LEARNING_RATE,
-        )?,
-        schedule: match schedule {
+    let requested = Requested {
+        hidden: args.hidden,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.learning_rate,
+        schedule: args.lr_schedule.map(|s| match s {
             ScheduleArg::Constant => LrSchedule::Constant,
             ScheduleArg::Linear => LrSchedule::Linear,
-        },
-        cd_k: setting("--cd-k", args.cd_k, stored.cd_k, DEFAULT_CD_K)?,
-        persistent,
-        chains: setting("--chains", args.chains, stored.chains, DEFAULT_CHAINS)?,
-        momentum: setting(
-            "--momentum",
-            args.momentum,
-            stored.momentum,
-            DEFAULT_MOMENTUM,
-        )?,
-        weight_decay: setting(
-            "--weight-decay",
-            args.weight_decay,
-            stored.weight_decay,
-            DEFAULT_WEIGHT_DECAY,
-        )?,
+        }),
+        cd_k: args.cd_k,
+        persistent: args.persistent,
+        chains: args.chains,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+    };
+    let base = CdParams {
         init_std: args.init_std,
         monitor_rows: args.monitor_rows,
         eval_every: args.eval_every,
         evaluation,
         seed: global.seed,
+        ..CdParams::default()
     };
+    let params = requested
+        .resolve(resume.as_ref(), &base)
+        .with_context(|| format!("resuming the checkpoint {ckpt}"))?;
     params.validate()?;
+    let resume = resume.map(|c| c.state);
+    if let Some(s) = &resume {
+        s.check_resumable(&train, &params).with_context(|| {
+            format!(
+                "resuming the checkpoint {ckpt} on --data {}",
+                args.data.display()
+            )
+        })?;
+    }
     let done = resume.as_ref().map_or(0, |s| s.epoch);
     if let Some(n) = args.stop_after
         && (n <= done || n >= params.epochs)
@@ -618,26 +484,7 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let mut metadata = BTreeMap::new();
-    metadata.insert(
-        TRAINING_KEY.to_string(),
-        serde_json::json!({
-            "data": args.data.to_string_lossy(),
-            "hidden": params.hidden,
-            "epochs": params.epochs,
-            "batch_size": params.batch_size,
-            "learning_rate": params.learning_rate,
-            "lr_schedule": format!("{:?}", params.schedule).to_lowercase(),
-            "cd_k": params.cd_k,
-            "persistent": params.persistent,
-            "chains": params.chains,
-            "momentum": params.momentum,
-            "weight_decay": params.weight_decay,
-            "init_std": params.init_std,
-            "seed": params.seed,
-        })
-        .to_string(),
-    );
+    let data_name = args.data.to_string_lossy();
     let mut observer = CliObserver {
         bar: BarObserver::new(
             progress_enabled(global),
@@ -649,11 +496,13 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         csv,
         checkpoint_every: args.checkpoint_every,
         output: &args.output,
-        metadata: &metadata,
+        params: &params,
+        data: &data_name,
         error: None,
         total: params.epochs as u64,
         stop_after: args.stop_after,
         stopped: false,
+        written: None,
     };
     interrupt::install();
     let outcome = train_rbm(&train, test.as_ref(), &params, resume, &mut observer);
@@ -663,17 +512,12 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if let Some(e) = observer.error.take() {
         return Err(e);
     }
-    write_state(&args.output, &outcome.state, &metadata)?;
+    observer.save(&outcome.state)?;
     let stopped = observer.stopped;
-    if outcome.interrupted && !stopped {
-        return Err(anyhow::Error::new(ebm::Error::Interrupted).context(format!(
-            "stopped by Ctrl-C after epoch {}; checkpoint written to {} (continue with --resume {})",
-            outcome.state.epoch,
-            args.output.display(),
-            args.output.display()
-        )));
-    }
-    if let (Some(_), Some(side)) = (&args.filters, side) {
+    let interrupted = outcome.interrupted && !stopped;
+    if let (Some(_), Some(side)) = (&args.filters, side)
+        && (!interrupted || outcome.evaluation_interrupted)
+    {
         let (nv, nh) = (outcome.state.model.n_visible, outcome.state.model.n_hidden);
         let w = &outcome.state.model.weights;
         let tiles: Vec<Vec<f64>> = (0..nh)
@@ -693,7 +537,7 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         epochs: outcome.state.epoch,
         epochs_total: params.epochs,
         epochs_run: runs,
-        interrupted: outcome.interrupted && !stopped,
+        interrupted,
         stopped_as_asked: stopped,
         train_log_likelihood: last.and_then(|s| s.train_log_likelihood),
         test_log_likelihood: last.and_then(|s| s.test_log_likelihood),
@@ -709,7 +553,33 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     if global.json {
         print_json(&report)?;
-    } else {
+    }
+    if interrupted {
+        // The model (and the filters of a finished training) are kept: Ctrl-C came after them.
+        outputs.commit()?;
+        let output = args.output.display();
+        let msg = if outcome.evaluation_interrupted {
+            format!(
+                "stopped by Ctrl-C during the likelihood evaluation after epoch {}; the model of \
+                 that epoch is in {output} (evaluate it with `ebm evaluate --model {output} --data {}`{})",
+                outcome.state.epoch,
+                args.data.display(),
+                if outcome.state.epoch < params.epochs {
+                    format!(", continue with --resume {output}")
+                } else {
+                    String::new()
+                }
+            )
+        } else {
+            format!(
+                "stopped by Ctrl-C after epoch {}; checkpoint written to {output} (continue with \
+                 --resume {output})",
+                outcome.state.epoch
+            )
+        };
+        return Err(anyhow::Error::new(ebm::Error::Interrupted).context(msg));
+    }
+    if !global.json {
         if stopped {
             say(
                 global,

@@ -26,9 +26,9 @@ use crate::error::{Error, Result};
 use crate::linalg::{View, matmul};
 use crate::logspace::softplus;
 use crate::model::Rbm;
+use crate::model::rbm_f32::{RbmF32, bernoulli_rows, sigmoid_rows, visible_probs};
 use crate::progress::{Observer, report_or_interrupt};
 use crate::rng::{EbmRng, Purpose, stream_for};
-use crate::sample::rbm::{RbmF32, bernoulli_rows, sigmoid_rows, visible_probs};
 
 /// Number of intermediate distributions in Salakhutdinov & Murray's schedule.
 pub const DEFAULT_AIS_BETAS: usize = 14_500;

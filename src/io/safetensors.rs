@@ -122,27 +122,119 @@ pub fn encode_rbm(file: &RbmFile) -> Result<Vec<u8>> {
         }
         owned.push((name.clone(), tensor.shape.clone(), le_bytes(&tensor.data)));
     }
-    let views = owned
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F64, shape.clone(), bytes)
-                .map(|view| (name.as_str(), view))
-                .map_err(|e| Error::Format(format!("tensor `{name}`: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut metadata: HashMap<String, String> = file
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut metadata = file.metadata.clone();
     metadata.insert("format".into(), FORMAT.into());
     metadata.insert("version".into(), VERSION.into());
-    safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::Format(format!("cannot encode safetensors: {e}")))
+    owned.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(serialize_f64(&owned, &metadata))
+}
+
+/// The bytes of a safetensors file holding F64 `tensors` (name, shape, little-endian data; sorted
+/// by name, names unique) and `metadata`, with the same bytes for the same input.
+///
+/// Layout: the header's length n as a little-endian u64, the header (a JSON object: first
+/// `__metadata__` with its keys in sorted order, then each tensor's `dtype`, `shape` and
+/// `data_offsets` in name order), padded with spaces to a multiple of 8 bytes, then the tensors'
+/// data back to back in the same order. (`safetensors::serialize` takes the metadata as a
+/// `HashMap` and writes it in that map's random order, so equal models gave different bytes.)
+fn serialize_f64(
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    metadata: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    let json = |s: &str| serde_json::to_string(s).expect("a string serialises");
+    let mut header = String::from("{\"__metadata__\":{");
+    for (k, (key, value)) in metadata.iter().enumerate() {
+        if k > 0 {
+            header.push(',');
+        }
+        header.push_str(&format!("{}:{}", json(key), json(value)));
+    }
+    header.push('}');
+    let mut offset = 0usize;
+    for (name, shape, data) in tensors {
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        header.push_str(&format!(
+            ",{}:{{\"dtype\":\"F64\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
+            json(name),
+            dims.join(","),
+            offset,
+            offset + data.len()
+        ));
+        offset += data.len();
+    }
+    header.push('}');
+    let mut header = header.into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    for (_, _, data) in tensors {
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+/// The tensor names of a safetensors header that occur more than once (the `safetensors` crate
+/// keeps the last silently, or fails with an unrelated offset error). Empty when the header
+/// cannot be read; the crate's own parser then reports that.
+fn duplicated_names(bytes: &[u8]) -> Vec<String> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> std::result::Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some(k) = map.next_key::<String>()? {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        keys.push(k);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+    let Some(len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    else {
+        return Vec::new();
+    };
+    let Some(header) = usize::try_from(len)
+        .ok()
+        .and_then(|n| bytes.get(8..n.checked_add(8)?))
+    else {
+        return Vec::new();
+    };
+    let Ok(Keys(mut keys)) = serde_json::from_slice::<Keys>(header) else {
+        return Vec::new();
+    };
+    keys.sort_unstable();
+    let mut dups: Vec<String> = keys
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0].clone())
+        .collect();
+    dups.dedup();
+    dups
 }
 
 /// Decodes the bytes of an RBM `.safetensors` file.
 pub fn decode_rbm(bytes: &[u8]) -> Result<RbmFile> {
+    if let Some(name) = duplicated_names(bytes).first() {
+        return Err(Error::Format(format!(
+            "the tensor name `{name}` occurs more than once in the header (each name must be \
+             unique)"
+        )));
+    }
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::Format(format!("not a valid safetensors file ({e})")))?;
     let (_, header) = SafeTensors::read_metadata(bytes)
@@ -416,6 +508,58 @@ mod tests {
         // Not safetensors at all.
         assert!(msg(b"hello, this is text").contains("not a valid safetensors file"));
         assert!(msg(b"").contains("not a valid safetensors file"));
+    }
+
+    #[test]
+    fn the_same_file_always_encodes_to_the_same_bytes() {
+        let mut file = RbmFile::new(small_rbm());
+        for (k, v) in [
+            ("training", "{}"),
+            ("epochs_done", "3"),
+            ("a", "1"),
+            ("z", "2"),
+        ] {
+            file.metadata.insert(k.into(), v.into());
+        }
+        file.extra.insert(
+            "velocity".into(),
+            Tensor {
+                shape: vec![2],
+                data: vec![0.5, -0.5],
+            },
+        );
+        // Each encoding used to build a fresh HashMap (own random order) for the metadata.
+        let first = encode_rbm(&file).unwrap();
+        for _ in 0..20 {
+            assert_eq!(encode_rbm(&file).unwrap(), first);
+        }
+        let back = decode_rbm(&first).unwrap();
+        assert_eq!((back.rbm, back.extra), (file.rbm, file.extra));
+        // The header starts with the sorted metadata, and its length is a multiple of 8.
+        let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0);
+        let header = std::str::from_utf8(&first[8..8 + n]).unwrap();
+        assert!(
+            header.starts_with(
+                r#"{"__metadata__":{"a":"1","epochs_done":"3","format":"ebm-rbm","training":"{}","version":"1","z":"2"}"#
+            ),
+            "{header}"
+        );
+    }
+
+    #[test]
+    fn a_duplicated_tensor_name_is_named() {
+        let header = r#"{"weights":{"dtype":"F64","shape":[1,1],"data_offsets":[0,8]},"visible_bias":{"dtype":"F64","shape":[1],"data_offsets":[8,16]},"hidden_bias":{"dtype":"F64","shape":[1],"data_offsets":[16,24]},"visible_bias":{"dtype":"F64","shape":[1],"data_offsets":[24,32]}}"#;
+        let mut header = header.as_bytes().to_vec();
+        header.resize(header.len().next_multiple_of(8), b' ');
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&header);
+        bytes.extend(le_bytes(&[1.0, 2.0, 3.0, 4.0]));
+        let msg = decode_rbm(&bytes).unwrap_err().to_string();
+        assert!(
+            msg.contains("`visible_bias` occurs more than once"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -1,18 +1,16 @@
-//! Contrastive divergence training of binary-binary RBMs (units in {0, 1}).
+//! Training of binary-binary RBMs (units in {0, 1}): the settings ([`CdParams`]), the training
+//! state ([`TrainState`]) and the one epoch loop ([`train_with_estimator`]) that every objective
+//! shares.
 //!
-//! The gradient of the average log-likelihood with respect to W_ij is
-//! <v_i h_j>_data - <v_i h_j>_model (Hinton, "Training products of experts by minimizing
-//! contrastive divergence", Neural Computation 2002). The data term (positive phase) is computed
-//! exactly per mini-batch as the mean of v_i P(h_j = 1 | v); the model term (negative phase)
-//! from the mean of v_i P(h_j = 1 | v) over samples v obtained by k block Gibbs sweeps started
-//! at the batch (CD-k) or continued from persistent fantasy chains (PCD: Tieleman, "Training
-//! restricted Boltzmann machines using approximations to the likelihood gradient", ICML 2008).
-//! Biases get the analogous <v_i> and <h_j> differences.
+//! Each epoch shuffles the training rows, and for every mini-batch asks a
+//! [`GradientEstimator`] for a gradient (CD-k and PCD-k: [`ContrastiveDivergence`]) and the
+//! optimizer ([`Momentum`], at the rate of the [`LrSchedule`]) for the update; after the epoch
+//! come the divergence checks, the monitoring figures, the likelihood evaluation when due and
+//! the observer (progress, log, checkpoints). A new objective is a new estimator, nothing else.
 //!
-//! The update follows Hinton, "A practical guide to training restricted Boltzmann machines"
-//! (UTML TR 2010-003): velocity u <- momentum u + lr_t (gradient - weight_decay W), W <- W + u
-//! (no decay on biases); initial weights N(0, init_std^2), visible biases ln(p_i / (1 - p_i)) of
-//! the training data's means, hidden biases 0.
+//! Initialisation follows Hinton, "A practical guide to training restricted Boltzmann machines"
+//! (UTML TR 2010-003): weights N(0, init_std^2), visible biases ln(p_i / (1 - p_i)) of the
+//! training data's means, hidden biases 0.
 //!
 //! Parameters and statistics are f32 and every product is one GEMM ([`crate::linalg::matmul`]);
 //! monitoring figures and likelihoods are f64. All randomness comes from streams keyed by
@@ -26,16 +24,20 @@ use rand::RngExt;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 
+use super::checkpoint::{VELOCITY_HIDDEN, VELOCITY_VISIBLE, VELOCITY_WEIGHTS};
+use super::estimator::{ContrastiveDivergence, Gradient, GradientEstimator};
 use super::eval::{Evaluation, average_log_likelihood, evaluate};
+pub use super::optimizer::LrSchedule;
+use super::optimizer::Momentum;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::infer::ais::BASE_RATE_CLIP;
 use crate::linalg::{View, matmul};
 use crate::logspace::softplus;
-use crate::model::Rbm;
-use crate::progress::{Control, Silent};
+use crate::model::rbm::{MAX_PARAMETER_SUM, parameter_bound_violation};
+use crate::model::rbm_f32::{RbmF32, bernoulli_rows, sigmoid_rows, visible_probs};
+use crate::progress::{Control, Observer, Silent, Step};
 use crate::rng::{EbmRng, Purpose, splitmix64, stream_for};
-use crate::sample::rbm::{RbmF32, bernoulli_rows, hidden_probs, sigmoid_rows, visible_probs};
 
 /// Default number of hidden units.
 pub const DEFAULT_HIDDEN: usize = 64;
@@ -60,16 +62,6 @@ pub const DEFAULT_INIT_STD: f64 = 0.01;
 /// Default number of training examples used for the per-epoch reconstruction error and
 /// pseudo-log-likelihood.
 pub const DEFAULT_MONITOR_ROWS: usize = 1000;
-
-/// How the learning rate changes over the epochs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LrSchedule {
-    /// lr_t = lr.
-    Constant,
-    /// lr_t = lr * (1 - t / epochs) for epoch t = 0, 1, ... (annealed towards 0, which lets PCD
-    /// settle instead of drifting).
-    Linear,
-}
 
 /// Training settings. `CdParams::default()` holds the documented `DEFAULT_*` values.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,12 +208,7 @@ impl CdParams {
 
     /// The learning rate of epoch `t` (0-based).
     pub fn learning_rate_at(&self, t: usize) -> f64 {
-        match self.schedule {
-            LrSchedule::Constant => self.learning_rate,
-            LrSchedule::Linear => {
-                self.learning_rate * (1.0 - t as f64 / self.epochs as f64).max(0.0)
-            }
-        }
+        self.schedule.rate_at(self.learning_rate, t, self.epochs)
     }
 }
 
@@ -272,23 +259,6 @@ pub struct TrainState {
     /// The training data's visible means (base rates of AIS).
     pub data_means: Vec<f64>,
 }
-
-/// One named array of a [`TrainState`] for checkpoint files: (name, shape, values).
-pub type NamedArray = (&'static str, Vec<usize>, Vec<f64>);
-
-/// A looked-up checkpoint array: (shape, values).
-pub type Shaped = (Vec<usize>, Vec<f64>);
-
-/// Checkpoint array names.
-pub const VELOCITY_WEIGHTS: &str = "velocity_weights";
-/// Checkpoint array names.
-pub const VELOCITY_VISIBLE: &str = "velocity_visible_bias";
-/// Checkpoint array names.
-pub const VELOCITY_HIDDEN: &str = "velocity_hidden_bias";
-/// Checkpoint array names.
-pub const PERSISTENT_CHAINS: &str = "persistent_chains";
-/// Checkpoint array names.
-pub const DATA_MEANS: &str = "data_visible_means";
 
 const TAG_INIT: u64 = 1;
 const TAG_CHAINS: u64 = 2;
@@ -376,91 +346,6 @@ impl TrainState {
         .into_iter()
         .find_map(|(name, x)| x.iter().position(|v| !v.is_finite()).map(|k| (name, k)))
     }
-
-    /// The arrays besides the model that a checkpoint must hold.
-    pub fn extra_arrays(&self) -> Vec<NamedArray> {
-        let (nv, nh) = (self.model.n_visible, self.model.n_hidden);
-        let f = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
-        let mut out = vec![
-            (VELOCITY_WEIGHTS, vec![nv, nh], f(&self.velocity_weights)),
-            (VELOCITY_VISIBLE, vec![nv], f(&self.velocity_visible)),
-            (VELOCITY_HIDDEN, vec![nh], f(&self.velocity_hidden)),
-            (DATA_MEANS, vec![nv], self.data_means.clone()),
-        ];
-        if !self.chains.is_empty() {
-            out.push((
-                PERSISTENT_CHAINS,
-                vec![self.chains.len() / nv, nv],
-                f(&self.chains),
-            ));
-        }
-        out
-    }
-
-    /// Rebuilds a state from a model, its completed epochs and the arrays of
-    /// [`TrainState::extra_arrays`] (looked up by name; missing velocities start at zero,
-    /// missing chains are an error for PCD only when `train_rbm` needs them).
-    pub fn from_parts(
-        rbm: &Rbm,
-        epoch: usize,
-        get: &dyn Fn(&str) -> Option<Shaped>,
-    ) -> Result<Self> {
-        let model = RbmF32::from_rbm(rbm);
-        let (nv, nh) = (model.n_visible, model.n_hidden);
-        let fetch = |name: &str, shape: &[usize]| -> Result<Option<Vec<f64>>> {
-            match get(name) {
-                None => Ok(None),
-                Some((s, data)) => {
-                    if s != shape || data.len() != shape.iter().product::<usize>() {
-                        return Err(Error::SizeMismatch(format!(
-                            "checkpoint tensor {name} has shape {s:?}, expected {shape:?}"
-                        )));
-                    }
-                    if let Some(k) = data.iter().position(|x| !x.is_finite()) {
-                        return Err(Error::InvalidModel(format!(
-                            "checkpoint tensor {name}[{k}] is not finite"
-                        )));
-                    }
-                    Ok(Some(data))
-                }
-            }
-        };
-        let f32s = |x: Option<Vec<f64>>, n: usize| -> Vec<f32> {
-            x.map(|v| v.iter().map(|&a| a as f32).collect())
-                .unwrap_or_else(|| vec![0.0; n])
-        };
-        let chains = match get(PERSISTENT_CHAINS) {
-            None => Vec::new(),
-            Some((s, _)) => {
-                let rows = s.first().copied().unwrap_or(0);
-                let data = fetch(PERSISTENT_CHAINS, &[rows, nv])?.unwrap_or_default();
-                if data.iter().any(|&x| x != 0.0 && x != 1.0) {
-                    return Err(Error::InvalidModel(
-                        "checkpoint tensor persistent_chains holds values other than 0 and 1"
-                            .into(),
-                    ));
-                }
-                data.iter().map(|&x| x as f32).collect()
-            }
-        };
-        let data_means = match fetch(DATA_MEANS, &[nv])? {
-            Some(m) => m,
-            None => rbm
-                .visible_bias()
-                .iter()
-                .map(|&b| crate::logspace::sigmoid(b))
-                .collect(),
-        };
-        Ok(TrainState {
-            epoch,
-            velocity_weights: f32s(fetch(VELOCITY_WEIGHTS, &[nv, nh])?, nv * nh),
-            velocity_visible: f32s(fetch(VELOCITY_VISIBLE, &[nv])?, nv),
-            velocity_hidden: f32s(fetch(VELOCITY_HIDDEN, &[nh])?, nh),
-            model,
-            chains,
-            data_means,
-        })
-    }
 }
 
 /// The figures of one epoch.
@@ -493,10 +378,38 @@ pub struct EpochStats {
 }
 
 /// Receives each epoch's figures and the state (to draw progress, log, checkpoint).
+///
+/// Order of the calls for each epoch: the update; for the last epoch
+/// [`TrainObserver::on_final_state`]; the monitoring figures; the likelihood evaluation when due
+/// (reporting through [`TrainObserver::on_evaluation_step`]); [`TrainObserver::on_epoch`].
 pub trait TrainObserver {
     /// Called after every epoch; `Control::Break` stops training after this epoch.
     fn on_epoch(&mut self, _state: &TrainState, _stats: &EpochStats) -> Control {
         Control::Continue
+    }
+
+    /// Called once, when the last epoch's update is done and before that epoch's (possibly
+    /// long) likelihood evaluation: the model is final from here, so this is the place to save
+    /// it. `Control::Break` skips the evaluation (the run then ends as interrupted) when one is
+    /// due, and changes nothing otherwise.
+    fn on_final_state(&mut self, _state: &TrainState) -> Control {
+        Control::Continue
+    }
+
+    /// Progress of a likelihood evaluation (ln Z by enumeration or AIS). `Control::Break` stops
+    /// the evaluation; the run then ends after this epoch as interrupted, and the epoch's
+    /// figures lack the likelihoods.
+    fn on_evaluation_step(&mut self, _step: &Step) -> Control {
+        Control::Continue
+    }
+}
+
+/// A [`TrainObserver`] seen as the progress [`Observer`] of a likelihood evaluation.
+struct EvaluationProgress<'a>(&'a mut dyn TrainObserver);
+
+impl Observer for EvaluationProgress<'_> {
+    fn on_step(&mut self, step: &Step) -> Control {
+        self.0.on_evaluation_step(step)
     }
 }
 
@@ -509,14 +422,19 @@ pub struct TrainOutcome {
     pub state: TrainState,
     /// Figures of every epoch run in this call.
     pub history: Vec<EpochStats>,
-    /// True when the observer stopped the run before `params.epochs`.
+    /// True when the observer stopped the run: before `params.epochs`, or during a likelihood
+    /// evaluation (see `evaluation_interrupted`).
     pub interrupted: bool,
+    /// True when the stop came during (or, from [`TrainObserver::on_final_state`], instead of)
+    /// the likelihood evaluation of the last epoch run; `state` is complete up to its epoch.
+    pub evaluation_interrupted: bool,
     /// Seconds spent in updates (monitoring and evaluation excluded).
     pub train_seconds: f64,
 }
 
-/// Trains an RBM on `train` (and evaluates on `test` when given), starting from `resume` or a
-/// fresh [`TrainState::init`], until `params.epochs` epochs are complete.
+/// Trains an RBM on `train` (and evaluates on `test` when given) by CD-k, or PCD-k when
+/// `params.persistent`, starting from `resume` or a fresh [`TrainState::init`], until
+/// `params.epochs` epochs are complete.
 pub fn train_rbm(
     train: &Dataset,
     test: Option<&Dataset>,
@@ -524,6 +442,39 @@ pub fn train_rbm(
     resume: Option<TrainState>,
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainOutcome> {
+    let state = start_state(train, test, params, resume)?;
+    let mut estimator = ContrastiveDivergence::new(
+        &state.model,
+        params.batch_size.min(train.rows()),
+        params.cd_k,
+        if params.persistent {
+            state.chains.clone()
+        } else {
+            Vec::new()
+        },
+    );
+    train_with_estimator(train, test, params, state, &mut estimator, observer)
+}
+
+/// Checks the data and settings, and returns the state a run starts from: `resume` (checked
+/// against them) or a fresh [`TrainState::init`].
+pub fn start_state(
+    train: &Dataset,
+    test: Option<&Dataset>,
+    params: &CdParams,
+    resume: Option<TrainState>,
+) -> Result<TrainState> {
+    check_inputs(train, test, params)?;
+    match resume {
+        None => TrainState::init(train, params),
+        Some(s) => {
+            check_resume(&s, train, params)?;
+            Ok(s)
+        }
+    }
+}
+
+fn check_inputs(train: &Dataset, test: Option<&Dataset>, params: &CdParams) -> Result<()> {
     params.validate()?;
     if train.rows() == 0 {
         return Err(Error::param("data", "the training data has no examples"));
@@ -546,22 +497,34 @@ pub fn train_rbm(
             return Err(Error::param("test", "the test data has no examples"));
         }
     }
-    params.check_sizes(train.cols(), train.rows())?;
-    let mut state = match resume {
-        None => TrainState::init(train, params)?,
-        Some(s) => {
-            check_resume(&s, train, params)?;
-            s
-        }
-    };
-    let mut trainer = Trainer::new(train, params, &state);
+    params.check_sizes(train.cols(), train.rows())
+}
+
+/// The epoch loop: trains from `state` (see [`start_state`]) until `params.epochs` epochs are
+/// complete, with the gradients of `estimator` and the optimizer of `params` (momentum, weight
+/// decay, learning-rate schedule). The estimator's [`GradientEstimator::chains`], when not
+/// empty, are copied into `state.chains` after every epoch (so that checkpoints hold them).
+/// `params.cd_k`, `persistent` and `chains` matter only to the estimator and to
+/// [`TrainState::init`].
+pub fn train_with_estimator(
+    train: &Dataset,
+    test: Option<&Dataset>,
+    params: &CdParams,
+    mut state: TrainState,
+    estimator: &mut dyn GradientEstimator,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainOutcome> {
+    check_inputs(train, test, params)?;
+    let mut epochs = EpochRunner::new(train, params, &state, &*estimator);
+    let mut monitor = Monitor::new(train, params, &state);
     let mut history = Vec::new();
     let mut train_seconds = 0.0;
     let mut interrupted = false;
+    let mut evaluation_interrupted = false;
     while state.epoch < params.epochs {
         let t0 = Instant::now();
         let lr = params.learning_rate_at(state.epoch);
-        trainer.epoch(&mut state, lr);
+        epochs.run(&mut state, estimator, lr);
         let seconds = t0.elapsed().as_secs_f64();
         train_seconds += seconds;
         state.epoch += 1;
@@ -572,7 +535,28 @@ pub fn train_rbm(
                 state.epoch
             )));
         }
-        let (reconstruction_error, pseudo_log_likelihood) = trainer.monitor(&state);
+        let m = &state.model;
+        if let Some((what, k, value, _)) =
+            parameter_bound_violation(&m.weights, &m.visible_bias, &m.hidden_bias)
+        {
+            return Err(Error::InvalidModel(format!(
+                "training diverged at epoch {} ({what}[{k}] = {value:e}; the parameters' \
+                 absolute values sum to more than {MAX_PARAMETER_SUM:e}): lower --learning-rate",
+                state.epoch
+            )));
+        }
+        let due = params.evaluation.is_some()
+            && (state.epoch == params.epochs
+                || (params.eval_every > 0 && state.epoch % params.eval_every == 0));
+        let mut skip_evaluation = false;
+        if state.epoch == params.epochs && observer.on_final_state(&state) == Control::Break && due
+        {
+            // Training is complete; only the evaluation is skipped.
+            skip_evaluation = true;
+            interrupted = true;
+            evaluation_interrupted = true;
+        }
+        let (reconstruction_error, pseudo_log_likelihood) = monitor.measure(&state);
         let mut stats = EpochStats {
             epoch: state.epoch,
             learning_rate: lr,
@@ -586,35 +570,22 @@ pub fn train_rbm(
             log_z_high: None,
             seconds,
         };
-        let due = params.evaluation.is_some()
-            && (state.epoch == params.epochs
-                || (params.eval_every > 0 && state.epoch % params.eval_every == 0));
-        if due {
-            let method = params.evaluation.expect("checked");
-            let method = match method {
-                Evaluation::Ais(mut p) | Evaluation::Auto(mut p) => {
-                    p.seed = derive(params.seed, &[TAG_AIS]);
-                    if matches!(method, Evaluation::Ais(_)) {
-                        Evaluation::Ais(p)
-                    } else {
-                        Evaluation::Auto(p)
-                    }
+        if due && !skip_evaluation {
+            let mut progress = EvaluationProgress(&mut *observer);
+            match evaluate_likelihoods(&state, train, test, params, &mut stats, &mut progress) {
+                Ok(()) => {}
+                Err(Error::Interrupted) => {
+                    interrupted = true;
+                    evaluation_interrupted = true;
                 }
-                Evaluation::Exact => Evaluation::Exact,
-            };
-            let rbm = state.model.to_rbm()?;
-            let report = evaluate(&rbm, method, &state.data_means, &mut Silent)?;
-            stats.log_z = Some(report.log_z);
-            stats.log_z_method = Some(report.method);
-            stats.log_z_low = report.ais.as_ref().map(|a| a.log_z_low);
-            stats.log_z_high = report.ais.as_ref().map(|a| a.log_z_high);
-            stats.train_log_likelihood = Some(average_log_likelihood(&rbm, train, report.log_z)?);
-            if let Some(t) = test {
-                stats.test_log_likelihood = Some(average_log_likelihood(&rbm, t, report.log_z)?);
+                Err(e) => return Err(e),
             }
         }
         let control = observer.on_epoch(&state, &stats);
         history.push(stats);
+        if interrupted {
+            break;
+        }
         if control == Control::Break && state.epoch < params.epochs {
             interrupted = true;
             break;
@@ -624,8 +595,51 @@ pub fn train_rbm(
         state,
         history,
         interrupted,
+        evaluation_interrupted,
         train_seconds,
     })
+}
+
+/// Fills the likelihood figures of `stats` (ln Z by `params.evaluation`, average train and test
+/// log-likelihoods) for the model of `state`.
+fn evaluate_likelihoods(
+    state: &TrainState,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    params: &CdParams,
+    stats: &mut EpochStats,
+    progress: &mut dyn Observer,
+) -> Result<()> {
+    let method = match params.evaluation.expect("checked by the caller") {
+        Evaluation::Ais(mut p) => {
+            p.seed = derive(params.seed, &[TAG_AIS]);
+            Evaluation::Ais(p)
+        }
+        Evaluation::Auto(mut p) => {
+            p.seed = derive(params.seed, &[TAG_AIS]);
+            Evaluation::Auto(p)
+        }
+        Evaluation::Exact => Evaluation::Exact,
+    };
+    let rbm = state.model.to_rbm()?;
+    let report = evaluate(&rbm, method, &state.data_means, progress)?;
+    stats.log_z = Some(report.log_z);
+    stats.log_z_method = Some(report.method);
+    stats.log_z_low = report.ais.as_ref().map(|a| a.log_z_low);
+    stats.log_z_high = report.ais.as_ref().map(|a| a.log_z_high);
+    stats.train_log_likelihood = Some(average_log_likelihood(&rbm, train, report.log_z)?);
+    if let Some(t) = test {
+        stats.test_log_likelihood = Some(average_log_likelihood(&rbm, t, report.log_z)?);
+    }
+    Ok(())
+}
+
+impl TrainState {
+    /// Checks that training may continue from this state on `train` with `params`: epochs left,
+    /// the data's width, the hidden layer and the persistent chains agree.
+    pub fn check_resumable(&self, train: &Dataset, params: &CdParams) -> Result<()> {
+        check_resume(self, train, params)
+    }
 }
 
 fn check_resume(s: &TrainState, train: &Dataset, params: &CdParams) -> Result<()> {
@@ -661,56 +675,46 @@ fn check_resume(s: &TrainState, train: &Dataset, params: &CdParams) -> Result<()
     Ok(())
 }
 
-/// Buffers reused by every batch (no allocation inside the epoch loop).
-struct Trainer<'a> {
+/// The shuffling and batching of an epoch, with buffers reused by every batch (no allocation
+/// inside the epoch loop).
+struct EpochRunner<'a> {
     train: &'a Dataset,
     params: &'a CdParams,
+    optimizer: Momentum,
     order: Vec<usize>,
     batch: Vec<f32>,
-    ph: Vec<f32>,
-    x: Vec<f32>,
-    px: Vec<f32>,
-    hx: Vec<f32>,
-    phx: Vec<f32>,
-    grad_w: Vec<f32>,
-    grad_b: Vec<f32>,
-    grad_c: Vec<f32>,
+    grad: Gradient,
     rngs: Vec<EbmRng>,
-    monitor: Vec<f32>,
-    monitor_act: Vec<f32>,
-    monitor_pv: Vec<f32>,
 }
 
-impl<'a> Trainer<'a> {
-    fn new(train: &'a Dataset, params: &'a CdParams, state: &TrainState) -> Self {
+impl<'a> EpochRunner<'a> {
+    fn new(
+        train: &'a Dataset,
+        params: &'a CdParams,
+        state: &TrainState,
+        estimator: &dyn GradientEstimator,
+    ) -> Self {
         let (nv, nh) = (state.model.n_visible, state.model.n_hidden);
         let b = params.batch_size.min(train.rows());
-        let neg = if params.persistent { params.chains } else { b };
-        let m = params.monitor_rows.min(train.rows());
-        let monitor: Vec<f32> = train.data()[..m * nv].iter().map(|&x| x as f32).collect();
-        Trainer {
+        EpochRunner {
             train,
             params,
+            optimizer: Momentum {
+                momentum: params.momentum as f32,
+                weight_decay: params.weight_decay as f32,
+            },
             order: (0..train.rows()).collect(),
             batch: vec![0.0; b * nv],
-            ph: vec![0.0; b * nh],
-            x: vec![0.0; neg * nv],
-            px: vec![0.0; neg * nv],
-            hx: vec![0.0; neg * nh],
-            phx: vec![0.0; neg * nh],
-            grad_w: vec![0.0; nv * nh],
-            grad_b: vec![0.0; nv],
-            grad_c: vec![0.0; nh],
-            rngs: (0..neg.max(b) as u64)
+            grad: Gradient::zeros(nv, nh),
+            rngs: (0..estimator.streams(b) as u64)
                 .map(|r| stream_for(0, Purpose::Training, r))
                 .collect(),
-            monitor,
-            monitor_act: vec![0.0; m * nh],
-            monitor_pv: vec![0.0; m * nv],
         }
     }
 
-    fn epoch(&mut self, state: &mut TrainState, lr: f64) {
+    /// One epoch at learning rate `lr`: every batch's gradient from `estimator`, then one
+    /// optimizer step.
+    fn run(&mut self, state: &mut TrainState, estimator: &mut dyn GradientEstimator, lr: f64) {
         let nv = state.model.n_visible;
         let seed = self.params.seed;
         let epoch = state.epoch as u64;
@@ -737,132 +741,50 @@ impl<'a> Trainer<'a> {
             for (r, g) in self.rngs.iter_mut().enumerate() {
                 *g = stream_for(batch_seed, Purpose::Training, r as u64);
             }
-            self.step(state, rows, lr as f32);
+            estimator.gradient(
+                &state.model,
+                &self.batch[..rows * nv],
+                &mut self.rngs,
+                &mut self.grad,
+            );
+            self.optimizer.step(
+                &mut state.model,
+                &mut state.velocity_weights,
+                &mut state.velocity_visible,
+                &mut state.velocity_hidden,
+                &self.grad,
+                lr as f32,
+            );
+        }
+        let chains = estimator.chains();
+        if !chains.is_empty() {
+            state.chains.copy_from_slice(chains);
         }
     }
+}
 
-    /// One update from the first `rows` rows of `self.batch`.
-    fn step(&mut self, state: &mut TrainState, rows: usize, lr: f32) {
-        let p = self.params;
-        let model = &state.model;
-        let (nv, nh) = (model.n_visible, model.n_hidden);
-        let v = &self.batch[..rows * nv];
-        let ph = &mut self.ph[..rows * nh];
-        // Positive phase: P(h | v) of the data.
-        hidden_probs(model, v, ph, 1.0, &model.hidden_bias);
-        // Negative phase.
-        let neg = if p.persistent {
-            let n = p.chains;
-            let x = &mut self.x[..n * nv];
-            x.copy_from_slice(&state.chains);
-            for _ in 0..p.cd_k {
-                hidden_probs(model, x, &mut self.phx[..n * nh], 1.0, &model.hidden_bias);
-                bernoulli_rows(
-                    &self.phx[..n * nh],
-                    &mut self.hx[..n * nh],
-                    nh,
-                    &mut self.rngs,
-                );
-                visible_probs(
-                    model,
-                    &self.hx[..n * nh],
-                    &mut self.px[..n * nv],
-                    1.0,
-                    &model.visible_bias,
-                );
-                bernoulli_rows(&self.px[..n * nv], x, nv, &mut self.rngs);
-            }
-            state.chains.copy_from_slice(x);
-            n
-        } else {
-            let h = &mut self.hx[..rows * nh];
-            bernoulli_rows(ph, h, nh, &mut self.rngs);
-            for step in 0..p.cd_k {
-                visible_probs(
-                    model,
-                    &self.hx[..rows * nh],
-                    &mut self.px[..rows * nv],
-                    1.0,
-                    &model.visible_bias,
-                );
-                bernoulli_rows(
-                    &self.px[..rows * nv],
-                    &mut self.x[..rows * nv],
-                    nv,
-                    &mut self.rngs,
-                );
-                if step + 1 < p.cd_k {
-                    hidden_probs(
-                        model,
-                        &self.x[..rows * nv],
-                        &mut self.phx[..rows * nh],
-                        1.0,
-                        &model.hidden_bias,
-                    );
-                    bernoulli_rows(
-                        &self.phx[..rows * nh],
-                        &mut self.hx[..rows * nh],
-                        nh,
-                        &mut self.rngs,
-                    );
-                }
-            }
-            rows
-        };
-        let x = &self.x[..neg * nv];
-        let phx = &mut self.phx[..neg * nh];
-        hidden_probs(model, x, phx, 1.0, &model.hidden_bias);
-        // grad_w = V^T P(h|V) / rows - X^T P(h|X) / neg.
-        matmul(
-            &mut self.grad_w,
-            View::row_major(v, rows, nv).t(),
-            View::row_major(ph, rows, nh),
-            0.0,
-            1.0 / rows as f32,
-        );
-        matmul(
-            &mut self.grad_w,
-            View::row_major(x, neg, nv).t(),
-            View::row_major(phx, neg, nh),
-            1.0,
-            -1.0 / neg as f32,
-        );
-        mean_difference(&mut self.grad_b, v, x);
-        mean_difference(&mut self.grad_c, ph, phx);
-        let m = p.momentum as f32;
-        let wd = p.weight_decay as f32;
-        let model = &mut state.model;
-        for ((w, u), &g) in model
-            .weights
-            .iter_mut()
-            .zip(&mut state.velocity_weights)
-            .zip(&self.grad_w)
-        {
-            *u = m * *u + lr * (g - wd * *w);
-            *w += *u;
-        }
-        for ((b, u), &g) in model
-            .visible_bias
-            .iter_mut()
-            .zip(&mut state.velocity_visible)
-            .zip(&self.grad_b)
-        {
-            *u = m * *u + lr * g;
-            *b += *u;
-        }
-        for ((c, u), &g) in model
-            .hidden_bias
-            .iter_mut()
-            .zip(&mut state.velocity_hidden)
-            .zip(&self.grad_c)
-        {
-            *u = m * *u + lr * g;
-            *c += *u;
+/// The per-epoch monitoring figures on the first `monitor_rows` training rows.
+struct Monitor {
+    seed: u64,
+    monitor: Vec<f32>,
+    monitor_act: Vec<f32>,
+    monitor_pv: Vec<f32>,
+}
+
+impl Monitor {
+    fn new(train: &Dataset, params: &CdParams, state: &TrainState) -> Self {
+        let (nv, nh) = (state.model.n_visible, state.model.n_hidden);
+        let m = params.monitor_rows.min(train.rows());
+        Monitor {
+            seed: params.seed,
+            monitor: train.data()[..m * nv].iter().map(|&x| x as f32).collect(),
+            monitor_act: vec![0.0; m * nh],
+            monitor_pv: vec![0.0; m * nv],
         }
     }
 
     /// (reconstruction error, pseudo-log-likelihood) on the monitored rows.
-    fn monitor(&mut self, state: &TrainState) -> (f64, f64) {
+    fn measure(&mut self, state: &TrainState) -> (f64, f64) {
         let model = &state.model;
         let (nv, nh) = (model.n_visible, model.n_hidden);
         let m = self.monitor.len() / nv;
@@ -873,7 +795,7 @@ impl<'a> Trainer<'a> {
             0.0,
             1.0,
         );
-        let pll_seed = derive(self.params.seed, &[TAG_MONITOR, state.epoch as u64]);
+        let pll_seed = derive(self.seed, &[TAG_MONITOR, state.epoch as u64]);
         let pll: f64 = self
             .monitor
             .par_chunks_exact(nv)
@@ -919,21 +841,5 @@ impl<'a> Trainer<'a> {
             .sum::<f64>()
             / m as f64;
         (err, pll)
-    }
-}
-
-fn mean_difference(out: &mut [f32], a: &[f32], b: &[f32]) {
-    let cols = out.len();
-    out.fill(0.0);
-    let (ra, rb) = (a.len() / cols, b.len() / cols);
-    for row in a.chunks_exact(cols) {
-        for (o, &x) in out.iter_mut().zip(row) {
-            *o += x / ra as f32;
-        }
-    }
-    for row in b.chunks_exact(cols) {
-        for (o, &x) in out.iter_mut().zip(row) {
-            *o -= x / rb as f32;
-        }
     }
 }

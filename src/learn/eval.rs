@@ -6,7 +6,8 @@ use rayon::prelude::*;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::infer::ais::{AisEstimate, AisParams, ais_log_partition};
-use crate::infer::rbm::rbm_log_partition;
+use crate::infer::exact::Shard;
+use crate::infer::rbm::rbm_enumerate;
 use crate::model::Rbm;
 use crate::progress::Observer;
 
@@ -53,7 +54,8 @@ pub struct LikelihoodReport {
 }
 
 /// ln Z of `rbm` by `method`. AIS uses `base_marginals` (the training data's P(v_i = 1)) for its
-/// base-rate model.
+/// base-rate model. The observer sees the progress of either method and may stop it
+/// (`Error::Interrupted`).
 pub fn evaluate(
     rbm: &Rbm,
     method: Evaluation,
@@ -62,7 +64,7 @@ pub fn evaluate(
 ) -> Result<LikelihoodReport> {
     match method.resolve(rbm) {
         Evaluation::Exact => Ok(LikelihoodReport {
-            log_z: rbm_log_partition(rbm)?,
+            log_z: rbm_enumerate(rbm, Shard::WHOLE, observer)?.log_sum,
             method: "exact",
             ais: None,
         }),
@@ -110,6 +112,7 @@ pub fn average_log_likelihood(rbm: &Rbm, data: &Dataset, log_z: f64) -> Result<f
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::infer::rbm::rbm_log_partition;
     use crate::logspace::LogSumExp;
 
     #[test]

@@ -1,10 +1,18 @@
-//! Learning RBMs from binary data: contrastive divergence (CD-k) and persistent CD, and the
-//! figures that measure a trained model.
+//! Learning RBMs from binary data: contrastive divergence (CD-k) and persistent CD ([`cd`]),
+//! checkpoints and the rules of resuming ([`checkpoint`]), and the figures that measure a trained
+//! model ([`eval`]).
 
 pub mod cd;
+pub mod checkpoint;
+pub mod estimator;
 pub mod eval;
+pub mod optimizer;
 
 pub use cd::{
-    CdParams, EpochStats, LrSchedule, TrainObserver, TrainOutcome, TrainState, train_rbm,
+    CdParams, EpochStats, LrSchedule, TrainObserver, TrainOutcome, TrainState, start_state,
+    train_rbm, train_with_estimator,
 };
+pub use checkpoint::{Checkpoint, Requested, StoredSettings, checkpoint_file};
+pub use estimator::{ContrastiveDivergence, Gradient, GradientEstimator};
 pub use eval::{Evaluation, LikelihoodReport, average_log_likelihood, evaluate};
+pub use optimizer::Momentum;

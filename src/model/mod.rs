@@ -10,18 +10,21 @@
 //!   model: algorithms that need it take it as a parameter.
 //! * [`FactorGraph`] holds tables phi_f(x_f) over bits x in {0, 1}; its energy is
 //!   E(x) = -sum_f ln phi_f(x_f) (so beta = 1 reproduces the file). Bit 1 corresponds to spin +1.
-//! * [`Rbm`] uses units in {0, 1}: E(v, h) = -v^T W h - b^T v - c^T h.
+//! * [`Rbm`] uses units in {0, 1}: E(v, h) = -v^T W h - b^T v - c^T h. [`RbmF32`] is the same
+//!   model in single precision, the form the sampling, training and AIS kernels run on.
 //! * Lattices store their sites row-major: site (row, col) is `row * width + col`.
 
 pub mod factor;
 pub mod lattice;
 pub mod pairwise;
 pub mod rbm;
+pub mod rbm_f32;
 
 pub use factor::{Factor, FactorGraph};
 pub use lattice::{Boundary, IsingLattice};
 pub use pairwise::PairwiseMrf;
 pub use rbm::Rbm;
+pub use rbm_f32::RbmF32;
 
 /// An Ising spin, -1 or +1.
 pub type Spin = i8;

@@ -1,0 +1,210 @@
+//! Gradient estimators: what a training objective contributes to the epoch loop of
+//! [`crate::learn::train_rbm_with`]. A new objective is a new [`GradientEstimator`]; the loop,
+//! the optimizer ([`crate::learn::optimizer`]), monitoring and checkpoints stay as they are.
+//!
+//! [`ContrastiveDivergence`] estimates the gradient of the average log-likelihood with respect
+//! to W_ij as <v_i h_j>_data - <v_i h_j>_model (Hinton, "Training products of experts by
+//! minimizing contrastive divergence", Neural Computation 2002). The data term (positive phase)
+//! is exact per mini-batch: the mean of v_i P(h_j = 1 | v). The model term (negative phase) is
+//! the mean of x_i P(h_j = 1 | x) over samples x from k block Gibbs sweeps started at the batch
+//! (CD-k) or continued from persistent fantasy chains (PCD: Tieleman, "Training restricted
+//! Boltzmann machines using approximations to the likelihood gradient", ICML 2008). The biases
+//! get the analogous <v_i> and <h_j> differences.
+
+use crate::linalg::{View, matmul};
+use crate::model::rbm_f32::{RbmF32, bernoulli_rows, hidden_probs, visible_probs};
+use crate::rng::EbmRng;
+
+/// A gradient (or any direction of ascent) with respect to the parameters of an RBM: the same
+/// shapes as [`RbmF32`]'s W (`n_visible x n_hidden`, row-major), b and c.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gradient {
+    /// With respect to W.
+    pub weights: Vec<f32>,
+    /// With respect to b.
+    pub visible_bias: Vec<f32>,
+    /// With respect to c.
+    pub hidden_bias: Vec<f32>,
+}
+
+impl Gradient {
+    /// A zero gradient for an `n_visible x n_hidden` RBM.
+    pub fn zeros(n_visible: usize, n_hidden: usize) -> Self {
+        Gradient {
+            weights: vec![0.0; n_visible * n_hidden],
+            visible_bias: vec![0.0; n_visible],
+            hidden_bias: vec![0.0; n_hidden],
+        }
+    }
+}
+
+/// One training objective: from a model and a mini-batch, the direction the optimizer ascends.
+///
+/// Implementations allocate their buffers when they are built, not per call.
+pub trait GradientEstimator {
+    /// Writes into `grad` the estimated gradient of the objective (to be increased) at `model`
+    /// for `batch`, whose rows are training examples (`rows x n_visible`, entries 0.0 or 1.0).
+    /// `rngs` holds at least [`GradientEstimator::streams`] generators, seeded by the epoch
+    /// loop for this batch (row or chain r draws from `rngs[r]`).
+    fn gradient(&mut self, model: &RbmF32, batch: &[f32], rngs: &mut [EbmRng], grad: &mut Gradient);
+
+    /// The number of random streams [`GradientEstimator::gradient`] needs for a batch of
+    /// `batch_rows` rows.
+    fn streams(&self, batch_rows: usize) -> usize;
+
+    /// State carried from one batch to the next that a checkpoint must keep, as visible states
+    /// `rows x n_visible` (PCD: the persistent chains); empty when there is none.
+    fn chains(&self) -> &[f32] {
+        &[]
+    }
+}
+
+/// CD-k (negative samples from k sweeps started at the batch) or PCD-k (from persistent
+/// chains), with every buffer allocated once.
+#[derive(Debug, Clone)]
+pub struct ContrastiveDivergence {
+    k: usize,
+    persistent: bool,
+    /// Number of persistent chains (0 for CD).
+    n_chains: usize,
+    /// Persistent chains' visible states, `chains x n_visible` (empty for CD).
+    chains: Vec<f32>,
+    ph: Vec<f32>,
+    x: Vec<f32>,
+    px: Vec<f32>,
+    hx: Vec<f32>,
+    phx: Vec<f32>,
+}
+
+impl ContrastiveDivergence {
+    /// An estimator for batches of at most `max_rows` rows of `model`'s shape, with `k` Gibbs
+    /// sweeps per update; `chains` (`chains x n_visible`) are the persistent chains for PCD, or
+    /// empty for CD.
+    pub fn new(model: &RbmF32, max_rows: usize, k: usize, chains: Vec<f32>) -> Self {
+        let (nv, nh) = (model.n_visible, model.n_hidden);
+        let persistent = !chains.is_empty();
+        let neg = if persistent {
+            chains.len() / nv
+        } else {
+            max_rows
+        };
+        ContrastiveDivergence {
+            k,
+            persistent,
+            n_chains: if persistent { neg } else { 0 },
+            chains,
+            ph: vec![0.0; max_rows * nh],
+            x: vec![0.0; neg * nv],
+            px: vec![0.0; neg * nv],
+            hx: vec![0.0; neg * nh],
+            phx: vec![0.0; neg * nh],
+        }
+    }
+}
+
+impl GradientEstimator for ContrastiveDivergence {
+    fn gradient(
+        &mut self,
+        model: &RbmF32,
+        batch: &[f32],
+        rngs: &mut [EbmRng],
+        grad: &mut Gradient,
+    ) {
+        let (nv, nh) = (model.n_visible, model.n_hidden);
+        let rows = batch.len() / nv;
+        let v = batch;
+        let ph = &mut self.ph[..rows * nh];
+        // Positive phase: P(h | v) of the data.
+        hidden_probs(model, v, ph, 1.0, &model.hidden_bias);
+        // Negative phase.
+        let neg = if self.persistent {
+            let n = self.n_chains;
+            let x = &mut self.x[..n * nv];
+            x.copy_from_slice(&self.chains);
+            for _ in 0..self.k {
+                hidden_probs(model, x, &mut self.phx[..n * nh], 1.0, &model.hidden_bias);
+                bernoulli_rows(&self.phx[..n * nh], &mut self.hx[..n * nh], nh, rngs);
+                visible_probs(
+                    model,
+                    &self.hx[..n * nh],
+                    &mut self.px[..n * nv],
+                    1.0,
+                    &model.visible_bias,
+                );
+                bernoulli_rows(&self.px[..n * nv], x, nv, rngs);
+            }
+            self.chains.copy_from_slice(x);
+            n
+        } else {
+            let h = &mut self.hx[..rows * nh];
+            bernoulli_rows(ph, h, nh, rngs);
+            for step in 0..self.k {
+                visible_probs(
+                    model,
+                    &self.hx[..rows * nh],
+                    &mut self.px[..rows * nv],
+                    1.0,
+                    &model.visible_bias,
+                );
+                bernoulli_rows(&self.px[..rows * nv], &mut self.x[..rows * nv], nv, rngs);
+                if step + 1 < self.k {
+                    hidden_probs(
+                        model,
+                        &self.x[..rows * nv],
+                        &mut self.phx[..rows * nh],
+                        1.0,
+                        &model.hidden_bias,
+                    );
+                    bernoulli_rows(&self.phx[..rows * nh], &mut self.hx[..rows * nh], nh, rngs);
+                }
+            }
+            rows
+        };
+        let x = &self.x[..neg * nv];
+        let phx = &mut self.phx[..neg * nh];
+        hidden_probs(model, x, phx, 1.0, &model.hidden_bias);
+        // grad_w = V^T P(h|V) / rows - X^T P(h|X) / neg.
+        matmul(
+            &mut grad.weights,
+            View::row_major(v, rows, nv).t(),
+            View::row_major(ph, rows, nh),
+            0.0,
+            1.0 / rows as f32,
+        );
+        matmul(
+            &mut grad.weights,
+            View::row_major(x, neg, nv).t(),
+            View::row_major(phx, neg, nh),
+            1.0,
+            -1.0 / neg as f32,
+        );
+        mean_difference(&mut grad.visible_bias, v, x);
+        mean_difference(&mut grad.hidden_bias, ph, phx);
+    }
+
+    fn streams(&self, batch_rows: usize) -> usize {
+        self.n_chains.max(batch_rows)
+    }
+
+    fn chains(&self) -> &[f32] {
+        &self.chains
+    }
+}
+
+/// out[j] = mean over the rows of `a` of a[., j] minus the same mean of `b` (rows of
+/// `out.len()` columns).
+fn mean_difference(out: &mut [f32], a: &[f32], b: &[f32]) {
+    let cols = out.len();
+    out.fill(0.0);
+    let (ra, rb) = (a.len() / cols, b.len() / cols);
+    for row in a.chunks_exact(cols) {
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o += x / ra as f32;
+        }
+    }
+    for row in b.chunks_exact(cols) {
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o -= x / rb as f32;
+        }
+    }
+}

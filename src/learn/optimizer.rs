@@ -1,0 +1,88 @@
+//! The optimizer of RBM training: gradient ascent with momentum and L2 weight decay on W, at a
+//! learning rate that follows a schedule over the epochs.
+//!
+//! The update follows Hinton, "A practical guide to training restricted Boltzmann machines"
+//! (UTML TR 2010-003): for every parameter theta with velocity u and gradient g,
+//!
+//! ```text
+//! u <- momentum * u + lr_t * (g - weight_decay * theta),    theta <- theta + u,
+//! ```
+//!
+//! with the decay term on W only (biases are not decayed). The velocities are part of the
+//! training state ([`crate::learn::TrainState`]) so that checkpoints continue exactly.
+
+use super::estimator::Gradient;
+use crate::model::RbmF32;
+
+/// How the learning rate changes over the epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LrSchedule {
+    /// lr_t = lr.
+    Constant,
+    /// lr_t = lr * (1 - t / epochs) for epoch t = 0, 1, ... (annealed towards 0, which lets PCD
+    /// settle instead of drifting).
+    Linear,
+}
+
+impl LrSchedule {
+    /// The learning rate of epoch `t` (0-based) of `epochs`, starting from `rate`.
+    pub fn rate_at(self, rate: f64, t: usize, epochs: usize) -> f64 {
+        match self {
+            LrSchedule::Constant => rate,
+            LrSchedule::Linear => rate * (1.0 - t as f64 / epochs as f64).max(0.0),
+        }
+    }
+}
+
+/// Gradient ascent with momentum and weight decay (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Momentum {
+    /// Momentum in [0, 1).
+    pub momentum: f32,
+    /// L2 weight decay on W (>= 0).
+    pub weight_decay: f32,
+}
+
+impl Momentum {
+    /// One update of `model` along `grad` at learning rate `lr`, with the velocities
+    /// `velocity_*` (same shapes as the parameters) updated in place.
+    pub fn step(
+        &self,
+        model: &mut RbmF32,
+        velocity_weights: &mut [f32],
+        velocity_visible: &mut [f32],
+        velocity_hidden: &mut [f32],
+        grad: &Gradient,
+        lr: f32,
+    ) {
+        let m = self.momentum;
+        let wd = self.weight_decay;
+        for ((w, u), &g) in model
+            .weights
+            .iter_mut()
+            .zip(velocity_weights)
+            .zip(&grad.weights)
+        {
+            *u = m * *u + lr * (g - wd * *w);
+            *w += *u;
+        }
+        for ((b, u), &g) in model
+            .visible_bias
+            .iter_mut()
+            .zip(velocity_visible)
+            .zip(&grad.visible_bias)
+        {
+            *u = m * *u + lr * g;
+            *b += *u;
+        }
+        for ((c, u), &g) in model
+            .hidden_bias
+            .iter_mut()
+            .zip(velocity_hidden)
+            .zip(&grad.hidden_bias)
+        {
+            *u = m * *u + lr * g;
+            *c += *u;
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The RBM with f32 parameters ([`RbmF32`]) and the matrix kernels that sampling
+//! ([`crate::sample::rbm`]), training ([`crate::learn`]) and AIS ([`crate::infer::ais`]) run on.
+//!
+//! Conditionals of many rows at once: P(h_j = 1 | v) = sigmoid(c_j + (v^T W)_j) and
+//! P(v_i = 1 | h) = sigmoid(b_i + (W h)_i), each one GEMM ([`crate::linalg::matmul`]) followed
+//! by a vectorisable sigmoid pass ([`sigmoid_rows`] with the polynomial [`exp_f32`]); Bernoulli
+//! draws ([`bernoulli_rows`]) take two 24-bit uniforms per `next_u64`, row r from its own
+//! generator, and rows run in parallel, so results do not depend on the number of threads.
+
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::linalg::{View, matmul};
+use crate::model::Rbm;
+
+/// Matrices with fewer entries than this are processed on the calling thread (waking the pool
+/// costs more than the work).
+const PARALLEL_MIN_ENTRIES: usize = 1 << 16;
+
+/// An RBM with f32 parameters, the form used by the sampling and training kernels.
+///
+/// Same conventions as [`Rbm`]: E(v, h) = - v^T W h - b^T v - c^T h, W row-major
+/// `n_visible x n_hidden`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RbmF32 {
+    /// Number of visible units.
+    pub n_visible: usize,
+    /// Number of hidden units.
+    pub n_hidden: usize,
+    /// W, row-major `n_visible x n_hidden`.
+    pub weights: Vec<f32>,
+    /// Visible bias b.
+    pub visible_bias: Vec<f32>,
+    /// Hidden bias c.
+    pub hidden_bias: Vec<f32>,
+}
+
+impl RbmF32 {
+    /// Rounds an [`Rbm`]'s parameters to f32.
+    pub fn from_rbm(rbm: &Rbm) -> Self {
+        let f = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        RbmF32 {
+            n_visible: rbm.n_visible(),
+            n_hidden: rbm.n_hidden(),
+            weights: f(rbm.weights()),
+            visible_bias: f(rbm.visible_bias()),
+            hidden_bias: f(rbm.hidden_bias()),
+        }
+    }
+
+    /// The same parameters as an f64 [`Rbm`] (exact: every f32 is an f64); fails if a
+    /// parameter is not finite.
+    pub fn to_rbm(&self) -> Result<Rbm> {
+        let f = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+        Rbm::new(
+            self.n_visible,
+            self.n_hidden,
+            f(&self.weights),
+            f(&self.visible_bias),
+            f(&self.hidden_bias),
+        )
+    }
+
+    /// W as a `n_visible x n_hidden` view.
+    pub fn w(&self) -> View<'_> {
+        View::row_major(&self.weights, self.n_visible, self.n_hidden)
+    }
+}
+
+/// e^x in f32 with relative error below 2e-7 for x in [-87, 88] (inputs are clamped there).
+///
+/// Cody-Waite reduction x = n ln 2 + r, |r| <= ln(2)/2, and the degree-6 minimax polynomial of
+/// Cephes' `expf` for e^r; 2^n is built in the exponent bits. Written without calls or
+/// saturating casts so that loops over it vectorise.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    let n_int = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 0.166_666_65;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((n_int + 127) as u32) << 23)
+}
+
+/// out[r, j] = sigmoid(scale * x[r, j] + offset[j]) in place, for a row-major matrix whose rows
+/// have `offset.len()` columns.
+pub fn sigmoid_rows(x: &mut [f32], scale: f32, offset: &[f32]) {
+    let cols = offset.len();
+    let kernel = |row: &mut [f32]| {
+        for (v, &o) in row.iter_mut().zip(offset) {
+            *v = 1.0 / (1.0 + exp_f32(-(scale * *v + o)));
+        }
+    };
+    if x.len() < PARALLEL_MIN_ENTRIES {
+        x.chunks_exact_mut(cols).for_each(kernel);
+    } else {
+        x.par_chunks_exact_mut(cols).for_each(kernel);
+    }
+}
+
+/// Draws out[r, j] = 1 with probability p[r, j] (else 0), row r using `rngs[r]`.
+///
+/// Each `next_u64` gives two 24-bit uniforms u, and the unit is on when u < p (exact for
+/// probabilities that are multiples of 2^-24; p = 0 never and p = 1 always fires).
+pub fn bernoulli_rows<R: Rng + Send>(p: &[f32], out: &mut [f32], cols: usize, rngs: &mut [R]) {
+    debug_assert_eq!(p.len(), out.len());
+    debug_assert!(rngs.len() * cols >= p.len());
+    const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
+    let kernel = |((probs, dst), rng): ((&[f32], &mut [f32]), &mut R)| {
+        let mut pairs_p = probs.chunks_exact(2);
+        let mut pairs_d = dst.chunks_exact_mut(2);
+        for (pp, dd) in (&mut pairs_p).zip(&mut pairs_d) {
+            let bits = rng.next_u64();
+            let u0 = (bits >> 40) as u32 as f32 * SCALE;
+            let u1 = ((bits >> 8) & 0xFF_FFFF) as u32 as f32 * SCALE;
+            dd[0] = if u0 < pp[0] { 1.0 } else { 0.0 };
+            dd[1] = if u1 < pp[1] { 1.0 } else { 0.0 };
+        }
+        if let (Some(&pl), Some(dl)) = (
+            pairs_p.remainder().first(),
+            pairs_d.into_remainder().first_mut(),
+        ) {
+            let u = (rng.next_u64() >> 40) as u32 as f32 * SCALE;
+            *dl = if u < pl { 1.0 } else { 0.0 };
+        }
+    };
+    if p.len() < PARALLEL_MIN_ENTRIES {
+        p.chunks_exact(cols)
+            .zip(out.chunks_exact_mut(cols))
+            .zip(rngs.iter_mut())
+            .for_each(kernel);
+    } else {
+        p.par_chunks_exact(cols)
+            .zip(out.par_chunks_exact_mut(cols))
+            .zip(rngs.par_iter_mut())
+            .for_each(kernel);
+    }
+}
+
+/// P(h | v) for every row of `v` (`rows x n_visible`) into `out` (`rows x n_hidden`), at inverse
+/// temperature `beta`: out = sigmoid(beta * (v W + c)).
+pub fn hidden_probs(model: &RbmF32, v: &[f32], out: &mut [f32], beta: f32, offset: &[f32]) {
+    let rows = v.len() / model.n_visible;
+    matmul(
+        out,
+        View::row_major(v, rows, model.n_visible),
+        model.w(),
+        0.0,
+        1.0,
+    );
+    sigmoid_rows(out, beta, offset);
+}
+
+/// P(v | h) for every row of `h` (`rows x n_hidden`) into `out` (`rows x n_visible`):
+/// out = sigmoid(beta * h W^T + offset), where `offset` is b for plain sampling.
+pub fn visible_probs(model: &RbmF32, h: &[f32], out: &mut [f32], beta: f32, offset: &[f32]) {
+    let rows = h.len() / model.n_hidden;
+    matmul(
+        out,
+        View::row_major(h, rows, model.n_hidden),
+        model.w().t(),
+        0.0,
+        1.0,
+    );
+    sigmoid_rows(out, beta, offset);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{EbmRng, Purpose, stream_for};
+
+    #[test]
+    fn exp_f32_is_accurate_over_its_range() {
+        let mut worst: f64 = 0.0;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let rel = (exp_f32(x) as f64 - (x as f64).exp()).abs() / (x as f64).exp();
+            worst = worst.max(rel);
+            x += 0.0137;
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert_eq!(exp_f32(-1000.0), exp_f32(-87.0));
+        assert!(exp_f32(1000.0).is_finite());
+    }
+
+    #[test]
+    fn bernoulli_frequencies_match_probabilities() {
+        let cols = 5;
+        let rows = 4000;
+        let probs = [0.0f32, 1.0, 0.25, 0.5, 0.9];
+        let p: Vec<f32> = (0..rows).flat_map(|_| probs).collect();
+        let mut out = vec![0.0; p.len()];
+        let mut rngs: Vec<EbmRng> = (0..rows as u64)
+            .map(|r| stream_for(3, Purpose::RbmChains, r))
+            .collect();
+        bernoulli_rows(&p, &mut out, cols, &mut rngs);
+        for (j, &pj) in probs.iter().enumerate() {
+            let mean: f64 = (0..rows).map(|r| out[r * cols + j] as f64).sum::<f64>() / rows as f64;
+            let sd = (pj as f64 * (1.0 - pj as f64) / rows as f64).sqrt();
+            // 5 standard errors (exact for p in {0, 1}).
+            assert!((mean - pj as f64).abs() <= 5.0 * sd + 1e-12, "{j}: {mean}");
+        }
+    }
+}

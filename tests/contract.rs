@@ -450,6 +450,7 @@ fn exit_codes_follow_one_rule_in_every_command() {
     bad_meta
         .metadata
         .insert("training".into(), "{not json".into());
+    bad_meta.metadata.insert("epochs_done".into(), "1".into());
     write_rbm(Path::new(&d("badmeta.safetensors")), &bad_meta).unwrap();
     std::fs::write(d("four.txt"), "0101\n1100\n").unwrap();
     let nodir = |name: &str| d(&format!("no_such_folder/{name}"));
@@ -471,7 +472,7 @@ fn exit_codes_follow_one_rule_in_every_command() {
         (vec!["sample".into(), "--model".into(), d("none.uai")], 1, "none.uai"),
         (vec!["train-rbm".into(), "--data".into(), d("four.txt"), "--output".into(), d("m.bin")], 2, ".safetensors"),
         (vec!["train-rbm".into(), "--data".into(), d("four.txt"), "--output".into(), d("t.safetensors"), "--log".into(), nodir("log.csv")], 2, "--log"),
-        (vec!["train-rbm".into(), "--data".into(), d("four.txt"), "--output".into(), d("t.safetensors"), "--resume".into(), d("badmeta.safetensors")], 2, "training metadata"),
+        (vec!["train-rbm".into(), "--data".into(), d("four.txt"), "--output".into(), d("t.safetensors"), "--resume".into(), d("badmeta.safetensors")], 2, "bad `training` metadata"),
         (vec!["train-rbm".into(), "--data".into(), d("none.txt"), "--output".into(), d("t.safetensors")], 1, "none.txt"),
         (vec!["evaluate".into(), "--model".into(), d("m.safetensors"), "--data".into(), "data/digits_test.txt".into()], 2, "size mismatch"),
         (vec!["evaluate".into(), "--model".into(), d("m.safetensors"), "--data".into(), d("four.txt"), "--method".into(), "magic".into()], 2, "--method"),

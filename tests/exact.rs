@@ -1389,3 +1389,28 @@ fn cli_sample_with_evidence_estimates_conditional_marginals() {
         );
     }
 }
+
+/// A refusal for width names the ordering that gave up (it said "min-fill" under min-degree).
+#[test]
+fn width_refusals_name_the_ordering_used() {
+    // The complete graph on 60 variables: any ordering has width 59 > 48.
+    let n = 60;
+    let mut factors = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            factors.push(Factor::new(vec![i, j], vec![1.0, 0.5, 0.5, 1.0]).unwrap());
+        }
+    }
+    let g = FactorGraph::new(n, factors).unwrap();
+    for (heuristic, name) in [
+        (Heuristic::MinDegree, "(min-degree gave up)"),
+        (Heuristic::MinFill, "(min-fill gave up)"),
+    ] {
+        let opts = PartitionOptions {
+            heuristic,
+            ..Default::default()
+        };
+        let err = partition::estimate(&Model::Factors(&g), Method::Eliminate, &opts).unwrap_err();
+        assert!(err.to_string().contains(name), "{heuristic:?}: {err}");
+    }
+}

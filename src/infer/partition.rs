@@ -329,13 +329,18 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
             ))
         }
         (Method::Eliminate, Model::Factors(g)) => {
-            let plan = eliminate::plan_factor_graph(g, opts.heuristic);
+            // Planning gets the time budget as deterministic work (so the plan, and ln Z, do
+            // not depend on the machine's speed or load).
+            let max_work = (opts.budget.max_seconds * eliminate::PLAN_WORK_PER_SECOND)
+                .min(u64::MAX as f64) as u64;
+            let plan = eliminate::plan_factor_graph_within(g, opts.heuristic, max_work);
             if plan.induced_width > eliminate::PLAN_WIDTH_CAP {
                 return Err(Error::TooLarge {
                     method: "variable elimination".into(),
                     detail: format!(
-                        "induced width > {} (min-fill gave up): tables of more than 2^{} entries",
+                        "induced width > {} ({} gave up): tables of more than 2^{} entries",
                         eliminate::PLAN_WIDTH_CAP,
+                        plan.found_by,
                         eliminate::PLAN_WIDTH_CAP
                     ),
                 });

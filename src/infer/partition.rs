@@ -5,7 +5,8 @@
 //! methods and to refuse hopeless runs): enumeration ~ (2 + 1.5 d) ns per state for a pairwise
 //! model of mean degree d (0.3 ns for a uniform lattice of width <= 8, 2.5 ns for wider ones, (3 + 4 t) ns for factor tables
 //! with t table updates per flip), RBM enumeration ~ 0.35 ns per state per unit of the larger
-//! layer, elimination ~ 6 ns per table-entry operation of its [`eliminate::Plan`], transfer ~ 25 ns per
+//! layer, elimination ~ 6 ns per table-entry operation for lattices (no plan is made for the estimate) and
+//! 1.5 ns per operation of a factor graph's [`eliminate::Plan`] plus its planning time, transfer ~ 25 ns per
 //! log-add-exp, Kaufman ~ 200 ns per column. Every figure is single-core seconds, whatever the
 //! rayon pool size: the choice of `auto` (and so the last bits of ln Z) must not depend on
 //! `--threads`, and the time budget is compared against the same single-core figure.
@@ -148,6 +149,12 @@ pub const MAX_LOG_WEIGHT: f64 = 1e300;
 /// interaction graph and the ordering trials), measured at about 1.2 kB per site on open
 /// 100000 x 4 and 200000 x 4 lattices (490 MB and 956 MB peak).
 const ELIMINATE_BYTES_PER_SITE: f64 = 1200.0;
+/// Seconds per table-entry operation of a factor graph's elimination plan ([`eliminate::Plan`]
+/// cost), one core: calibrated on the UAI models of data/uai (see docs/partition.md, "Cost
+/// estimates", for the measured ratios estimate / actual). The planning already done is added
+/// at [`eliminate::PLAN_WORK_PER_SECOND`].
+const ELIMINATION_SECONDS_PER_OP: f64 = 1.5e-9;
+
 /// Working bytes per site of the transfer method (the per-site fields, and a transposed copy).
 const TRANSFER_BYTES_PER_SITE: f64 = 16.0;
 
@@ -347,7 +354,8 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
             }
             let runs = if opts.marginals { n as f64 + 1.0 } else { 1.0 };
             let mut e = est(
-                runs * plan.cost * 6e-9,
+                runs * plan.cost * ELIMINATION_SECONDS_PER_OP
+                    + plan.planning_work as f64 / eliminate::PLAN_WORK_PER_SECOND,
                 plan.max_table_bytes(),
                 format!(
                     "induced width {}, largest table 2^{} entries ({:.3e} bytes)",

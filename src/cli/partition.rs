@@ -15,7 +15,7 @@ use ebm::infer::eliminate::Heuristic;
 use ebm::infer::evidence::{Evidence, condition};
 use ebm::infer::exact::Shard;
 use ebm::infer::partition::{
-    Budget, MAX_LOG_WEIGHT, Method, Model, PartitionOptions, log_partition,
+    Budget, MAX_LOG_WEIGHT, Method, Model, PartitionOptions, exact_log_partition,
 };
 use ebm::infer::shards::{ShardRecord, fingerprint, merge_records, parse_record, parse_shard_spec};
 use ebm::io::uai::{read_evidence, write_mar, write_pr};
@@ -398,7 +398,7 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let method = args.method.unwrap_or(PartitionMethodArg::Auto).method();
     // A bar only for the long-running enumerations (total set by the first report).
     let mut bar = BarObserver::new(progress_enabled(global), 1, "partition", "");
-    let result = log_partition(&model, method, &opts, &mut bar).map_err(|e| match e {
+    let result = exact_log_partition(&model, method, &opts, &mut bar).map_err(|e| match e {
         ebm::Error::InvalidParam { .. } => usage(e.to_string()),
         other => anyhow::Error::new(other).context(format!("ln Z of {description}")),
     })?;

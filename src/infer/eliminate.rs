@@ -448,7 +448,8 @@ pub fn plan_factor_graph(graph: &FactorGraph, heuristic: Heuristic) -> Plan {
 }
 
 /// The elimination plan of a factor graph found within `max_work` planning work units (see
-/// [`plan_of`] for how the budget is shared; [`PLAN_WORK_PER_SECOND`] converts seconds).
+/// a min-degree trial first, to the end; the other trials and the sweeps with equal shares of the
+/// rest, dropped when they run out; [`PLAN_WORK_PER_SECOND`] converts seconds).
 pub fn plan_factor_graph_within(graph: &FactorGraph, heuristic: Heuristic, max_work: u64) -> Plan {
     plan_of(graph.num_vars(), &graph_scopes(graph), heuristic, max_work)
 }
@@ -811,7 +812,7 @@ mod tests {
             eliminate_pairwise_with_plan(&complete, 0.5, chain_plan.clone(), &Default::default())
                 .unwrap();
         assert_eq!(e.plan.induced_width, n - 1);
-        let reference = exact::log_partition(&complete, 0.5).unwrap();
+        let reference = exact::enumerate_log_partition(&complete, 0.5).unwrap();
         assert!((e.log_z - reference).abs() < 1e-12 * reference.abs());
         // ... and the memory limit applies to that width, not to the plan's claim.
         let small = EliminateOptions {

@@ -178,7 +178,7 @@ impl Default for Budget {
 
 /// The estimated cost of one method on one model.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Estimate {
+pub struct CostEstimate {
     /// The method.
     pub method: Method,
     /// Estimated seconds on one core (independent of the thread count; parallel methods finish
@@ -193,7 +193,7 @@ pub struct Estimate {
     pub plan: Option<eliminate::Plan>,
 }
 
-/// Options of [`log_partition`].
+/// Options of [`exact_log_partition`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PartitionOptions {
     /// Compute P(x_i = 1) too (enumeration and elimination only).
@@ -217,7 +217,7 @@ impl Default for PartitionOptions {
     }
 }
 
-/// The answer of [`log_partition`].
+/// The answer of [`exact_log_partition`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partition {
     /// ln Z (for a shard: ln of the sum over its states).
@@ -231,7 +231,7 @@ pub struct Partition {
     /// States summed, for enumeration and RBM.
     pub states: Option<u64>,
     /// The estimate that was made for the method.
-    pub estimate: Estimate,
+    pub estimate: CostEstimate,
 }
 
 fn pow2(bits: usize) -> f64 {
@@ -239,7 +239,7 @@ fn pow2(bits: usize) -> f64 {
 }
 
 /// The cost of `method` on `model`, or why it does not apply.
-pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Result<Estimate> {
+pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Result<CostEstimate> {
     let not_for = |what: &str| {
         Err(Error::param(
             "method",
@@ -253,7 +253,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
         return not_for("shards (use enumerate, or rbm for an RBM)");
     }
     let n = model.num_vars();
-    let est = |seconds: f64, bytes: f64, detail: String| Estimate {
+    let est = |seconds: f64, bytes: f64, detail: String| CostEstimate {
         method,
         seconds,
         bytes,
@@ -427,7 +427,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
 }
 
 /// Chooses the cheapest applicable method within the budget, or refuses naming the costs.
-pub fn choose(model: &Model, opts: &PartitionOptions) -> Result<Estimate> {
+pub fn choose(model: &Model, opts: &PartitionOptions) -> Result<CostEstimate> {
     let candidates = [
         Method::Kaufman,
         Method::Rbm,
@@ -435,7 +435,7 @@ pub fn choose(model: &Model, opts: &PartitionOptions) -> Result<Estimate> {
         Method::Eliminate,
         Method::Enumerate,
     ];
-    let mut best: Option<Estimate> = None;
+    let mut best: Option<CostEstimate> = None;
     let mut refusals = Vec::new();
     for m in candidates {
         match estimate(model, m, opts) {
@@ -471,7 +471,7 @@ pub fn choose(model: &Model, opts: &PartitionOptions) -> Result<Estimate> {
 }
 
 /// Exact ln Z of `model` by `method` (`Auto` chooses by [`choose`]).
-pub fn log_partition(
+pub fn exact_log_partition(
     model: &Model,
     method: Method,
     opts: &PartitionOptions,

@@ -479,6 +479,12 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             "ln Z = {:.15} (log10 Z = {:.15}) by {}, {} variables, {:.3} s ({})",
             report.log_z, report.log10_z, report.method, report.variables, seconds, report.cost
         );
+        if let Some(k) = report.evidence_variables {
+            text.push_str(&format!(
+                "\nconditioned on {k} observed variable(s): ln Z is ln of the sum over the states \
+                 that agree with the evidence"
+            ));
+        }
         if let Some(m) = &report.marginals {
             text.push_str("\nP(x_i = 1):");
             for (i, p) in m.iter().enumerate() {

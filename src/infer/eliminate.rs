@@ -447,9 +447,9 @@ pub fn plan_factor_graph(graph: &FactorGraph, heuristic: Heuristic) -> Plan {
     plan_factor_graph_within(graph, heuristic, u64::MAX)
 }
 
-/// The elimination plan of a factor graph found within `max_work` planning work units (see
+/// The elimination plan of a factor graph found within `max_work` planning work units:
 /// a min-degree trial first, to the end; the other trials and the sweeps with equal shares of the
-/// rest, dropped when they run out; [`PLAN_WORK_PER_SECOND`] converts seconds).
+/// rest, dropped when they run out ([`PLAN_WORK_PER_SECOND`] converts seconds).
 pub fn plan_factor_graph_within(graph: &FactorGraph, heuristic: Heuristic, max_work: u64) -> Plan {
     plan_of(graph.num_vars(), &graph_scopes(graph), heuristic, max_work)
 }

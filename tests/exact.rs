@@ -55,13 +55,13 @@ fn independent_spins_match_the_closed_form() {
                 x + (-2.0 * x).exp().ln_1p() // ln 2cosh x, overflow-free
             })
             .sum();
-        let en = exact::log_partition(&model, beta).unwrap();
+        let en = exact::enumerate_log_partition(&model, beta).unwrap();
         let el = eliminate::eliminate_pairwise(&model, beta, &EliminateOptions::default())
             .unwrap()
             .log_z;
         assert_close(en, closed, EXACT_REL, "enumerate, independent spins");
         assert_close(el, closed, EXACT_REL, "eliminate, independent spins");
-        let m = exact::marginals(&model, beta).unwrap();
+        let m = exact::enumerate_marginals(&model, beta).unwrap();
         for (p, &hi) in m.iter().zip(&h) {
             let want = 1.0 / (1.0 + (-2.0 * beta * hi).exp());
             assert!((p - want).abs() < 1e-12, "marginal {p} vs {want}");
@@ -91,7 +91,7 @@ fn periodic_chain_matches_the_transfer_eigenvalues() {
             &what,
         );
         assert_close(
-            exact::log_partition(&ring, beta).unwrap(),
+            exact::enumerate_log_partition(&ring, beta).unwrap(),
             closed,
             EXACT_REL,
             &what,
@@ -240,7 +240,7 @@ fn transfer_matches_enumeration_on_open_and_cylinder_lattices_with_fields() {
             let pw = PairwiseMrf::new(fields.clone(), &bonds).unwrap();
             for beta in [0.3, 1.0] {
                 let t = transfer_log_partition_strip(&strip, beta).unwrap();
-                let e = exact::log_partition(&pw, beta).unwrap();
+                let e = exact::enumerate_log_partition(&pw, beta).unwrap();
                 let what = format!("{w}x{h} periodic_width={periodic_width} beta={beta}");
                 assert_close(t, e, EXACT_REL, &what);
             }
@@ -283,7 +283,7 @@ fn all_methods_agree_on_random_models_with_fields_and_mixed_couplings() {
         let n = 10 + seed as usize;
         let model = random_pairwise(n, 0.35, 1.5, seed);
         let beta = 0.8;
-        let reference = exact::log_partition(&model, beta).unwrap();
+        let reference = exact::enumerate_log_partition(&model, beta).unwrap();
         let opts = EnumerateOptions::default();
         let graph = FactorGraph::from_pairwise(&model, beta).unwrap();
         let mut answers = vec![
@@ -299,7 +299,7 @@ fn all_methods_agree_on_random_models_with_fields_and_mixed_couplings() {
             ),
             (
                 "generic enumeration of the factor graph",
-                exact::log_partition(&graph, 1.0).unwrap(),
+                exact::enumerate_log_partition(&graph, 1.0).unwrap(),
             ),
             (
                 "factor-graph elimination",
@@ -322,7 +322,7 @@ fn all_methods_agree_on_random_models_with_fields_and_mixed_couplings() {
             assert_close(value, reference, EXACT_REL, &format!("seed {seed}: {name}"));
         }
         // Marginals: enumeration against elimination.
-        let me = exact::marginals(&model, beta).unwrap();
+        let me = exact::enumerate_marginals(&model, beta).unwrap();
         let ml = eliminate::marginals_pairwise(&model, beta, &Default::default()).unwrap();
         for (a, b) in me.iter().zip(&ml) {
             assert!((a - b).abs() < 1e-10, "seed {seed}: marginal {a} vs {b}");
@@ -341,7 +341,7 @@ fn all_methods_agree_on_random_models_with_fields_and_mixed_couplings() {
             .with_site_field(fields)
             .unwrap();
         for beta in [0.4, 1.3] {
-            let reference = exact::log_partition(&l, beta).unwrap();
+            let reference = exact::enumerate_log_partition(&l, beta).unwrap();
             let model = Model::Lattice { lattice: &l, beta };
             for m in [
                 Method::Enumerate,
@@ -349,9 +349,13 @@ fn all_methods_agree_on_random_models_with_fields_and_mixed_couplings() {
                 Method::Transfer,
                 Method::Auto,
             ] {
-                let got =
-                    partition::log_partition(&model, m, &PartitionOptions::default(), &mut Silent)
-                        .unwrap();
+                let got = partition::exact_log_partition(
+                    &model,
+                    m,
+                    &PartitionOptions::default(),
+                    &mut Silent,
+                )
+                .unwrap();
                 assert_close(got.log_z, reference, EXACT_REL, &format!("{w}x{h} {m:?}"));
             }
         }
@@ -390,11 +394,11 @@ fn higher_arity_factors_and_zeros_agree_between_enumeration_and_elimination() {
         let el = eliminate::log_partition_eliminate(&g).unwrap();
         assert_close(el, en, EXACT_REL, &format!("trial {trial}"));
         // The generic walk through EnergyModel::flip_delta (infinite deltas on zero entries).
-        let generic = exact::log_partition(&g, 1.0).unwrap();
+        let generic = exact::enumerate_log_partition(&g, 1.0).unwrap();
         assert_close(generic, en, EXACT_REL, &format!("trial {trial}: generic"));
         let me = exact::marginals_factor_graph(&g).unwrap();
         let ml = eliminate::marginals_factor_graph(&g, &Default::default()).unwrap();
-        let mg = exact::marginals(&g, 1.0).unwrap();
+        let mg = exact::enumerate_marginals(&g, 1.0).unwrap();
         for ((a, b), c) in me.iter().zip(&ml).zip(&mg) {
             assert!(
                 a.is_finite() && (a - b).abs() < 1e-10 && (a - c).abs() < 1e-10,
@@ -435,11 +439,12 @@ fn large_beta_does_not_overflow() {
         Method::Kaufman,
     ] {
         let got =
-            partition::log_partition(&model, m, &PartitionOptions::default(), &mut Silent).unwrap();
+            partition::exact_log_partition(&model, m, &PartitionOptions::default(), &mut Silent)
+                .unwrap();
         assert_close(got.log_z, want, 1e-13, &format!("beta 50, {m:?}"));
     }
     assert_close(
-        exact::log_partition(&lattice, beta).unwrap(),
+        exact::enumerate_log_partition(&lattice, beta).unwrap(),
         want,
         1e-13,
         "generic walk",
@@ -567,7 +572,7 @@ fn auto_avoids_kaufman_for_negative_beta_on_an_odd_torus() {
         lattice: &torus,
         beta: -0.5,
     };
-    let got = partition::log_partition(
+    let got = partition::exact_log_partition(
         &model,
         Method::Auto,
         &PartitionOptions::default(),
@@ -624,7 +629,21 @@ fn auto_estimates_lattice_elimination_without_planning() {
     let run =
         eliminate::eliminate_factor_graph_with_plan(&graph, plan.clone(), &Default::default())
             .unwrap();
-    assert_eq!(run.plan, plan);
+    // The run re-derives the width and cost of the given order on this graph: the same figures.
+    assert_eq!(
+        (
+            &run.plan.order,
+            run.plan.induced_width,
+            run.plan.max_table_entries,
+            run.plan.cost
+        ),
+        (
+            &plan.order,
+            plan.induced_width,
+            plan.max_table_entries,
+            plan.cost
+        )
+    );
     let want = exact::log_partition_factor_graph(&graph).unwrap();
     assert_close(run.log_z, want, EXACT_REL, "elimination with a given plan");
     // A plan of another model is refused, not run.
@@ -684,7 +703,7 @@ fn auto_refuses_hopeless_models_naming_the_cost() {
         lattice: &lattice,
         beta: 0.5,
     };
-    let err = partition::log_partition(
+    let err = partition::exact_log_partition(
         &model,
         Method::Auto,
         &PartitionOptions::default(),
@@ -709,14 +728,14 @@ fn auto_refuses_hopeless_models_naming_the_cost() {
         lattice: &small,
         beta: 0.5,
     };
-    assert!(partition::log_partition(&model, Method::Auto, &opts, &mut Silent).is_err());
+    assert!(partition::exact_log_partition(&model, Method::Auto, &opts, &mut Silent).is_err());
     // Zero-field torus: auto takes the closed form.
     let torus = IsingLattice::new(64, 64, Boundary::Periodic, 1.0, 0.0).unwrap();
     let model = Model::Lattice {
         lattice: &torus,
         beta: 0.5,
     };
-    let got = partition::log_partition(
+    let got = partition::exact_log_partition(
         &model,
         Method::Auto,
         &PartitionOptions::default(),
@@ -866,8 +885,9 @@ fn cli_partition_refuses_overflowing_parameters_and_sizes() {
         beta: 1e306,
     };
     for m in [Method::Auto, Method::Kaufman, Method::Eliminate] {
-        let err = partition::log_partition(&model, m, &PartitionOptions::default(), &mut Silent)
-            .unwrap_err();
+        let err =
+            partition::exact_log_partition(&model, m, &PartitionOptions::default(), &mut Silent)
+                .unwrap_err();
         assert!(err.to_string().contains("overflow"), "{m:?}: {err}");
     }
     // A .PR answer whose ln Z overflows.
@@ -1388,5 +1408,30 @@ fn cli_sample_with_evidence_estimates_conditional_marginals() {
             (p - want).abs() < 5.0 * s + 0.005,
             "x{i}: {p} +- {s} vs {want}"
         );
+    }
+}
+
+/// A refusal for width names the ordering that gave up (it said "min-fill" under min-degree).
+#[test]
+fn width_refusals_name_the_ordering_used() {
+    // The complete graph on 60 variables: any ordering has width 59 > 48.
+    let n = 60;
+    let mut factors = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            factors.push(Factor::new(vec![i, j], vec![1.0, 0.5, 0.5, 1.0]).unwrap());
+        }
+    }
+    let g = FactorGraph::new(n, factors).unwrap();
+    for (heuristic, name) in [
+        (Heuristic::MinDegree, "(min-degree gave up)"),
+        (Heuristic::MinFill, "(min-fill gave up)"),
+    ] {
+        let opts = PartitionOptions {
+            heuristic,
+            ..Default::default()
+        };
+        let err = partition::estimate(&Model::Factors(&g), Method::Eliminate, &opts).unwrap_err();
+        assert!(err.to_string().contains(name), "{heuristic:?}: {err}");
     }
 }

@@ -15,7 +15,7 @@ use ebm::infer::eliminate::Heuristic;
 use ebm::infer::evidence::{Evidence, condition};
 use ebm::infer::exact::Shard;
 use ebm::infer::partition::{
-    Budget, MAX_LOG_WEIGHT, Method, Model, PartitionOptions, log_partition,
+    Budget, MAX_LOG_WEIGHT, Method, Model, PartitionOptions, exact_log_partition,
 };
 use ebm::infer::shards::{ShardRecord, fingerprint, merge_records, parse_record, parse_shard_spec};
 use ebm::io::uai::{read_evidence, write_mar, write_pr};
@@ -384,7 +384,7 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let method = args.method.unwrap_or(PartitionMethodArg::Auto).method();
     // A bar only for the long-running enumerations (total set by the first report).
     let mut bar = BarObserver::new(progress_enabled(global), 1, "partition", "");
-    let result = log_partition(&model, method, &opts, &mut bar).map_err(|e| match e {
+    let result = exact_log_partition(&model, method, &opts, &mut bar).map_err(|e| match e {
         ebm::Error::InvalidParam { .. } => usage(e.to_string()),
         other => anyhow::Error::new(other).context(format!("ln Z of {description}")),
     })?;
@@ -465,6 +465,12 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             "ln Z = {:.15} (log10 Z = {:.15}) by {}, {} variables, {:.3} s ({})",
             report.log_z, report.log10_z, report.method, report.variables, seconds, report.cost
         );
+        if let Some(k) = report.evidence_variables {
+            text.push_str(&format!(
+                "\nconditioned on {k} observed variable(s): ln Z is ln of the sum over the states \
+                 that agree with the evidence"
+            ));
+        }
         if let Some(m) = &report.marginals {
             text.push_str("\nP(x_i = 1):");
             for (i, p) in m.iter().enumerate() {

@@ -64,6 +64,10 @@ pub struct Plan {
     pub max_table_entries: u64,
     /// Estimated work: sum over variables of 2^(|U_v| + 1) * (|U_v| + 1) table-entry operations.
     pub cost: f64,
+    /// What found the order: "min-fill", "min-degree", "breadth-first sweep" or "given order".
+    pub found_by: &'static str,
+    /// Work units the planning took (see [`PLAN_WORK_PER_SECOND`]), all trials included.
+    pub planning_work: u64,
 }
 
 impl Plan {
@@ -146,31 +150,68 @@ fn log_factors_of_pairwise(model: &PairwiseMrf, beta: f64) -> Vec<LogFactor> {
     out
 }
 
-/// Greedy ordering over the interaction graph of `scopes` (n variables).
 /// Number of greedy orderings tried (the first with plain index tie-breaking, the others with
 /// seeded pseudo-random tie-breaking); the one of least (cost, width) wins.
 pub const ORDERING_TRIALS: u64 = 16;
 
-/// The best of [`ORDERING_TRIALS`] greedy orderings (deterministic).
-fn plan_of(n: usize, scopes: &[&[usize]], heuristic: Heuristic) -> Plan {
+/// Planning work units per second of one core, measured on the development machine (a unit is
+/// one neighbour-list step: a comparison of a fill count or an insertion); converts a time budget
+/// into the deterministic work budget of [`plan_factor_graph_within`].
+pub const PLAN_WORK_PER_SECOND: f64 = 5e7;
+
+/// The best greedy ordering within a work budget (deterministic for a given budget).
+///
+/// A min-degree trial is cheap and always runs first, to the end (O(width^2) per variable, and
+/// it stops at [`PLAN_WIDTH_CAP`]). Then the other trials of the heuristic ([`ORDERING_TRIALS`]
+/// in all, min-degree's first being the one made) and two breadth-first sweeps run, each with an
+/// equal share of what is left of `max_work`; a trial that runs out is dropped, the best
+/// finished plan wins, and the first min-degree plan is the answer when none finished. Min-fill's cost is unbounded otherwise: rescoring the neighbours of a
+/// hub of degree d costs d^2 each (minutes for 200 hubs of degree 200).
+fn plan_of(n: usize, scopes: &[&[usize]], heuristic: Heuristic, max_work: u64) -> Plan {
+    let mut fallback = plan_trial(n, scopes, Heuristic::MinDegree, 0, None, u64::MAX)
+        .expect("an unbounded trial finishes");
+    let used = fallback.planning_work;
+    let share = max_work.saturating_sub(used) / (ORDERING_TRIALS + 2);
     let sweeps = breadth_first_orders(n, scopes);
-    let mut plans: Vec<Plan> = (0..ORDERING_TRIALS)
+    let mut plans: Vec<Option<Plan>> = (0..ORDERING_TRIALS)
         .into_par_iter()
-        .map(|salt| plan_trial(n, scopes, heuristic, salt, None))
+        .map(|salt| match (heuristic, salt) {
+            // Min-degree's first trial is the one already made.
+            (Heuristic::MinDegree, 0) => Some(fallback.clone()),
+            _ => plan_trial(n, scopes, heuristic, salt, None, share),
+        })
         .collect();
     // Frontier sweeps (breadth-first from a pseudo-peripheral variable) beat greedy orderings on
     // grids, where min-fill is known to do poorly.
     plans.extend(
         sweeps
             .iter()
-            .map(|o| plan_trial(n, scopes, heuristic, 0, Some(o))),
+            .map(|o| plan_trial(n, scopes, heuristic, 0, Some(o), share)),
     );
-    let mut best = plans[0].clone();
-    for p in plans.into_iter().skip(1) {
-        if (p.cost, p.induced_width) < (best.cost, best.induced_width) {
-            best = p;
+    let work: u64 = used
+        + plans
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| !(heuristic == Heuristic::MinDegree && k == 0))
+            .map(|(_, p)| p.as_ref().map_or(share, |p| p.planning_work))
+            .sum::<u64>();
+    let mut best: Option<Plan> = None;
+    for p in plans.into_iter().flatten() {
+        if best
+            .as_ref()
+            .is_none_or(|b| (p.cost, p.induced_width) < (b.cost, b.induced_width))
+        {
+            best = Some(p);
         }
     }
+    let mut best = match best {
+        Some(b) => b,
+        None => {
+            fallback.found_by = "min-degree (the min-fill trials ran out of their work budget)";
+            fallback
+        } // (Under min-degree, plans[0] is the fallback, so some plan always finished.)
+    };
+    best.planning_work = work;
     best
 }
 
@@ -276,13 +317,22 @@ fn breadth_first_orders(n: usize, scopes: &[&[usize]]) -> Vec<Vec<usize>> {
     vec![a, b]
 }
 
+/// One greedy (or, with `fixed`, given) ordering; `None` when it needs more than `max_work`
+/// work units.
 fn plan_trial(
     n: usize,
     scopes: &[&[usize]],
     heuristic: Heuristic,
     salt: u64,
     fixed: Option<&[usize]>,
-) -> Plan {
+    max_work: u64,
+) -> Option<Plan> {
+    let found_by = match (fixed, heuristic) {
+        (Some(_), _) => "breadth-first sweep",
+        (None, Heuristic::MinFill) => "min-fill",
+        (None, Heuristic::MinDegree) => "min-degree",
+    };
+    let work = std::cell::Cell::new(0u64);
     let mut adj = interaction_graph(n, scopes);
     let mut alive = vec![true; n];
     let mut order = Vec::with_capacity(n);
@@ -290,6 +340,7 @@ fn plan_trial(
     let mut cost = 0.0;
     let fill_of = |adj: &Vec<Vec<usize>>, v: usize| -> usize {
         let nb = &adj[v];
+        work.set(work.get() + (nb.len() * nb.len()) as u64 / 2 + 1);
         let mut fill = 0;
         for (x, &a) in nb.iter().enumerate() {
             for &b in &nb[x + 1..] {
@@ -304,9 +355,13 @@ fn plan_trial(
         Heuristic::MinFill => fill_of(adj, v),
         Heuristic::MinDegree => adj[v].len(),
     };
-    let mut keys: Vec<(usize, usize, u64, usize)> = (0..n)
-        .map(|v| (score(&adj, v), adj[v].len(), tie(v, salt), v))
-        .collect();
+    // A fixed order needs no scores (nor a queue).
+    let mut keys: Vec<(usize, usize, u64, usize)> = match fixed {
+        Some(_) => Vec::new(),
+        None => (0..n)
+            .map(|v| (score(&adj, v), adj[v].len(), tie(v, salt), v))
+            .collect(),
+    };
     let mut queue: std::collections::BTreeSet<(usize, usize, u64, usize)> =
         keys.iter().copied().collect();
     let mut touched = vec![false; n];
@@ -315,7 +370,11 @@ fn plan_trial(
             Some(order) => order[step],
             None => queue.pop_first().expect("a live variable").3,
         };
+        if work.get() > max_work {
+            return None;
+        }
         let nb = std::mem::take(&mut adj[v]);
+        work.set(work.get() + (nb.len() * nb.len()) as u64 + 1);
         width = width.max(nb.len());
         cost += (nb.len() as f64 + 1.0) * 2f64.powi(nb.len() as i32 + 1);
         alive[v] = false;
@@ -323,12 +382,14 @@ fn plan_trial(
         if width > PLAN_WIDTH_CAP {
             // Hopeless: stop planning (the remaining order is irrelevant for the refusal).
             order.extend((0..n).filter(|&u| alive[u]));
-            return Plan {
+            return Some(Plan {
                 order,
                 induced_width: width,
                 max_table_entries: u64::MAX,
                 cost: f64::INFINITY,
-            };
+                found_by,
+                planning_work: work.get(),
+            });
         }
         for &a in &nb {
             let list = &mut adj[a];
@@ -368,28 +429,36 @@ fn plan_trial(
             }
         }
     }
-    Plan {
+    Some(Plan {
         order,
         induced_width: width,
         max_table_entries: 1u64 << width.min(63),
         cost,
-    }
+        found_by,
+        planning_work: work.get(),
+    })
 }
 
 /// Planning stops once the induced width exceeds this (such a plan is refused anyway).
 pub const PLAN_WIDTH_CAP: usize = 48;
 
-/// The elimination plan of a factor graph.
+/// The elimination plan of a factor graph, with no bound on the planning work.
 pub fn plan_factor_graph(graph: &FactorGraph, heuristic: Heuristic) -> Plan {
-    let scopes: Vec<&[usize]> = graph.factors().iter().map(|f| f.scope()).collect();
-    plan_of(graph.num_vars(), &scopes, heuristic)
+    plan_factor_graph_within(graph, heuristic, u64::MAX)
 }
 
-/// The elimination plan of a pairwise model.
+/// The elimination plan of a factor graph found within `max_work` planning work units:
+/// a min-degree trial first, to the end; the other trials and the sweeps with equal shares of the
+/// rest, dropped when they run out ([`PLAN_WORK_PER_SECOND`] converts seconds).
+pub fn plan_factor_graph_within(graph: &FactorGraph, heuristic: Heuristic, max_work: u64) -> Plan {
+    plan_of(graph.num_vars(), &graph_scopes(graph), heuristic, max_work)
+}
+
+/// The elimination plan of a pairwise model, with no bound on the planning work.
 pub fn plan_pairwise(model: &PairwiseMrf, heuristic: Heuristic) -> Plan {
-    let pairs: Vec<[usize; 2]> = model.edges().iter().map(|&(i, j, _)| [i, j]).collect();
+    let pairs = pairwise_pairs(model);
     let scopes: Vec<&[usize]> = pairs.iter().map(|p| &p[..]).collect();
-    plan_of(model.fields().len(), &scopes, heuristic)
+    plan_of(model.fields().len(), &scopes, heuristic, u64::MAX)
 }
 
 /// Byte tables so that a factor's index is a sum of lookups over the bytes of an output index.
@@ -514,14 +583,17 @@ fn check_plan(plan: &Plan, opts: &EliminateOptions) -> Result<()> {
 /// another model can neither pass the memory limit nor report a wrong width.
 fn replan(n: usize, scopes: &[&[usize]], plan: &Plan) -> Result<Plan> {
     check_order(plan, n)?;
-    // With a fixed order the heuristic only scores (cheaply, by degree); the order is kept.
-    Ok(plan_trial(
+    let mut checked = plan_trial(
         n,
         scopes,
         Heuristic::MinDegree,
         0,
         Some(&plan.order),
-    ))
+        u64::MAX,
+    )
+    .expect("an unbounded trial finishes");
+    checked.found_by = "given order";
+    Ok(checked)
 }
 
 fn graph_scopes(graph: &FactorGraph) -> Vec<&[usize]> {
@@ -740,7 +812,7 @@ mod tests {
             eliminate_pairwise_with_plan(&complete, 0.5, chain_plan.clone(), &Default::default())
                 .unwrap();
         assert_eq!(e.plan.induced_width, n - 1);
-        let reference = exact::log_partition(&complete, 0.5).unwrap();
+        let reference = exact::enumerate_log_partition(&complete, 0.5).unwrap();
         assert!((e.log_z - reference).abs() < 1e-12 * reference.abs());
         // ... and the memory limit applies to that width, not to the plan's claim.
         let small = EliminateOptions {
@@ -765,6 +837,73 @@ mod tests {
             let err = eliminate_pairwise_with_plan(&complete, 0.5, bad, &Default::default());
             assert!(matches!(err, Err(Error::SizeMismatch(_))), "{err:?}");
         }
+    }
+
+    /// A relational-like model: `hubs` hub variables and `leaves` leaves, each leaf in one
+    /// ternary factor with two hubs (hub degree about 2 leaves / hubs * 2).
+    fn min_degree_first(g: &FactorGraph) -> Plan {
+        let scopes = graph_scopes(g);
+        plan_trial(
+            g.num_vars(),
+            &scopes,
+            Heuristic::MinDegree,
+            0,
+            None,
+            u64::MAX,
+        )
+        .unwrap()
+    }
+
+    pub(crate) fn hub_model(hubs: usize, leaves: usize) -> FactorGraph {
+        let factors = (0..leaves)
+            .map(|k| {
+                let a = k % hubs;
+                let b = (a + 1 + (k / hubs) % (hubs - 1)) % hubs;
+                Factor::new(
+                    vec![a, b, hubs + k],
+                    (0..8).map(|t| 1.0 + t as f64).collect(),
+                )
+                .unwrap()
+            })
+            .collect();
+        FactorGraph::new(hubs + leaves, factors).unwrap()
+    }
+
+    #[test]
+    fn planning_stays_within_its_work_budget() {
+        let g = hub_model(16, 320);
+        let unbounded = plan_factor_graph(&g, Heuristic::MinFill);
+        assert_eq!(unbounded.found_by, "min-fill");
+        let min_degree = plan_factor_graph(&g, Heuristic::MinDegree);
+        // A budget below the min-fill trials' needs: they stop (a trial stops within one
+        // elimination step of its share), and a cheaper plan (a sweep or the first min-degree
+        // trial) is the answer, found with a fraction of the unbounded work.
+        let budget = unbounded.planning_work / 100;
+        let bounded = plan_factor_graph_within(&g, Heuristic::MinFill, budget);
+        assert_ne!(bounded.found_by, "min-fill");
+        assert!(
+            bounded.planning_work < unbounded.planning_work / 4,
+            "{} vs {}",
+            bounded.planning_work,
+            unbounded.planning_work
+        );
+        // No budget at all: the min-degree plan, whatever the sweeps would have cost.
+        let nothing = plan_factor_graph_within(&g, Heuristic::MinFill, 0);
+        assert!(
+            nothing.found_by.starts_with("min-degree"),
+            "{}",
+            nothing.found_by
+        );
+        assert_eq!(nothing.order, min_degree_first(&g).order);
+        // Deterministic: the same budget gives the same plan.
+        assert_eq!(
+            plan_factor_graph_within(&g, Heuristic::MinFill, budget),
+            bounded
+        );
+        // With room enough, the bounded search is the unbounded one.
+        let roomy = plan_factor_graph_within(&g, Heuristic::MinFill, 2 * unbounded.planning_work);
+        assert_eq!(roomy.order, unbounded.order);
+        assert_eq!(min_degree.found_by, "min-degree");
     }
 
     #[test]

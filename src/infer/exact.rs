@@ -537,12 +537,12 @@ fn check_beta(beta: f64) -> Result<()> {
 ///
 /// The oracle for every other method; O(2^n * degree). Errors with `TooLarge` above
 /// [`MAX_ENUMERATED_VARS`] variables.
-pub fn log_partition<M: EnergyModel + ?Sized>(model: &M, beta: f64) -> Result<f64> {
+pub fn enumerate_log_partition<M: EnergyModel + ?Sized>(model: &M, beta: f64) -> Result<f64> {
     Ok(enumerate_model(model, beta, &EnumerateOptions::default(), &mut Silent)?.log_sum)
 }
 
 /// Exact marginals P(s_i = +1) of any [`EnergyModel`] at inverse temperature `beta`.
-pub fn marginals<M: EnergyModel + ?Sized>(model: &M, beta: f64) -> Result<Vec<f64>> {
+pub fn enumerate_marginals<M: EnergyModel + ?Sized>(model: &M, beta: f64) -> Result<Vec<f64>> {
     let opts = EnumerateOptions {
         marginals: true,
         ..Default::default()
@@ -987,7 +987,7 @@ mod tests {
         let pw = lattice.to_pairwise().unwrap();
         let opts = EnumerateOptions::default();
         for got in [
-            log_partition(&lattice, 0.9).unwrap(),
+            enumerate_log_partition(&lattice, 0.9).unwrap(),
             enumerate_pairwise(&pw, 0.9, &opts, &mut Silent)
                 .unwrap()
                 .log_sum,
@@ -1040,15 +1040,15 @@ mod tests {
         for beta in [1.0, 0.5] {
             // At beta, each allowed weight w becomes w^beta.
             let want = (1f64 + 2f64.powf(beta)).ln() + (1f64 + 3f64.powf(beta)).ln();
-            let got = log_partition(&g, beta).unwrap();
+            let got = enumerate_log_partition(&g, beta).unwrap();
             assert!((got - want).abs() < 1e-14, "beta {beta}: {got} vs {want}");
         }
-        let m = marginals(&g, 1.0).unwrap();
+        let m = enumerate_marginals(&g, 1.0).unwrap();
         for (got, want) in m.iter().zip([2.0 / 3.0, 2.0 / 3.0, 0.75]) {
             assert!((got - want).abs() < 1e-14, "{m:?}");
         }
         // beta = 0 counts the allowed states: 2 * 2.
-        assert!((log_partition(&g, 0.0).unwrap() - 4f64.ln()).abs() < 1e-14);
+        assert!((enumerate_log_partition(&g, 0.0).unwrap() - 4f64.ln()).abs() < 1e-14);
         let best = brute_force_map(&g).unwrap();
         assert_eq!(best.state, vec![1, 1, 1]);
         assert!((best.energy + 6f64.ln()).abs() < 1e-14);
@@ -1064,7 +1064,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert!((log_partition(&chain, 1.0).unwrap() - 6f64.ln()).abs() < 1e-14);
+        assert!((enumerate_log_partition(&chain, 1.0).unwrap() - 6f64.ln()).abs() < 1e-14);
         assert_eq!(brute_force_map(&chain).unwrap().state, vec![-1; 4]);
     }
 

@@ -5,7 +5,8 @@
 //! methods and to refuse hopeless runs): enumeration ~ (2 + 1.5 d) ns per state for a pairwise
 //! model of mean degree d (0.3 ns for a uniform lattice of width <= 8, 2.5 ns for wider ones, (3 + 4 t) ns for factor tables
 //! with t table updates per flip), RBM enumeration ~ 0.35 ns per state per unit of the larger
-//! layer, elimination ~ 6 ns per table-entry operation of its [`eliminate::Plan`], transfer ~ 25 ns per
+//! layer, elimination ~ 6 ns per table-entry operation for lattices (no plan is made for the estimate) and
+//! 1.5 ns per operation of a factor graph's [`eliminate::Plan`] plus its planning time, transfer ~ 25 ns per
 //! log-add-exp, Kaufman ~ 200 ns per column. Every figure is single-core seconds, whatever the
 //! rayon pool size: the choice of `auto` (and so the last bits of ln Z) must not depend on
 //! `--threads`, and the time budget is compared against the same single-core figure.
@@ -148,6 +149,12 @@ pub const MAX_LOG_WEIGHT: f64 = 1e300;
 /// interaction graph and the ordering trials), measured at about 1.2 kB per site on open
 /// 100000 x 4 and 200000 x 4 lattices (490 MB and 956 MB peak).
 const ELIMINATE_BYTES_PER_SITE: f64 = 1200.0;
+/// Seconds per table-entry operation of a factor graph's elimination plan ([`eliminate::Plan`]
+/// cost), one core: calibrated on the UAI models of data/uai (see docs/partition.md, "Cost
+/// estimates", for the measured ratios estimate / actual). The planning already done is added
+/// at [`eliminate::PLAN_WORK_PER_SECOND`].
+const ELIMINATION_SECONDS_PER_OP: f64 = 1.5e-9;
+
 /// Working bytes per site of the transfer method (the per-site fields, and a transposed copy).
 const TRANSFER_BYTES_PER_SITE: f64 = 16.0;
 
@@ -171,7 +178,7 @@ impl Default for Budget {
 
 /// The estimated cost of one method on one model.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Estimate {
+pub struct CostEstimate {
     /// The method.
     pub method: Method,
     /// Estimated seconds on one core (independent of the thread count; parallel methods finish
@@ -186,7 +193,7 @@ pub struct Estimate {
     pub plan: Option<eliminate::Plan>,
 }
 
-/// Options of [`log_partition`].
+/// Options of [`exact_log_partition`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PartitionOptions {
     /// Compute P(x_i = 1) too (enumeration and elimination only).
@@ -210,7 +217,7 @@ impl Default for PartitionOptions {
     }
 }
 
-/// The answer of [`log_partition`].
+/// The answer of [`exact_log_partition`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partition {
     /// ln Z (for a shard: ln of the sum over its states).
@@ -224,7 +231,7 @@ pub struct Partition {
     /// States summed, for enumeration and RBM.
     pub states: Option<u64>,
     /// The estimate that was made for the method.
-    pub estimate: Estimate,
+    pub estimate: CostEstimate,
 }
 
 fn pow2(bits: usize) -> f64 {
@@ -232,7 +239,7 @@ fn pow2(bits: usize) -> f64 {
 }
 
 /// The cost of `method` on `model`, or why it does not apply.
-pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Result<Estimate> {
+pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Result<CostEstimate> {
     let not_for = |what: &str| {
         Err(Error::param(
             "method",
@@ -246,7 +253,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
         return not_for("shards (use enumerate, or rbm for an RBM)");
     }
     let n = model.num_vars();
-    let est = |seconds: f64, bytes: f64, detail: String| Estimate {
+    let est = |seconds: f64, bytes: f64, detail: String| CostEstimate {
         method,
         seconds,
         bytes,
@@ -329,20 +336,26 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
             ))
         }
         (Method::Eliminate, Model::Factors(g)) => {
-            let plan = eliminate::plan_factor_graph(g, opts.heuristic);
+            // Planning gets the time budget as deterministic work (so the plan, and ln Z, do
+            // not depend on the machine's speed or load).
+            let max_work = (opts.budget.max_seconds * eliminate::PLAN_WORK_PER_SECOND)
+                .min(u64::MAX as f64) as u64;
+            let plan = eliminate::plan_factor_graph_within(g, opts.heuristic, max_work);
             if plan.induced_width > eliminate::PLAN_WIDTH_CAP {
                 return Err(Error::TooLarge {
                     method: "variable elimination".into(),
                     detail: format!(
-                        "induced width > {} (min-fill gave up): tables of more than 2^{} entries",
+                        "induced width > {} ({} gave up): tables of more than 2^{} entries",
                         eliminate::PLAN_WIDTH_CAP,
+                        plan.found_by,
                         eliminate::PLAN_WIDTH_CAP
                     ),
                 });
             }
             let runs = if opts.marginals { n as f64 + 1.0 } else { 1.0 };
             let mut e = est(
-                runs * plan.cost * 6e-9,
+                runs * plan.cost * ELIMINATION_SECONDS_PER_OP
+                    + plan.planning_work as f64 / eliminate::PLAN_WORK_PER_SECOND,
                 plan.max_table_bytes(),
                 format!(
                     "induced width {}, largest table 2^{} entries ({:.3e} bytes)",
@@ -414,7 +427,7 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
 }
 
 /// Chooses the cheapest applicable method within the budget, or refuses naming the costs.
-pub fn choose(model: &Model, opts: &PartitionOptions) -> Result<Estimate> {
+pub fn choose(model: &Model, opts: &PartitionOptions) -> Result<CostEstimate> {
     let candidates = [
         Method::Kaufman,
         Method::Rbm,
@@ -422,7 +435,7 @@ pub fn choose(model: &Model, opts: &PartitionOptions) -> Result<Estimate> {
         Method::Eliminate,
         Method::Enumerate,
     ];
-    let mut best: Option<Estimate> = None;
+    let mut best: Option<CostEstimate> = None;
     let mut refusals = Vec::new();
     for m in candidates {
         match estimate(model, m, opts) {
@@ -458,7 +471,7 @@ pub fn choose(model: &Model, opts: &PartitionOptions) -> Result<Estimate> {
 }
 
 /// Exact ln Z of `model` by `method` (`Auto` chooses by [`choose`]).
-pub fn log_partition(
+pub fn exact_log_partition(
     model: &Model,
     method: Method,
     opts: &PartitionOptions,

@@ -533,3 +533,29 @@ fn a_closed_stdout_pipe_still_writes_the_outputs() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert_eq!(listing(dir.path()), ["state.png"]);
 }
+
+/// `partition --output x.PR` is staged like every other output: written only after the report
+/// reached stdout, so a run whose result cannot be printed leaves no answer file, and a
+/// successful one leaves exactly the answer.
+#[test]
+fn partition_answer_files_are_written_only_after_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let pr = dir.path().join("grid.PR");
+    let args = ["partition", "--model", "data/uai/Grids_11.uai", "--json"];
+    let out = ebm_plain()
+        .args(args)
+        .arg("--output")
+        .arg(&pr)
+        .stdout(dev_full())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+    ebm().args(args).arg("--output").arg(&pr).assert().success();
+    let answer = ebm::io::uai::read_pr(&pr).unwrap();
+    let expected = ebm::io::uai::read_pr(Path::new("data/uai/Grids_11.uai.PR")).unwrap();
+    // The .PR reference prints 6 significant digits of log10 Z (see tests/common/tol.rs).
+    assert!((answer - expected).abs() < 1e-3, "{answer} vs {expected}");
+    assert_eq!(listing(dir.path()), vec!["grid.PR".to_string()]);
+}

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::GlobalArgs;
 use super::lattice::LatticeArgs;
-use super::output::{print_json, say};
+use super::output::{Outputs, print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use ebm::infer::eliminate::Heuristic;
 use ebm::infer::evidence::{Evidence, condition};
@@ -18,7 +18,7 @@ use ebm::infer::partition::{
     Budget, MAX_LOG_WEIGHT, Method, Model, PartitionOptions, exact_log_partition,
 };
 use ebm::infer::shards::{ShardRecord, fingerprint, merge_records, parse_record, parse_shard_spec};
-use ebm::io::uai::{read_evidence, write_mar, write_pr};
+use ebm::io::uai::{format_mar, format_pr, read_evidence};
 use ebm::model::{FactorGraph, IsingLattice, Rbm};
 
 const AFTER_HELP: &str = "Examples:
@@ -316,6 +316,14 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         };
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let answer = args.output.as_deref().map(answer_kind).transpose()?;
+    // The answer file is checked now and staged; it is renamed into place after the report.
+    let mut outputs = Outputs::new();
+    outputs.declare(
+        "--output",
+        args.output.as_deref(),
+        &[".pr", ".mar"],
+        "the answer (.PR or .MAR)",
+    )?;
     if shard.is_some() && answer.is_some() {
         return Err(usage(
             "--output writes a whole answer; a --shard run prints its part as JSON for \
@@ -428,19 +436,14 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         (m, _) => m.clone(),
     };
     let log10_z = result.log_z / std::f64::consts::LN_10;
-    match (answer, &args.output) {
-        (Some(Answer::Pr), Some(path)) => write_pr(path, log10_z),
-        (Some(Answer::Mar), Some(path)) => {
-            write_mar(path, marginals.as_deref().expect("computed for .MAR"))
-        }
-        _ => Ok(()),
+    match answer {
+        Some(Answer::Pr) => outputs.stage_bytes("--output", format_pr(log10_z)?.as_bytes())?,
+        Some(Answer::Mar) => outputs.stage_bytes(
+            "--output",
+            format_mar(marginals.as_deref().expect("computed for .MAR"))?.as_bytes(),
+        )?,
+        None => {}
     }
-    .with_context(|| {
-        format!(
-            "writing {}",
-            args.output.as_deref().unwrap_or(Path::new("")).display()
-        )
-    })?;
     let report = Report {
         log_z: result.log_z,
         log10_z,
@@ -479,7 +482,7 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }
         say(global, &text);
     }
-    Ok(())
+    outputs.commit()
 }
 
 fn merge(args: &MergeArgs, global: &GlobalArgs, start: Instant) -> anyhow::Result<()> {

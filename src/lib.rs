@@ -8,16 +8,17 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`error`] | [`Error`] and [`Result`]: the library's one error vocabulary |
-//! | [`rng`] | the named generator (Xoshiro256++), seeding, per-chunk streams |
+//! | [`rng`] | the named generator (Xoshiro256++), seeding, streams keyed by (seed, purpose, index) |
 //! | [`logspace`] | log-sum-exp, softplus, sigmoid, a streaming log-sum accumulator |
-//! | [`model`] | [`model::PairwiseMrf`], [`model::IsingLattice`], [`model::FactorGraph`], [`model::Rbm`] and the conventions |
-//! | [`infer`] | partition functions (enumeration, transfer matrix, Kaufman's torus, variable elimination, AIS), marginals, MAP ([`infer::map`]: graph cut, ICM, annealing, Gibbs) |
-//! | [`sample`] | MCMC samplers (single-site, checkerboard, cluster, RBM block Gibbs) and the statistics of their output |
-//! | [`learn`] | RBM training (CD-k, persistent CD) and the figures of a trained model |
+//! | [`model`] | the conventions and the `EnergyModel` trait; [`model::pairwise`] ([`model::PairwiseMrf`]), [`model::lattice`] ([`model::IsingLattice`]), [`model::factor`] ([`model::FactorGraph`]), [`model::rbm`] ([`model::Rbm`]), [`model::rbm_f32`] (the f32 RBM and its kernels, used by sampling, training and AIS) |
+//! | [`infer`] | exact partition functions and marginals: [`infer::partition`] (method choice and cost estimates), [`infer::exact`] (Gray-code enumeration), [`infer::eliminate`] (variable elimination), [`infer::transfer`] (transfer matrices), [`infer::kaufman`] (Kaufman's torus), [`infer::rbm`] (RBM layer sums), [`infer::ais`] (annealed importance sampling), [`infer::evidence`] (conditioning on observed variables), [`infer::shards`] (split enumerations and their merge) |
+//! | [`infer::map`] | MAP labellings: [`infer::map::mincut`] (graph cut), [`infer::map::icm`], [`infer::map::anneal`] (both for any `EnergyModel`, with a grid fast path), [`infer::map::gibbs`] (posterior marginals) |
+//! | [`sample`] | MCMC: [`sample::lattice`] (one `LatticeUpdate` per lattice sampler, one recording loop), [`sample::general`] (single-site and tied-block updates of any model), [`sample::cluster`] (Wolff, Swendsen-Wang), [`sample::rbm`] (block Gibbs), [`sample::stats`] (means, tau_int, error bars) |
+//! | [`learn`] | RBM training: [`learn::estimator`] (gradient estimators: CD-k, PCD), [`learn::optimizer`] (momentum, weight decay, learning-rate schedule), [`learn::cd`] (the epoch loop and its settings), [`learn::checkpoint`] (what a checkpoint holds, resume rules), [`learn::eval`] (likelihoods of a trained model) |
 //! | [`denoise`] | MAP restoration of binary images (PRML 8.3.3) over [`infer::map`] |
 //! | [`dataset`] | [`dataset::Dataset`]: binary examples |
 //! | [`image`] | [`image::BinaryImage`]: +-1 pixels, flip noise |
-//! | [`io`] | every file format; [`io::open_model`] opens a model file by content; atomic writes |
+//! | [`io`] | every file format: [`io::model`] ([`io::open_model`]: any model file by content), [`io::uai`] (`.uai`, `.evid`, `.PR`, `.MAR`), [`io::safetensors`] (RBM files), [`io::datasets`], [`io::images`], [`io::atomic`] (temporary-then-rename writes, staged outputs) |
 //! | [`linalg`] | the one dense matrix product (f32, over `gemm`) |
 //! | [`progress`] | the [`progress::Observer`] through which long algorithms report |
 //!

@@ -87,7 +87,7 @@ pub fn from_seed(seed: u64) -> EbmRng {
 ///
 /// The purpose and the seed are first mixed into one 64-bit key by SplitMix64 (a bijection of
 /// `seed ^ tag * 0x9E37_79B9_7F4A_7C15`, so distinct purposes give distinct keys for one seed),
-/// then the stream is built from (key, index) as in [`stream`].
+/// then the stream is built from (key, index) as in the private `stream`.
 pub fn stream_for(seed: u64, purpose: Purpose, index: u64) -> EbmRng {
     let mut state = seed ^ purpose.tag().wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let key = splitmix64(&mut state);

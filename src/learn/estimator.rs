@@ -1,5 +1,5 @@
 //! Gradient estimators: what a training objective contributes to the epoch loop of
-//! [`crate::learn::train_rbm_with`]. A new objective is a new [`GradientEstimator`]; the loop,
+//! [`crate::learn::cd::train_with_estimator`]. A new objective is a new [`GradientEstimator`]; the loop,
 //! the optimizer ([`crate::learn::optimizer`]), monitoring and checkpoints stay as they are.
 //!
 //! [`ContrastiveDivergence`] estimates the gradient of the average log-likelihood with respect

@@ -95,7 +95,7 @@ pub fn exp_f32(x: f32) -> f32 {
     y * f32::from_bits(((n_int + 127) as u32) << 23)
 }
 
-/// out[r, j] = sigmoid(scale * x[r, j] + offset[j]) in place, for a row-major matrix whose rows
+/// `out[r, j] = sigmoid(scale * x[r, j] + offset[j])` in place, for a row-major matrix whose rows
 /// have `offset.len()` columns.
 pub fn sigmoid_rows(x: &mut [f32], scale: f32, offset: &[f32]) {
     let cols = offset.len();

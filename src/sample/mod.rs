@@ -2,7 +2,7 @@
 //!
 //! | sampler | applies to | module |
 //! |---|---|---|
-//! | Gibbs (heat bath), Metropolis, sequential | any [`EnergyModel`] | [`general`] |
+//! | Gibbs (heat bath), Metropolis, sequential | any [`EnergyModel`](crate::model::EnergyModel) | [`general`] |
 //! | Gibbs, Metropolis, checkerboard, rayon over rows | bipartite [`IsingLattice`] | [`lattice`] |
 //! | Wolff, Swendsen-Wang | ferromagnetic [`IsingLattice`] (J >= 0), any field | [`cluster`] |
 //!

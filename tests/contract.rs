@@ -532,3 +532,48 @@ fn a_closed_stdout_pipe_still_writes_the_outputs() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert_eq!(listing(dir.path()), ["state.png"]);
 }
+
+/// `denoise` refuses a flag the chosen method does not use (was silently ignored), naming the
+/// flag and the method; the same flags with a method that uses them run.
+#[test]
+fn denoise_refuses_flags_its_method_does_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.png").to_string_lossy().into_owned();
+    let base = [
+        "denoise",
+        "--input",
+        "data/images/horse.png",
+        "--output",
+        &out,
+    ];
+    for (method, flag, value) in [
+        ("graphcut", "--sweeps", "5"),
+        ("icm", "--burn-in", "5"),
+        ("anneal", "--burn-in", "5"),
+        ("icm", "--t-start", "3"),
+        ("gibbs", "--t-end", "0.1"),
+        ("graphcut", "--t-start", "3"),
+    ] {
+        ebm()
+            .args(base)
+            .args(["--method", method, flag, value])
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains(flag)
+                    .and(predicate::str::contains(format!("--method {method}"))),
+            );
+        assert!(listing(dir.path()).is_empty());
+    }
+    for (method, flag, value) in [
+        ("icm", "--sweeps", "2"),
+        ("gibbs", "--burn-in", "2"),
+        ("anneal", "--t-start", "3"),
+    ] {
+        ebm()
+            .args(base)
+            .args(["--method", method, flag, value])
+            .assert()
+            .success();
+    }
+}

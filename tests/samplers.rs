@@ -1313,3 +1313,28 @@ mod cli {
             .stdout(predicate::str::starts_with("variable\tP(x=1)\tstderr\n"));
     }
 }
+
+/// Large fields (within the accepted 1e50) freeze the chain after the burn-in, so the energy
+/// is constant up to rounding and the specific heat is 0 up to rounding. Computed as
+/// <e^2> - <e>^2 of the raw energies it cancelled catastrophically (a negative specific heat of
+/// about -7e106 at h = beta = 1e30). Bound: e is constant to a relative 1e-15 (a few ulps of
+/// the summed energy), so C = beta^2 N Var(e) <= beta^2 N (1e-15 |e|)^2.
+#[test]
+fn specific_heat_of_a_frozen_chain_with_huge_fields_is_not_negative() {
+    for (field, coupling, beta) in [(1e30, 1.0, 1e30), (0.0, 1e30, 1e30), (1e49, 1.0, 1.0)] {
+        let m = IsingLattice::new(8, 8, Boundary::Periodic, coupling, field).unwrap();
+        let params = LatticeParams {
+            sweeps: 50,
+            ..LatticeParams::new(beta, SamplerKind::Metropolis)
+        };
+        let run = sample_lattice(&m, &params, &mut Silent).unwrap();
+        let obs = lattice_observables(&run, beta);
+        let c = obs.specific_heat.value;
+        let e = obs.energy_per_spin.value;
+        let bound = beta * beta * 64.0 * (1e-15 * e).powi(2);
+        assert!(
+            (0.0..=bound).contains(&c),
+            "h = {field}, J = {coupling}, beta = {beta}: C = {c}, bound {bound}"
+        );
+    }
+}

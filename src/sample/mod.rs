@@ -513,14 +513,20 @@ pub fn lattice_observables(run: &LatticeRun, beta: f64) -> LatticeObservables {
         .map(|x| x / nf)
         .collect();
     let abs_m: Vec<f64> = m.iter().map(|x| x.abs()).collect();
-    let e2: Vec<f64> = e.iter().map(|x| x * x).collect();
+    // The variance is taken about the mean: <e^2> - <e>^2 of raw energies cancels
+    // catastrophically when |<e>| dwarfs the fluctuations (large fields or couplings gave
+    // negative specific heats). Var(e) = <(e - c)^2> - <e - c>^2 for any constant c, in every
+    // jackknife block too, so shifting by c = <e> changes nothing but the rounding.
+    let centre = e.iter().sum::<f64>() / e.len().max(1) as f64;
+    let de: Vec<f64> = e.iter().map(|x| x - centre).collect();
+    let de2: Vec<f64> = de.iter().map(|x| x * x).collect();
     let m2: Vec<f64> = m.iter().map(|x| x * x).collect();
     let m4: Vec<f64> = m2.iter().map(|x| x * x).collect();
     let (energy, tau_e) = stats::mean_with_error(&e);
     let (abs_mag, tau_m) = stats::mean_with_error(&abs_m);
     let (mag, _) = stats::mean_with_error(&m);
     let blocks = stats::block_count(e.len(), tau_e.tau.max(tau_m.tau));
-    let specific_heat = stats::jackknife(&[&e, &e2], blocks, |v| {
+    let specific_heat = stats::jackknife(&[&de, &de2], blocks, |v| {
         beta * beta * nf * (v[1] - v[0] * v[0])
     });
     let susceptibility =

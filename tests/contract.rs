@@ -577,3 +577,78 @@ fn denoise_refuses_flags_its_method_does_not_use() {
             .success();
     }
 }
+
+/// A negative number given to a numeric flag is read as a number and refused for its value,
+/// naming the flag (clap otherwise takes `-0.1` for an unknown flag `-0`).
+#[test]
+fn negative_numbers_are_parsed_and_refused_by_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let cases: [(Vec<String>, &str); 4] = [
+        (
+            [
+                "noise",
+                "--input",
+                "data/images/horse.png",
+                "--flip",
+                "-0.1",
+                "--output",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([out("n.png")])
+            .collect(),
+            "--flip",
+        ),
+        (
+            [
+                "sample", "ising", "--width", "4", "--height", "4", "--beta", "-0.3",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            "beta",
+        ),
+        (
+            [
+                "denoise",
+                "--input",
+                "data/images/horse.png",
+                "--method",
+                "anneal",
+                "--t-start",
+                "-1",
+                "--output",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([out("a.png")])
+            .collect(),
+            "--t-start",
+        ),
+        (
+            [
+                "denoise",
+                "--input",
+                "data/images/horse.png",
+                "--method",
+                "anneal",
+                "--t-end",
+                "-1",
+                "--output",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([out("b.png")])
+            .collect(),
+            "--t-end",
+        ),
+    ];
+    for (args, flag) in cases {
+        ebm().args(&args).assert().code(2).stderr(
+            predicate::str::contains(flag)
+                .and(predicate::str::contains("unexpected argument").not()),
+        );
+    }
+    assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+}

@@ -540,8 +540,8 @@ fn same_seed_gives_identical_output_on_one_and_two_threads() {
 
 /// 10^15 recorded sweeps need 8 * 10^15 bytes per series (16 PB for E and M, far more than
 /// the 128 TiB address space of x86-64 user processes), so the allocation fails on every
-/// machine and whatever the overcommit policy: the run must refuse with an error naming the
-/// bytes, before sampling, instead of aborting. Only the recorded sweeps are stored, so a huge
+/// machine and whatever the overcommit policy: the run must refuse with a "too large" error (exit 1)
+/// naming the bytes, before sampling, instead of aborting. Only the recorded sweeps are stored, so a huge
 /// burn-in alone costs no memory.
 #[test]
 fn huge_sweep_counts_fail_with_an_error_instead_of_aborting() {
@@ -553,9 +553,9 @@ fn huge_sweep_counts_fail_with_an_error_instead_of_aborting() {
         ..LatticeParams::new(0.4, SamplerKind::Metropolis)
     };
     match sample_lattice(&m, &params, &mut Silent) {
-        Err(ebm::Error::InvalidParam { name, reason }) => {
-            assert_eq!(name, "sweeps");
-            assert!(reason.contains("16000000000000000 bytes"), "{reason}");
+        Err(ebm::Error::TooLarge { detail, .. }) => {
+            assert!(detail.contains("16000000000000000 bytes"), "{detail}");
+            assert!(detail.contains("sweeps"), "{detail}");
         }
         other => panic!("expected an error, got {other:?}"),
     }
@@ -569,9 +569,9 @@ fn huge_sweep_counts_fail_with_an_error_instead_of_aborting() {
         start: Start::Random,
     };
     match sample_model(&mrf, &params, &mut Silent) {
-        Err(ebm::Error::InvalidParam { name, reason }) => {
-            assert_eq!(name, "sweeps");
-            assert!(reason.contains("8000000000000000 bytes"), "{reason}");
+        Err(ebm::Error::TooLarge { detail, .. }) => {
+            assert!(detail.contains("8000000000000000 bytes"), "{detail}");
+            assert!(detail.contains("sweeps"), "{detail}");
         }
         other => panic!("expected an error, got {other:?}"),
     }
@@ -999,7 +999,8 @@ mod cli {
             .args(["sample", "ising", "--width", "4", "--height", "4"])
             .args(["--sweeps", "1000000000000000", "--burn-in", "0"])
             .assert()
-            .code(2)
+            .code(1)
+            .stderr(predicate::str::contains("too large"))
             .stderr(predicate::str::contains("16000000000000000 bytes"))
             .stderr(predicate::str::contains("sweeps"));
         // A real RBM file: the content, not the name, says what a model is.

@@ -209,19 +209,17 @@ pub(crate) fn check_chain(beta: f64, sweeps: u64, burn_in: u64) -> Result<()> {
 }
 
 /// `count` series of `len` f64 values each (the per-sweep records of a run), with the memory
-/// reserved up front through `try_reserve_exact`: a run whose records cannot be allocated fails
-/// with an error naming the bytes needed instead of aborting the process.
+/// reserved up front through `try_reserve_exact`: records above [`MAX_SAMPLER_BYTES`] or that
+/// cannot be allocated fail with [`Error::TooLarge`] ("job too large", exit status 1 like every
+/// other size refusal) naming the bytes needed, instead of aborting the process.
 pub(crate) fn series_buffers(len: u64, count: usize) -> Result<Vec<Vec<f64>>> {
     let bytes = (len as u128) * 8 * count as u128;
-    let too_large = || {
-        Error::param(
-            "sweeps",
-            format!(
-                "recording {len} sweeps needs {bytes} bytes ({:.1} GiB) of per-sweep series,                  more than can be allocated; record fewer sweeps",
-                bytes as f64 / (1u64 << 30) as f64
-            ),
-        )
-    };
+    let what =
+        format!("recording {len} sweeps ({bytes} bytes of per-sweep series; record fewer sweeps)");
+    let too_large = || job_too_large(&what, u64::try_from(bytes).ok());
+    if bytes > u128::from(MAX_SAMPLER_BYTES) {
+        return Err(too_large());
+    }
     let len = usize::try_from(len).map_err(|_| too_large())?;
     (0..count)
         .map(|_| {

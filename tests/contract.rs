@@ -471,7 +471,7 @@ fn exit_codes_follow_one_rule_in_every_command() {
         (vec!["sample".into(), "--model".into(), d("none.uai")], 1, "none.uai"),
         (vec!["train-rbm".into(), "--data".into(), d("four.txt"), "--output".into(), d("m.bin")], 2, ".safetensors"),
         (vec!["train-rbm".into(), "--data".into(), d("four.txt"), "--output".into(), d("t.safetensors"), "--log".into(), nodir("log.csv")], 2, "--log"),
-        (vec!["train-rbm".into(), "--data".into(), d("four.txt"), "--output".into(), d("t.safetensors"), "--resume".into(), d("badmeta.safetensors")], 2, "training metadata"),
+        (vec!["train-rbm".into(), "--data".into(), d("four.txt"), "--output".into(), d("t.safetensors"), "--resume".into(), d("badmeta.safetensors")], 2, "`epochs_done` metadata"),
         (vec!["train-rbm".into(), "--data".into(), d("none.txt"), "--output".into(), d("t.safetensors")], 1, "none.txt"),
         (vec!["evaluate".into(), "--model".into(), d("m.safetensors"), "--data".into(), "data/digits_test.txt".into()], 2, "size mismatch"),
         (vec!["evaluate".into(), "--model".into(), d("m.safetensors"), "--data".into(), d("four.txt"), "--method".into(), "magic".into()], 2, "--method"),

@@ -558,4 +558,123 @@ fn partition_answer_files_are_written_only_after_the_report() {
     // The .PR reference prints 6 significant digits of log10 Z (see tests/common/tol.rs).
     assert!((answer - expected).abs() < 1e-3, "{answer} vs {expected}");
     assert_eq!(listing(dir.path()), vec!["grid.PR".to_string()]);
+
+/// `denoise` refuses a flag the chosen method does not use (was silently ignored), naming the
+/// flag and the method; the same flags with a method that uses them run.
+#[test]
+fn denoise_refuses_flags_its_method_does_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.png").to_string_lossy().into_owned();
+    let base = [
+        "denoise",
+        "--input",
+        "data/images/horse.png",
+        "--output",
+        &out,
+    ];
+    for (method, flag, value) in [
+        ("graphcut", "--sweeps", "5"),
+        ("icm", "--burn-in", "5"),
+        ("anneal", "--burn-in", "5"),
+        ("icm", "--t-start", "3"),
+        ("gibbs", "--t-end", "0.1"),
+        ("graphcut", "--t-start", "3"),
+    ] {
+        ebm()
+            .args(base)
+            .args(["--method", method, flag, value])
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains(flag)
+                    .and(predicate::str::contains(format!("--method {method}"))),
+            );
+        assert!(listing(dir.path()).is_empty());
+    }
+    for (method, flag, value) in [
+        ("icm", "--sweeps", "2"),
+        ("gibbs", "--burn-in", "2"),
+        ("anneal", "--t-start", "3"),
+    ] {
+        ebm()
+            .args(base)
+            .args(["--method", method, flag, value])
+            .assert()
+            .success();
+    }
+}
+
+/// A negative number given to a numeric flag is read as a number and refused for its value,
+/// naming the flag (clap otherwise takes `-0.1` for an unknown flag `-0`).
+#[test]
+fn negative_numbers_are_parsed_and_refused_by_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let cases: [(Vec<String>, &str); 4] = [
+        (
+            [
+                "noise",
+                "--input",
+                "data/images/horse.png",
+                "--flip",
+                "-0.1",
+                "--output",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([out("n.png")])
+            .collect(),
+            "--flip",
+        ),
+        (
+            [
+                "sample", "ising", "--width", "4", "--height", "4", "--beta", "-0.3",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            "beta",
+        ),
+        (
+            [
+                "denoise",
+                "--input",
+                "data/images/horse.png",
+                "--method",
+                "anneal",
+                "--t-start",
+                "-1",
+                "--output",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([out("a.png")])
+            .collect(),
+            "--t-start",
+        ),
+        (
+            [
+                "denoise",
+                "--input",
+                "data/images/horse.png",
+                "--method",
+                "anneal",
+                "--t-end",
+                "-1",
+                "--output",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([out("b.png")])
+            .collect(),
+            "--t-end",
+        ),
+    ];
+    for (args, flag) in cases {
+        ebm().args(&args).assert().code(2).stderr(
+            predicate::str::contains(flag)
+                .and(predicate::str::contains("unexpected argument").not()),
+        );
+    }
+    assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
 }

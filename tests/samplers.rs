@@ -540,8 +540,8 @@ fn same_seed_gives_identical_output_on_one_and_two_threads() {
 
 /// 10^15 recorded sweeps need 8 * 10^15 bytes per series (16 PB for E and M, far more than
 /// the 128 TiB address space of x86-64 user processes), so the allocation fails on every
-/// machine and whatever the overcommit policy: the run must refuse with an error naming the
-/// bytes, before sampling, instead of aborting. Only the recorded sweeps are stored, so a huge
+/// machine and whatever the overcommit policy: the run must refuse with a "too large" error (exit 1)
+/// naming the bytes, before sampling, instead of aborting. Only the recorded sweeps are stored, so a huge
 /// burn-in alone costs no memory.
 #[test]
 fn huge_sweep_counts_fail_with_an_error_instead_of_aborting() {
@@ -553,9 +553,9 @@ fn huge_sweep_counts_fail_with_an_error_instead_of_aborting() {
         ..LatticeParams::new(0.4, SamplerKind::Metropolis)
     };
     match sample_lattice(&m, &params, &mut Silent) {
-        Err(ebm::Error::InvalidParam { name, reason }) => {
-            assert_eq!(name, "sweeps");
-            assert!(reason.contains("16000000000000000 bytes"), "{reason}");
+        Err(ebm::Error::TooLarge { detail, .. }) => {
+            assert!(detail.contains("16000000000000000 bytes"), "{detail}");
+            assert!(detail.contains("sweeps"), "{detail}");
         }
         other => panic!("expected an error, got {other:?}"),
     }
@@ -569,9 +569,9 @@ fn huge_sweep_counts_fail_with_an_error_instead_of_aborting() {
         start: Start::Random,
     };
     match sample_model(&mrf, &params, &mut Silent) {
-        Err(ebm::Error::InvalidParam { name, reason }) => {
-            assert_eq!(name, "sweeps");
-            assert!(reason.contains("8000000000000000 bytes"), "{reason}");
+        Err(ebm::Error::TooLarge { detail, .. }) => {
+            assert!(detail.contains("8000000000000000 bytes"), "{detail}");
+            assert!(detail.contains("sweeps"), "{detail}");
         }
         other => panic!("expected an error, got {other:?}"),
     }
@@ -999,7 +999,8 @@ mod cli {
             .args(["sample", "ising", "--width", "4", "--height", "4"])
             .args(["--sweeps", "1000000000000000", "--burn-in", "0"])
             .assert()
-            .code(2)
+            .code(1)
+            .stderr(predicate::str::contains("too large"))
             .stderr(predicate::str::contains("16000000000000000 bytes"))
             .stderr(predicate::str::contains("sweeps"));
         // A real RBM file: the content, not the name, says what a model is.
@@ -1311,5 +1312,30 @@ mod cli {
             .assert()
             .success()
             .stdout(predicate::str::starts_with("variable\tP(x=1)\tstderr\n"));
+    }
+}
+
+/// Large fields (within the accepted 1e50) freeze the chain after the burn-in, so the energy
+/// is constant up to rounding and the specific heat is 0 up to rounding. Computed as
+/// <e^2> - <e>^2 of the raw energies it cancelled catastrophically (a negative specific heat of
+/// about -7e106 at h = beta = 1e30). Bound: e is constant to a relative 1e-15 (a few ulps of
+/// the summed energy), so C = beta^2 N Var(e) <= beta^2 N (1e-15 |e|)^2.
+#[test]
+fn specific_heat_of_a_frozen_chain_with_huge_fields_is_not_negative() {
+    for (field, coupling, beta) in [(1e30, 1.0, 1e30), (0.0, 1e30, 1e30), (1e49, 1.0, 1.0)] {
+        let m = IsingLattice::new(8, 8, Boundary::Periodic, coupling, field).unwrap();
+        let params = LatticeParams {
+            sweeps: 50,
+            ..LatticeParams::new(beta, SamplerKind::Metropolis)
+        };
+        let run = sample_lattice(&m, &params, &mut Silent).unwrap();
+        let obs = lattice_observables(&run, beta);
+        let c = obs.specific_heat.value;
+        let e = obs.energy_per_spin.value;
+        let bound = beta * beta * 64.0 * (1e-15 * e).powi(2);
+        assert!(
+            (0.0..=bound).contains(&c),
+            "h = {field}, J = {coupling}, beta = {beta}: C = {c}, bound {bound}"
+        );
     }
 }

@@ -73,15 +73,15 @@ pub struct DenoiseArgs {
     /// most this many sweeps (default: until a sweep changes nothing).
     #[arg(long)]
     pub sweeps: Option<u64>,
-    /// gibbs: sweeps discarded before recording.
-    #[arg(long, default_value_t = 20)]
-    pub burn_in: u64,
-    /// anneal: temperature of the first sweep.
-    #[arg(long, default_value_t = 4.0)]
-    pub t_start: f64,
-    /// anneal: temperature of the last sweep (geometric schedule in between).
-    #[arg(long, default_value_t = 0.05)]
-    pub t_end: f64,
+    /// gibbs: sweeps discarded before recording [default: 20].
+    #[arg(long)]
+    pub burn_in: Option<u64>,
+    /// anneal: temperature of the first sweep [default: 4].
+    #[arg(long, allow_negative_numbers = true)]
+    pub t_start: Option<f64>,
+    /// anneal: temperature of the last sweep (geometric schedule in between) [default: 0.05].
+    #[arg(long, allow_negative_numbers = true)]
+    pub t_end: Option<f64>,
     /// The clean image, to report the error rate of the result.
     #[arg(long)]
     pub clean: Option<PathBuf>,
@@ -118,19 +118,67 @@ fn usage(msg: String) -> anyhow::Error {
     super::UsageError(msg).into()
 }
 
+/// `--burn-in` when not given (gibbs).
+const DEFAULT_BURN_IN: u64 = 20;
+/// `--t-start` when not given (anneal).
+const DEFAULT_T_START: f64 = 4.0;
+/// `--t-end` when not given (anneal).
+const DEFAULT_T_END: f64 = 0.05;
+
+/// Refuses a flag given with a method that does not use it (it would be silently ignored).
+fn check_flags_apply(args: &DenoiseArgs, method: MapMethod) -> anyhow::Result<()> {
+    let given = [
+        (
+            "--sweeps",
+            args.sweeps.is_some(),
+            method != MapMethod::GraphCut,
+        ),
+        (
+            "--burn-in",
+            args.burn_in.is_some(),
+            method == MapMethod::Gibbs,
+        ),
+        (
+            "--t-start",
+            args.t_start.is_some(),
+            method == MapMethod::Anneal,
+        ),
+        ("--t-end", args.t_end.is_some(), method == MapMethod::Anneal),
+        (
+            "--marginals",
+            args.marginals.is_some(),
+            method == MapMethod::Gibbs,
+        ),
+    ];
+    for (flag, is_given, applies) in given {
+        if is_given && !applies {
+            return Err(usage(format!(
+                "{flag} does not apply to --method {}; see `ebm denoise --help` for the \
+                 flags each method takes",
+                method.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: &DenoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let method: MapMethod = args.method.into();
+    check_flags_apply(args, method)?;
+    let burn_in = args.burn_in.unwrap_or(DEFAULT_BURN_IN);
+    let t_start = args.t_start.unwrap_or(DEFAULT_T_START);
+    let t_end = args.t_end.unwrap_or(DEFAULT_T_END);
     for (flag, v) in [
         ("--beta", args.beta),
         ("--eta", args.eta),
         ("--field", args.field),
-        ("--t-start", args.t_start),
-        ("--t-end", args.t_end),
+        ("--t-start", t_start),
+        ("--t-end", t_end),
     ] {
         if !v.is_finite() {
             return Err(usage(format!("{flag} must be a finite number, got {v}")));
         }
     }
-    let method: MapMethod = args.method.into();
     if method == MapMethod::GraphCut && args.beta < 0.0 {
         return Err(usage(format!(
             "--beta {} is negative: the energy is then not submodular and graph cut cannot \
@@ -141,14 +189,10 @@ pub fn run(args: &DenoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if args.sweeps == Some(0) {
         return Err(usage("--sweeps must be at least 1".into()));
     }
-    if method == MapMethod::Anneal && (args.t_start <= 0.0 || args.t_end <= 0.0) {
+    if method == MapMethod::Anneal && (t_start <= 0.0 || t_end <= 0.0) {
         return Err(usage(format!(
-            "--t-start and --t-end must be > 0, got {} and {}",
-            args.t_start, args.t_end
+            "--t-start and --t-end must be > 0, got {t_start} and {t_end}"
         )));
-    }
-    if args.marginals.is_some() && method != MapMethod::Gibbs {
-        return Err(usage("--marginals needs --method gibbs".into()));
     }
     let mut outputs = Outputs::new();
     outputs.declare("--output", Some(&args.output), IMAGE, "the restored image")?;
@@ -184,14 +228,14 @@ pub fn run(args: &DenoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         eta: args.eta,
         field: args.field,
         sweeps: args.sweeps,
-        burn_in: args.burn_in,
-        t_start: args.t_start,
-        t_end: args.t_end,
+        burn_in,
+        t_start,
+        t_end,
         seed: global.seed,
     };
     let total = match method {
         MapMethod::Anneal => args.sweeps.unwrap_or(200),
-        MapMethod::Gibbs => args.burn_in.saturating_add(args.sweeps.unwrap_or(200)),
+        MapMethod::Gibbs => burn_in.saturating_add(args.sweeps.unwrap_or(200)),
         _ => 0,
     };
     let mut bar = BarObserver::new(

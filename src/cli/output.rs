@@ -140,8 +140,13 @@ impl Outputs {
             _ => Path::new("."),
         };
         if !dir.is_dir() {
+            let problem = if dir.exists() {
+                "is not a folder"
+            } else {
+                "does not exist"
+            };
             return Err(usage(format!(
-                "{flag} {shown}: the output folder {} does not exist",
+                "{flag} {shown}: the output folder {} {problem}",
                 dir.display()
             )));
         }
@@ -244,6 +249,10 @@ mod tests {
         assert!(m.contains("--trace") && m.contains(".csv"), "{m}");
         let m = message(o.declare("--trace", Some(&d.join("no/t.csv")), CSV, "the trace"));
         assert!(m.contains("does not exist") && m.contains("--trace"), "{m}");
+        // A file where the folder should be exists but is not a folder.
+        std::fs::write(d.join("plain"), b"").unwrap();
+        let m = message(o.declare("--trace", Some(&d.join("plain/t.csv")), CSV, "the trace"));
+        assert!(m.contains("plain is not a folder"), "{m}");
         std::fs::create_dir(d.join("f.png")).unwrap();
         let m = message(o.declare("--filters", Some(&d.join("f.png")), PNG, "the filters"));
         assert!(m.contains("is a folder"), "{m}");

@@ -85,7 +85,7 @@ pub struct IsingArgs {
 pub struct ChainArgs {
     /// Inverse temperature beta (p ∝ exp(-beta E)), at most 1e50; the critical point of the
     /// square lattice with J = 1, h = 0 is 0.4406868 [default: 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub beta: Option<f64>,
     /// Sampler: gibbs, metropolis (any model) or wolff, swendsen-wang (lattices with J >= 0)
     /// [default: metropolis for lattices, gibbs for models].

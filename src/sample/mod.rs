@@ -209,19 +209,17 @@ pub(crate) fn check_chain(beta: f64, sweeps: u64, burn_in: u64) -> Result<()> {
 }
 
 /// `count` series of `len` f64 values each (the per-sweep records of a run), with the memory
-/// reserved up front through `try_reserve_exact`: a run whose records cannot be allocated fails
-/// with an error naming the bytes needed instead of aborting the process.
+/// reserved up front through `try_reserve_exact`: records above [`MAX_SAMPLER_BYTES`] or that
+/// cannot be allocated fail with [`Error::TooLarge`] ("job too large", exit status 1 like every
+/// other size refusal) naming the bytes needed, instead of aborting the process.
 pub(crate) fn series_buffers(len: u64, count: usize) -> Result<Vec<Vec<f64>>> {
     let bytes = (len as u128) * 8 * count as u128;
-    let too_large = || {
-        Error::param(
-            "sweeps",
-            format!(
-                "recording {len} sweeps needs {bytes} bytes ({:.1} GiB) of per-sweep series,                  more than can be allocated; record fewer sweeps",
-                bytes as f64 / (1u64 << 30) as f64
-            ),
-        )
-    };
+    let what =
+        format!("recording {len} sweeps ({bytes} bytes of per-sweep series; record fewer sweeps)");
+    let too_large = || job_too_large(&what, u64::try_from(bytes).ok());
+    if bytes > u128::from(MAX_SAMPLER_BYTES) {
+        return Err(too_large());
+    }
     let len = usize::try_from(len).map_err(|_| too_large())?;
     (0..count)
         .map(|_| {
@@ -513,14 +511,20 @@ pub fn lattice_observables(run: &LatticeRun, beta: f64) -> LatticeObservables {
         .map(|x| x / nf)
         .collect();
     let abs_m: Vec<f64> = m.iter().map(|x| x.abs()).collect();
-    let e2: Vec<f64> = e.iter().map(|x| x * x).collect();
+    // The variance is taken about the mean: <e^2> - <e>^2 of raw energies cancels
+    // catastrophically when |<e>| dwarfs the fluctuations (large fields or couplings gave
+    // negative specific heats). Var(e) = <(e - c)^2> - <e - c>^2 for any constant c, in every
+    // jackknife block too, so shifting by c = <e> changes nothing but the rounding.
+    let centre = e.iter().sum::<f64>() / e.len().max(1) as f64;
+    let de: Vec<f64> = e.iter().map(|x| x - centre).collect();
+    let de2: Vec<f64> = de.iter().map(|x| x * x).collect();
     let m2: Vec<f64> = m.iter().map(|x| x * x).collect();
     let m4: Vec<f64> = m2.iter().map(|x| x * x).collect();
     let (energy, tau_e) = stats::mean_with_error(&e);
     let (abs_mag, tau_m) = stats::mean_with_error(&abs_m);
     let (mag, _) = stats::mean_with_error(&m);
     let blocks = stats::block_count(e.len(), tau_e.tau.max(tau_m.tau));
-    let specific_heat = stats::jackknife(&[&e, &e2], blocks, |v| {
+    let specific_heat = stats::jackknife(&[&de, &de2], blocks, |v| {
         beta * beta * nf * (v[1] - v[0] * v[0])
     });
     let susceptibility =

@@ -558,6 +558,7 @@ fn partition_answer_files_are_written_only_after_the_report() {
     // The .PR reference prints 6 significant digits of log10 Z (see tests/common/tol.rs).
     assert!((answer - expected).abs() < 1e-3, "{answer} vs {expected}");
     assert_eq!(listing(dir.path()), vec!["grid.PR".to_string()]);
+}
 
 /// `denoise` refuses a flag the chosen method does not use (was silently ignored), naming the
 /// flag and the method; the same flags with a method that uses them run.

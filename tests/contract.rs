@@ -679,3 +679,96 @@ fn negative_numbers_are_parsed_and_refused_by_value() {
     }
     assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
 }
+
+/// Negative numbers given to numeric flags are read as numbers and refused for their value
+/// (exit 2 naming the flag), never taken for an unknown flag; `--threshold` where no file uses
+/// it, and a folder given to `info`, are refused as bad input.
+#[test]
+fn negative_values_and_thresholds_that_do_not_apply_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("d.csv");
+    std::fs::write(&csv, "0.2,0.9\n0.7,0.1\n").unwrap();
+    let model = dir.path().join("m.safetensors");
+    let m = model.to_str().unwrap();
+    let train = [
+        "train-rbm",
+        "--data",
+        "data/bars_stripes_4x4.txt",
+        "--output",
+        m,
+    ];
+    for (args, needle) in [
+        (
+            vec!["info", "data/digits_test.txt", "--threshold", "0.5"],
+            "does not apply to a .txt",
+        ),
+        (
+            vec!["info", "data/uai/Grids_11.uai", "--threshold", "3"],
+            "--threshold applies to images",
+        ),
+        (vec!["info", "data"], "is a folder"),
+        (
+            [&train[..], &["--learning-rate", "-0.1"]].concat(),
+            "learning-rate",
+        ),
+        ([&train[..], &["--momentum", "-0.5"]].concat(), "momentum"),
+        (
+            [&train[..], &["--weight-decay", "-1"]].concat(),
+            "weight-decay",
+        ),
+        ([&train[..], &["--init-std", "-1"]].concat(), "init-std"),
+        (
+            [&train[..], &["--threshold", "0.5"]].concat(),
+            "does not apply to a .txt",
+        ),
+        (
+            vec![
+                "partition",
+                "ising",
+                "--width",
+                "3",
+                "--height",
+                "3",
+                "--max-seconds",
+                "-1",
+            ],
+            "--max-seconds",
+        ),
+    ] {
+        ebm().args(&args).assert().code(2).stderr(
+            predicate::str::contains(needle)
+                .and(predicate::str::contains("unexpected argument").not()),
+        );
+    }
+    assert!(!model.exists());
+    // A negative threshold is a threshold: every value of the .csv is >= -1.
+    let out = ebm()
+        .args(["info", "--json", "--threshold", "-1"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["fraction_of_ones"], 1.0);
+    // With .csv training data the threshold applies to it and a .txt test set is read as bits.
+    let txt = dir.path().join("t.txt");
+    std::fs::write(&txt, "01\n10\n").unwrap();
+    ebm()
+        .args([
+            "train-rbm",
+            "--hidden",
+            "2",
+            "--epochs",
+            "2",
+            "--threshold",
+            "0.5",
+            "--output",
+            m,
+        ])
+        .arg("--data")
+        .arg(&csv)
+        .arg("--test")
+        .arg(&txt)
+        .assert()
+        .success();
+}

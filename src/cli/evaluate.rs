@@ -50,7 +50,7 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub data: PathBuf,
     /// Binarization threshold for .csv/.npy (default 0.5) and IDX (default 128) data.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f64>,
     /// How ln Z is obtained.
     #[arg(long, value_enum, default_value_t = EvaluateMethodArg::Auto)]

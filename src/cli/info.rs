@@ -33,7 +33,7 @@ pub struct InfoArgs {
     pub file: PathBuf,
     /// Binarization threshold: grey level (0-255, default 128) for images; value for .csv/.npy
     /// (default 0.5) and IDX (default 128) datasets.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f64>,
     /// UAI evidence file (.evid) for a .uai model: checked against the model, and the facts are
     /// those of the model conditioned on it.
@@ -106,7 +106,21 @@ enum Facts {
 
 pub fn run(args: &InfoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let path = &args.file;
+    if path.is_dir() {
+        return Err(super::UsageError(format!(
+            "{} is a folder; give a file (image, dataset, .uai, .PR or .safetensors)",
+            path.display()
+        ))
+        .into());
+    }
     let kind = detect(path).with_context(|| format!("reading {}", path.display()))?;
+    if args.threshold.is_some() && !matches!(kind, Kind::Image | Kind::Dataset) {
+        return Err(super::UsageError(format!(
+            "--threshold applies to images and datasets; {} is a model or an answer file",
+            path.display()
+        ))
+        .into());
+    }
     if args.evidence.is_some() && kind != Kind::Uai {
         return Err(super::UsageError(format!(
             "--evidence applies to UAI models (.uai); {} is not one",

@@ -58,10 +58,10 @@ pub struct PartitionArgs {
     #[arg(long, global = true, value_enum)]
     pub ordering: Option<OrderingArg>,
     /// auto refuses when every method's estimated time exceeds this many seconds [default: 3600].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, allow_negative_numbers = true)]
     pub max_seconds: Option<f64>,
     /// Memory limit for tables (elimination, transfer), in MiB [default: 2048].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, allow_negative_numbers = true)]
     pub max_memory_mb: Option<f64>,
     /// UAI evidence file (.evid: k, then k variable/value pairs) for a --model .uai: ln Z becomes
     /// ln of the sum over the states that agree with it, marginals become conditional.

@@ -116,7 +116,7 @@ pub struct TrainRbmArgs {
     #[arg(long)]
     pub test: Option<PathBuf>,
     /// Binarization threshold for .csv/.npy (default 0.5) and IDX (default 128) data.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f64>,
     /// Number of hidden units [default: 64, or the resumed model's].
     #[arg(long)]
@@ -133,7 +133,7 @@ pub struct TrainRbmArgs {
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Initial learning rate [default: 0.05, or the resumed run's].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub learning_rate: Option<f64>,
     /// Learning-rate schedule over the epochs [default: linear, or the resumed run's].
     #[arg(long, value_enum)]
@@ -150,13 +150,13 @@ pub struct TrainRbmArgs {
     #[arg(long)]
     pub chains: Option<usize>,
     /// Momentum in [0, 1) [default: 0.5, or the resumed run's].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
     /// L2 weight decay on W [default: 0.0001, or the resumed run's].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Standard deviation of the initial weights.
-    #[arg(long, default_value_t = DEFAULT_INIT_STD)]
+    #[arg(long, default_value_t = DEFAULT_INIT_STD, allow_negative_numbers = true)]
     pub init_std: f64,
     /// Training examples used for the per-epoch reconstruction error and pseudo-likelihood.
     #[arg(long, default_value_t = DEFAULT_MONITOR_ROWS)]
@@ -381,11 +381,27 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         PNG,
         "the filter image",
     )?;
-    let train = read_dataset(&args.data, args.threshold)
+    // --threshold binarizes .csv/.npy/IDX files; with a .txt test set beside such training data
+    // (or the other way round) it applies to the file that needs it. Given for .txt files
+    // only, the library refuses it.
+    let uses_threshold = |p: &Path| {
+        ebm::io::datasets::dataset_format(p)
+            .is_some_and(|(f, _)| f != ebm::io::datasets::DatasetFormat::Txt)
+    };
+    let any_uses_threshold =
+        uses_threshold(&args.data) || args.test.as_deref().is_some_and(uses_threshold);
+    let threshold_for = |p: &Path| {
+        if any_uses_threshold && !uses_threshold(p) {
+            None
+        } else {
+            args.threshold
+        }
+    };
+    let train = read_dataset(&args.data, threshold_for(&args.data))
         .with_context(|| format!("reading data {}", args.data.display()))?;
     let test = match &args.test {
         Some(p) => Some(
-            read_dataset(p, args.threshold)
+            read_dataset(p, threshold_for(p))
                 .with_context(|| format!("reading test data {}", p.display()))?,
         ),
         None => None,

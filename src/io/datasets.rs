@@ -124,6 +124,15 @@ pub fn parse_dataset(
     threshold: Option<f64>,
 ) -> Result<Dataset> {
     let threshold = match threshold {
+        Some(t) if format == DatasetFormat::Txt => {
+            return Err(Error::param(
+                "--threshold",
+                format!(
+                    "{t} does not apply to a .txt dataset, which holds the bits 0/1 themselves \
+                     (leave --threshold out)"
+                ),
+            ));
+        }
         Some(t) if !t.is_finite() => {
             return Err(Error::param(
                 "threshold",

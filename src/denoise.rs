@@ -101,6 +101,33 @@ impl DenoiseParams {
     }
 }
 
+/// The most single-site updates a stochastic method (anneal, Gibbs) is asked to do: 2^50, about
+/// 10^15, which is days of work at the measured 1-5 ns per site (docs/denoise.md).
+pub const MAX_SITE_UPDATES: u128 = 1 << 50;
+
+/// Refuses an anneal or Gibbs run whose `(burn-in +) sweeps x pixels` exceeds
+/// [`MAX_SITE_UPDATES`] (a run that would not end), as [`Error::TooLarge`].
+fn check_sweep_work(params: &DenoiseParams, pixels: usize) -> Result<()> {
+    let sweeps = match params.method {
+        MapMethod::Anneal => params.sweeps.unwrap_or(AnnealParams::default().sweeps) as u128,
+        MapMethod::Gibbs => {
+            params.sweeps.unwrap_or(GibbsParams::default().sweeps) as u128 + params.burn_in as u128
+        }
+        MapMethod::GraphCut | MapMethod::Icm => return Ok(()),
+    };
+    let work = sweeps * pixels as u128;
+    if work > MAX_SITE_UPDATES {
+        return Err(Error::TooLarge {
+            method: params.method.name().to_string(),
+            detail: format!(
+                "{sweeps} sweeps x {pixels} pixels = {work} site updates, beyond 2^50 (days of \
+                 work); ask for fewer sweeps"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// What [`denoise`] returns.
 #[derive(Debug, Clone)]
 pub struct Denoised {
@@ -134,6 +161,7 @@ pub fn denoise(
         params.field,
         x,
     )?;
+    check_sweep_work(params, x.len())?;
     let (labels, sweeps, marginals) = match params.method {
         MapMethod::GraphCut => (graph_cut(&energy)?, 0, None),
         MapMethod::Icm => {
@@ -168,4 +196,56 @@ pub fn denoise(
         sweeps,
         marginals,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stochastic run that would not end is refused as too large before any work; one at
+    /// the limit is accepted (the check alone, so the test does not run it).
+    #[test]
+    fn sweep_work_beyond_the_limit_is_too_large() {
+        let pixels = 1 << 20;
+        let at_limit = DenoiseParams {
+            method: MapMethod::Anneal,
+            sweeps: Some(1 << 30),
+            ..DenoiseParams::default()
+        };
+        assert!(check_sweep_work(&at_limit, pixels).is_ok());
+        let over = DenoiseParams {
+            sweeps: Some((1 << 30) + 1),
+            ..at_limit
+        };
+        assert!(matches!(
+            check_sweep_work(&over, pixels),
+            Err(Error::TooLarge { .. })
+        ));
+        let gibbs = DenoiseParams {
+            method: MapMethod::Gibbs,
+            sweeps: Some(1 << 30),
+            burn_in: 1,
+            ..DenoiseParams::default()
+        };
+        assert!(matches!(
+            check_sweep_work(&gibbs, pixels),
+            Err(Error::TooLarge { .. })
+        ));
+        let icm = DenoiseParams {
+            method: MapMethod::Icm,
+            sweeps: Some(u64::MAX),
+            ..DenoiseParams::default()
+        };
+        assert!(check_sweep_work(&icm, pixels).is_ok());
+        let image = BinaryImage::new(2, 2, vec![1, -1, 1, 1]).unwrap();
+        let huge = DenoiseParams {
+            method: MapMethod::Anneal,
+            sweeps: Some(u64::MAX),
+            ..DenoiseParams::default()
+        };
+        assert!(matches!(
+            denoise(&image, &huge, &mut crate::progress::Silent),
+            Err(Error::TooLarge { .. })
+        ));
+    }
 }

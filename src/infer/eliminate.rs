@@ -165,8 +165,9 @@ pub const PLAN_WORK_PER_SECOND: f64 = 5e7;
 /// it stops at [`PLAN_WIDTH_CAP`]). Then the other trials of the heuristic ([`ORDERING_TRIALS`]
 /// in all, min-degree's first being the one made) and two breadth-first sweeps run, each with an
 /// equal share of what is left of `max_work`; a trial that runs out is dropped, the best
-/// finished plan wins, and the first min-degree plan is the answer when none finished. Min-fill's cost is unbounded otherwise: rescoring the neighbours of a
-/// hub of degree d costs d^2 each (minutes for 200 hubs of degree 200).
+/// finished plan wins, and the first min-degree plan is the answer when none finished.
+/// Min-fill's cost is unbounded otherwise: rescoring the neighbours of a hub of degree d costs
+/// d^2 each (minutes for 200 hubs of degree 200).
 fn plan_of(n: usize, scopes: &[&[usize]], heuristic: Heuristic, max_work: u64) -> Plan {
     let mut fallback = plan_trial(n, scopes, Heuristic::MinDegree, 0, None, u64::MAX)
         .expect("an unbounded trial finishes");

@@ -1,4 +1,5 @@
 //! Learning RBMs from binary data: contrastive divergence (CD-k) and persistent CD ([`cd`]),
+//! pseudo-likelihood and ratio matching ([`objectives`]),
 //! checkpoints and the rules of resuming ([`checkpoint`]), and the figures that measure a trained
 //! model ([`eval`]).
 
@@ -6,6 +7,7 @@ pub mod cd;
 pub mod checkpoint;
 pub mod estimator;
 pub mod eval;
+pub mod objectives;
 pub mod optimizer;
 
 pub use cd::{
@@ -15,4 +17,5 @@ pub use cd::{
 pub use checkpoint::{Checkpoint, Requested, StoredSettings, checkpoint_file};
 pub use estimator::{ContrastiveDivergence, Gradient, GradientEstimator};
 pub use eval::{Evaluation, LikelihoodReport, average_log_likelihood, evaluate};
+pub use objectives::{PseudoLikelihood, RatioMatching};
 pub use optimizer::Momentum;

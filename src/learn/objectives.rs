@@ -112,8 +112,8 @@ impl FlipObjective {
                 *p = sigmoid_f32(a);
             }
             // d_i and p^(i).
-            for i in 0..nv {
-                let s = 1.0 - 2.0 * v[i];
+            for (i, &vi) in v.iter().enumerate() {
+                let s = 1.0 - 2.0 * vi;
                 let w_row = &model.weights[i * nh..(i + 1) * nh];
                 let fp = &mut self.flipped_prob[i * nh..(i + 1) * nh];
                 let mut d = -s * model.visible_bias[i];
@@ -154,13 +154,13 @@ impl FlipObjective {
             {
                 *gc += g_sum * p - q;
             }
-            for k in 0..nv {
-                let s = 1.0 - 2.0 * v[k];
+            for (k, &vk) in v.iter().enumerate() {
+                let s = 1.0 - 2.0 * vk;
                 let gk = self.delta[k];
                 grad.visible_bias[k] -= s * gk;
                 let fp = &self.flipped_prob[k * nh..(k + 1) * nh];
                 let gw = &mut grad.weights[k * nh..(k + 1) * nh];
-                if v[k] != 0.0 {
+                if vk != 0.0 {
                     for (((o, &p), &q), &pk) in gw.iter_mut().zip(&self.prob).zip(&self.q).zip(fp) {
                         *o += g_sum * p - q - s * gk * pk;
                     }

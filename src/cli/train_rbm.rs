@@ -1,4 +1,5 @@
-//! `ebm train-rbm`: contrastive divergence / persistent CD training of a binary RBM.
+//! `ebm train-rbm`: training of a binary RBM by contrastive divergence, persistent CD,
+//! pseudo-likelihood or ratio matching.
 
 use std::path::{Path, PathBuf};
 
@@ -17,8 +18,8 @@ use ebm::io::atomic::write_bytes_atomic;
 use ebm::io::images::encode_grey_png;
 use ebm::io::safetensors::{read_rbm, write_rbm};
 use ebm::learn::cd::{
-    CdParams, DEFAULT_INIT_STD, DEFAULT_MONITOR_ROWS, EpochStats, LrSchedule, TrainObserver,
-    TrainState,
+    CdParams, DEFAULT_INIT_STD, DEFAULT_MONITOR_ROWS, EpochStats, LrSchedule, Objective,
+    TrainObserver, TrainState,
 };
 use ebm::learn::checkpoint::{Checkpoint, Requested, checkpoint_file};
 use ebm::learn::train_rbm;
@@ -82,6 +83,20 @@ mod interrupt {
     }
 }
 
+/// Training objectives (see docs/rbm.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ObjectiveArg {
+    /// Contrastive divergence CD-k (Hinton 2002).
+    Cd,
+    /// Persistent contrastive divergence PCD-k (Tieleman 2008); the same as --persistent.
+    Pcd,
+    /// Exact pseudo-likelihood (Besag 1975): no Markov chain, O(n_v n_h) per example.
+    PseudoLikelihood,
+    /// Ratio matching (Hyvarinen 2007; Marlin et al. 2010): no Markov chain, O(n_v n_h) per
+    /// example.
+    RatioMatching,
+}
+
 /// Learning-rate schedules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleArg {
@@ -138,12 +153,16 @@ pub struct TrainRbmArgs {
     /// Learning-rate schedule over the epochs [default: linear, or the resumed run's].
     #[arg(long, value_enum)]
     pub lr_schedule: Option<ScheduleArg>,
+    /// The objective whose gradient training ascends [default: cd (pcd with --persistent), or
+    /// the resumed run's].
+    #[arg(long, value_enum)]
+    pub objective: Option<ObjectiveArg>,
     /// Gibbs sweeps per update (CD-k, or PCD-k with --persistent) [default: 1, or the resumed
     /// run's].
     #[arg(long)]
     pub cd_k: Option<usize>,
-    /// Persistent contrastive divergence (fantasy chains kept across updates) [default: off, or
-    /// the resumed run's].
+    /// Persistent contrastive divergence (fantasy chains kept across updates; the same as
+    /// --objective pcd) [default: off, or the resumed run's].
     #[arg(long)]
     pub persistent: bool,
     /// Number of persistent chains (with --persistent) [default: 100, or the resumed run's].
@@ -198,6 +217,7 @@ struct Report {
     n_hidden: usize,
     train_examples: usize,
     test_examples: Option<usize>,
+    objective: &'static str,
     epochs: usize,
     epochs_total: usize,
     epochs_run: usize,
@@ -327,6 +347,43 @@ fn write_state(
     write_rbm(path, &file).with_context(|| format!("writing model {}", path.display()))
 }
 
+/// The objective asked for by `--objective` and `--persistent` (`None`: neither given), and
+/// whether persistent chains are; refuses flags that contradict each other or do not apply.
+fn objective_flags(args: &TrainRbmArgs) -> anyhow::Result<(Option<Objective>, bool)> {
+    let Some(arg) = args.objective else {
+        return Ok((None, args.persistent));
+    };
+    let name = arg
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string());
+    let (objective, persistent) = match arg {
+        ObjectiveArg::Cd => (Objective::ContrastiveDivergence, false),
+        ObjectiveArg::Pcd => (Objective::ContrastiveDivergence, true),
+        ObjectiveArg::PseudoLikelihood => (Objective::PseudoLikelihood, false),
+        ObjectiveArg::RatioMatching => (Objective::RatioMatching, false),
+    };
+    if args.persistent && !persistent {
+        return Err(usage(format!(
+            "--objective {name} and --persistent contradict each other: --persistent means \
+             --objective pcd"
+        )));
+    }
+    if objective != Objective::ContrastiveDivergence {
+        for (flag, given) in [
+            ("--cd-k", args.cd_k.is_some()),
+            ("--chains", args.chains.is_some()),
+        ] {
+            if given {
+                return Err(usage(format!(
+                    "{flag} does not apply to --objective {name} (it sets the Markov chains of \
+                     contrastive divergence; {name} uses none)"
+                )));
+            }
+        }
+    }
+    Ok((Some(objective), persistent))
+}
+
 fn usage(msg: String) -> anyhow::Error {
     super::UsageError(msg).into()
 }
@@ -442,6 +499,7 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         EvalArg::Exact => Some(EvaluateMethodArg::Exact.evaluation(ais)),
         EvalArg::Ais => Some(EvaluateMethodArg::Ais.evaluation(ais)),
     };
+    let (objective, persistent) = objective_flags(args)?;
     let requested = Requested {
         hidden: args.hidden,
         epochs: args.epochs,
@@ -451,8 +509,9 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             ScheduleArg::Constant => LrSchedule::Constant,
             ScheduleArg::Linear => LrSchedule::Linear,
         }),
+        objective,
         cd_k: args.cd_k,
-        persistent: args.persistent,
+        persistent,
         chains: args.chains,
         momentum: args.momentum,
         weight_decay: args.weight_decay,
@@ -550,6 +609,7 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         n_hidden: params.hidden,
         train_examples: train.rows(),
         test_examples: test.as_ref().map(|t| t.rows()),
+        objective: params.objective.name(params.persistent),
         epochs: outcome.state.epoch,
         epochs_total: params.epochs,
         epochs_run: runs,

@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use super::checkpoint::{VELOCITY_HIDDEN, VELOCITY_VISIBLE, VELOCITY_WEIGHTS};
 use super::estimator::{ContrastiveDivergence, Gradient, GradientEstimator};
 use super::eval::{Evaluation, average_log_likelihood, evaluate};
+use super::objectives::{PseudoLikelihood, RatioMatching};
 pub use super::optimizer::LrSchedule;
 use super::optimizer::Momentum;
 use crate::dataset::Dataset;
@@ -63,6 +64,42 @@ pub const DEFAULT_INIT_STD: f64 = 0.01;
 /// pseudo-log-likelihood.
 pub const DEFAULT_MONITOR_ROWS: usize = 1000;
 
+/// The training objective, i.e. which [`GradientEstimator`] [`train_rbm`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Objective {
+    /// CD-k, or PCD-k when [`CdParams::persistent`] ([`ContrastiveDivergence`]).
+    #[default]
+    ContrastiveDivergence,
+    /// Exact pseudo-likelihood ([`PseudoLikelihood`]).
+    PseudoLikelihood,
+    /// Ratio matching ([`RatioMatching`]).
+    RatioMatching,
+}
+
+impl Objective {
+    /// The name of the objective in checkpoints, reports and on the command line: `cd`, `pcd`
+    /// (contrastive divergence with `persistent`), `pseudo-likelihood` or `ratio-matching`.
+    pub fn name(self, persistent: bool) -> &'static str {
+        match (self, persistent) {
+            (Objective::ContrastiveDivergence, false) => "cd",
+            (Objective::ContrastiveDivergence, true) => "pcd",
+            (Objective::PseudoLikelihood, _) => "pseudo-likelihood",
+            (Objective::RatioMatching, _) => "ratio-matching",
+        }
+    }
+
+    /// The objective and `persistent` of a [`Objective::name`]; `None` for an unknown name.
+    pub fn from_name(name: &str) -> Option<(Objective, bool)> {
+        match name {
+            "cd" => Some((Objective::ContrastiveDivergence, false)),
+            "pcd" => Some((Objective::ContrastiveDivergence, true)),
+            "pseudo-likelihood" => Some((Objective::PseudoLikelihood, false)),
+            "ratio-matching" => Some((Objective::RatioMatching, false)),
+            _ => None,
+        }
+    }
+}
+
 /// Training settings. `CdParams::default()` holds the documented `DEFAULT_*` values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CdParams {
@@ -78,9 +115,12 @@ pub struct CdParams {
     pub learning_rate: f64,
     /// Learning-rate schedule.
     pub schedule: LrSchedule,
-    /// Gibbs sweeps per update.
+    /// The objective whose gradient is ascended.
+    pub objective: Objective,
+    /// Gibbs sweeps per update (contrastive divergence only).
     pub cd_k: usize,
-    /// Persistent chains (PCD) instead of chains restarted at the data (CD).
+    /// Persistent chains (PCD) instead of chains restarted at the data (CD); contrastive
+    /// divergence only.
     pub persistent: bool,
     /// Number of persistent chains (PCD only).
     pub chains: usize,
@@ -109,6 +149,7 @@ impl Default for CdParams {
             batch_size: DEFAULT_BATCH_SIZE,
             learning_rate: DEFAULT_LEARNING_RATE,
             schedule: DEFAULT_LR_SCHEDULE,
+            objective: Objective::ContrastiveDivergence,
             cd_k: DEFAULT_CD_K,
             persistent: false,
             chains: DEFAULT_CHAINS,
@@ -148,6 +189,15 @@ impl CdParams {
         }
         if self.persistent && self.chains == 0 {
             return Err(Error::param("chains", "PCD needs at least 1 chain, got 0"));
+        }
+        if self.persistent && self.objective != Objective::ContrastiveDivergence {
+            return Err(Error::param(
+                "persistent",
+                format!(
+                    "persistent chains belong to contrastive divergence, not to the objective {}",
+                    self.objective.name(false)
+                ),
+            ));
         }
         // The update runs in f32: a rate that is finite as f64 can be infinite (1e39) or zero
         // (1e-50) once converted.
@@ -432,8 +482,8 @@ pub struct TrainOutcome {
     pub train_seconds: f64,
 }
 
-/// Trains an RBM on `train` (and evaluates on `test` when given) by CD-k, or PCD-k when
-/// `params.persistent`, starting from `resume` or a fresh [`TrainState::init`], until
+/// Trains an RBM on `train` (and evaluates on `test` when given) by `params.objective` (CD-k,
+/// or PCD-k when `params.persistent`; pseudo-likelihood; ratio matching), starting from `resume` or a fresh [`TrainState::init`], until
 /// `params.epochs` epochs are complete.
 pub fn train_rbm(
     train: &Dataset,
@@ -443,17 +493,21 @@ pub fn train_rbm(
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainOutcome> {
     let state = start_state(train, test, params, resume)?;
-    let mut estimator = ContrastiveDivergence::new(
-        &state.model,
-        params.batch_size.min(train.rows()),
-        params.cd_k,
-        if params.persistent {
-            state.chains.clone()
-        } else {
-            Vec::new()
-        },
-    );
-    train_with_estimator(train, test, params, state, &mut estimator, observer)
+    let mut estimator: Box<dyn GradientEstimator> = match params.objective {
+        Objective::ContrastiveDivergence => Box::new(ContrastiveDivergence::new(
+            &state.model,
+            params.batch_size.min(train.rows()),
+            params.cd_k,
+            if params.persistent {
+                state.chains.clone()
+            } else {
+                Vec::new()
+            },
+        )),
+        Objective::PseudoLikelihood => Box::new(PseudoLikelihood::new(&state.model)),
+        Objective::RatioMatching => Box::new(RatioMatching::new(&state.model)),
+    };
+    train_with_estimator(train, test, params, state, estimator.as_mut(), observer)
 }
 
 /// Checks the data and settings, and returns the state a run starts from: `resume` (checked

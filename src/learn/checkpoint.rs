@@ -13,7 +13,8 @@
 //! | the settings that shape the updates | metadata [`TRAINING_KEY`], a JSON object |
 //!
 //! The settings object holds `epochs` (the total the linear schedule decays over), `batch_size`,
-//! `learning_rate`, `lr_schedule`, `cd_k`, `persistent`, `chains`, `momentum`, `weight_decay`
+//! `learning_rate`, `lr_schedule`, `objective` (`cd`, `pcd`, `pseudo-likelihood` or
+//! `ratio-matching`; absent in older files, which mean `cd` or `pcd` by `persistent`), `cd_k`, `persistent`, `chains`, `momentum`, `weight_decay`
 //! and `seed` (all needed to continue), plus `data`, `hidden` and `init_std` for the record.
 //! [`Checkpoint::from_file`] refuses a file that lacks any needed piece, naming it.
 //!
@@ -26,7 +27,7 @@ use crate::io::safetensors::{RbmFile, Tensor};
 use crate::learn::cd::{
     CdParams, DEFAULT_BATCH_SIZE, DEFAULT_CD_K, DEFAULT_CHAINS, DEFAULT_EPOCHS, DEFAULT_HIDDEN,
     DEFAULT_LEARNING_RATE, DEFAULT_LR_SCHEDULE, DEFAULT_MOMENTUM, DEFAULT_WEIGHT_DECAY, LrSchedule,
-    TrainState,
+    Objective, TrainState,
 };
 use crate::model::Rbm;
 use crate::model::RbmF32;
@@ -65,6 +66,9 @@ pub struct StoredSettings {
     pub learning_rate: f64,
     /// Learning-rate schedule.
     pub schedule: LrSchedule,
+    /// The objective (contrastive divergence when the file has no `objective`: files
+    /// written before objectives existed).
+    pub objective: Objective,
     /// Gibbs sweeps per update.
     pub cd_k: usize,
     /// Persistent CD.
@@ -106,15 +110,24 @@ impl StoredSettings {
             Some("linear") => LrSchedule::Linear,
             _ => return Err(bad("lr_schedule")),
         };
+        let persistent = get("persistent")?
+            .as_bool()
+            .ok_or_else(|| bad("persistent"))?;
+        let objective = match v.get("objective") {
+            None => Objective::ContrastiveDivergence,
+            Some(o) => match o.as_str().and_then(Objective::from_name) {
+                Some((objective, p)) if p == persistent => objective,
+                _ => return Err(bad("objective")),
+            },
+        };
         Ok(StoredSettings {
             epochs: size("epochs")?,
             batch_size: size("batch_size")?,
             learning_rate: float("learning_rate")?,
             schedule,
+            objective,
             cd_k: size("cd_k")?,
-            persistent: get("persistent")?
-                .as_bool()
-                .ok_or_else(|| bad("persistent"))?,
+            persistent,
             chains: size("chains")?,
             momentum: float("momentum")?,
             weight_decay: float("weight_decay")?,
@@ -289,6 +302,7 @@ pub fn checkpoint_file(state: &TrainState, params: &CdParams, data: &str) -> Res
             "batch_size": params.batch_size,
             "learning_rate": params.learning_rate,
             "lr_schedule": schedule_name(params.schedule),
+            "objective": params.objective.name(params.persistent),
             "cd_k": params.cd_k,
             "persistent": params.persistent,
             "chains": params.chains,
@@ -320,6 +334,8 @@ pub struct Requested {
     pub learning_rate: Option<f64>,
     /// Learning-rate schedule.
     pub schedule: Option<LrSchedule>,
+    /// The objective (with `persistent`: PCD).
+    pub objective: Option<Objective>,
     /// Gibbs sweeps per update.
     pub cd_k: Option<usize>,
     /// Persistent CD asked for.
@@ -408,12 +424,37 @@ impl Requested {
             (None, Some(s)) => s.epochs,
             (None, None) => DEFAULT_EPOCHS,
         };
+        if let (Some(g), Some(s)) = (self.objective, stored)
+            && (g != s.objective
+                || (g == Objective::ContrastiveDivergence && !self.persistent && s.persistent))
+        {
+            let given = g.name(self.persistent);
+            let was = s.objective.name(s.persistent);
+            return Err(Error::param(
+                "--objective",
+                format!(
+                    "{given} differs from the objective {was} stored in the checkpoint: a \
+                     resumed run continues with the objective it was started with (leave \
+                     --objective out to use {was})"
+                ),
+            ));
+        }
+        let objective = stored.map_or(
+            self.objective.unwrap_or(Objective::ContrastiveDivergence),
+            |s| s.objective,
+        );
         let persistent = match stored {
             Some(s) if self.persistent && !s.persistent => {
+                let was = match s.objective {
+                    Objective::ContrastiveDivergence => "CD",
+                    other => other.name(false),
+                };
                 return Err(Error::param(
                     "--persistent",
-                    "the checkpoint was trained with CD, not persistent CD; leave --persistent \
-                     out to resume it",
+                    format!(
+                        "the checkpoint was trained with {was}, not persistent CD; leave \
+                         --persistent out to resume it"
+                    ),
                 ));
             }
             Some(s) => s.persistent,
@@ -440,6 +481,7 @@ impl Requested {
                 DEFAULT_LEARNING_RATE,
             )?,
             schedule,
+            objective,
             cd_k: merge("--cd-k", self.cd_k, stored.map(|s| s.cd_k), DEFAULT_CD_K)?,
             persistent,
             chains: merge(
@@ -498,6 +540,7 @@ mod tests {
                 batch_size: 2,
                 learning_rate: params.learning_rate,
                 schedule: params.schedule,
+                objective: Objective::ContrastiveDivergence,
                 cd_k: params.cd_k,
                 persistent: true,
                 chains: 3,
@@ -511,6 +554,83 @@ mod tests {
             .resolve(Some(&back), &CdParams::default())
             .unwrap();
         assert_eq!(resolved, params);
+    }
+
+    #[test]
+    fn the_objective_is_stored_resumed_and_kept() {
+        let data = Dataset::new(3, 4, vec![0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 1, 1]).unwrap();
+        let params = CdParams {
+            hidden: 2,
+            objective: Objective::PseudoLikelihood,
+            ..CdParams::default()
+        };
+        let state = TrainState::init(&data, &params).unwrap();
+        let file = checkpoint_file(&state, &params, "d.txt").unwrap();
+        assert!(file.metadata[TRAINING_KEY].contains(r#""objective":"pseudo-likelihood""#));
+        let back = Checkpoint::from_file(&file).unwrap();
+        assert_eq!(back.settings.objective, Objective::PseudoLikelihood);
+        // Left out, the stored objective continues; the same one is accepted.
+        for objective in [None, Some(Objective::PseudoLikelihood)] {
+            let r = Requested {
+                objective,
+                ..Requested::default()
+            };
+            let resolved = r.resolve(Some(&back), &CdParams::default()).unwrap();
+            assert_eq!(resolved.objective, Objective::PseudoLikelihood);
+        }
+        // Another objective, or persistent chains, are refused, naming the flag.
+        let refused = |r: Requested, flag: &str| {
+            let msg = r
+                .resolve(Some(&back), &CdParams::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains(flag) && msg.contains("pseudo-likelihood"),
+                "{msg}"
+            );
+        };
+        refused(
+            Requested {
+                objective: Some(Objective::RatioMatching),
+                ..Requested::default()
+            },
+            "--objective",
+        );
+        refused(
+            Requested {
+                persistent: true,
+                ..Requested::default()
+            },
+            "--persistent",
+        );
+        // A file from before objectives (no `objective` key) is contrastive divergence, and an
+        // explicit `cd` request does not resume a PCD file.
+        let (pcd_state, pcd_params) = state_and_params();
+        let mut old = checkpoint_file(&pcd_state, &pcd_params, "d.txt").unwrap();
+        let mut settings: serde_json::Value =
+            serde_json::from_str(&old.metadata[TRAINING_KEY]).unwrap();
+        assert_eq!(settings["objective"], "pcd");
+        settings.as_object_mut().unwrap().remove("objective");
+        old.metadata
+            .insert(TRAINING_KEY.into(), settings.to_string());
+        let back = Checkpoint::from_file(&old).unwrap();
+        assert_eq!(back.settings.objective, Objective::ContrastiveDivergence);
+        let resolved = Requested::default()
+            .resolve(Some(&back), &CdParams::default())
+            .unwrap();
+        assert_eq!(resolved, pcd_params);
+        let cd = Requested {
+            objective: Some(Objective::ContrastiveDivergence),
+            ..Requested::default()
+        };
+        let msg = cd
+            .resolve(Some(&back), &CdParams::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("--objective") && msg.contains("cd differs from the objective pcd"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ pub mod objectives;
 pub mod optimizer;
 
 pub use cd::{
-    CdParams, EpochStats, LrSchedule, TrainObserver, TrainOutcome, TrainState, start_state,
-    train_rbm, train_with_estimator,
+    CdParams, EpochStats, LrSchedule, Objective, TrainObserver, TrainOutcome, TrainState,
+    start_state, train_rbm, train_with_estimator,
 };
 pub use checkpoint::{Checkpoint, Requested, StoredSettings, checkpoint_file};
 pub use estimator::{ContrastiveDivergence, Gradient, GradientEstimator};

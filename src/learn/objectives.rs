@@ -51,6 +51,19 @@ fn sigmoid_f32(x: f32) -> f32 {
     }
 }
 
+/// (softplus(x), sigmoid(x)) in f32 from one exponential, e = exp(-|x|):
+/// softplus = max(x, 0) + ln(1 + e), sigmoid = 1 / (1 + e) for x >= 0 and e / (1 + e) below.
+#[inline]
+fn softplus_and_sigmoid_f32(x: f32) -> (f32, f32) {
+    let e = (-x.abs()).exp();
+    let sig = if x >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    };
+    (x.max(0.0) + e.ln_1p(), sig)
+}
+
 /// Which objective a [`FlipObjective`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -67,6 +80,8 @@ struct FlipObjective {
     act: Vec<f32>,
     /// p = sigmoid(a) (n_h).
     prob: Vec<f32>,
+    /// softplus(a) (n_h).
+    soft: Vec<f32>,
     /// p^(i) = sigmoid(a + s_i W_i.), row i (n_v x n_h).
     flipped_prob: Vec<f32>,
     /// d_i = F(v^(i)) - F(v) (n_v).
@@ -84,6 +99,7 @@ impl FlipObjective {
             kind,
             act: vec![0.0; nh],
             prob: vec![0.0; nh],
+            soft: vec![0.0; nh],
             flipped_prob: vec![0.0; nv * nh],
             delta: vec![0.0; nv],
             q: vec![0.0; nh],
@@ -108,8 +124,8 @@ impl FlipObjective {
                     }
                 }
             }
-            for (p, &a) in self.prob.iter_mut().zip(&self.act) {
-                *p = sigmoid_f32(a);
+            for ((p, sp), &a) in self.prob.iter_mut().zip(&mut self.soft).zip(&self.act) {
+                (*sp, *p) = softplus_and_sigmoid_f32(a);
             }
             // d_i and p^(i).
             for (i, &vi) in v.iter().enumerate() {
@@ -117,10 +133,11 @@ impl FlipObjective {
                 let w_row = &model.weights[i * nh..(i + 1) * nh];
                 let fp = &mut self.flipped_prob[i * nh..(i + 1) * nh];
                 let mut d = -s * model.visible_bias[i];
-                for ((p, &a), &w) in fp.iter_mut().zip(&self.act).zip(w_row) {
-                    let flipped = a + s * w;
-                    d -= softplus_f32(flipped) - softplus_f32(a);
-                    *p = sigmoid_f32(flipped);
+                for (((p, &a), &sp), &w) in fp.iter_mut().zip(&self.act).zip(&self.soft).zip(w_row)
+                {
+                    let (soft_flipped, prob_flipped) = softplus_and_sigmoid_f32(a + s * w);
+                    d -= soft_flipped - sp;
+                    *p = prob_flipped;
                 }
                 self.delta[i] = d;
             }

@@ -449,4 +449,21 @@ mod tests {
         let (before, after) = train_bars_and_stripes(LR_RM, |m| Box::new(RatioMatching::new(m)));
         assert!(after > before + 2.0, "before {before}, after {after}");
     }
+
+    #[test]
+    fn persistent_chains_are_refused_for_the_chain_free_objectives() {
+        use crate::learn::cd::Objective;
+        for objective in [Objective::PseudoLikelihood, Objective::RatioMatching] {
+            let params = CdParams {
+                objective,
+                persistent: true,
+                ..CdParams::default()
+            };
+            let msg = params.validate().unwrap_err().to_string();
+            assert!(
+                msg.contains("persistent") && msg.contains(objective.name(false)),
+                "{msg}"
+            );
+        }
+    }
 }

@@ -1437,3 +1437,47 @@ fn cli_pseudo_likelihood_raises_the_exact_test_likelihood_and_contradicting_flag
         }
     }
 }
+
+#[test]
+fn cli_pseudo_likelihood_resumed_equals_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let train_path = digits_path("digits_train.txt");
+    let run = |extra: &[&str], output: &str| {
+        crate::common::ebm()
+            .args([
+                "train-rbm",
+                "--data",
+                &train_path,
+                "--quiet",
+                "--eval",
+                "none",
+            ])
+            .args(["--output", output])
+            .args(extra)
+            .assert()
+            .success();
+    };
+    let settings = [
+        "--hidden",
+        "16",
+        "--objective",
+        "pseudo-likelihood",
+        "--epochs",
+        "6",
+    ];
+    run(&settings, &out("full.safetensors"));
+    run(
+        &[&settings[..], &["--stop-after", "3"]].concat(),
+        &out("half.safetensors"),
+    );
+    // The objective comes from the checkpoint.
+    run(
+        &["--resume", &out("half.safetensors")],
+        &out("half.safetensors"),
+    );
+    assert_eq!(
+        std::fs::read(out("full.safetensors")).unwrap(),
+        std::fs::read(out("half.safetensors")).unwrap()
+    );
+}

@@ -27,7 +27,9 @@
 //! - db_k = -s_k g_k,
 //! - dc_j = G p_j - Q_j,
 //!
-//! again O(n_v n_h) per example. Arithmetic is f32 like the rest of training; the objective's
+//! again O(n_v n_h) per example; how the d_i are computed without a transcendental function per
+//! (bit, hidden unit) pair, and how rows are spread over threads deterministically: see
+//! `FlipObjective::gradient`. Arithmetic is f32 like the rest of training; the objective's
 //! value of the last batch is kept (f64 sum of f32 terms) for monitoring and tests.
 
 use super::estimator::{Gradient, GradientEstimator};
@@ -79,7 +81,7 @@ enum Kind {
 /// the result is bit-identical for any pool size.
 const MAX_CHUNKS: usize = 16;
 
-/// Above this bound on sum_j |W_ij| the product of the n_h ratios r_ij (see
+/// Above this bound on |b_i| + sum_j |W_ij| the product e^{s_i b_i} prod_j r_ij (see
 /// [`FlipObjective::gradient`]) could leave f32's normal range (e^±87), so bit i falls back to
 /// summing softplus differences.
 const PRODUCT_LOG_BOUND: f32 = 80.0;
@@ -167,9 +169,16 @@ impl FlipObjective {
     /// - a_j < 0: r = 1 + u_j expm1(x), and p^(i)_j = p_j e^x / r;
     /// - a_j >= 0: r = e^x (1 + u_j expm1(-x)), and p^(i)_j = p_j / (1 + u_j expm1(-x)),
     ///
-    /// both free of cancellation (u_j <= 1/2 is the small one of p_j and 1 - p_j). Every
-    /// partial product of the r_ij lies within e^±(sum_j |W_ij|), so the product form is used
-    /// for bits with sum_j |W_ij| <= 80 and the direct softplus differences otherwise.
+    /// both free of cancellation (u_j <= 1/2 is the small one of p_j and 1 - p_j). Then
+    /// z_i = e^{-d_i} = e^{s_i b_i} prod_j r_ij (products in eight lanes), ln sigmoid(d_i) =
+    /// -ln(1 + z_i) (summed over bits as one logarithm of a product, [`LogProduct`]) and
+    /// sigmoid(-d_i) = z_i / (1 + z_i). Every partial product lies within
+    /// e^±(|b_i| + sum_j |W_ij|), so this form is used for bits with |b_i| + sum_j |W_ij| <= 80
+    /// ([`PRODUCT_LOG_BOUND`]) and the direct softplus differences otherwise.
+    ///
+    /// Rows: the batch is cut into at most [`MAX_CHUNKS`] chunks whose size depends on the
+    /// batch only; rayon runs the chunks, each into its own buffers (allocated once), and the
+    /// chunk gradients are added in chunk order: bit-identical for any number of threads.
     fn gradient(&mut self, model: &RbmF32, batch: &[f32], grad: &mut Gradient) {
         let (nv, nh) = (model.n_visible, model.n_hidden);
         let rows = batch.len() / nv;
@@ -295,6 +304,7 @@ impl Shared<'_> {
             // p^(i), then the objective's term and weight g_i of every bit, then G and Q.
             let mut g_sum = 0.0f32;
             work.q.fill(0.0);
+            let mut log_product = LogProduct::new();
             for (i, &vi) in v.iter().enumerate() {
                 let s = 1.0 - 2.0 * vi;
                 let range = i * nh..(i + 1) * nh;
@@ -325,7 +335,11 @@ impl Shared<'_> {
                     let sig_neg_d = z / (1.0 + z);
                     match self.kind {
                         // ln sigmoid(d) = -ln(1 + z); d/dd = sigmoid(-d) = z / (1 + z).
-                        Kind::PseudoLikelihood => (-z.ln_1p(), sig_neg_d),
+                        // The logarithm is taken once per example (`log_product`).
+                        Kind::PseudoLikelihood => {
+                            log_product.push(1.0 + z as f64);
+                            (0.0, sig_neg_d)
+                        }
                         // sigmoid(-d)^2; d/dd of its negative = 2 sigmoid(-d)^2 sigmoid(d),
                         // sigmoid(d) = 1 / (1 + z).
                         Kind::RatioMatching => (
@@ -362,6 +376,7 @@ impl Shared<'_> {
                     *q += g * p;
                 }
             }
+            total -= log_product.ln();
             // Accumulate this example's gradient.
             let grad = &mut work.grad;
             for (gc, (&p, &q)) in grad
@@ -427,6 +442,50 @@ fn flipped_ratios(
 #[inline]
 fn select(mask: u32, yes: f32, no: f32) -> f32 {
     f32::from_bits((yes.to_bits() & mask) | (no.to_bits() & !mask))
+}
+
+/// ln of a product of factors >= 1, kept as an f64 mantissa times a power of two so that it
+/// never overflows: after every eighth factor the mantissa is brought back to [1, 2). The
+/// factors used here are 1 + z <= 1 + e^80 < 2^116 (`PRODUCT_LOG_BOUND`), so the mantissa stays
+/// below 2^(1 + 8 * 116) = 2^929, inside f64's range.
+struct LogProduct {
+    mantissa: f64,
+    exponent: i64,
+    pending: u32,
+}
+
+impl LogProduct {
+    fn new() -> Self {
+        LogProduct {
+            mantissa: 1.0,
+            exponent: 0,
+            pending: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, factor: f64) {
+        self.mantissa *= factor;
+        self.pending += 1;
+        if self.pending == 8 {
+            self.normalise();
+        }
+    }
+
+    /// mantissa = m 2^e with m in [1, 2): keep m, add e to the exponent (mantissa >= 1 is a
+    /// normal number, so the bit fields are exact).
+    #[inline]
+    fn normalise(&mut self) {
+        const EXP_MASK: u64 = 0x7ff << 52;
+        let bits = self.mantissa.to_bits();
+        self.exponent += ((bits & EXP_MASK) >> 52) as i64 - 1023;
+        self.mantissa = f64::from_bits((bits & !EXP_MASK) | (1023 << 52));
+        self.pending = 0;
+    }
+
+    fn ln(&self) -> f64 {
+        self.mantissa.ln() + self.exponent as f64 * std::f64::consts::LN_2
+    }
 }
 
 /// The product of `x` in eight interleaved lanes (combined in a fixed order), so that it

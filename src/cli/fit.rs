@@ -172,6 +172,22 @@ pub fn run(args: &FitArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         (None, Some(path)) => structure_edges(path, columns)?,
         (None, None) => unreachable!("clap requires --graph or --structure"),
     };
+    let constant = data
+        .column_means()
+        .iter()
+        .filter(|&&m| m == 0.0 || m == 1.0)
+        .count();
+    if constant > 0 {
+        say(
+            global,
+            &format!(
+                "warning: {constant} of the {columns} columns of --data {} are constant; their \
+                 fields have no finite optimum, so the gradient tolerance is reached only \
+                 slowly (many iterations); drop those columns or raise --tolerance",
+                args.data.display()
+            ),
+        );
+    }
     let start = Instant::now();
     let outcome = fit_pseudo_likelihood(&data, &edges, &params)?;
     let seconds = start.elapsed().as_secs_f64();

@@ -324,7 +324,7 @@ pub fn minimise_lbfgs(
     let mut s_hist: Vec<Vec<f64>> = Vec::with_capacity(LBFGS_MEMORY);
     let mut y_hist: Vec<Vec<f64>> = Vec::with_capacity(LBFGS_MEMORY);
     let mut rho_hist: Vec<f64> = Vec::with_capacity(LBFGS_MEMORY);
-    let mut alpha = vec![0.0; LBFGS_MEMORY];
+    let mut alpha = [0.0; LBFGS_MEMORY];
     let mut direction = vec![0.0; p];
     let mut trial = vec![0.0; p];
     let mut trial_grad = vec![0.0; p];

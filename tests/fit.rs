@@ -214,3 +214,50 @@ fn fit_refuses_bad_input_with_exit_2() {
         .code(2);
     assert!(!out.exists(), "a refused run wrote its output");
 }
+
+#[test]
+fn mean_field_fit_writes_a_readable_model_and_refuses_a_constant_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_data(dir.path(), &draw(32000, 5));
+    let out = dir.path().join("mf.uai");
+    ebm()
+        .args([
+            "fit",
+            "--graph",
+            "complete",
+            "--method",
+            "mean-field",
+            "--json",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--output")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("\"method\":\"mean-field\""));
+    ebm()
+        .args(["partition", "--model"])
+        .arg(&out)
+        .assert()
+        .success();
+    // A constant column has zero variance: the covariance is singular, refused with exit 2.
+    let constant = dir.path().join("constant.txt");
+    std::fs::write(&constant, "101\n110\n100\n111\n").unwrap();
+    let assert = ebm()
+        .args([
+            "fit",
+            "--graph",
+            "complete",
+            "--method",
+            "mean-field",
+            "--data",
+        ])
+        .arg(&constant)
+        .arg("--output")
+        .arg(dir.path().join("c.uai"))
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(stderr.contains("singular"), "{stderr}");
+}

@@ -12,7 +12,9 @@ use super::lattice::BoundaryArg;
 use super::output::{Outputs, print_json, say};
 use super::{GlobalArgs, UsageError, read_dataset};
 use ebm::io::uai::{format_uai, read_uai};
-use ebm::learn::fit::{FitParams, complete_edges, fit_pseudo_likelihood, lattice_edges};
+use ebm::learn::fit::{
+    FitParams, complete_edges, fit_mean_field, fit_pseudo_likelihood, lattice_edges,
+};
 use ebm::model::FactorGraph;
 
 /// `--graph`: which pairs get a coupling.
@@ -29,12 +31,15 @@ pub enum GraphArg {
 pub enum MethodArg {
     /// Maximum pseudo-likelihood (Besag 1975), one coupling per edge, solved by L-BFGS.
     PseudoLikelihood,
+    /// Naive mean-field inversion J = -(C^-1) off-diagonal on the edges (fast, biased).
+    MeanField,
 }
 
 impl MethodArg {
     fn name(self) -> &'static str {
         match self {
             MethodArg::PseudoLikelihood => "pseudo-likelihood",
+            MethodArg::MeanField => "mean-field",
         }
     }
 }
@@ -177,7 +182,7 @@ pub fn run(args: &FitArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .iter()
         .filter(|&&m| m == 0.0 || m == 1.0)
         .count();
-    if constant > 0 {
+    if constant > 0 && args.method == MethodArg::PseudoLikelihood {
         say(
             global,
             &format!(
@@ -189,7 +194,11 @@ pub fn run(args: &FitArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         );
     }
     let start = Instant::now();
-    let outcome = fit_pseudo_likelihood(&data, &edges, &params)?;
+    let outcome = match args.method {
+        MethodArg::PseudoLikelihood => fit_pseudo_likelihood(&data, &edges, &params)?,
+        MethodArg::MeanField => fit_mean_field(&data, &edges, &params)
+            .with_context(|| format!("--method mean-field on --data {}", args.data.display()))?,
+    };
     let seconds = start.elapsed().as_secs_f64();
     let graph = FactorGraph::from_pairwise(&outcome.model, 1.0)?;
     outputs.stage_bytes("--output", format_uai(&graph).as_bytes())?;

@@ -441,6 +441,118 @@ pub fn fit_pseudo_likelihood(
     })
 }
 
+/// Inverts a dense symmetric positive-definite `n` x `n` matrix (row-major) by Gauss-Jordan
+/// elimination with partial pivoting. Errors when a pivot is at most 1e-12 times the largest
+/// diagonal entry (a singular or numerically singular matrix), naming `what`.
+fn invert(matrix: &[f64], n: usize, what: &str) -> Result<Vec<f64>> {
+    let mut a = matrix.to_vec();
+    let mut inv = vec![0.0; n * n];
+    for i in 0..n {
+        inv[i * n + i] = 1.0;
+    }
+    let scale = (0..n).fold(0.0f64, |m, i| m.max(a[i * n + i].abs()));
+    for col in 0..n {
+        let pivot_row = (col..n)
+            .max_by(|&r, &q| a[r * n + col].abs().total_cmp(&a[q * n + col].abs()))
+            .unwrap_or(col);
+        let pivot = a[pivot_row * n + col];
+        if pivot.is_nan() || pivot.abs() <= 1e-12 * scale {
+            return Err(Error::InvalidModel(format!(
+                "{what} is singular (pivot {pivot:e} in column {col}): a column is constant or \
+                 a linear combination of others"
+            )));
+        }
+        if pivot_row != col {
+            for k in 0..n {
+                a.swap(pivot_row * n + k, col * n + k);
+                inv.swap(pivot_row * n + k, col * n + k);
+            }
+        }
+        for k in 0..n {
+            a[col * n + k] /= pivot;
+            inv[col * n + k] /= pivot;
+        }
+        for r in 0..n {
+            let factor = a[r * n + col];
+            if r != col && factor != 0.0 {
+                for k in 0..n {
+                    a[r * n + k] -= factor * a[col * n + k];
+                    inv[r * n + k] -= factor * inv[col * n + k];
+                }
+            }
+        }
+    }
+    Ok(inv)
+}
+
+/// Naive mean-field inversion: with spin means m_i and the covariance
+/// C_ij = <s_i s_j> - m_i m_j of the data, J_ij = -(C^-1)_ij on the given edges (other pairs get
+/// no coupling) and h_i = atanh(m_i) - sum_{j ~ i} J_ij m_j (Kappen & Rodriguez 1998). Fast and
+/// biased; a baseline. Errors on a singular covariance (a constant column, duplicated
+/// columns). The outcome's objective and gradient norm are those of the pseudo-likelihood
+/// objective (with `params.l2`) at the estimate; iterations is 0.
+pub fn fit_mean_field(
+    data: &Dataset,
+    edges: &[(usize, usize)],
+    params: &FitParams,
+) -> Result<FitOutcome> {
+    params.validate()?;
+    let objective = PseudoLikelihoodObjective::new(data, edges, params.l2)?;
+    let n = data.cols();
+    let rows = data.rows() as f64;
+    let mut mean = vec![0.0; n];
+    let mut second = vec![0.0; n * n];
+    let mut spins = vec![0.0; n];
+    for row in data.iter_rows() {
+        for (s, &x) in spins.iter_mut().zip(row) {
+            *s = if x != 0 { 1.0 } else { -1.0 };
+        }
+        for i in 0..n {
+            mean[i] += spins[i];
+            for j in 0..n {
+                second[i * n + j] += spins[i] * spins[j];
+            }
+        }
+    }
+    for m in mean.iter_mut() {
+        *m /= rows;
+    }
+    let covariance: Vec<f64> = (0..n * n)
+        .map(|k| second[k] / rows - mean[k / n] * mean[k % n])
+        .collect();
+    let precision = invert(&covariance, n, "the covariance of --data")?;
+    let couplings: Vec<f64> = objective
+        .edges()
+        .iter()
+        .map(|&(i, j)| -0.5 * (precision[i * n + j] + precision[j * n + i]))
+        .collect();
+    let mut theta = vec![0.0; objective.num_params()];
+    for i in 0..n {
+        theta[i] = mean[i].atanh();
+    }
+    for (e, (&(i, j), &w)) in objective.edges().iter().zip(&couplings).enumerate() {
+        theta[i] -= w * mean[j];
+        theta[j] -= w * mean[i];
+        theta[n + e] = w;
+    }
+    let mut grad = vec![0.0; theta.len()];
+    let value = objective.value_and_gradient(&theta, &mut grad);
+    let edge_list: Vec<(usize, usize, f64)> = objective
+        .edges()
+        .iter()
+        .zip(&couplings)
+        .map(|(&(i, j), &w)| (i, j, w))
+        .collect();
+    let model = PairwiseMrf::new(theta[..n].to_vec(), &edge_list)?;
+    Ok(FitOutcome {
+        model,
+        objective: value,
+        gradient_norm: max_abs(&grad),
+        iterations: 0,
+        converged: true,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,5 +685,35 @@ mod tests {
         ));
         let empty = Dataset::new(0, 4, vec![]).unwrap();
         assert!(PseudoLikelihoodObjective::new(&empty, &[(0, 1)], 0.0).is_err());
+    }
+
+    #[test]
+    fn mean_field_matches_the_two_spin_inversion_by_hand() {
+        // (+,+) x3, (-,-) x3, (+,-), (-,+): m = 0, <s1 s2> = (6 - 2) / 8 = 1/2, so
+        // C = [[1, 1/2], [1/2, 1]], C^-1 = (4/3) [[1, -1/2], [-1/2, 1]], J = 2/3, h = 0.
+        let rows: [[u8; 2]; 8] = [
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            [0, 0],
+            [0, 0],
+            [0, 0],
+            [1, 0],
+            [0, 1],
+        ];
+        let data = Dataset::new(8, 2, rows.concat()).unwrap();
+        let out = fit_mean_field(&data, &[(0, 1)], &FitParams::default()).unwrap();
+        let (_, _, j) = out.model.edges()[0];
+        assert!((j - 2.0 / 3.0).abs() < 1e-12, "J = {j}");
+        assert!(out.model.fields().iter().all(|h| h.abs() < 1e-12));
+    }
+
+    #[test]
+    fn mean_field_refuses_a_singular_covariance() {
+        // Column 2 repeats column 0: C is singular.
+        let rows: [[u8; 3]; 4] = [[1, 0, 1], [0, 1, 0], [1, 1, 1], [0, 0, 0]];
+        let data = Dataset::new(4, 3, rows.concat()).unwrap();
+        let err = fit_mean_field(&data, &complete_edges(3), &FitParams::default()).unwrap_err();
+        assert!(err.to_string().contains("singular"), "{err}");
     }
 }

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod contract;
 mod exact;
+mod fit;
 mod io;
 mod learn;
 mod map;

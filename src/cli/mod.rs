@@ -3,6 +3,7 @@
 
 mod denoise;
 mod evaluate;
+mod fit;
 mod info;
 mod lattice;
 mod noise;
@@ -64,6 +65,8 @@ pub enum Command {
     TrainRbm(train_rbm::TrainRbmArgs),
     /// Average log-likelihood of a dataset under an RBM (ln Z exact or by AIS).
     Evaluate(evaluate::EvaluateArgs),
+    /// Fit a fully visible pairwise binary MRF (Ising form) to data by pseudo-likelihood.
+    Fit(fit::FitArgs),
     /// Restore a noisy binary image: exact MAP by graph cut, or ICM, annealing, Gibbs.
     Denoise(denoise::DenoiseArgs),
 }
@@ -83,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TrainRbm(args) => train_rbm::run(args, &cli.global),
         Command::Evaluate(args) => evaluate::run(args, &cli.global),
         Command::Denoise(args) => denoise::run(args, &cli.global),
+        Command::Fit(args) => fit::run(args, &cli.global),
         Command::Sample(args) => sample::run(args, &cli.global),
     }
 }

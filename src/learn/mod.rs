@@ -7,6 +7,7 @@ pub mod cd;
 pub mod checkpoint;
 pub mod estimator;
 pub mod eval;
+pub mod fit;
 pub mod objectives;
 pub mod optimizer;
 

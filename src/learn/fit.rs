@@ -1,0 +1,726 @@
+//! Fitting a fully visible pairwise binary MRF (an Ising model with per-edge couplings) to
+//! binary data by maximum pseudo-likelihood (Besag 1975), solved with L-BFGS.
+//!
+//! Spins are s = 2x - 1 (bit 1 is spin +1); the model is
+//! E(s) = -sum_{(i,j) in edges} J_ij s_i s_j - sum_i h_i s_i, with one J per edge (the
+//! symmetric, joint form of pseudo-likelihood: the conditionals of i and of j share J_ij).
+//!
+//! The objective, over N examples s^n, is
+//!
+//! L(J, h) = -(1/N) sum_n sum_i ln p(s_i^n | s_-i^n) + (l2 / 2) sum_edges J_ij^2,
+//!
+//! with p(s_i | s_-i) = 1 / (1 + exp(-2 s_i f_i)) and the local field
+//! f_i = h_i + sum_{j ~ i} J_ij s_j, so -ln p(s_i | s_-i) = softplus(-2 s_i f_i). Fields are not
+//! penalised. The objective is convex in (J, h) (a sum of softplus of linear functions plus a
+//! convex penalty), so a quasi-Newton method reaches its minimum; see [`fit_pseudo_likelihood`].
+
+use rayon::prelude::*;
+
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{Boundary, PairwiseMrf};
+
+/// Examples per parallel chunk: partial sums are formed per chunk and added in chunk order,
+/// so the result does not depend on the number of threads.
+const CHUNK_EXAMPLES: usize = 256;
+
+/// Pairs kept by L-BFGS (Nocedal & Wright 2006, section 7.2, suggest 3 to 20).
+const LBFGS_MEMORY: usize = 10;
+
+/// Armijo sufficient-decrease constant c1 (Nocedal & Wright 2006, section 3.1).
+const ARMIJO_C1: f64 = 1e-4;
+
+/// Step halvings tried by the backtracking line search before giving up.
+const MAX_BACKTRACKS: usize = 60;
+
+/// Every pair (i, j), i < j, of `n` variables, in lexicographic order.
+pub fn complete_edges(n: usize) -> Vec<(usize, usize)> {
+    let mut edges = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+    for i in 0..n {
+        for j in i + 1..n {
+            edges.push((i, j));
+        }
+    }
+    edges
+}
+
+/// The nearest-neighbour bonds of a `width` x `height` lattice (row-major sites), each pair
+/// once as (i, j) with i < j, sorted; a periodic side of length 2 gives its pair once.
+pub fn lattice_edges(
+    width: usize,
+    height: usize,
+    boundary: Boundary,
+) -> Result<Vec<(usize, usize)>> {
+    let lattice = crate::model::IsingLattice::new(width, height, boundary, 0.0, 0.0)?;
+    Ok(normalise_edges(lattice.bonds()))
+}
+
+/// Sorts pairs as (min, max) and removes repeats.
+fn normalise_edges(pairs: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    let mut edges: Vec<(usize, usize)> = pairs
+        .into_iter()
+        .map(|(i, j)| (i.min(j), i.max(j)))
+        .collect();
+    edges.sort_unstable();
+    edges.dedup();
+    edges
+}
+
+/// Settings of [`fit_pseudo_likelihood`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitParams {
+    /// Weight of the (l2 / 2) sum J^2 penalty on couplings (>= 0).
+    pub l2: f64,
+    /// Stop when the largest absolute gradient component is at most this (> 0).
+    pub tolerance: f64,
+    /// Stop after this many L-BFGS iterations even if the tolerance is not reached.
+    pub max_iterations: usize,
+}
+
+impl Default for FitParams {
+    fn default() -> Self {
+        FitParams {
+            l2: 0.0,
+            tolerance: 1e-6,
+            max_iterations: 10_000,
+        }
+    }
+}
+
+impl FitParams {
+    /// Checks the ranges: l2 finite and >= 0, tolerance finite and > 0.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.l2.is_finite() && self.l2 >= 0.0) {
+            return Err(Error::param(
+                "--l2",
+                format!("must be a finite number >= 0, got {}", self.l2),
+            ));
+        }
+        if !(self.tolerance.is_finite() && self.tolerance > 0.0) {
+            return Err(Error::param(
+                "--tolerance",
+                format!("must be a finite number > 0, got {}", self.tolerance),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The pseudo-likelihood objective of a dataset on a fixed edge set.
+///
+/// Parameters are one vector theta = (h_0, ..., h_{n-1}, J_e0, J_e1, ...), fields first, then
+/// one coupling per edge in the order of [`edges`](PseudoLikelihoodObjective::edges).
+#[derive(Debug, Clone)]
+pub struct PseudoLikelihoodObjective<'a> {
+    data: &'a Dataset,
+    edges: Vec<(usize, usize)>,
+    l2: f64,
+    /// CSR adjacency: for variable i, entries row_start[i]..row_start[i+1] of `neighbour` and
+    /// `edge_of` give its neighbours j and the index of edge (i, j).
+    row_start: Vec<usize>,
+    neighbour: Vec<usize>,
+    edge_of: Vec<usize>,
+}
+
+impl<'a> PseudoLikelihoodObjective<'a> {
+    /// The objective of `data` on `edges` (pairs of column indices; order and repeats do not
+    /// matter, they are sorted and merged) with penalty weight `l2`. Errors when there are no
+    /// examples, an edge names a column out of range or joins a column to itself.
+    pub fn new(data: &'a Dataset, edges: &[(usize, usize)], l2: f64) -> Result<Self> {
+        let n = data.cols();
+        if data.rows() == 0 {
+            return Err(Error::param("--data", "the dataset has no examples"));
+        }
+        for &(i, j) in edges {
+            if i >= n || j >= n {
+                return Err(Error::SizeMismatch(format!(
+                    "edge ({i}, {j}) names a variable out of range (the data has {n} columns)"
+                )));
+            }
+            if i == j {
+                return Err(Error::InvalidModel(format!("self edge on variable {i}")));
+            }
+        }
+        let edges = normalise_edges(edges.to_vec());
+        let mut degree = vec![0usize; n];
+        for &(i, j) in &edges {
+            degree[i] += 1;
+            degree[j] += 1;
+        }
+        let mut row_start = vec![0usize; n + 1];
+        for i in 0..n {
+            row_start[i + 1] = row_start[i] + degree[i];
+        }
+        let mut fill = row_start[..n].to_vec();
+        let mut neighbour = vec![0usize; row_start[n]];
+        let mut edge_of = vec![0usize; row_start[n]];
+        for (e, &(i, j)) in edges.iter().enumerate() {
+            neighbour[fill[i]] = j;
+            edge_of[fill[i]] = e;
+            fill[i] += 1;
+            neighbour[fill[j]] = i;
+            edge_of[fill[j]] = e;
+            fill[j] += 1;
+        }
+        Ok(PseudoLikelihoodObjective {
+            data,
+            edges,
+            l2,
+            row_start,
+            neighbour,
+            edge_of,
+        })
+    }
+
+    /// The edges (i < j, sorted), in the order of the couplings in theta.
+    pub fn edges(&self) -> &[(usize, usize)] {
+        &self.edges
+    }
+
+    /// Length of theta: variables plus edges.
+    pub fn num_params(&self) -> usize {
+        self.data.cols() + self.edges.len()
+    }
+
+    /// The objective L(theta) and its gradient, written into `grad`.
+    ///
+    /// With f_i = h_i + sum_j J_ij s_j and the per-term loss l_i = softplus(-2 s_i f_i), the
+    /// derivative dl_i/df_i = -2 s_i sigma(-2 s_i f_i) =: g_i (sigma the logistic function), so
+    /// dL/dh_i = (1/N) sum_n g_i^n and, since J_ij enters f_i (times s_j) and f_j (times s_i),
+    /// dL/dJ_ij = (1/N) sum_n (g_i^n s_j^n + g_j^n s_i^n) + l2 J_ij.
+    ///
+    /// Examples are summed in chunks of [`CHUNK_EXAMPLES`] in parallel and the chunk sums added
+    /// in chunk order: the same result for any number of threads.
+    pub fn value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
+        let n = self.data.cols();
+        let p = self.num_params();
+        assert_eq!(theta.len(), p, "theta has the wrong length");
+        assert_eq!(grad.len(), p, "gradient has the wrong length");
+        let chunks: Vec<(f64, Vec<f64>)> = self
+            .data
+            .data()
+            .par_chunks(CHUNK_EXAMPLES * n)
+            .map(|rows| self.chunk_sums(theta, rows))
+            .collect();
+        grad.fill(0.0);
+        let mut value = 0.0;
+        for (v, g) in &chunks {
+            value += v;
+            for (a, b) in grad.iter_mut().zip(g) {
+                *a += b;
+            }
+        }
+        let inv_n = 1.0 / self.data.rows() as f64;
+        value *= inv_n;
+        for g in grad.iter_mut() {
+            *g *= inv_n;
+        }
+        for e in 0..self.edges.len() {
+            let j = theta[n + e];
+            value += 0.5 * self.l2 * j * j;
+            grad[n + e] += self.l2 * j;
+        }
+        value
+    }
+
+    /// The objective without the gradient.
+    pub fn value(&self, theta: &[f64]) -> f64 {
+        let mut grad = vec![0.0; self.num_params()];
+        self.value_and_gradient(theta, &mut grad)
+    }
+
+    /// Unnormalised sums over the examples in `rows` (row-major bits): sum of losses, and the
+    /// gradient sums (without 1/N and without the penalty).
+    fn chunk_sums(&self, theta: &[f64], rows: &[u8]) -> (f64, Vec<f64>) {
+        let n = self.data.cols();
+        let (fields, couplings) = theta.split_at(n);
+        let mut grad = vec![0.0; theta.len()];
+        let mut spins = vec![0.0f64; n];
+        let mut dloss = vec![0.0f64; n];
+        let mut value = 0.0;
+        for row in rows.chunks_exact(n) {
+            for (s, &x) in spins.iter_mut().zip(row) {
+                *s = if x != 0 { 1.0 } else { -1.0 };
+            }
+            for i in 0..n {
+                let range = self.row_start[i]..self.row_start[i + 1];
+                let mut f = fields[i];
+                for (&j, &e) in self.neighbour[range.clone()]
+                    .iter()
+                    .zip(&self.edge_of[range])
+                {
+                    f += couplings[e] * spins[j];
+                }
+                // u = -2 s_i f_i; loss softplus(u), derivative in f: -2 s_i sigma(u).
+                let u = -2.0 * spins[i] * f;
+                let (softplus, sigma) = softplus_and_sigmoid(u);
+                value += softplus;
+                dloss[i] = -2.0 * spins[i] * sigma;
+                grad[i] += dloss[i];
+            }
+            let grad_j = &mut grad[n..];
+            for (e, &(i, j)) in self.edges.iter().enumerate() {
+                grad_j[e] += dloss[i] * spins[j] + dloss[j] * spins[i];
+            }
+        }
+        (value, grad)
+    }
+}
+
+/// softplus(u) = ln(1 + e^u) and sigma(u) = 1 / (1 + e^-u), both from one exp(-|u|) without
+/// overflow.
+fn softplus_and_sigmoid(u: f64) -> (f64, f64) {
+    let t = (-u.abs()).exp();
+    let softplus = u.max(0.0) + t.ln_1p();
+    let sigma = if u >= 0.0 {
+        1.0 / (1.0 + t)
+    } else {
+        t / (1.0 + t)
+    };
+    (softplus, sigma)
+}
+
+/// What [`fit_pseudo_likelihood`] returns.
+#[derive(Debug, Clone)]
+pub struct FitOutcome {
+    /// The fitted model (energy constant 0).
+    pub model: PairwiseMrf,
+    /// The objective at the returned parameters.
+    pub objective: f64,
+    /// Largest absolute gradient component there.
+    pub gradient_norm: f64,
+    /// L-BFGS iterations taken.
+    pub iterations: usize,
+    /// True when the gradient norm reached the tolerance.
+    pub converged: bool,
+}
+
+fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Minimises a smooth function by L-BFGS from `theta` (updated in place) until the largest
+/// absolute gradient component is at most `tolerance` or `max_iterations` iterations ran.
+///
+/// The search direction is -H g by the two-loop recursion over the last [`LBFGS_MEMORY`] pairs
+/// (s_k, y_k), initial matrix gamma I with gamma = s'y / y'y of the newest pair (Nocedal &
+/// Wright 2006, algorithms 7.4 and 7.5); the step is found by backtracking from 1 (halving)
+/// until the Armijo condition f(x + a d) <= f(x) + c1 a g'd holds. Pairs with s'y <= 0 (never
+/// for a strictly convex function) are not stored. Returns (value, gradient norm, iterations,
+/// converged). A line search that cannot decrease f (round-off at the optimum) ends the run.
+pub fn minimise_lbfgs(
+    mut eval: impl FnMut(&[f64], &mut [f64]) -> f64,
+    theta: &mut [f64],
+    tolerance: f64,
+    max_iterations: usize,
+) -> (f64, f64, usize, bool) {
+    let p = theta.len();
+    let mut grad = vec![0.0; p];
+    let mut value = eval(theta, &mut grad);
+    let mut s_hist: Vec<Vec<f64>> = Vec::with_capacity(LBFGS_MEMORY);
+    let mut y_hist: Vec<Vec<f64>> = Vec::with_capacity(LBFGS_MEMORY);
+    let mut rho_hist: Vec<f64> = Vec::with_capacity(LBFGS_MEMORY);
+    let mut alpha = [0.0; LBFGS_MEMORY];
+    let mut direction = vec![0.0; p];
+    let mut trial = vec![0.0; p];
+    let mut trial_grad = vec![0.0; p];
+    let mut iterations = 0;
+    while max_abs(&grad) > tolerance && iterations < max_iterations {
+        // Two-loop recursion: direction = -H grad.
+        for (d, g) in direction.iter_mut().zip(&grad) {
+            *d = -g;
+        }
+        let m = s_hist.len();
+        for k in (0..m).rev() {
+            alpha[k] = rho_hist[k] * dot(&s_hist[k], &direction);
+            for (d, y) in direction.iter_mut().zip(&y_hist[k]) {
+                *d -= alpha[k] * y;
+            }
+        }
+        let gamma = if m > 0 {
+            dot(&s_hist[m - 1], &y_hist[m - 1]) / dot(&y_hist[m - 1], &y_hist[m - 1])
+        } else {
+            // First step: a unit step of at most length 1 in the largest coordinate.
+            1.0 / max_abs(&grad).max(1.0)
+        };
+        for d in direction.iter_mut() {
+            *d *= gamma;
+        }
+        for k in 0..m {
+            let beta = rho_hist[k] * dot(&y_hist[k], &direction);
+            for (d, s) in direction.iter_mut().zip(&s_hist[k]) {
+                *d += (alpha[k] - beta) * s;
+            }
+        }
+        let mut slope = dot(&grad, &direction);
+        if slope >= 0.0 {
+            // Not a descent direction (round-off): restart from steepest descent.
+            s_hist.clear();
+            y_hist.clear();
+            rho_hist.clear();
+            let scale = 1.0 / max_abs(&grad).max(1.0);
+            for (d, g) in direction.iter_mut().zip(&grad) {
+                *d = -g * scale;
+            }
+            slope = dot(&grad, &direction);
+        }
+        let mut step = 1.0;
+        let mut accepted = None;
+        for _ in 0..MAX_BACKTRACKS {
+            for ((t, x), d) in trial.iter_mut().zip(theta.iter()).zip(&direction) {
+                *t = x + step * d;
+            }
+            let v = eval(&trial, &mut trial_grad);
+            if v.is_finite() && v <= value + ARMIJO_C1 * step * slope {
+                accepted = Some(v);
+                break;
+            }
+            step *= 0.5;
+        }
+        let Some(new_value) = accepted else { break };
+        iterations += 1;
+        // New pair s = step * d, y = g_new - g_old, reusing the oldest buffers when full.
+        let (mut s_new, mut y_new) = if s_hist.len() == LBFGS_MEMORY {
+            rho_hist.remove(0);
+            (s_hist.remove(0), y_hist.remove(0))
+        } else {
+            (vec![0.0; p], vec![0.0; p])
+        };
+        for k in 0..p {
+            s_new[k] = trial[k] - theta[k];
+            y_new[k] = trial_grad[k] - grad[k];
+        }
+        let sy = dot(&s_new, &y_new);
+        theta.copy_from_slice(&trial);
+        grad.copy_from_slice(&trial_grad);
+        value = new_value;
+        if sy > 0.0 {
+            s_hist.push(s_new);
+            y_hist.push(y_new);
+            rho_hist.push(1.0 / sy);
+        }
+    }
+    let norm = max_abs(&grad);
+    (value, norm, iterations, norm <= tolerance)
+}
+
+/// Fits fields and couplings on `edges` to `data` by minimising the pseudo-likelihood
+/// objective (module docs) with [`minimise_lbfgs`], starting from zero couplings and the
+/// fields of the independent-spin model.
+pub fn fit_pseudo_likelihood(
+    data: &Dataset,
+    edges: &[(usize, usize)],
+    params: &FitParams,
+) -> Result<FitOutcome> {
+    params.validate()?;
+    let objective = PseudoLikelihoodObjective::new(data, edges, params.l2)?;
+    let mut theta = vec![0.0; objective.num_params()];
+    // Start from the independent-spin model: h_i = atanh(m_i), the optimum without couplings;
+    // m_i is clamped to |m_i| <= 1 - 1e-6 so that a constant column starts at a finite field
+    // (|h| = 7.25) where its gradient is already about 2e-6.
+    for (h, m) in theta.iter_mut().zip(data.column_means()) {
+        *h = (2.0 * m - 1.0).clamp(-1.0 + 1e-6, 1.0 - 1e-6).atanh();
+    }
+    let (value, gradient_norm, iterations, converged) = minimise_lbfgs(
+        |t, g| objective.value_and_gradient(t, g),
+        &mut theta,
+        params.tolerance,
+        params.max_iterations,
+    );
+    let n = data.cols();
+    let couplings: Vec<(usize, usize, f64)> = objective
+        .edges()
+        .iter()
+        .zip(&theta[n..])
+        .map(|(&(i, j), &w)| (i, j, w))
+        .collect();
+    let model = PairwiseMrf::new(theta[..n].to_vec(), &couplings)?;
+    Ok(FitOutcome {
+        model,
+        objective: value,
+        gradient_norm,
+        iterations,
+        converged,
+    })
+}
+
+/// Inverts a dense symmetric positive-definite `n` x `n` matrix (row-major) by Gauss-Jordan
+/// elimination with partial pivoting. Errors when a pivot is at most 1e-12 times the largest
+/// diagonal entry (a singular or numerically singular matrix), naming `what`.
+fn invert(matrix: &[f64], n: usize, what: &str) -> Result<Vec<f64>> {
+    let mut a = matrix.to_vec();
+    let mut inv = vec![0.0; n * n];
+    for i in 0..n {
+        inv[i * n + i] = 1.0;
+    }
+    let scale = (0..n).fold(0.0f64, |m, i| m.max(a[i * n + i].abs()));
+    for col in 0..n {
+        let pivot_row = (col..n)
+            .max_by(|&r, &q| a[r * n + col].abs().total_cmp(&a[q * n + col].abs()))
+            .unwrap_or(col);
+        let pivot = a[pivot_row * n + col];
+        if pivot.is_nan() || pivot.abs() <= 1e-12 * scale {
+            return Err(Error::InvalidModel(format!(
+                "{what} is singular (pivot {pivot:e} in column {col}): a column is constant or \
+                 a linear combination of others"
+            )));
+        }
+        if pivot_row != col {
+            for k in 0..n {
+                a.swap(pivot_row * n + k, col * n + k);
+                inv.swap(pivot_row * n + k, col * n + k);
+            }
+        }
+        for k in 0..n {
+            a[col * n + k] /= pivot;
+            inv[col * n + k] /= pivot;
+        }
+        for r in 0..n {
+            let factor = a[r * n + col];
+            if r != col && factor != 0.0 {
+                for k in 0..n {
+                    a[r * n + k] -= factor * a[col * n + k];
+                    inv[r * n + k] -= factor * inv[col * n + k];
+                }
+            }
+        }
+    }
+    Ok(inv)
+}
+
+/// Naive mean-field inversion: with spin means m_i and the covariance
+/// C_ij = <s_i s_j> - m_i m_j of the data, J_ij = -(C^-1)_ij on the given edges (other pairs get
+/// no coupling) and h_i = atanh(m_i) - sum_{j ~ i} J_ij m_j (Kappen & Rodriguez 1998). Fast and
+/// biased; a baseline. Errors on a singular covariance (a constant column, duplicated
+/// columns). The outcome's objective and gradient norm are those of the pseudo-likelihood
+/// objective (with `params.l2`) at the estimate; iterations is 0.
+pub fn fit_mean_field(
+    data: &Dataset,
+    edges: &[(usize, usize)],
+    params: &FitParams,
+) -> Result<FitOutcome> {
+    params.validate()?;
+    let objective = PseudoLikelihoodObjective::new(data, edges, params.l2)?;
+    let n = data.cols();
+    let rows = data.rows() as f64;
+    let mut mean = vec![0.0; n];
+    let mut second = vec![0.0; n * n];
+    let mut spins = vec![0.0; n];
+    for row in data.iter_rows() {
+        for (s, &x) in spins.iter_mut().zip(row) {
+            *s = if x != 0 { 1.0 } else { -1.0 };
+        }
+        for i in 0..n {
+            mean[i] += spins[i];
+            for j in 0..n {
+                second[i * n + j] += spins[i] * spins[j];
+            }
+        }
+    }
+    for m in mean.iter_mut() {
+        *m /= rows;
+    }
+    let covariance: Vec<f64> = (0..n * n)
+        .map(|k| second[k] / rows - mean[k / n] * mean[k % n])
+        .collect();
+    let precision = invert(&covariance, n, "the covariance of --data")?;
+    let couplings: Vec<f64> = objective
+        .edges()
+        .iter()
+        .map(|&(i, j)| -0.5 * (precision[i * n + j] + precision[j * n + i]))
+        .collect();
+    let mut theta = vec![0.0; objective.num_params()];
+    for i in 0..n {
+        theta[i] = mean[i].atanh();
+    }
+    for (e, (&(i, j), &w)) in objective.edges().iter().zip(&couplings).enumerate() {
+        theta[i] -= w * mean[j];
+        theta[j] -= w * mean[i];
+        theta[n + e] = w;
+    }
+    let mut grad = vec![0.0; theta.len()];
+    let value = objective.value_and_gradient(&theta, &mut grad);
+    let edge_list: Vec<(usize, usize, f64)> = objective
+        .edges()
+        .iter()
+        .zip(&couplings)
+        .map(|(&(i, j), &w)| (i, j, w))
+        .collect();
+    let model = PairwiseMrf::new(theta[..n].to_vec(), &edge_list)?;
+    Ok(FitOutcome {
+        model,
+        objective: value,
+        gradient_norm: max_abs(&grad),
+        iterations: 0,
+        converged: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_data() -> Dataset {
+        // 4 variables, 7 examples, chosen by hand to be neither constant nor separable.
+        let rows: [[u8; 4]; 7] = [
+            [1, 0, 1, 1],
+            [0, 0, 1, 0],
+            [1, 1, 1, 0],
+            [0, 1, 0, 1],
+            [1, 1, 0, 0],
+            [0, 0, 0, 1],
+            [1, 0, 1, 0],
+        ];
+        Dataset::new(7, 4, rows.concat()).unwrap()
+    }
+
+    fn tiny_theta(p: usize) -> Vec<f64> {
+        (0..p).map(|k| 0.3 * ((k as f64) * 1.7).sin()).collect()
+    }
+
+    #[test]
+    fn objective_equals_definition_by_brute_force() {
+        let data = tiny_data();
+        let edges = [(0, 1), (1, 2), (0, 3), (2, 3)];
+        let l2 = 0.7;
+        let obj = PseudoLikelihoodObjective::new(&data, &edges, l2).unwrap();
+        let theta = tiny_theta(obj.num_params());
+        let n = 4;
+        // Energy of a spin vector; the conditional of s_i is e^{-E(s)} normalised over s_i = +-1.
+        let energy = |s: &[f64]| {
+            let mut e = 0.0;
+            for i in 0..n {
+                e -= theta[i] * s[i];
+            }
+            for (k, &(i, j)) in obj.edges().iter().enumerate() {
+                e -= theta[n + k] * s[i] * s[j];
+            }
+            e
+        };
+        let mut total = 0.0;
+        for row in data.iter_rows() {
+            let s: Vec<f64> = row.iter().map(|&x| 2.0 * x as f64 - 1.0).collect();
+            for i in 0..n {
+                let mut flipped = s.clone();
+                flipped[i] = -s[i];
+                let (a, b) = ((-energy(&s)).exp(), (-energy(&flipped)).exp());
+                total -= (a / (a + b)).ln();
+            }
+        }
+        let penalty: f64 = theta[n..].iter().map(|j| 0.5 * l2 * j * j).sum();
+        let expected = total / data.rows() as f64 + penalty;
+        let got = obj.value(&theta);
+        // Two summation orders of ~30 terms of size ~1: agreement to 1e-12 relative.
+        assert!(
+            (got - expected).abs() <= 1e-12 * expected.abs(),
+            "{got} vs {expected}"
+        );
+    }
+
+    #[test]
+    fn gradient_equals_central_differences() {
+        let data = tiny_data();
+        let obj = PseudoLikelihoodObjective::new(&data, &complete_edges(4), 0.3).unwrap();
+        let theta = tiny_theta(obj.num_params());
+        let mut grad = vec![0.0; obj.num_params()];
+        obj.value_and_gradient(&theta, &mut grad);
+        // Central differences have truncation error (h^2 / 6) |f'''| and round-off
+        // ~ eps |f| / h; with h = 1e-5, |f| ~ 3 and third derivatives of order 10 (each term's is
+        // at most 8 * 0.1 per unit of s, summed over 4 terms), both are below 1e-9: tolerance 1e-8.
+        let h = 1e-5;
+        for k in 0..theta.len() {
+            let mut plus = theta.clone();
+            let mut minus = theta.clone();
+            plus[k] += h;
+            minus[k] -= h;
+            let numeric = (obj.value(&plus) - obj.value(&minus)) / (2.0 * h);
+            assert!(
+                (numeric - grad[k]).abs() <= 1e-8,
+                "component {k}: analytic {} numeric {numeric}",
+                grad[k]
+            );
+        }
+    }
+
+    #[test]
+    fn lbfgs_minimises_a_quadratic() {
+        // f(x) = sum_k (k + 1) (x_k - 1)^2 / 2: minimum at x = 1.
+        let mut x = vec![0.0; 5];
+        let (value, norm, _, converged) = minimise_lbfgs(
+            |x, g| {
+                let mut v = 0.0;
+                for k in 0..x.len() {
+                    let c = (k + 1) as f64;
+                    v += 0.5 * c * (x[k] - 1.0).powi(2);
+                    g[k] = c * (x[k] - 1.0);
+                }
+                v
+            },
+            &mut x,
+            1e-10,
+            100,
+        );
+        assert!(converged && norm <= 1e-10 && value < 1e-19);
+        assert!(x.iter().all(|v| (v - 1.0).abs() < 1e-10));
+    }
+
+    #[test]
+    fn lattice_edges_are_unique() {
+        let periodic = lattice_edges(2, 3, Boundary::Periodic).unwrap();
+        let mut sorted = periodic.clone();
+        sorted.dedup();
+        assert_eq!(sorted, periodic);
+        // 2 x 3 torus: the horizontal pair of each row once (3), vertical ring of 3 per column (6).
+        assert_eq!(periodic.len(), 9);
+        assert_eq!(lattice_edges(3, 3, Boundary::Open).unwrap().len(), 12);
+    }
+
+    #[test]
+    fn refuses_bad_params_and_empty_data() {
+        let data = tiny_data();
+        let bad = FitParams {
+            l2: -1.0,
+            ..FitParams::default()
+        };
+        assert!(matches!(
+            fit_pseudo_likelihood(&data, &[(0, 1)], &bad),
+            Err(Error::InvalidParam { ref name, .. }) if name == "--l2"
+        ));
+        let empty = Dataset::new(0, 4, vec![]).unwrap();
+        assert!(PseudoLikelihoodObjective::new(&empty, &[(0, 1)], 0.0).is_err());
+    }
+
+    #[test]
+    fn mean_field_matches_the_two_spin_inversion_by_hand() {
+        // (+,+) x3, (-,-) x3, (+,-), (-,+): m = 0, <s1 s2> = (6 - 2) / 8 = 1/2, so
+        // C = [[1, 1/2], [1/2, 1]], C^-1 = (4/3) [[1, -1/2], [-1/2, 1]], J = 2/3, h = 0.
+        let rows: [[u8; 2]; 8] = [
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            [0, 0],
+            [0, 0],
+            [0, 0],
+            [1, 0],
+            [0, 1],
+        ];
+        let data = Dataset::new(8, 2, rows.concat()).unwrap();
+        let out = fit_mean_field(&data, &[(0, 1)], &FitParams::default()).unwrap();
+        let (_, _, j) = out.model.edges()[0];
+        assert!((j - 2.0 / 3.0).abs() < 1e-12, "J = {j}");
+        assert!(out.model.fields().iter().all(|h| h.abs() < 1e-12));
+    }
+
+    #[test]
+    fn mean_field_refuses_a_singular_covariance() {
+        // Column 2 repeats column 0: C is singular.
+        let rows: [[u8; 3]; 4] = [[1, 0, 1], [0, 1, 0], [1, 1, 1], [0, 0, 0]];
+        let data = Dataset::new(4, 3, rows.concat()).unwrap();
+        let err = fit_mean_field(&data, &complete_edges(3), &FitParams::default()).unwrap_err();
+        assert!(err.to_string().contains("singular"), "{err}");
+    }
+}

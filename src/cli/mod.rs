@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
     name = "ebm",
     version,
     about = "Binary energy-based models: exact partition functions, sampling, RBM training, MAP denoising",
-    after_help = "Examples:\n  ebm info data/digits_train.txt\n  ebm partition ising --width 4 --height 4 --beta 0.4406868\n  ebm sample ising --width 64 --height 64 --beta 0.4406868 --sampler wolff --sweeps 20000\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --output digits16.safetensors\n  ebm evaluate --model digits16.safetensors --data data/digits_test.txt\n  ebm noise --input data/images/horse.png --flip 0.1 --output noisy.png\n  ebm denoise --input noisy.png --output restored.png --clean data/images/horse.png\n\nRun `ebm <command> --help` for each command's flags and an example."
+    after_help = "Examples:\n  ebm info data/digits_train.txt\n  ebm partition ising --width 4 --height 4 --beta 0.4406868\n  ebm sample ising --width 64 --height 64 --beta 0.4406868 --sampler wolff --sweeps 20000\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --output digits16.safetensors\n  ebm evaluate --model digits16.safetensors --data data/digits_test.txt\n  ebm fit --data data/digits_train.txt --graph lattice --width 8 --height 8 --output fitted.uai\n  ebm noise --input data/images/horse.png --flip 0.1 --output noisy.png\n  ebm denoise --input noisy.png --output restored.png --clean data/images/horse.png\n\nRun `ebm <command> --help` for each command's flags and an example."
 )]
 pub struct Cli {
     #[command(flatten)]

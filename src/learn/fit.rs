@@ -22,10 +22,10 @@ use crate::model::{Boundary, PairwiseMrf};
 
 /// Examples per parallel chunk: partial sums are formed per chunk and added in chunk order,
 /// so the result does not depend on the number of threads.
-const CHUNK_EXAMPLES: usize = 256;
+pub const CHUNK_EXAMPLES: usize = 256;
 
 /// Pairs kept by L-BFGS (Nocedal & Wright 2006, section 7.2, suggest 3 to 20).
-const LBFGS_MEMORY: usize = 10;
+pub const LBFGS_MEMORY: usize = 10;
 
 /// Armijo sufficient-decrease constant c1 (Nocedal & Wright 2006, section 3.1).
 const ARMIJO_C1: f64 = 1e-4;

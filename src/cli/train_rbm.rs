@@ -1,5 +1,5 @@
 //! `ebm train-rbm`: training of a binary RBM by contrastive divergence, persistent CD,
-//! pseudo-likelihood or ratio matching.
+//! pseudo-likelihood, ratio matching or noise-contrastive estimation.
 
 use std::path::{Path, PathBuf};
 
@@ -124,7 +124,7 @@ pub enum EvalArg {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt --test data/mnist5k_test.txt --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --stop-after 100 --log log.csv --output digits16.safetensors\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --objective pseudo-likelihood --epochs 200 --output digits16pl.safetensors\n  ebm train-rbm --data data/digits_train.txt --resume digits16.safetensors --log log.csv --output digits16.safetensors\n\nResuming: the checkpoint stores the training settings; a flag left out takes the stored value, a flag given with another value is refused. Under the default linear schedule --epochs is the total the rate decays over and cannot change; with --lr-schedule constant a larger --epochs extends the run. Pass --seed again when the run used a non-default seed."
+    after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt --test data/mnist5k_test.txt --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --stop-after 100 --log log.csv --output digits16.safetensors\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --objective pseudo-likelihood --epochs 200 --output digits16pl.safetensors\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --objective nce --nce-ratio 4 --epochs 200 --output digits16nce.safetensors\n  ebm train-rbm --data data/digits_train.txt --resume digits16.safetensors --log log.csv --output digits16.safetensors\n\nResuming: the checkpoint stores the training settings; a flag left out takes the stored value, a flag given with another value is refused. Under the default linear schedule --epochs is the total the rate decays over and cannot change; with --lr-schedule constant a larger --epochs extends the run. Pass --seed again when the run used a non-default seed."
 )]
 pub struct TrainRbmArgs {
     /// Training examples (.txt, .csv, .npy, IDX; optionally .gz).

@@ -499,7 +499,8 @@ pub struct TrainOutcome {
 }
 
 /// Trains an RBM on `train` (and evaluates on `test` when given) by `params.objective` (CD-k,
-/// or PCD-k when `params.persistent`; pseudo-likelihood; ratio matching), starting from `resume` or a fresh [`TrainState::init`], until
+/// or PCD-k when `params.persistent`; pseudo-likelihood; ratio matching; noise-contrastive
+/// estimation), starting from `resume` or a fresh [`TrainState::init`], until
 /// `params.epochs` epochs are complete.
 pub fn train_rbm(
     train: &Dataset,

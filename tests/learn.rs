@@ -547,7 +547,8 @@ fn cli_resume_under_the_default_schedule_equals_one_run_and_threads_do_not_chang
         &["--epochs", "10", "--threads", "1"],
         &out("one.safetensors"),
     );
-    let full = read_rbm(std::path::Path::new(&out("full.safetensors"))).unwrap();
+    let full =
+        ebm::io::safetensors::read_rbm(std::path::Path::new(&out("full.safetensors"))).unwrap();
     let resumed = read_rbm(std::path::Path::new(&out("resumed.safetensors"))).unwrap();
     let one = read_rbm(std::path::Path::new(&out("one.safetensors"))).unwrap();
     let half = read_rbm(std::path::Path::new(&out("half.safetensors"))).unwrap();
@@ -1480,4 +1481,94 @@ fn cli_pseudo_likelihood_resumed_equals_one_run() {
         std::fs::read(out("full.safetensors")).unwrap(),
         std::fs::read(out("half.safetensors")).unwrap()
     );
+}
+
+#[test]
+fn cli_nce_reports_its_log_z_resumes_exactly_and_refuses_a_bad_nce_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let train_path = digits_path("digits_train.txt");
+    let run = |extra: &[&str], output: &str| {
+        let mut cmd = crate::common::ebm();
+        cmd.args(["train-rbm", "--data", &train_path, "--quiet"])
+            .args(["--output", output])
+            .args(extra);
+        cmd.assert()
+    };
+    let settings = [
+        "--hidden",
+        "8",
+        "--objective",
+        "nce",
+        "--nce-ratio",
+        "2",
+        "--epochs",
+        "6",
+    ];
+    let assert = run(
+        &[&settings[..], &["--eval", "exact", "--json"]].concat(),
+        &out("full.safetensors"),
+    )
+    .success();
+    let v: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(v["objective"], "nce");
+    let c = v["nce_log_z"].as_f64().unwrap();
+    assert!(c.is_finite() && v["log_z"].as_f64().unwrap().is_finite());
+    // The learned c is in the checkpoint, and a run stopped and resumed (objective, ratio and
+    // c taken from the checkpoint), on 1 thread instead of all, equals one run, byte for byte.
+    let full =
+        ebm::io::safetensors::read_rbm(std::path::Path::new(&out("full.safetensors"))).unwrap();
+    assert_eq!(full.extra["nce_log_z"].data, vec![c]);
+    run(
+        &[
+            &settings[..],
+            &["--eval", "none", "--stop-after", "3", "--threads", "1"],
+        ]
+        .concat(),
+        &out("half.safetensors"),
+    )
+    .success();
+    run(
+        &[
+            "--resume",
+            &out("half.safetensors"),
+            "--eval",
+            "exact",
+            "--threads",
+            "1",
+        ],
+        &out("half.safetensors"),
+    )
+    .success();
+    assert!(
+        std::fs::read(out("full.safetensors")).unwrap()
+            == std::fs::read(out("half.safetensors")).unwrap(),
+        "the resumed NCE run differs from the uninterrupted one"
+    );
+    // Another objective reports no c.
+    let assert = run(
+        &["--hidden", "8", "--epochs", "1", "--eval", "none", "--json"],
+        &out("cd.safetensors"),
+    )
+    .success();
+    let v: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert!(v["nce_log_z"].is_null(), "{v}");
+    // --nce-ratio with another objective, and a ratio of 0, are refused as bad flags.
+    for (args, names) in [
+        (
+            &["--objective", "pseudo-likelihood", "--nce-ratio", "2"][..],
+            &["--nce-ratio", "pseudo-likelihood"][..],
+        ),
+        (&["--nce-ratio", "3"], &["--nce-ratio", "cd"]),
+        (
+            &["--objective", "nce", "--nce-ratio", "0"],
+            &["nce-ratio", "got 0"],
+        ),
+    ] {
+        let assert = run(args, &out("bad.safetensors")).code(2);
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        for n in names {
+            assert!(err.contains(n), "{args:?}: {err}");
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! `ebm train-rbm`: training of a binary RBM by contrastive divergence, persistent CD,
-//! pseudo-likelihood or ratio matching.
+//! pseudo-likelihood, ratio matching or noise-contrastive estimation.
 
 use std::path::{Path, PathBuf};
 
@@ -95,6 +95,9 @@ pub enum ObjectiveArg {
     /// Ratio matching (Hyvarinen 2007; Marlin et al. 2010): no Markov chain, O(n_v n_h) per
     /// example.
     RatioMatching,
+    /// Noise-contrastive estimation (Gutmann & Hyvarinen 2012): no Markov chain; data against
+    /// --nce-ratio samples per example from the data's independent bit means, with ln Z learned.
+    Nce,
 }
 
 /// Learning-rate schedules.
@@ -121,7 +124,7 @@ pub enum EvalArg {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt --test data/mnist5k_test.txt --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --stop-after 100 --log log.csv --output digits16.safetensors\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --objective pseudo-likelihood --epochs 200 --output digits16pl.safetensors\n  ebm train-rbm --data data/digits_train.txt --resume digits16.safetensors --log log.csv --output digits16.safetensors\n\nResuming: the checkpoint stores the training settings; a flag left out takes the stored value, a flag given with another value is refused. Under the default linear schedule --epochs is the total the rate decays over and cannot change; with --lr-schedule constant a larger --epochs extends the run. Pass --seed again when the run used a non-default seed."
+    after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt --test data/mnist5k_test.txt --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --stop-after 100 --log log.csv --output digits16.safetensors\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --objective pseudo-likelihood --epochs 200 --output digits16pl.safetensors\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --objective nce --nce-ratio 4 --epochs 200 --output digits16nce.safetensors\n  ebm train-rbm --data data/digits_train.txt --resume digits16.safetensors --log log.csv --output digits16.safetensors\n\nResuming: the checkpoint stores the training settings; a flag left out takes the stored value, a flag given with another value is refused. Under the default linear schedule --epochs is the total the rate decays over and cannot change; with --lr-schedule constant a larger --epochs extends the run. Pass --seed again when the run used a non-default seed."
 )]
 pub struct TrainRbmArgs {
     /// Training examples (.txt, .csv, .npy, IDX; optionally .gz).
@@ -168,6 +171,10 @@ pub struct TrainRbmArgs {
     /// Number of persistent chains (with --persistent) [default: 100, or the resumed run's].
     #[arg(long)]
     pub chains: Option<usize>,
+    /// Noise samples per data example, an integer >= 1 (with --objective nce) [default: 1, or
+    /// the resumed run's].
+    #[arg(long)]
+    pub nce_ratio: Option<usize>,
     /// Momentum in [0, 1) [default: 0.5, or the resumed run's].
     #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
@@ -227,6 +234,8 @@ struct Report {
     test_log_likelihood: Option<f64>,
     log_z: Option<f64>,
     log_z_method: Option<&'static str>,
+    /// NCE's learned normaliser c (its estimate of ln Z); null for the other objectives.
+    nce_log_z: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_z_low: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -361,6 +370,7 @@ fn objective_flags(args: &TrainRbmArgs) -> anyhow::Result<(Option<Objective>, bo
         ObjectiveArg::Pcd => (Objective::ContrastiveDivergence, true),
         ObjectiveArg::PseudoLikelihood => (Objective::PseudoLikelihood, false),
         ObjectiveArg::RatioMatching => (Objective::RatioMatching, false),
+        ObjectiveArg::Nce => (Objective::NoiseContrastive, false),
     };
     if args.persistent && !persistent {
         return Err(usage(format!(
@@ -513,6 +523,7 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         cd_k: args.cd_k,
         persistent,
         chains: args.chains,
+        nce_ratio: args.nce_ratio,
         momentum: args.momentum,
         weight_decay: args.weight_decay,
     };
@@ -527,6 +538,13 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let params = requested
         .resolve(resume.as_ref(), &base)
         .with_context(|| format!("resuming the checkpoint {ckpt}"))?;
+    if args.nce_ratio.is_some() && params.objective != Objective::NoiseContrastive {
+        return Err(usage(format!(
+            "--nce-ratio does not apply to --objective {} (it sets the noise samples of \
+             --objective nce)",
+            params.objective.name(params.persistent)
+        )));
+    }
     params.validate()?;
     let resume = resume.map(|c| c.state);
     if let Some(s) = &resume {
@@ -619,6 +637,9 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         test_log_likelihood: last.and_then(|s| s.test_log_likelihood),
         log_z: last.and_then(|s| s.log_z),
         log_z_method: last.and_then(|s| s.log_z_method),
+        nce_log_z: (params.objective == Objective::NoiseContrastive)
+            .then(|| outcome.state.own_parameters.first().map(|&c| c as f64))
+            .flatten(),
         log_z_low: last.and_then(|s| s.log_z_low).filter(|x| x.is_finite()),
         log_z_high: last.and_then(|s| s.log_z_high),
         reconstruction_error: last.map_or(f64::NAN, |s| s.reconstruction_error),

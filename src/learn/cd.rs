@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use super::checkpoint::{VELOCITY_HIDDEN, VELOCITY_VISIBLE, VELOCITY_WEIGHTS};
 use super::estimator::{ContrastiveDivergence, Gradient, GradientEstimator};
 use super::eval::{Evaluation, average_log_likelihood, evaluate};
+use super::nce::NoiseContrastive;
 use super::objectives::{PseudoLikelihood, RatioMatching};
 pub use super::optimizer::LrSchedule;
 use super::optimizer::Momentum;
@@ -54,6 +55,8 @@ pub const DEFAULT_LR_SCHEDULE: LrSchedule = LrSchedule::Linear;
 pub const DEFAULT_CD_K: usize = 1;
 /// Default number of persistent chains (fantasy particles) for PCD.
 pub const DEFAULT_CHAINS: usize = 100;
+/// Default noise samples per data example of noise-contrastive estimation.
+pub const DEFAULT_NCE_RATIO: usize = 1;
 /// Default momentum.
 pub const DEFAULT_MOMENTUM: f64 = 0.5;
 /// Default L2 weight decay (applied to W only).
@@ -74,17 +77,20 @@ pub enum Objective {
     PseudoLikelihood,
     /// Ratio matching ([`RatioMatching`]).
     RatioMatching,
+    /// Noise-contrastive estimation ([`NoiseContrastive`]).
+    NoiseContrastive,
 }
 
 impl Objective {
     /// The name of the objective in checkpoints, reports and on the command line: `cd`, `pcd`
-    /// (contrastive divergence with `persistent`), `pseudo-likelihood` or `ratio-matching`.
+    /// (contrastive divergence with `persistent`), `pseudo-likelihood`, `ratio-matching` or `nce`.
     pub fn name(self, persistent: bool) -> &'static str {
         match (self, persistent) {
             (Objective::ContrastiveDivergence, false) => "cd",
             (Objective::ContrastiveDivergence, true) => "pcd",
             (Objective::PseudoLikelihood, _) => "pseudo-likelihood",
             (Objective::RatioMatching, _) => "ratio-matching",
+            (Objective::NoiseContrastive, _) => "nce",
         }
     }
 
@@ -95,6 +101,7 @@ impl Objective {
             "pcd" => Some((Objective::ContrastiveDivergence, true)),
             "pseudo-likelihood" => Some((Objective::PseudoLikelihood, false)),
             "ratio-matching" => Some((Objective::RatioMatching, false)),
+            "nce" => Some((Objective::NoiseContrastive, false)),
             _ => None,
         }
     }
@@ -124,6 +131,8 @@ pub struct CdParams {
     pub persistent: bool,
     /// Number of persistent chains (PCD only).
     pub chains: usize,
+    /// Noise samples per data example (noise-contrastive estimation only; >= 1).
+    pub nce_ratio: usize,
     /// Momentum in [0, 1).
     pub momentum: f64,
     /// L2 weight decay (>= 0).
@@ -153,6 +162,7 @@ impl Default for CdParams {
             cd_k: DEFAULT_CD_K,
             persistent: false,
             chains: DEFAULT_CHAINS,
+            nce_ratio: DEFAULT_NCE_RATIO,
             momentum: DEFAULT_MOMENTUM,
             weight_decay: DEFAULT_WEIGHT_DECAY,
             init_std: DEFAULT_INIT_STD,
@@ -182,6 +192,7 @@ impl CdParams {
             ("epochs", self.epochs),
             ("batch-size", self.batch_size),
             ("cd-k", self.cd_k),
+            ("nce-ratio", self.nce_ratio),
         ] {
             if v == 0 {
                 return Err(Error::param(name, "must be at least 1, got 0"));
@@ -306,8 +317,12 @@ pub struct TrainState {
     pub velocity_hidden: Vec<f32>,
     /// Persistent chains' visible states, `chains x n_visible` (empty for CD).
     pub chains: Vec<f32>,
-    /// The training data's visible means (base rates of AIS).
+    /// The training data's visible means (base rates of AIS; NCE's noise means).
     pub data_means: Vec<f64>,
+    /// The estimator's own parameters ([`GradientEstimator::own_parameters`]; NCE: [c]);
+    /// empty for the other objectives and for a fresh NCE run (c then starts at
+    /// [`crate::learn::nce::initial_log_z`]).
+    pub own_parameters: Vec<f32>,
 }
 
 const TAG_INIT: u64 = 1;
@@ -379,6 +394,7 @@ impl TrainState {
             model,
             chains,
             data_means,
+            own_parameters: Vec::new(),
         })
     }
 
@@ -483,7 +499,8 @@ pub struct TrainOutcome {
 }
 
 /// Trains an RBM on `train` (and evaluates on `test` when given) by `params.objective` (CD-k,
-/// or PCD-k when `params.persistent`; pseudo-likelihood; ratio matching), starting from `resume` or a fresh [`TrainState::init`], until
+/// or PCD-k when `params.persistent`; pseudo-likelihood; ratio matching; noise-contrastive
+/// estimation), starting from `resume` or a fresh [`TrainState::init`], until
 /// `params.epochs` epochs are complete.
 pub fn train_rbm(
     train: &Dataset,
@@ -506,6 +523,13 @@ pub fn train_rbm(
         )),
         Objective::PseudoLikelihood => Box::new(PseudoLikelihood::new(&state.model)),
         Objective::RatioMatching => Box::new(RatioMatching::new(&state.model)),
+        Objective::NoiseContrastive => Box::new(NoiseContrastive::new(
+            &state.model,
+            &state.data_means,
+            params.nce_ratio,
+            params.batch_size.min(train.rows()),
+            state.own_parameters.first().copied(),
+        )),
     };
     train_with_estimator(train, test, params, state, estimator.as_mut(), observer)
 }
@@ -809,10 +833,17 @@ impl<'a> EpochRunner<'a> {
                 &self.grad,
                 lr as f32,
             );
+            estimator.step_own_parameters(lr as f32);
         }
         let chains = estimator.chains();
         if !chains.is_empty() {
             state.chains.copy_from_slice(chains);
+        }
+        let own = estimator.own_parameters();
+        if state.own_parameters.len() != own.len() {
+            state.own_parameters = own.to_vec();
+        } else {
+            state.own_parameters.copy_from_slice(own);
         }
     }
 }

@@ -9,12 +9,13 @@
 //! | momentum velocities of W, b, c | tensors [`VELOCITY_WEIGHTS`], [`VELOCITY_VISIBLE`], [`VELOCITY_HIDDEN`] |
 //! | the training data's visible means (AIS base rates) | tensor [`DATA_MEANS`] |
 //! | the persistent chains (PCD only) | tensor [`PERSISTENT_CHAINS`], `chains x n_visible` |
+//! | NCE's learned normaliser c (NCE only) | tensor [`NCE_LOG_Z`], shape [1] |
 //! | the completed epochs | metadata [`EPOCHS_DONE_KEY`] |
 //! | the settings that shape the updates | metadata [`TRAINING_KEY`], a JSON object |
 //!
 //! The settings object holds `epochs` (the total the linear schedule decays over), `batch_size`,
-//! `learning_rate`, `lr_schedule`, `objective` (`cd`, `pcd`, `pseudo-likelihood` or
-//! `ratio-matching`; absent in older files, which mean `cd` or `pcd` by `persistent`), `cd_k`, `persistent`, `chains`, `momentum`, `weight_decay`
+//! `learning_rate`, `lr_schedule`, `objective` (`cd`, `pcd`, `pseudo-likelihood`,
+//! `ratio-matching` or `nce`; absent in older files, which mean `cd` or `pcd` by `persistent`), `cd_k`, `persistent`, `chains`, `nce_ratio` (absent in older files: 1), `momentum`, `weight_decay`
 //! and `seed` (all needed to continue), plus `data`, `hidden` and `init_std` for the record.
 //! [`Checkpoint::from_file`] refuses a file that lacks any needed piece, naming it.
 //!
@@ -26,8 +27,8 @@ use crate::error::{Error, Result};
 use crate::io::safetensors::{RbmFile, Tensor};
 use crate::learn::cd::{
     CdParams, DEFAULT_BATCH_SIZE, DEFAULT_CD_K, DEFAULT_CHAINS, DEFAULT_EPOCHS, DEFAULT_HIDDEN,
-    DEFAULT_LEARNING_RATE, DEFAULT_LR_SCHEDULE, DEFAULT_MOMENTUM, DEFAULT_WEIGHT_DECAY, LrSchedule,
-    Objective, TrainState,
+    DEFAULT_LEARNING_RATE, DEFAULT_LR_SCHEDULE, DEFAULT_MOMENTUM, DEFAULT_NCE_RATIO,
+    DEFAULT_WEIGHT_DECAY, LrSchedule, Objective, TrainState,
 };
 use crate::model::Rbm;
 use crate::model::RbmF32;
@@ -46,6 +47,9 @@ pub const VELOCITY_HIDDEN: &str = "velocity_hidden_bias";
 pub const PERSISTENT_CHAINS: &str = "persistent_chains";
 /// Tensor name of the training data's visible means.
 pub const DATA_MEANS: &str = "data_visible_means";
+/// Tensor name of noise-contrastive estimation's learned normaliser c (estimate of ln Z),
+/// shape [1]; present for `objective` `nce` once an epoch is complete.
+pub const NCE_LOG_Z: &str = "nce_log_z";
 
 /// The name of a schedule in the settings object (and on the command line).
 pub fn schedule_name(schedule: LrSchedule) -> &'static str {
@@ -75,6 +79,8 @@ pub struct StoredSettings {
     pub persistent: bool,
     /// Number of persistent chains.
     pub chains: usize,
+    /// Noise samples per example of NCE (1 when the file has no `nce_ratio`).
+    pub nce_ratio: usize,
     /// Momentum.
     pub momentum: f64,
     /// L2 weight decay.
@@ -129,6 +135,10 @@ impl StoredSettings {
             cd_k: size("cd_k")?,
             persistent,
             chains: size("chains")?,
+            nce_ratio: match v.get("nce_ratio") {
+                None => DEFAULT_NCE_RATIO,
+                Some(_) => size("nce_ratio")?,
+            },
             momentum: float("momentum")?,
             weight_decay: float("weight_decay")?,
             seed: uint("seed")?,
@@ -162,6 +172,13 @@ impl TrainState {
             (VELOCITY_HIDDEN, vec![nh], f(&self.velocity_hidden)),
             (DATA_MEANS, vec![nv], self.data_means.clone()),
         ];
+        if !self.own_parameters.is_empty() {
+            out.push((
+                NCE_LOG_Z,
+                vec![self.own_parameters.len()],
+                f(&self.own_parameters),
+            ));
+        }
         if !self.chains.is_empty() {
             out.push((
                 PERSISTENT_CHAINS,
@@ -218,6 +235,9 @@ impl TrainState {
                 data.iter().map(|&x| x as f32).collect()
             }
         };
+        let own_parameters = fetch(NCE_LOG_Z, &[1])?
+            .map(|x| x.iter().map(|&a| a as f32).collect())
+            .unwrap_or_default();
         let data_means = match fetch(DATA_MEANS, &[nv])? {
             Some(m) => m,
             None => rbm
@@ -234,6 +254,7 @@ impl TrainState {
             model,
             chains,
             data_means,
+            own_parameters,
         })
     }
 }
@@ -306,6 +327,7 @@ pub fn checkpoint_file(state: &TrainState, params: &CdParams, data: &str) -> Res
             "cd_k": params.cd_k,
             "persistent": params.persistent,
             "chains": params.chains,
+            "nce_ratio": params.nce_ratio,
             "momentum": params.momentum,
             "weight_decay": params.weight_decay,
             "init_std": params.init_std,
@@ -342,6 +364,8 @@ pub struct Requested {
     pub persistent: bool,
     /// Number of persistent chains.
     pub chains: Option<usize>,
+    /// Noise samples per example of NCE.
+    pub nce_ratio: Option<usize>,
     /// Momentum.
     pub momentum: Option<f64>,
     /// L2 weight decay.
@@ -490,6 +514,12 @@ impl Requested {
                 stored.map(|s| s.chains),
                 DEFAULT_CHAINS,
             )?,
+            nce_ratio: merge(
+                "--nce-ratio",
+                self.nce_ratio,
+                stored.map(|s| s.nce_ratio),
+                DEFAULT_NCE_RATIO,
+            )?,
             momentum: merge(
                 "--momentum",
                 self.momentum,
@@ -530,7 +560,10 @@ mod tests {
         let (mut state, params) = state_and_params();
         state.epoch = 3;
         state.velocity_hidden = vec![0.25, -0.5];
+        // An estimator's own parameter (NCE's c) is stored and read back.
+        state.own_parameters = vec![-2.25];
         let file = checkpoint_file(&state, &params, "d.txt").unwrap();
+        assert_eq!(file.extra[NCE_LOG_Z].data, vec![-2.25]);
         let back = Checkpoint::from_file(&file).unwrap();
         assert_eq!(back.state, state);
         assert_eq!(
@@ -544,6 +577,7 @@ mod tests {
                 cd_k: params.cd_k,
                 persistent: true,
                 chains: 3,
+                nce_ratio: 1,
                 momentum: params.momentum,
                 weight_decay: params.weight_decay,
                 seed: params.seed,

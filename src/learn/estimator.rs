@@ -57,6 +57,18 @@ pub trait GradientEstimator {
     fn chains(&self) -> &[f32] {
         &[]
     }
+
+    /// Parameters of the objective that are not the RBM's and that the estimator owns (NCE: [c],
+    /// its estimate of ln Z); a checkpoint keeps them. Empty when there are none.
+    fn own_parameters(&self) -> &[f32] {
+        &[]
+    }
+
+    /// Called by the epoch loop after each optimizer step: one plain gradient-ascent step at
+    /// learning rate `lr` of [`GradientEstimator::own_parameters`] along the gradient of the
+    /// last [`GradientEstimator::gradient`] call (no momentum: the optimizer stays generic and
+    /// holds no state for them).
+    fn step_own_parameters(&mut self, _lr: f32) {}
 }
 
 /// CD-k (negative samples from k sweeps started at the batch) or PCD-k (from persistent

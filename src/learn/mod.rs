@@ -1,5 +1,5 @@
 //! Learning RBMs from binary data: contrastive divergence (CD-k) and persistent CD ([`cd`]),
-//! pseudo-likelihood and ratio matching ([`objectives`]),
+//! pseudo-likelihood and ratio matching ([`objectives`]), noise-contrastive estimation ([`nce`]),
 //! checkpoints and the rules of resuming ([`checkpoint`]), and the figures that measure a trained
 //! model ([`eval`]).
 
@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod estimator;
 pub mod eval;
 pub mod fit;
+pub mod nce;
 pub mod objectives;
 pub mod optimizer;
 
@@ -18,5 +19,6 @@ pub use cd::{
 pub use checkpoint::{Checkpoint, Requested, StoredSettings, checkpoint_file};
 pub use estimator::{ContrastiveDivergence, Gradient, GradientEstimator};
 pub use eval::{Evaluation, LikelihoodReport, average_log_likelihood, evaluate};
+pub use nce::NoiseContrastive;
 pub use objectives::{PseudoLikelihood, RatioMatching};
 pub use optimizer::Momentum;

@@ -319,7 +319,7 @@ pub struct TrainState {
     pub chains: Vec<f32>,
     /// The training data's visible means (base rates of AIS; NCE's noise means).
     pub data_means: Vec<f64>,
-    /// The estimator's own parameters ([`GradientEstimator::own_parameters`]; NCE: [c]);
+    /// The estimator's own parameters ([`GradientEstimator::own_parameters`]; NCE: `[c]`);
     /// empty for the other objectives and for a fresh NCE run (c then starts at
     /// [`crate::learn::nce::initial_log_z`]).
     pub own_parameters: Vec<f32>,

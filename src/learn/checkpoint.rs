@@ -9,7 +9,7 @@
 //! | momentum velocities of W, b, c | tensors [`VELOCITY_WEIGHTS`], [`VELOCITY_VISIBLE`], [`VELOCITY_HIDDEN`] |
 //! | the training data's visible means (AIS base rates) | tensor [`DATA_MEANS`] |
 //! | the persistent chains (PCD only) | tensor [`PERSISTENT_CHAINS`], `chains x n_visible` |
-//! | NCE's learned normaliser c (NCE only) | tensor [`NCE_LOG_Z`], shape [1] |
+//! | NCE's learned normaliser c (NCE only) | tensor [`NCE_LOG_Z`], shape `[1]` |
 //! | the completed epochs | metadata [`EPOCHS_DONE_KEY`] |
 //! | the settings that shape the updates | metadata [`TRAINING_KEY`], a JSON object |
 //!
@@ -48,7 +48,7 @@ pub const PERSISTENT_CHAINS: &str = "persistent_chains";
 /// Tensor name of the training data's visible means.
 pub const DATA_MEANS: &str = "data_visible_means";
 /// Tensor name of noise-contrastive estimation's learned normaliser c (estimate of ln Z),
-/// shape [1]; present for `objective` `nce` once an epoch is complete.
+/// shape `[1]`; present for `objective` `nce` once an epoch is complete.
 pub const NCE_LOG_Z: &str = "nce_log_z";
 
 /// The name of a schedule in the settings object (and on the command line).

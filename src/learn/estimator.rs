@@ -58,7 +58,7 @@ pub trait GradientEstimator {
         &[]
     }
 
-    /// Parameters of the objective that are not the RBM's and that the estimator owns (NCE: [c],
+    /// Parameters of the objective that are not the RBM's and that the estimator owns (NCE: `[c]`,
     /// its estimate of ln Z); a checkpoint keeps them. Empty when there are none.
     fn own_parameters(&self) -> &[f32] {
         &[]

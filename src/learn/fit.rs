@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
+use crate::model::pairwise::Adjacency;
 use crate::model::{Boundary, PairwiseMrf};
 
 /// Examples per parallel chunk: partial sums are formed per chunk and added in chunk order,
@@ -142,26 +143,11 @@ impl<'a> PseudoLikelihoodObjective<'a> {
             }
         }
         let edges = normalise_edges(edges.to_vec());
-        let mut degree = vec![0usize; n];
-        for &(i, j) in &edges {
-            degree[i] += 1;
-            degree[j] += 1;
-        }
-        let mut row_start = vec![0usize; n + 1];
-        for i in 0..n {
-            row_start[i + 1] = row_start[i] + degree[i];
-        }
-        let mut fill = row_start[..n].to_vec();
-        let mut neighbour = vec![0usize; row_start[n]];
-        let mut edge_of = vec![0usize; row_start[n]];
-        for (e, &(i, j)) in edges.iter().enumerate() {
-            neighbour[fill[i]] = j;
-            edge_of[fill[i]] = e;
-            fill[i] += 1;
-            neighbour[fill[j]] = i;
-            edge_of[fill[j]] = e;
-            fill[j] += 1;
-        }
+        let Adjacency {
+            row_start,
+            neighbour,
+            edge_of,
+        } = Adjacency::new(n, edges.iter().copied());
         Ok(PseudoLikelihoodObjective {
             data,
             edges,

@@ -17,6 +17,52 @@ pub struct PairwiseMrf {
     constant: f64,
 }
 
+/// The neighbour lists of an undirected graph in compressed-row form: the neighbours of
+/// variable `i` are `neighbour[row_start[i]..row_start[i + 1]]`, and `edge_of[k]` is the index
+/// (in the order given) of the edge that slot `k` stands for. Each edge appears twice, once in
+/// each endpoint's row, in edge order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjacency {
+    /// Row offsets, `n + 1` entries.
+    pub row_start: Vec<usize>,
+    /// The neighbour in each slot.
+    pub neighbour: Vec<usize>,
+    /// The edge index of each slot.
+    pub edge_of: Vec<usize>,
+}
+
+impl Adjacency {
+    /// Builds the rows of `n` variables from `edges` (pairs of distinct indices below `n`,
+    /// each pair once; callers check this).
+    pub fn new(n: usize, edges: impl Iterator<Item = (usize, usize)> + Clone) -> Self {
+        let mut degree = vec![0usize; n];
+        for (i, j) in edges.clone() {
+            degree[i] += 1;
+            degree[j] += 1;
+        }
+        let mut row_start = vec![0usize; n + 1];
+        for i in 0..n {
+            row_start[i + 1] = row_start[i] + degree[i];
+        }
+        let mut fill = row_start[..n].to_vec();
+        let mut neighbour = vec![0usize; row_start[n]];
+        let mut edge_of = vec![0usize; row_start[n]];
+        for (e, (i, j)) in edges.enumerate() {
+            neighbour[fill[i]] = j;
+            edge_of[fill[i]] = e;
+            fill[i] += 1;
+            neighbour[fill[j]] = i;
+            edge_of[fill[j]] = e;
+            fill[j] += 1;
+        }
+        Adjacency {
+            row_start,
+            neighbour,
+            edge_of,
+        }
+    }
+}
+
 impl PairwiseMrf {
     /// Builds a model from fields h and a list of couplings (i, j, J_ij).
     ///
@@ -71,26 +117,13 @@ impl PairwiseMrf {
                 _ => merged.push((i, j, w)),
             }
         }
-        let mut degree = vec![0usize; n];
-        for &(i, j, _) in &merged {
-            degree[i] += 1;
-            degree[j] += 1;
-        }
-        let mut row_start = vec![0usize; n + 1];
-        for i in 0..n {
-            row_start[i + 1] = row_start[i] + degree[i];
-        }
-        let mut fill = row_start[..n].to_vec();
-        let mut neighbours = vec![0usize; row_start[n]];
-        let mut values = vec![0f64; row_start[n]];
-        for &(i, j, w) in &merged {
-            neighbours[fill[i]] = j;
-            values[fill[i]] = w;
-            fill[i] += 1;
-            neighbours[fill[j]] = i;
-            values[fill[j]] = w;
-            fill[j] += 1;
-        }
+        let adjacency = Adjacency::new(n, merged.iter().map(|&(i, j, _)| (i, j)));
+        let values = adjacency.edge_of.iter().map(|&e| merged[e].2).collect();
+        let Adjacency {
+            row_start,
+            neighbour: neighbours,
+            ..
+        } = adjacency;
         Ok(PairwiseMrf {
             fields,
             edges: merged,

@@ -68,3 +68,79 @@ pub trait EnergyModel: Sync {
     /// E(s with spin i flipped) - E(s), in O(degree of i).
     fn flip_delta(&self, s: &[Spin], i: usize) -> f64;
 }
+
+/// A model over `num_visible` binary units v in {0, 1}^n with a free energy F(v), so that
+/// p(v) = exp(-F(v)) / Z with Z = sum_v exp(-F(v)).
+///
+/// For an [`Rbm`] F is the free energy with the hidden layer summed out; for a [`FactorGraph`]
+/// it is the energy of the bits, F(x) = -sum_f ln phi_f(x_f). Comparisons between examples need
+/// no Z: p(v) / p(v') = exp(F(v') - F(v)). This is the seam that scoring, composition and the
+/// samplers over visible units share.
+pub trait FreeEnergyModel: Sync {
+    /// Number of visible units.
+    fn num_visible(&self) -> usize;
+    /// F(v) for bits `v` (`v.len() == num_visible()`, entries 0 or 1); `+inf` where p(v) = 0.
+    fn free_energy(&self, v: &[u8]) -> f64;
+}
+
+impl FreeEnergyModel for Rbm {
+    fn num_visible(&self) -> usize {
+        self.n_visible()
+    }
+
+    fn free_energy(&self, v: &[u8]) -> f64 {
+        Rbm::free_energy(self, v)
+    }
+}
+
+impl FreeEnergyModel for FactorGraph {
+    fn num_visible(&self) -> usize {
+        self.num_vars()
+    }
+
+    fn free_energy(&self, v: &[u8]) -> f64 {
+        -self.log_weight_bits(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// F is the negative log of the unnormalised probability: for an RBM, exp(-F(v)) equals the
+    /// sum of exp(-E(v, h)) over every hidden state; for a factor graph, the product of tables.
+    #[test]
+    fn free_energy_is_minus_the_log_of_the_unnormalised_probability() {
+        let rbm = Rbm::new(
+            2,
+            2,
+            vec![0.5, -1.0, 0.25, 2.0],
+            vec![0.1, -0.3],
+            vec![0.7, -0.2],
+        )
+        .unwrap();
+        for state in 0..4u8 {
+            let v = [state & 1, state >> 1 & 1];
+            let sum: f64 = (0..4u8)
+                .map(|hs| (-rbm.energy(&v, &[hs & 1, hs >> 1 & 1])).exp())
+                .sum();
+            let f = FreeEnergyModel::free_energy(&rbm, &v);
+            assert!(
+                (f + sum.ln()).abs() < 1e-12,
+                "{state}: {f} vs {}",
+                -sum.ln()
+            );
+        }
+        let graph = FactorGraph::new(
+            2,
+            vec![
+                Factor::new(vec![0], vec![1.0, 3.0]).unwrap(),
+                Factor::new(vec![0, 1], vec![2.0, 0.5, 1.5, 4.0]).unwrap(),
+            ],
+        )
+        .unwrap();
+        // x = (1, 1): phi0(1) * phi1(1, 1) = 3 * 4.
+        assert!((graph.free_energy(&[1, 1]) + 12f64.ln()).abs() < 1e-12);
+        assert_eq!(graph.num_visible(), 2);
+    }
+}

@@ -63,6 +63,13 @@ def bars_and_stripes():
     write_bits(OUT / "bars_stripes_4x4.txt", patterns)
 
 
+def write_labels(path, labels):
+    """One integer (the digit) per line, in the order of the rows of the matching data file."""
+    with open(path, "w") as f:
+        for label in labels:
+            f.write(f"{int(label)}\n")
+
+
 def digits():
     d = load_digits()
     bits = d.data >= 8  # pixels are 0..16: half the maximum and above is 1
@@ -70,6 +77,8 @@ def digits():
     test, train = order[:N_TEST], order[N_TEST:]
     write_bits(OUT / "digits_train.txt", bits[train])
     write_bits(OUT / "digits_test.txt", bits[test])
+    write_labels(OUT / "digits_train_labels.txt", d.target[train])
+    write_labels(OUT / "digits_test_labels.txt", d.target[test])
 
 
 if __name__ == "__main__":

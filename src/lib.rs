@@ -48,6 +48,7 @@ pub mod io;
 pub mod learn;
 pub mod linalg;
 pub mod logspace;
+pub mod metrics;
 pub mod model;
 pub mod progress;
 pub mod rng;

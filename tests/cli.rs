@@ -49,7 +49,10 @@ fn info_targets() -> Vec<std::path::PathBuf> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if !path.extension().is_some_and(|e| e == "md" || e == "py") {
+            } else if !path.extension().is_some_and(|e| e == "md" || e == "py")
+                // Label files (one integer per line) are not datasets; tests/score.rs checks them.
+                && !path.to_string_lossy().ends_with("_labels.txt")
+            {
                 files.push(path);
             }
         }

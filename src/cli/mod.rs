@@ -11,6 +11,7 @@ pub mod output;
 mod partition;
 mod sample;
 mod sample_rbm;
+mod score;
 mod train_rbm;
 pub mod ui;
 
@@ -69,6 +70,8 @@ pub enum Command {
     Fit(fit::FitArgs),
     /// Restore a noisy binary image: exact MAP by graph cut, or ICM, annealing, Gibbs.
     Denoise(denoise::DenoiseArgs),
+    /// Per-example free energies and ln p of a dataset; AUROC and average precision with labels.
+    Score(score::ScoreArgs),
 }
 
 /// Runs the parsed command line.
@@ -88,6 +91,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Denoise(args) => denoise::run(args, &cli.global),
         Command::Fit(args) => fit::run(args, &cli.global),
         Command::Sample(args) => sample::run(args, &cli.global),
+        Command::Score(args) => score::run(args, &cli.global),
     }
 }
 

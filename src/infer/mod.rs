@@ -9,5 +9,6 @@ mod kernel;
 pub mod map;
 pub mod partition;
 pub mod rbm;
+pub mod score;
 pub mod shards;
 pub mod transfer;

@@ -1,6 +1,7 @@
 //! Argument parsing and printing. Each subcommand has its own file: an args struct, a
 //! conversion to validated library parameters, the library call, and the output.
 
+mod classify;
 mod denoise;
 mod evaluate;
 mod fit;
@@ -12,6 +13,7 @@ mod partition;
 mod sample;
 mod sample_rbm;
 mod score;
+mod train_classes;
 mod train_rbm;
 pub mod ui;
 
@@ -72,6 +74,8 @@ pub enum Command {
     Denoise(denoise::DenoiseArgs),
     /// Per-example free energies and ln p of a dataset; AUROC and average precision with labels.
     Score(score::ScoreArgs),
+    /// Classify examples with one RBM per class (from `train-rbm --labels`): accuracy, confusion.
+    Classify(classify::ClassifyArgs),
 }
 
 /// Runs the parsed command line.
@@ -92,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fit(args) => fit::run(args, &cli.global),
         Command::Sample(args) => sample::run(args, &cli.global),
         Command::Score(args) => score::run(args, &cli.global),
+        Command::Classify(args) => classify::run(args, &cli.global),
     }
 }
 

@@ -212,9 +212,14 @@ pub struct TrainRbmArgs {
     /// Draw each hidden unit's weights as a tile (.png; needs a square n_visible).
     #[arg(long)]
     pub filters: Option<PathBuf>,
-    /// The trained model (.safetensors), with the state needed to resume.
+    /// The trained model (.safetensors), with the state needed to resume; with --labels, the
+    /// classifier manifest (.json), the class RBMs written beside it.
     #[arg(long)]
     pub output: PathBuf,
+    /// Class labels, one integer per line for each row of --data: trains one RBM per class
+    /// and writes a classifier for `ebm classify` (see `ebm classify --help`).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -358,7 +363,7 @@ fn write_state(
 
 /// The objective asked for by `--objective` and `--persistent` (`None`: neither given), and
 /// whether persistent chains are; refuses flags that contradict each other or do not apply.
-fn objective_flags(args: &TrainRbmArgs) -> anyhow::Result<(Option<Objective>, bool)> {
+pub(super) fn objective_flags(args: &TrainRbmArgs) -> anyhow::Result<(Option<Objective>, bool)> {
     let Some(arg) = args.objective else {
         return Ok((None, args.persistent));
     };
@@ -437,6 +442,9 @@ fn resumed_log(path: &Path, done: usize) -> anyhow::Result<String> {
 }
 
 pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    if let Some(labels) = &args.labels {
+        return super::train_classes::run(args, labels, global);
+    }
     // Every output is checked before the data are read and the training runs. The model and
     // the log are written during the run (checkpoints); the filter image with the result.
     let mut outputs = Outputs::new();

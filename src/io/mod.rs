@@ -1,6 +1,7 @@
 //! File formats: everything that touches the file system lives here.
 
 pub mod atomic;
+pub mod classifier;
 
 pub use atomic::{write_atomic, write_bytes_atomic};
 pub use model::{LoadedModel, ModelKind, open_model, sniff_model};
@@ -9,4 +10,5 @@ pub mod images;
 pub mod labels;
 pub mod model;
 pub mod safetensors;
+pub mod sha256;
 pub mod uai;

@@ -5,6 +5,7 @@
 
 pub mod cd;
 pub mod checkpoint;
+pub mod classifier;
 pub mod estimator;
 pub mod eval;
 pub mod fit;

@@ -10,3 +10,4 @@ mod learn;
 mod map;
 mod models;
 mod samplers;
+mod score;

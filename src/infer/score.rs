@@ -93,7 +93,7 @@ mod tests {
         let f = free_energies(&rbm, &data).unwrap();
         for (i, fi) in f.iter().enumerate() {
             // F(v) = -b.v - softplus(c + v.W), written out.
-            let v = [(i % 2) as f64, (i % 3 == 0) as f64];
+            let v = [(i % 2) as f64, u8::from(i % 3 == 0) as f64];
             let a = 0.25 + v[0] * 1.0 + v[1] * -2.0;
             let direct = -0.5 * v[0] - (1.0 + f64::exp(a)).ln();
             assert!((fi - direct).abs() < 1e-12, "row {i}");

@@ -44,7 +44,7 @@ fn descending_order(scores: &[f64]) -> Vec<usize> {
 /// The area under the ROC curve of `scores` for the positives `positive` (higher score = more
 /// likely positive): the Mann-Whitney statistic
 ///
-/// AUROC = (1 / (n_+ n_-)) sum_{i positive} sum_{j negative} ([s_i > s_j] + 1/2 [s_i = s_j]),
+/// AUROC = (1 / (n_+ n_-)) sum_{i positive} sum_{j negative} (1{s_i > s_j} + 1/2 1{s_i = s_j}),
 ///
 /// the probability that a random positive scores above a random negative, ties counted 1/2.
 /// Computed from mid-ranks in O(n log n): AUROC = (R_+ - n_+ (n_+ + 1) / 2) / (n_+ n_-), where

@@ -29,10 +29,9 @@ pub fn free_energies<M: FreeEnergyModel + ?Sized>(model: &M, data: &Dataset) -> 
         .data()
         .par_chunks(ROWS_PER_TASK * cols)
         .map(|block| {
-            block
-                .chunks_exact(cols)
-                .map(|v| model.free_energy(v))
-                .collect()
+            let mut out = vec![0.0; block.len() / cols];
+            model.free_energies_into(block, &mut out);
+            out
         })
         .collect();
     let out: Vec<f64> = parts.concat();

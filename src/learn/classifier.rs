@@ -76,13 +76,14 @@ pub fn log_posteriors(classes: &[ClassModel], data: &Dataset) -> Result<Vec<f64>
         .data()
         .par_chunks(ROWS_PER_TASK * cols)
         .map(|block| {
-            let mut out = Vec::with_capacity(block.len() / cols * classes.len());
-            for v in block.chunks_exact(cols) {
-                out.extend(
-                    classes
-                        .iter()
-                        .map(|c| -c.model.free_energy(v) - c.log_z + c.log_prior),
-                );
+            let rows = block.len() / cols;
+            let n = classes.len();
+            let (mut out, mut free) = (vec![0.0; rows * n], vec![0.0; rows]);
+            for (k, c) in classes.iter().enumerate() {
+                c.model.free_energies_into(block, &mut free);
+                for (r, f) in free.iter().enumerate() {
+                    out[r * n + k] = -f - c.log_z + c.log_prior;
+                }
             }
             out
         })

@@ -81,6 +81,16 @@ pub trait FreeEnergyModel: Sync {
     fn num_visible(&self) -> usize;
     /// F(v) for bits `v` (`v.len() == num_visible()`, entries 0 or 1); `+inf` where p(v) = 0.
     fn free_energy(&self, v: &[u8]) -> f64;
+
+    /// F of each row of `rows` (row-major, `num_visible()` bits per row) written to `out` (one
+    /// entry per row). The default calls [`FreeEnergyModel::free_energy`] per row; a model may
+    /// override it to reuse working memory across the rows.
+    fn free_energies_into(&self, rows: &[u8], out: &mut [f64]) {
+        let n = self.num_visible().max(1);
+        for (v, f) in rows.chunks_exact(n).zip(out) {
+            *f = self.free_energy(v);
+        }
+    }
 }
 
 impl FreeEnergyModel for Rbm {
@@ -90,6 +100,14 @@ impl FreeEnergyModel for Rbm {
 
     fn free_energy(&self, v: &[u8]) -> f64 {
         Rbm::free_energy(self, v)
+    }
+
+    fn free_energies_into(&self, rows: &[u8], out: &mut [f64]) {
+        // One buffer for the hidden activations for all the rows.
+        let mut scratch = vec![0.0; self.n_hidden()];
+        for (v, f) in rows.chunks_exact(self.n_visible().max(1)).zip(out) {
+            *f = self.free_energy_with(v, &mut scratch);
+        }
     }
 }
 

@@ -508,3 +508,61 @@ fn class_training_is_the_same_for_any_thread_count_and_class_files_are_checked()
             predicate::str::contains("wrong_labels.txt").and(predicate::str::contains("line 1")),
         );
 }
+
+#[test]
+fn ais_log_z_carries_its_spread_into_the_mean_log_likelihood() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let rbm = random_rbm(16, 8, 0.5, 21);
+    write_rbm(&model, &RbmFile::new(rbm.clone())).unwrap();
+    let data = project_root().join("data/bars_stripes_4x4.txt");
+    let out = ebm()
+        .args([
+            "score",
+            "--log-z",
+            "ais",
+            "--ais-betas",
+            "2000",
+            "--json",
+            "--model",
+        ])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .assert()
+        .success();
+    let r = json_of(&out);
+    assert_eq!(r["log_z_method"], "ais");
+    let exact = direct_log_z_over_hidden(&rbm);
+    let (lo, hi) = (
+        r["log_z_low"].as_f64().unwrap(),
+        r["log_z_high"].as_f64().unwrap(),
+    );
+    // ln(mean -+ 3 s.e.) of 100 AIS weights: with a fixed seed this either holds or not, and
+    // a 3-s.e. interval misses the truth with probability about 0.3% (plus AIS's small bias on
+    // a 16 x 8 model with weights below 0.5, far below the interval's width).
+    assert!(lo <= exact && exact <= hi, "{lo} {exact} {hi}");
+    let rows = read_bits(&data);
+    let mean_f: f64 = rows
+        .iter()
+        .map(|v| direct_free_energy(&rbm, v))
+        .sum::<f64>()
+        / rows.len() as f64;
+    let ll_lo = r["mean_log_likelihood_low"].as_f64().unwrap();
+    let ll_hi = r["mean_log_likelihood_high"].as_f64().unwrap();
+    assert!((ll_lo - (-mean_f - hi)).abs() < 1e-9 && (ll_hi - (-mean_f - lo)).abs() < 1e-9);
+}
+
+#[test]
+fn ais_for_a_uai_model_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.uai");
+    std::fs::write(&model, TWO_BIT_UAI).unwrap();
+    ebm()
+        .args(["score", "--log-z", "ais", "--json", "--model"])
+        .arg(&model)
+        .args(["--data", "missing-file.txt"])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("RBMs only"));
+}

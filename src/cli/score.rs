@@ -163,6 +163,10 @@ fn usage(msg: String) -> anyhow::Error {
     UsageError(msg).into()
 }
 
+fn ais_for_rbms_only() -> anyhow::Error {
+    usage("--log-z ais applies to RBMs only; for a UAI model use --log-z exact or none".into())
+}
+
 /// ln Z of `model` as `--log-z` asks; `None` for `none` (and for `auto` on a UAI model beyond
 /// the exact budget).
 fn log_partition(
@@ -202,12 +206,7 @@ fn log_partition(
                 ais: report.ais,
             })
         }
-        (Scored::Factors(_), LogZArg::Ais) => {
-            return Err(usage(
-                "--log-z ais applies to RBMs only; for a UAI model use --log-z exact or none"
-                    .into(),
-            ));
-        }
+        (Scored::Factors(_), LogZArg::Ais) => return Err(ais_for_rbms_only()),
         (Scored::Factors(graph), _) => {
             match exact_log_partition(
                 &Model::Factors(graph),
@@ -276,6 +275,9 @@ pub fn run(args: &ScoreArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         LoadedModel::Rbm(file) => Scored::Rbm(Box::new(file)),
         LoadedModel::Factors(graph) => Scored::Factors(graph),
     };
+    if matches!(model, Scored::Factors(_)) && args.log_z == LogZArg::Ais {
+        return Err(ais_for_rbms_only());
+    }
     let data = read_dataset(&args.data, args.threshold)
         .with_context(|| format!("reading data {}", args.data.display()))?;
     if data.rows() == 0 {

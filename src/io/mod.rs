@@ -1,6 +1,7 @@
 //! File formats: everything that touches the file system lives here.
 
 pub mod atomic;
+pub mod composite;
 
 pub use atomic::{write_atomic, write_bytes_atomic};
 pub use model::{LoadedModel, ModelKind, open_model, sniff_model};

@@ -92,6 +92,9 @@ pub fn run(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         seed: global.seed,
     };
     ais.validate()?;
+    if let Some(composite) = super::compose::composite_model(&args.model)? {
+        return super::compose::evaluate(args, &composite, global);
+    }
     let file =
         read_rbm(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
     let data = read_dataset(&args.data, args.threshold)

@@ -94,7 +94,12 @@ pub struct MixtureArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// The weights w_k, one per model, comma-separated, positive, summing to 1.
-    #[arg(long, value_delimiter = ',', required = true, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        allow_hyphen_values = true
+    )]
     pub weights: Vec<f64>,
     /// How each component's ln Z is obtained.
     #[arg(long, value_enum, default_value_t = LogZArg::Auto)]
@@ -315,15 +320,15 @@ pub fn run(args: &ComposeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 (_, None) => LogZRequest::Exact,
             };
             let mut bar = BarObserver::new(progress_enabled(global), 1, "ln Z", "");
-            let z = log_z_of(&part.model, request, part.data_means.as_deref(), &mut bar)
-                .map_err(|e| match e {
-                    ebm::Error::InvalidParam { .. } => usage(format!(
-                        "--log-z for {}: {e}",
-                        part.path.display()
-                    )),
+            let z = log_z_of(&part.model, request, part.data_means.as_deref(), &mut bar).map_err(
+                |e| match e {
+                    ebm::Error::InvalidParam { .. } => {
+                        usage(format!("--log-z for {}: {e}", part.path.display()))
+                    }
                     other => anyhow::Error::new(other)
                         .context(format!("ln Z of {}", part.path.display())),
-                })?;
+                },
+            )?;
             bar.finish();
             log_zs[k] = Some(z);
         }
@@ -366,8 +371,7 @@ pub fn run(args: &ComposeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             .iter()
             .map(|p| serde_json::json!({"path": p.path.display().to_string(), "sha256": p.sha256}))
             .collect();
-        file.metadata
-            .insert("composed".into(), "product".into());
+        file.metadata.insert("composed".into(), "product".into());
         file.metadata.insert(
             "components".into(),
             serde_json::to_string(&listed).expect("JSON of strings"),
@@ -468,8 +472,8 @@ pub fn composite_model(path: &Path) -> anyhow::Result<Option<Composite>> {
     let mut head = [0u8; 16];
     let n = {
         use std::io::Read;
-        let mut f =
-            std::fs::File::open(path).with_context(|| format!("reading model {}", path.display()))?;
+        let mut f = std::fs::File::open(path)
+            .with_context(|| format!("reading model {}", path.display()))?;
         let mut n = 0;
         while n < head.len() {
             let k = f
@@ -612,10 +616,11 @@ pub fn evaluate(
         EvaluateMethodArg::Ais => LogZRequest::Ais(ais),
     };
     let mut bar = BarObserver::new(progress_enabled(global), 1, "ln Z", "");
-    let z = log_z_of(model, request, Some(&data.column_means()), &mut bar).map_err(|e| match e {
-        ebm::Error::InvalidParam { .. } => usage(format!("--method: {e}")),
-        other => anyhow::Error::new(other).context(format!("ln Z of {}", args.model.display())),
-    })?;
+    let z =
+        log_z_of(model, request, Some(&data.column_means()), &mut bar).map_err(|e| match e {
+            ebm::Error::InvalidParam { .. } => usage(format!("--method: {e}")),
+            other => anyhow::Error::new(other).context(format!("ln Z of {}", args.model.display())),
+        })?;
     bar.finish();
     use rayon::prelude::*;
     let neg_f: f64 = data
@@ -692,7 +697,12 @@ struct SampleReport {
 /// `ebm sample --model composite.json`: an RBM composite by block Gibbs (as any RBM); any other
 /// by `--chains` independent single-site chains (`--sampler gibbs|metropolis`) of `--steps`
 /// sweeps each, their final states written as a dataset and/or a grid of tiles.
-pub fn sample(path: &Path, model: &Composite, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+pub fn sample(
+    path: &Path,
+    model: &Composite,
+    args: &SampleArgs,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
     let chain = &args.chain;
     for (flag, set) in [
         ("--marginals", args.marginals),
@@ -744,8 +754,18 @@ pub fn sample(path: &Path, model: &Composite, args: &SampleArgs, global: &Global
     }
     let n = model.num_visible();
     let mut outputs = Outputs::new();
-    outputs.declare("--image", chain.image.as_deref(), PNG, "the grid of samples (a grey PNG)")?;
-    outputs.declare("--output", args.output.as_deref(), DATASET, "the samples (a dataset)")?;
+    outputs.declare(
+        "--image",
+        chain.image.as_deref(),
+        PNG,
+        "the grid of samples (a grey PNG)",
+    )?;
+    outputs.declare(
+        "--output",
+        args.output.as_deref(),
+        DATASET,
+        "the samples (a dataset)",
+    )?;
     let side = super::sample_rbm::square_side(n);
     if chain.image.is_some() && side.is_none() {
         return Err(usage(format!(

@@ -397,7 +397,10 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 ("--max-memory-mb", args.max_memory_mb.is_some()),
                 ("--output", args.output.is_some()),
             ];
-            let path = args.model.as_deref().expect("a composite comes from --model");
+            let path = args
+                .model
+                .as_deref()
+                .expect("a composite comes from --model");
             return super::compose::partition(path, c, &flags, global);
         }
         Loaded::Lattice(l, beta) => Model::Lattice {

@@ -78,7 +78,11 @@ impl StoredLogZ {
         StoredLogZ {
             value: z.value,
             method: z.method.name().into(),
-            low: if ais { z.low.is_finite().then_some(z.low) } else { None },
+            low: if ais {
+                z.low.is_finite().then_some(z.low)
+            } else {
+                None
+            },
             high: ais.then_some(z.high),
             ais_betas: z.ais.map(|a| a.0),
             ais_runs: z.ais.map(|a| a.1),
@@ -241,7 +245,9 @@ fn decode_at_depth(bytes: &[u8], path: &Path, depth: usize) -> Result<Composite>
                 )));
             }
             let alpha = manifest.alpha.ok_or_else(|| {
-                Error::Format(format!("{shown}: key alpha: missing (a negation needs alpha)"))
+                Error::Format(format!(
+                    "{shown}: key alpha: missing (a negation needs alpha)"
+                ))
             })?;
             let negated = parts.pop().expect("2 parts");
             let base = parts.pop().expect("2 parts");
@@ -280,7 +286,8 @@ fn load_component(
             entry.sha256
         )));
     }
-    let context = |e: Error| Error::Format(format!("{shown}: components[{k}] {}: {e}", full.display()));
+    let context =
+        |e: Error| Error::Format(format!("{shown}: components[{k}] {}: {e}", full.display()));
     match sniff_model(&bytes[..bytes.len().min(16)]) {
         Some(ModelKind::Rbm) => Ok(Composite::Rbm(decode_rbm(&bytes).map_err(context)?.rbm)),
         Some(ModelKind::Uai) => Ok(Composite::Factors(

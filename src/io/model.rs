@@ -14,9 +14,9 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::io::composite::decode_composite;
 use crate::io::safetensors::{RbmFile, decode_rbm};
 use crate::io::uai::{parse_uai, text_of};
-use crate::io::composite::decode_composite;
 use crate::model::FactorGraph;
 use crate::model::composite::Composite;
 

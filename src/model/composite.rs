@@ -33,12 +33,12 @@ use super::{EnergyModel, FactorGraph, FreeEnergyModel, Rbm, Spin};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::infer::ais::AisParams;
-use crate::rng::{Purpose, stream_for};
-use crate::sample::LocalRule;
-use crate::sample::general::sweep;
 use crate::infer::partition::{Method, Model, PartitionOptions, exact_log_partition};
 use crate::logspace::{LogSumExp, softplus};
 use crate::progress::{Observer, Silent, report_or_interrupt};
+use crate::rng::{Purpose, stream_for};
+use crate::sample::LocalRule;
+use crate::sample::general::sweep;
 
 /// The largest number of visible units whose 2^n states [`Composite::log_partition`] enumerates
 /// for products, negations and tempered composites (2^24 states, each costing one free energy).
@@ -115,8 +115,7 @@ impl LogZ {
                 ),
             ));
         }
-        if self.method == LogZMethod::Exact && (self.low != self.value || self.high != self.value)
-        {
+        if self.method == LogZMethod::Exact && (self.low != self.value || self.high != self.value) {
             return Err(Error::param(
                 what,
                 "an exact ln Z has no spread (low and high must equal the value)",
@@ -480,7 +479,9 @@ impl Composite {
         match self {
             Composite::Rbm(_) | Composite::Factors(_) => 0,
             Composite::Product(p) => 1 + p.iter().map(Composite::depth).max().unwrap_or(0),
-            Composite::Mixture(m) => 1 + m.components.iter().map(Composite::depth).max().unwrap_or(0),
+            Composite::Mixture(m) => {
+                1 + m.components.iter().map(Composite::depth).max().unwrap_or(0)
+            }
             Composite::Negation { base, negated, .. } => 1 + base.depth().max(negated.depth()),
             Composite::Tempered { inner, .. } => 1 + inner.depth(),
         }
@@ -714,9 +715,9 @@ pub fn log_z_of(
     observer: &mut dyn Observer,
 ) -> Result<LogZ> {
     let ais = match (model, request) {
-        (Composite::Rbm(r), LogZRequest::Auto(p)) => {
-            (r.n_visible().min(r.n_hidden()) > crate::learn::eval::AUTO_EXACT_MAX_UNITS).then_some(p)
-        }
+        (Composite::Rbm(r), LogZRequest::Auto(p)) => (r.n_visible().min(r.n_hidden())
+            > crate::learn::eval::AUTO_EXACT_MAX_UNITS)
+            .then_some(p),
         (Composite::Rbm(_), LogZRequest::Ais(p)) => Some(p),
         (_, LogZRequest::Ais(_)) => {
             return Err(Error::param(
@@ -802,11 +803,7 @@ fn check_same_size(parts: &[Composite], what: &str) -> Result<()> {
         return Err(Error::param(what, "needs at least one model"));
     };
     let n = first.num_visible();
-    if let Some((k, p)) = parts
-        .iter()
-        .enumerate()
-        .find(|(_, p)| p.num_visible() != n)
-    {
+    if let Some((k, p)) = parts.iter().enumerate().find(|(_, p)| p.num_visible() != n) {
         return Err(Error::SizeMismatch(format!(
             "{what}: model {k} has {} visible units, model 0 has {n}",
             p.num_visible()
@@ -896,7 +893,9 @@ mod tests {
         let neg = Composite::negation(mix.clone(), b.clone(), 0.5).unwrap();
         let model = Composite::tempered(neg, 1.5).unwrap();
         for x in 0..16u64 {
-            let s: Vec<Spin> = (0..4).map(|i| if x >> i & 1 == 1 { 1 } else { -1 }).collect();
+            let s: Vec<Spin> = (0..4)
+                .map(|i| if x >> i & 1 == 1 { 1 } else { -1 })
+                .collect();
             for i in 0..4 {
                 let mut t = s.clone();
                 t[i] = -t[i];

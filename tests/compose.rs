@@ -34,6 +34,7 @@ fn bits(x: usize, n: usize) -> Vec<u8> {
 }
 
 /// ln sum_h exp(-E(v, h)) by enumerating every hidden state (no softplus, no library code).
+#[allow(clippy::needless_range_loop)] // the energy written as its formula
 fn brute_neg_free_energy(rbm: &Rbm, v: &[u8]) -> f64 {
     let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
     let terms: Vec<f64> = (0..1usize << nh)

@@ -194,6 +194,12 @@ fn mixture_and_negation_probabilities_equal_enumeration_and_partition() {
     let want_ll = rows.iter().map(|&x| want_p[x]).sum::<f64>() / rows.len() as f64;
     let got_ll = e["log_likelihood"].as_f64().unwrap();
     assert!((got_ll - want_ll).abs() < LOG_ABS, "{got_ll} vs {want_ll}");
+    let want_mass: f64 = rows.iter().map(|&x| want_p[x].exp()).sum();
+    let got_mass = e["probability_mass"].as_f64().unwrap();
+    assert!(
+        (got_mass - want_mass).abs() < 1e-12,
+        "{got_mass} vs {want_mass}"
+    );
 
     // Negation A AND NOT B with alpha 0.8: ln Z = ln sum_v p~_a(v) p~_b(v)^(-0.8).
     let n = dir.path().join("n.json");
@@ -673,6 +679,24 @@ fn bars_and_stripes_product_mixture_and_negation() {
     assert!(figures[1].1 > 0.9, "{figures:?}");
     assert!(figures[2].1 > 0.9, "{figures:?}");
     assert!(figures[4].1 < 1e-6, "{figures:?}");
+    // `evaluate` reports the same masses (the product through the RBM path).
+    let shared_txt = dir.path().join("shared.txt");
+    std::fs::write(&shared_txt, "0000000000000000\n1111111111111111\n").unwrap();
+    let e = run_json(&["evaluate", "--model", s(&both), "--data", s(&shared_txt)]);
+    let got = e["probability_mass"].as_f64().unwrap();
+    assert!(
+        (got - figures[0].1).abs() < 1e-9,
+        "{got} vs {}",
+        figures[0].1
+    );
+    let bas_txt = crate::common::project_root().join("data/bars_stripes_4x4.txt");
+    let e = run_json(&["evaluate", "--model", s(&bas), "--data", s(&bas_txt)]);
+    let got = e["probability_mass"].as_f64().unwrap();
+    assert!(
+        (got - figures[1].1).abs() < 1e-9,
+        "{got} vs {}",
+        figures[1].1
+    );
     if let Ok(img) = std::env::var("EBM_DOC_IMG") {
         for (name, model) in [
             ("product", &both),

@@ -467,6 +467,29 @@ pub fn run(args: &ComposeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     outputs.commit()
 }
 
+/// The total probability sum_v p(v) = sum_v exp(-F(v) - ln Z) of the distinct rows of `data`
+/// (a row given twice counts once): the mass a model puts on a set of patterns.
+pub fn probability_mass(
+    model: &dyn FreeEnergyModel,
+    data: &ebm::dataset::Dataset,
+    log_z: f64,
+) -> f64 {
+    use rayon::prelude::*;
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<&[u8]> = data.iter_rows().filter(|row| seen.insert(*row)).collect();
+    // Fixed blocks summed in order: the same figure for any number of threads.
+    distinct
+        .par_chunks(64)
+        .map(|rows| {
+            rows.iter()
+                .map(|row| (-model.free_energy(row) - log_z).exp())
+                .sum::<f64>()
+        })
+        .collect::<Vec<f64>>()
+        .iter()
+        .sum()
+}
+
 /// The composite of the manifest at `path`, or `None` when the file is not a manifest.
 pub fn composite_model(path: &Path) -> anyhow::Result<Option<Composite>> {
     let mut head = [0u8; 16];
@@ -572,6 +595,8 @@ struct EvaluateReport {
     log_likelihood_low: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_likelihood_high: Option<f64>,
+    /// Total probability of the distinct examples (with the ln Z reported).
+    probability_mass: f64,
     #[serde(flatten)]
     log_z: LogZReport,
     method: &'static str,
@@ -653,6 +678,7 @@ pub fn evaluate(
         log_likelihood: neg_f - z.value,
         log_likelihood_low: ais_used.then_some(neg_f - z.high),
         log_likelihood_high: (ais_used && z.low.is_finite()).then_some(neg_f - z.low),
+        probability_mass: probability_mass(model, &data, z.value),
         log_z: LogZReport::of(&z),
         method: z.method.name(),
         seconds: start.elapsed().as_secs_f64(),
@@ -669,10 +695,12 @@ pub fn evaluate(
         say(
             global,
             &format!(
-                "average log-likelihood {:.4} nats{interval} over {} examples; ln Z = {}",
+                "average log-likelihood {:.4} nats{interval} over {} examples; ln Z = {}; \
+                 probability of the distinct examples {:.6}",
                 report.log_likelihood,
                 report.examples,
-                describe_log_z(&z)
+                describe_log_z(&z),
+                report.probability_mass
             ),
         );
         Ok(())

@@ -454,6 +454,22 @@ impl Composite {
         })
     }
 
+    /// For a mixture: the same mixture with every stored ln Z_k replaced by `pick(ln Z_k)` (its
+    /// low or high end), marked exact. With ln Z_k within [low_k, high_k] for every k, the true
+    /// ln p(v) = ln sum_k w_k exp(-F_k(v) - ln Z_k) of the mixture lies between -F(v) of the
+    /// variant at the high ends and -F(v) of the variant at the low ends: the interval that an
+    /// AIS-normalised mixture's log-likelihoods carry. `None` for other nodes.
+    pub fn mixture_at(&self, pick: impl Fn(&LogZ) -> f64) -> Option<Composite> {
+        match self {
+            Composite::Mixture(m) => Some(Composite::Mixture(Mixture {
+                components: m.components.clone(),
+                log_weights: m.log_weights.clone(),
+                log_z: m.log_z.iter().map(|z| LogZ::exact(pick(z))).collect(),
+            })),
+            _ => None,
+        }
+    }
+
     /// The RBM this composite is, if it is one (a leaf).
     pub fn as_rbm(&self) -> Option<&Rbm> {
         match self {

@@ -10,7 +10,7 @@
 //! | [`error`] | [`Error`] and [`Result`]: the library's one error vocabulary |
 //! | [`rng`] | the named generator (Xoshiro256++), seeding, streams keyed by (seed, purpose, index) |
 //! | [`logspace`] | log-sum-exp, softplus, sigmoid, a streaming log-sum accumulator |
-//! | [`model`] | the conventions and the `EnergyModel` trait; [`model::pairwise`] ([`model::PairwiseMrf`]), [`model::lattice`] ([`model::IsingLattice`]), [`model::factor`] ([`model::FactorGraph`]), [`model::rbm`] ([`model::Rbm`]), [`model::rbm_f32`] (the f32 RBM and its kernels, used by sampling, training and AIS) |
+//! | [`model`] | the conventions and the `EnergyModel` trait; [`model::pairwise`] ([`model::PairwiseMrf`]), [`model::lattice`] ([`model::IsingLattice`]), [`model::factor`] ([`model::FactorGraph`]), [`model::rbm`] ([`model::Rbm`]), [`model::rbm_f32`] (the f32 RBM and its kernels, used by sampling, training and AIS), [`model::composite`] (products, mixtures, negations, tempering; ln Z with provenance; visible-unit samplers) |
 //! | [`infer`] | exact partition functions and marginals: [`infer::partition`] (method choice and cost estimates), [`infer::exact`] (Gray-code enumeration), [`infer::eliminate`] (variable elimination), [`infer::transfer`] (transfer matrices), [`infer::kaufman`] (Kaufman's torus), [`infer::rbm`] (RBM layer sums), [`infer::ais`] (annealed importance sampling), [`infer::evidence`] (conditioning on observed variables), [`infer::shards`] (split enumerations and their merge) |
 //! | [`infer::map`] | MAP labellings: [`infer::map::mincut`] (graph cut), [`infer::map::icm`], [`infer::map::anneal`] (both for any `EnergyModel`, with a grid fast path), [`infer::map::gibbs`] (posterior marginals) |
 //! | [`sample`] | MCMC: [`sample::lattice`] (one `LatticeUpdate` per lattice sampler, one recording loop), [`sample::general`] (single-site and tied-block updates of any model), [`sample::cluster`] (Wolff, Swendsen-Wang), [`sample::rbm`] (block Gibbs), [`sample::stats`] (means, tau_int, error bars) |
@@ -18,7 +18,7 @@
 //! | [`denoise`] | MAP restoration of binary images (PRML 8.3.3) over [`infer::map`] |
 //! | [`dataset`] | [`dataset::Dataset`]: binary examples |
 //! | [`image`] | [`image::BinaryImage`]: +-1 pixels, flip noise |
-//! | [`io`] | every file format: [`io::model`] ([`io::open_model`]: any model file by content), [`io::uai`] (`.uai`, `.evid`, `.PR`, `.MAR`), [`io::safetensors`] (RBM files), [`io::datasets`], [`io::images`], [`io::atomic`] (temporary-then-rename writes, staged outputs) |
+//! | [`io`] | every file format: [`io::model`] ([`io::open_model`]: any model file by content), [`io::uai`] (`.uai`, `.evid`, `.PR`, `.MAR`), [`io::safetensors`] (RBM files), [`io::composite`] (composite manifests, SHA-256), [`io::datasets`], [`io::images`], [`io::atomic`] (temporary-then-rename writes, staged outputs) |
 //! | [`linalg`] | the one dense matrix product (f32, over `gemm`) |
 //! | [`progress`] | the [`progress::Observer`] through which long algorithms report |
 //!

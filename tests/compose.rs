@@ -587,9 +587,9 @@ fn mass(log_p: &[f64], set: &[usize]) -> f64 {
 
 /// The demonstration of docs/compose.md: the product of the bars and stripes experts keeps only
 /// what both allow (all 0, all 1), their mixture is bars-and-stripes, and BAS AND NOT bars is
-/// the stripes. Masses are exact (enumeration of the 2^16 images). Prints the figures
-/// (`cargo test --release --test tests compose::bars_and_stripes -- --nocapture`); with
-/// EBM_DOC_IMG=docs/img also writes the pictures of samples there.
+/// the stripes. Masses are exact (enumeration of the 2^16 images); the test prints them
+/// (`cargo test --test tests compose::bars_and_stripes -- --nocapture`). docs/compose.md runs
+/// the same demonstration on RBMs trained by `ebm train-rbm`.
 #[test]
 fn bars_and_stripes_product_mixture_and_negation() {
     let dir = tempfile::tempdir().unwrap();
@@ -697,26 +697,6 @@ fn bars_and_stripes_product_mixture_and_negation() {
         "{got} vs {}",
         figures[1].1
     );
-    if let Ok(img) = std::env::var("EBM_DOC_IMG") {
-        for (name, model) in [
-            ("product", &both),
-            ("mixture", &bas),
-            ("negation", &not_bars),
-        ] {
-            let png = Path::new(&img).join(format!("compose_bas_{name}.png"));
-            run_json(&[
-                "sample",
-                "--model",
-                s(model),
-                "--chains",
-                "64",
-                "--steps",
-                "200",
-                "--image",
-                s(&png),
-            ]);
-        }
-    }
 }
 
 /// A mixture normalised by AIS carries the spread into `partition` and `evaluate`: the

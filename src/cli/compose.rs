@@ -679,7 +679,7 @@ pub fn evaluate(
         log_likelihood_high: match (ais_used, model) {
             (false, _) => None,
             (true, Composite::Mixture(_)) => bound(|z| z.low),
-            (true, _) => z.low.is_finite().then(|| neg_f - z.low),
+            (true, _) => z.low.is_finite().then_some(neg_f - z.low),
         },
         probability_mass: probability_mass(model, &data, z.value),
         log_z: LogZReport::of(&z),

@@ -776,3 +776,61 @@ fn an_ais_normalised_mixture_reports_intervals_that_contain_the_exact_figures() 
     );
     assert_eq!(e["method"], "ais");
 }
+
+/// A UAI model as a component: the product of an RBM and a factor graph is a manifest whose
+/// ln Z (enumeration of the visible units) equals brute force; UAI tables list the last scope
+/// variable fastest.
+#[test]
+fn a_product_with_a_uai_component_is_a_manifest_with_the_brute_force_log_z() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = random_rbm(3, 2, 1.0, 31);
+    let pa = save(dir.path(), "a.safetensors", &a);
+    let uai = dir.path().join("g.uai");
+    // phi(x0, x2) = [1, 2, 3, 4] over (x0, x2) = 00, 01, 10, 11; phi(x1) = [0.5, 1.5].
+    std::fs::write(
+        &uai,
+        "MARKOV\n3\n2 2 2\n2\n2 0 2\n1 1\n\n4\n1 2 3 4\n\n2\n0.5 1.5\n",
+    )
+    .unwrap();
+    let p = dir.path().join("p.json");
+    let r = run_json(&["compose", "product", s(&pa), s(&uai), "--output", s(&p)]);
+    assert_eq!(r["format"], "manifest");
+    let table =
+        |x0: usize, x1: usize, x2: usize| [1.0f64, 2.0, 3.0, 4.0][x0 * 2 + x2] * [0.5, 1.5][x1];
+    let want = log_sum_exp(
+        &(0..8)
+            .map(|x| {
+                let v = bits(x, 3);
+                brute_neg_free_energy(&a, &v) + table(x & 1, x >> 1 & 1, x >> 2 & 1).ln()
+            })
+            .collect::<Vec<_>>(),
+    );
+    let got = run_json(&["partition", "--model", s(&p)])["log_z"]
+        .as_f64()
+        .unwrap();
+    assert!((got - want).abs() < LOG_ABS, "{got} vs {want}");
+}
+
+/// Negations beyond the enumeration limit are refused as too large (exit status 1), naming the
+/// limit, instead of running for hours.
+#[test]
+fn a_negation_too_large_to_enumerate_is_refused_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (random_rbm(25, 2, 0.1, 32), random_rbm(25, 2, 0.1, 33));
+    let (pa, pb) = (
+        save(dir.path(), "a.safetensors", &a),
+        save(dir.path(), "b.safetensors", &b),
+    );
+    let n = dir.path().join("n.json");
+    run_json(&["compose", "negation", s(&pa), s(&pb), "--output", s(&n)]);
+    let out = ebm()
+        .args(["partition", "--model", s(&n)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("too large") && e.contains("limit is 24 units"),
+        "{e}"
+    );
+}

@@ -318,6 +318,10 @@ impl<U: Units + ?Sized> Units for WithUnit<'_, U> {
     }
 }
 
+/// Hidden units per block of the free-energy loops: their activations live in a stack array,
+/// filled by adding the (contiguous) rows of W of the units that are on.
+const HIDDEN_BLOCK: usize = 64;
+
 fn rbm_free_energy<U: Units + ?Sized>(rbm: &Rbm, u: &U) -> f64 {
     let (nv, nh) = (rbm.n_visible(), rbm.n_hidden());
     let w = rbm.weights();
@@ -327,14 +331,20 @@ fn rbm_free_energy<U: Units + ?Sized>(rbm: &Rbm, u: &U) -> f64 {
             f -= b;
         }
     }
-    for (j, &c) in rbm.hidden_bias().iter().enumerate() {
-        let mut a = c;
+    let mut act = [0.0f64; HIDDEN_BLOCK];
+    for (block, c) in rbm.hidden_bias().chunks(HIDDEN_BLOCK).enumerate() {
+        let j0 = block * HIDDEN_BLOCK;
+        let act = &mut act[..c.len()];
+        act.copy_from_slice(c);
         for i in 0..nv {
             if u.on(i) {
-                a += w[i * nh + j];
+                let row = &w[i * nh + j0..i * nh + j0 + c.len()];
+                for (a, &x) in act.iter_mut().zip(row) {
+                    *a += x;
+                }
             }
         }
-        f -= softplus(a);
+        f -= act.iter().map(|&a| softplus(a)).sum::<f64>();
     }
     f
 }
@@ -350,15 +360,24 @@ fn rbm_free_energy_pair<U: Units + ?Sized>(rbm: &Rbm, u: &U, index: usize) -> (f
         }
     }
     let (mut f0, mut f1) = (f, f - rbm.visible_bias()[index]);
-    for (j, &c) in rbm.hidden_bias().iter().enumerate() {
-        let mut a = c;
+    let mut act = [0.0f64; HIDDEN_BLOCK];
+    for (block, c) in rbm.hidden_bias().chunks(HIDDEN_BLOCK).enumerate() {
+        let j0 = block * HIDDEN_BLOCK;
+        let act = &mut act[..c.len()];
+        act.copy_from_slice(c);
         for i in 0..nv {
             if i != index && u.on(i) {
-                a += w[i * nh + j];
+                let row = &w[i * nh + j0..i * nh + j0 + c.len()];
+                for (a, &x) in act.iter_mut().zip(row) {
+                    *a += x;
+                }
             }
         }
-        f0 -= softplus(a);
-        f1 -= softplus(a + w[index * nh + j]);
+        let own = &w[index * nh + j0..index * nh + j0 + c.len()];
+        for (&a, &x) in act.iter().zip(own) {
+            f0 -= softplus(a);
+            f1 -= softplus(a + x);
+        }
     }
     (f0, f1)
 }

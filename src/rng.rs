@@ -58,7 +58,7 @@ pub enum Purpose {
     /// sequential generator; index 0.
     ModelAnneal,
     /// Single-site chains over the visible units of a composite model
-    /// (`model::composite::sample_composite`); index: the chain.
+    /// (`sample::composite::sample_composite`); index: the chain.
     CompositeChains,
 }
 

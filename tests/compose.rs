@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 
 use crate::common::ebm;
 use crate::common::tol::{CHI_SQUARE_ALPHA, CHI_SQUARE_MIN_EXPECTED};
+use ebm::infer::composite::log_probabilities;
 use ebm::io::safetensors::{RbmFile, read_rbm, write_rbm};
-use ebm::model::composite::{Composite, LogZ, sample_composite};
+use ebm::model::composite::{Composite, LogZ};
 use ebm::model::{FreeEnergyModel, Rbm};
 use ebm::progress::Silent;
 use ebm::rng::{from_seed, uniform_f64};
 use ebm::sample::LocalRule;
+use ebm::sample::composite::sample_composite;
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 
 /// Tolerance for ln Z and ln p computed two ways in f64 (sums of at most 2^12 terms).
@@ -352,15 +354,13 @@ fn composite_samplers_pass_a_chi_square_test_against_the_exact_distribution() {
         Composite::mixture(vec![ca.clone(), cb.clone()], &[0.2, 0.8], vec![za, zb]).unwrap();
     let negation = Composite::negation(ca.clone(), cb.clone(), 1.0).unwrap();
     let swapped = Composite::mixture(vec![ca, cb], &[0.8, 0.2], vec![za, zb]).unwrap();
-    let swapped_p: Vec<f64> = swapped
-        .log_probabilities()
+    let swapped_p: Vec<f64> = log_probabilities(&swapped)
         .unwrap()
         .iter()
         .map(|l| l.exp())
         .collect();
     for (name, model) in [("mixture", &mixture), ("negation", &negation)] {
-        let probs: Vec<f64> = model
-            .log_probabilities()
+        let probs: Vec<f64> = log_probabilities(model)
             .unwrap()
             .iter()
             .map(|l| l.exp())
@@ -651,15 +651,10 @@ fn bars_and_stripes_product_mixture_and_negation() {
     assert_eq!(bundled, want);
 
     let product = Composite::Rbm(read_rbm(&both).unwrap().rbm);
-    let lp_product = product.log_probabilities().unwrap();
-    let lp_bas = ebm::io::composite::read_composite(&bas)
-        .unwrap()
-        .log_probabilities()
-        .unwrap();
-    let lp_neg = ebm::io::composite::read_composite(&not_bars)
-        .unwrap()
-        .log_probabilities()
-        .unwrap();
+    let lp_product = log_probabilities(&product).unwrap();
+    let lp_bas = log_probabilities(&ebm::io::composite::read_composite(&bas).unwrap()).unwrap();
+    let lp_neg =
+        log_probabilities(&ebm::io::composite::read_composite(&not_bars).unwrap()).unwrap();
     let figures = [
         ("product: all-0 and all-1", mass(&lp_product, &shared)),
         ("mixture: the 30 BAS patterns", mass(&lp_bas, &bas_set)),

@@ -13,6 +13,7 @@ use super::sample::{SampleArgs, SamplerArg};
 use super::ui::{BarObserver, progress_enabled};
 use super::{GlobalArgs, UsageError};
 use ebm::infer::ais::{AisParams, DEFAULT_AIS_BETAS, DEFAULT_AIS_RUNS};
+use ebm::infer::composite::{LogZRequest, log_partition, log_z_of};
 use ebm::io::LoadedModel;
 use ebm::io::composite::{
     ComponentEntry, MANIFEST_VERSION, Manifest, Operation, StoredLogZ, encode_manifest,
@@ -21,11 +22,9 @@ use ebm::io::composite::{
 use ebm::io::safetensors::{RbmFile, encode_rbm};
 use ebm::learn::checkpoint::DATA_MEANS;
 use ebm::model::FreeEnergyModel;
-use ebm::model::composite::{
-    Composite, LogZ, LogZMethod, LogZRequest, check_weights, log_z_of, sample_composite,
-    tempered_rbm,
-};
+use ebm::model::composite::{Composite, LogZ, LogZMethod, check_weights, tempered_rbm};
 use ebm::sample::LocalRule;
+use ebm::sample::composite::sample_composite;
 
 const EXAMPLES: &str = "Examples:
   ebm compose product bars.safetensors stripes.safetensors --output both.safetensors
@@ -407,7 +406,9 @@ pub fn run(args: &ComposeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         outputs.stage_bytes("--output", &encode_manifest(&manifest)?)?;
     }
     let composite_log_z = match (&composite, temperature) {
-        (Composite::Mixture(_), None) => Some(composite.log_partition(&mut ebm::progress::Silent)?),
+        (Composite::Mixture(_), None) => {
+            Some(log_partition(&composite, &mut ebm::progress::Silent)?)
+        }
         _ => None,
     };
     let report = ComposeReport {
@@ -530,7 +531,7 @@ struct PartitionReport {
 }
 
 /// `ebm partition --model composite.json`: ln Z of a composite (see
-/// `Composite::log_partition`). `flags` lists the partition flags given, refused here.
+/// `ebm::infer::composite::log_partition`). `flags` lists the partition flags given, refused here.
 pub fn partition(
     path: &Path,
     model: &Composite,
@@ -547,9 +548,8 @@ pub fn partition(
     }
     let start = Instant::now();
     let mut bar = BarObserver::new(progress_enabled(global), 1, "partition", "");
-    let z = model
-        .log_partition(&mut bar)
-        .with_context(|| format!("ln Z of {}", path.display()))?;
+    let z =
+        log_partition(model, &mut bar).with_context(|| format!("ln Z of {}", path.display()))?;
     bar.finish();
     let method = match (model, z.method) {
         (Composite::Mixture(_), LogZMethod::Exact) => "mixture-of-exact",

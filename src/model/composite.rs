@@ -12,7 +12,7 @@
 //!   component's ln Z_k; with the stored values ln Ẑ_k the node's free energy is
 //!   F(v) = -ln sum_k w_k exp(-F_k(v) - ln Ẑ_k). Its normaliser is Z = sum_k w_k Z_k / Ẑ_k: exactly
 //!   1 when every ln Ẑ_k is exact, and within the interval that the AIS spreads of the ln Ẑ_k give
-//!   otherwise (see [`Composite::log_partition`]);
+//!   otherwise (see [`crate::infer::composite::log_partition`]);
 //! * negation (A AND NOT B): F = F_A - alpha F_B, p ∝ p_A p_B^(-alpha), alpha > 0. On a finite
 //!   state space every such p is normalisable as long as p_B > 0 everywhere (always so for RBMs;
 //!   a factor graph with a zero table entry cannot be negated);
@@ -21,28 +21,13 @@
 //!
 //! Free energies are evaluated without allocation over any view of the visible units (bits,
 //! spins, the bits of an integer), so the same code serves scoring, the enumeration of ln Z
-//! ([`Composite::log_partition`], up to [`MAX_ENUMERATED_VISIBLE`] units) and the single-site
-//! samplers: a [`Composite`] is an [`EnergyModel`] over spins with E(s) = F(bits of s), whose
+//! ([`crate::infer::composite`]) and the single-site samplers ([`crate::sample::composite`]):
+//! a [`Composite`] is an [`EnergyModel`] over spins with E(s) = F(bits of s), whose
 //! flip differences come from the free energies of the two values of the flipped unit.
 
-use rayon::prelude::*;
-
-use rand::Rng;
-
 use super::{EnergyModel, FactorGraph, FreeEnergyModel, Rbm, Spin};
-use crate::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::infer::ais::AisParams;
-use crate::infer::partition::{Method, Model, PartitionOptions, exact_log_partition};
 use crate::logspace::{LogSumExp, softplus};
-use crate::progress::{Observer, Silent, report_or_interrupt};
-use crate::rng::{Purpose, stream_for};
-use crate::sample::LocalRule;
-use crate::sample::general::sweep;
-
-/// The largest number of visible units whose 2^n states [`Composite::log_partition`] enumerates
-/// for products, negations and tempered composites (2^24 states, each costing one free energy).
-pub const MAX_ENUMERATED_VISIBLE: usize = 24;
 
 /// How far the weights of a mixture may be from summing to 1 (they are then rescaled to sum to
 /// exactly 1).
@@ -145,6 +130,10 @@ impl Mixture {
     /// The stored ln Z_k of the components.
     pub fn log_z(&self) -> &[LogZ] {
         &self.log_z
+    }
+    /// The ln w_k.
+    pub fn log_weights(&self) -> &[f64] {
+        &self.log_weights
     }
 }
 
@@ -618,219 +607,11 @@ impl Composite {
         }
     }
 
-    /// ln Z of this composite, with its provenance.
-    ///
-    /// * RBM leaf: exact enumeration of the smaller layer ([`crate::infer::rbm`]), refused beyond
-    ///   its limit (the CLI estimates large RBMs by AIS before composing);
-    /// * factor graph leaf: the exact methods of [`crate::infer::partition`] (`auto`);
-    /// * mixture: ln sum_k w_k Z_k / Ẑ_k from the stored ln Z's: 0 and exact when all are exact,
-    ///   otherwise 0 with the interval [ln sum_k w_k e^(low_k - ln Ẑ_k), ln sum_k w_k
-    ///   e^(high_k - ln Ẑ_k)] and method [`LogZMethod::Ais`];
-    /// * product, negation, temperature: enumeration of the 2^n visible states, exact for the
-    ///   model as stored, refused ([`Error::TooLarge`]) beyond [`MAX_ENUMERATED_VISIBLE`] units.
-    pub fn log_partition(&self, observer: &mut dyn Observer) -> Result<LogZ> {
-        match self {
-            Composite::Rbm(r) => Ok(LogZ::exact(
-                crate::infer::rbm::rbm_enumerate(r, crate::infer::exact::Shard::WHOLE, observer)?
-                    .log_sum,
-            )),
-            Composite::Factors(g) => {
-                let opts = PartitionOptions::default();
-                let z = exact_log_partition(&Model::Factors(g), Method::Auto, &opts, observer)?;
-                Ok(LogZ::exact(z.log_z))
-            }
-            Composite::Mixture(m) => {
-                let (mut mid, mut low, mut high) =
-                    (LogSumExp::new(), LogSumExp::new(), LogSumExp::new());
-                for (&lw, z) in m.log_weights.iter().zip(&m.log_z) {
-                    mid.add(lw);
-                    low.add(lw + z.low - z.value);
-                    high.add(lw + z.high - z.value);
-                }
-                if m.log_z.iter().all(|z| z.method == LogZMethod::Exact) {
-                    Ok(LogZ::exact(mid.value()))
-                } else {
-                    Ok(LogZ {
-                        value: mid.value(),
-                        low: low.value(),
-                        high: high.value(),
-                        method: LogZMethod::Ais,
-                        ais: None,
-                    })
-                }
-            }
-            _ => Ok(LogZ::exact(self.enumerate_log_partition(observer)?)),
-        }
+    /// F(v) of the state whose unit i is bit i of `x` (the order in which enumerations walk the
+    /// states).
+    pub fn free_energy_of_index(&self, x: u64) -> f64 {
+        self.free_energy_of(&IndexUnits(x))
     }
-
-    /// ln sum_v exp(-F(v)) over all 2^n visible states (n <= [`MAX_ENUMERATED_VISIBLE`]), in
-    /// blocks of 2^12 states summed in parallel and merged in a fixed order (the result does not
-    /// depend on the number of threads).
-    pub fn enumerate_log_partition(&self, observer: &mut dyn Observer) -> Result<f64> {
-        let n = self.num_visible();
-        if n > MAX_ENUMERATED_VISIBLE {
-            return Err(Error::TooLarge {
-                method: "enumeration of the visible units".into(),
-                detail: format!(
-                    "{n} visible units means 2^{n} states; the limit is \
-                     {MAX_ENUMERATED_VISIBLE} units (products of non-RBM parts, negations and \
-                     tempered composites have no cheaper exact method here)"
-                ),
-            });
-        }
-        const BLOCK_BITS: usize = 12;
-        let total = 1u64 << n;
-        let block = 1u64 << BLOCK_BITS.min(n);
-        let blocks = total / block;
-        // Batches of blocks between progress reports, so that an interrupt is honoured.
-        let batch = 256u64;
-        let mut acc = LogSumExp::new();
-        let mut done = 0u64;
-        while done < blocks {
-            let end = (done + batch).min(blocks);
-            let sums: Vec<LogSumExp> = (done..end)
-                .into_par_iter()
-                .map(|b| {
-                    let mut s = LogSumExp::new();
-                    for x in b * block..(b + 1) * block {
-                        s.add(-self.free_energy_of(&IndexUnits(x)));
-                    }
-                    s
-                })
-                .collect();
-            for s in &sums {
-                acc.merge(s);
-            }
-            done = end;
-            report_or_interrupt(observer, done, blocks)?;
-        }
-        Ok(acc.value())
-    }
-
-    /// ln p(v) of every one of the 2^n states (n <= 20), in enumeration order (unit i = bit i of
-    /// the index): for tests and demonstrations.
-    pub fn log_probabilities(&self) -> Result<Vec<f64>> {
-        let n = self.num_visible();
-        if n > 20 {
-            return Err(Error::TooLarge {
-                method: "a table of probabilities".into(),
-                detail: format!("{n} visible units; the limit is 20"),
-            });
-        }
-        let log_z = self.enumerate_log_partition(&mut Silent)?;
-        Ok((0..1u64 << n)
-            .map(|x| -self.free_energy_of(&IndexUnits(x)) - log_z)
-            .collect())
-    }
-}
-
-/// How a ln Z is to be obtained by [`log_z_of`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LogZRequest {
-    /// Exact where affordable: an RBM whose smaller layer has at most
-    /// [`crate::learn::eval::AUTO_EXACT_MAX_UNITS`] units is enumerated, a larger one estimated
-    /// by AIS with these settings; composites as [`Composite::log_partition`].
-    Auto(AisParams),
-    /// Exact or refused.
-    Exact,
-    /// AIS with these settings (RBMs only).
-    Ais(AisParams),
-}
-
-/// ln Z of `model` with its provenance (exact, AIS with its spread, or derived from the stored
-/// ln Z's of a mixture): the one entry point for commands that need ln Z of any model file.
-///
-/// `base_marginals` are the P(v_i = 1) of AIS's base-rate model (the training data's means when
-/// known); `None` uses 1/2 for every unit. AIS is implemented for RBMs only: asking for it on
-/// another model is an error ([`Error::InvalidParam`] naming `log-z`).
-pub fn log_z_of(
-    model: &Composite,
-    request: LogZRequest,
-    base_marginals: Option<&[f64]>,
-    observer: &mut dyn Observer,
-) -> Result<LogZ> {
-    let ais = match (model, request) {
-        (Composite::Rbm(r), LogZRequest::Auto(p)) => (r.n_visible().min(r.n_hidden())
-            > crate::learn::eval::AUTO_EXACT_MAX_UNITS)
-            .then_some(p),
-        (Composite::Rbm(_), LogZRequest::Ais(p)) => Some(p),
-        (_, LogZRequest::Ais(_)) => {
-            return Err(Error::param(
-                "log-z",
-                format!(
-                    "AIS is implemented for RBMs only; this model is a {} (use exact)",
-                    model.operation()
-                ),
-            ));
-        }
-        _ => None,
-    };
-    match (model, ais) {
-        (Composite::Rbm(r), Some(params)) => {
-            let half;
-            let base = match base_marginals {
-                Some(b) => b,
-                None => {
-                    half = vec![0.5; r.n_visible()];
-                    &half
-                }
-            };
-            let est = crate::infer::ais::ais_log_partition(r, base, &params, observer)?;
-            Ok(LogZ {
-                value: est.log_z,
-                low: est.log_z_low,
-                high: est.log_z_high,
-                method: LogZMethod::Ais,
-                ais: Some((est.betas, est.runs)),
-            })
-        }
-        _ => model.log_partition(observer),
-    }
-}
-
-/// Runs `chains` independent single-site chains over the visible units of `model` for `steps`
-/// sweeps each (Gibbs: each unit drawn from its exact conditional
-/// P(v_i = 1 | rest) = sigmoid(F(v_i = 0) - F(v_i = 1)); Metropolis: its flip accepted with
-/// min(1, exp(F(v) - F(v'))), see [`crate::sample::general`]) and returns their final states as
-/// a dataset, one row per chain. Chain c starts from uniform random bits and draws from the
-/// stream (seed, [`Purpose::CompositeChains`], c), so the result does not depend on the number
-/// of threads. The observer sees each batch of chains and may stop the run.
-pub fn sample_composite(
-    model: &Composite,
-    rule: LocalRule,
-    chains: usize,
-    steps: usize,
-    seed: u64,
-    observer: &mut dyn Observer,
-) -> Result<Dataset> {
-    if chains == 0 {
-        return Err(Error::param("chains", "must be at least 1"));
-    }
-    let n = model.num_visible();
-    let mut bits = vec![0u8; chains * n];
-    // Chains per progress report (fixed: it does not change which chain draws what).
-    const CHAINS_PER_BATCH: usize = 64;
-    let batches = chains.div_ceil(CHAINS_PER_BATCH);
-    for (b, batch) in bits.chunks_mut(CHAINS_PER_BATCH * n.max(1)).enumerate() {
-        let first = b * CHAINS_PER_BATCH;
-        batch
-            .par_chunks_mut(n.max(1))
-            .enumerate()
-            .for_each(|(c, row)| {
-                let mut rng = stream_for(seed, Purpose::CompositeChains, (first + c) as u64);
-                let mut s: Vec<Spin> = (0..n)
-                    .map(|_| if rng.next_u64() >> 63 == 1 { 1 } else { -1 })
-                    .collect();
-                for _ in 0..steps {
-                    sweep(model, 1.0, rule, &mut s, &mut rng);
-                }
-                for (x, &spin) in row.iter_mut().zip(&s) {
-                    *x = (spin > 0) as u8;
-                }
-            });
-        report_or_interrupt(observer, b as u64 + 1, batches as u64)?;
-    }
-    Dataset::new(chains, n, bits)
 }
 
 fn check_same_size(parts: &[Composite], what: &str) -> Result<()> {

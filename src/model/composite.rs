@@ -416,7 +416,19 @@ impl Composite {
                 format!("must be a positive number, got {alpha}"),
             ));
         }
-        check_same_size(&[base.clone(), negated.clone()], "negation")?;
+        if base.num_visible() != negated.num_visible() {
+            return Err(Error::SizeMismatch(format!(
+                "negation: the negated model has {} visible units, the base {}",
+                negated.num_visible(),
+                base.num_visible()
+            )));
+        }
+        if base.depth().max(negated.depth()) >= MAX_DEPTH {
+            return Err(Error::param(
+                "negation",
+                format!("nested too deep; the limit is {MAX_DEPTH}"),
+            ));
+        }
         if negated.may_vanish() {
             return Err(Error::InvalidModel(
                 "the negated model has states of probability 0 (a zero table entry), so \

@@ -2,6 +2,7 @@
 
 mod cli;
 mod common;
+mod compose;
 mod contract;
 mod exact;
 mod fit;

@@ -71,6 +71,8 @@ struct Report {
     log_likelihood: f64,
     log_z: f64,
     method: &'static str,
+    /// Total probability of the distinct examples, sum_v exp(-F(v) - ln Z).
+    probability_mass: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_z_low: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,6 +94,9 @@ pub fn run(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         seed: global.seed,
     };
     ais.validate()?;
+    if let Some(composite) = super::compose::composite_model(&args.model)? {
+        return super::compose::evaluate(args, &composite, global);
+    }
     let file =
         read_rbm(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
     let data = read_dataset(&args.data, args.threshold)
@@ -128,6 +133,7 @@ pub fn run(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         log_likelihood: ll,
         log_z: report.log_z,
         method: report.method,
+        probability_mass: super::compose::probability_mass(rbm, &data, report.log_z),
         log_z_low: report
             .ais
             .as_ref()

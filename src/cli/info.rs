@@ -49,6 +49,7 @@ enum Kind {
     Uai,
     Pr,
     Rbm,
+    Composite,
 }
 
 #[derive(Debug, Serialize)]
@@ -92,6 +93,7 @@ enum Facts {
         log10_z: f64,
         log_z: f64,
     },
+    Composite(super::compose::CompositeFacts),
     Rbm {
         n_visible: usize,
         n_hidden: usize,
@@ -133,10 +135,11 @@ pub fn run(args: &InfoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("reading image {}", path.display()))?,
         Kind::Dataset => dataset_facts(path, args.threshold)
             .with_context(|| format!("reading dataset {}", path.display()))?,
-        Kind::Uai | Kind::Rbm => {
+        Kind::Uai | Kind::Rbm | Kind::Composite => {
             match open_model(path).with_context(|| format!("reading model {}", path.display()))? {
                 LoadedModel::Factors(graph) => uai_facts(graph, args.evidence.as_deref())?,
                 LoadedModel::Rbm(file) => rbm_facts(&file),
+                LoadedModel::Composite(c) => Facts::Composite(super::compose::facts(path, &c)?),
             }
         }
         Kind::Pr => {
@@ -166,6 +169,7 @@ fn detect(path: &Path) -> anyhow::Result<Kind> {
     match sniff_model(&head) {
         Some(ModelKind::Uai) => return Ok(Kind::Uai),
         Some(ModelKind::Rbm) => return Ok(Kind::Rbm),
+        Some(ModelKind::Composite) => return Ok(Kind::Composite),
         None => {}
     }
     if dataset_format(path).is_some() {
@@ -379,6 +383,7 @@ fn describe(report: &Report) -> String {
                 if *ising_form { "yes" } else { "no" }
             )
         }
+        Facts::Composite(c) => c.describe(file),
         Facts::PrAnswer { log10_z, log_z } => {
             format!(
                 "{file}: UAI partition-function answer\n  log10 Z = {log10_z}\n  ln Z = {log_z}"

@@ -2,6 +2,7 @@
 //! conversion to validated library parameters, the library call, and the output.
 
 mod classify;
+mod compose;
 mod denoise;
 mod evaluate;
 mod fit;
@@ -25,7 +26,7 @@ use clap::{Args, Parser, Subcommand};
     name = "ebm",
     version,
     about = "Binary energy-based models: exact partition functions, sampling, RBM training, MAP denoising",
-    after_help = "Examples:\n  ebm info data/digits_train.txt\n  ebm partition ising --width 4 --height 4 --beta 0.4406868\n  ebm sample ising --width 64 --height 64 --beta 0.4406868 --sampler wolff --sweeps 20000\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --output digits16.safetensors\n  ebm evaluate --model digits16.safetensors --data data/digits_test.txt\n  ebm fit --data data/digits_train.txt --graph lattice --width 8 --height 8 --output fitted.uai\n  ebm noise --input data/images/horse.png --flip 0.1 --output noisy.png\n  ebm denoise --input noisy.png --output restored.png --clean data/images/horse.png\n\nRun `ebm <command> --help` for each command's flags and an example."
+    after_help = "Examples:\n  ebm info data/digits_train.txt\n  ebm partition ising --width 4 --height 4 --beta 0.4406868\n  ebm sample ising --width 64 --height 64 --beta 0.4406868 --sampler wolff --sweeps 20000\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --output digits16.safetensors\n  ebm evaluate --model digits16.safetensors --data data/digits_test.txt\n  ebm fit --data data/digits_train.txt --graph lattice --width 8 --height 8 --output fitted.uai\n  ebm compose mixture a.safetensors b.safetensors --weights 0.5,0.5 --output m.json\n  ebm noise --input data/images/horse.png --flip 0.1 --output noisy.png\n  ebm denoise --input noisy.png --output restored.png --clean data/images/horse.png\n\nRun `ebm <command> --help` for each command's flags and an example."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -76,6 +77,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Classify examples with one RBM per class (from `train-rbm --labels`): accuracy, confusion.
     Classify(classify::ClassifyArgs),
+    /// Combine models: product (AND), mixture (OR), negation (A AND NOT B), temperature.
+    Compose(compose::ComposeArgs),
 }
 
 /// Runs the parsed command line.
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sample(args) => sample::run(args, &cli.global),
         Command::Score(args) => score::run(args, &cli.global),
         Command::Classify(args) => classify::run(args, &cli.global),
+        Command::Compose(args) => compose::run(args, &cli.global),
     }
 }
 

@@ -223,6 +223,7 @@ enum Loaded {
     Lattice(IsingLattice, f64),
     Factors(FactorGraph),
     Rbm(Rbm),
+    Composite(ebm::model::Composite),
 }
 
 fn load_file(path: &Path) -> anyhow::Result<Loaded> {
@@ -230,6 +231,10 @@ fn load_file(path: &Path) -> anyhow::Result<Loaded> {
     match ebm::io::open_model(path).with_context(|| format!("reading model {}", path.display()))? {
         ebm::io::LoadedModel::Factors(graph) => Ok(Loaded::Factors(graph)),
         ebm::io::LoadedModel::Rbm(file) => Ok(Loaded::Rbm(file.rbm)),
+        ebm::io::LoadedModel::Composite(c) => Ok(match c.as_rbm() {
+            Some(rbm) => Loaded::Rbm(rbm.clone()),
+            None => Loaded::Composite(c),
+        }),
     }
 }
 
@@ -382,6 +387,22 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         return Err(usage("--marginals cannot be combined with --shard".into()));
     }
     let model = match &loaded {
+        Loaded::Composite(c) => {
+            let flags = [
+                ("--method", args.method.is_some()),
+                ("--marginals", args.marginals),
+                ("--shard", args.shard.is_some()),
+                ("--ordering", args.ordering.is_some()),
+                ("--max-seconds", args.max_seconds.is_some()),
+                ("--max-memory-mb", args.max_memory_mb.is_some()),
+                ("--output", args.output.is_some()),
+            ];
+            let path = args
+                .model
+                .as_deref()
+                .expect("a composite comes from --model");
+            return super::compose::partition(path, c, &flags, global);
+        }
         Loaded::Lattice(l, beta) => Model::Lattice {
             lattice: l,
             beta: *beta,

@@ -530,6 +530,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         .with_context(|| format!("reading model {}", path.display()))?
     {
         LoadedModel::Factors(graph) => graph,
+        LoadedModel::Composite(c) => return super::compose::sample(path, &c, args, global),
         LoadedModel::Rbm(file) => {
             for (flag, set) in [
                 ("--marginals", args.marginals),

@@ -12,7 +12,8 @@ use serde::Serialize;
 use super::output::{CSV, Outputs, print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use super::{GlobalArgs, UsageError, read_dataset};
-use ebm::infer::ais::{AisParams, DEFAULT_AIS_BETAS, DEFAULT_AIS_RUNS};
+use ebm::infer::ais::{AisEstimate, AisParams, DEFAULT_AIS_BETAS, DEFAULT_AIS_RUNS};
+use ebm::infer::composite::{LogZRequest, log_z_of};
 use ebm::infer::partition::{Method, Model, PartitionOptions, exact_log_partition};
 use ebm::infer::score::{LogPartition, free_energies, mean_log_likelihood};
 use ebm::io::labels::{anomaly_labels, check_label_count, read_labels};
@@ -20,6 +21,7 @@ use ebm::io::{LoadedModel, open_model};
 use ebm::learn::checkpoint::DATA_MEANS;
 use ebm::learn::{Evaluation, evaluate};
 use ebm::metrics::{auroc, average_precision, top_k};
+use ebm::model::composite::{Composite, LogZMethod};
 use ebm::model::{FactorGraph, FreeEnergyModel};
 
 const AFTER_HELP: &str = "Examples:
@@ -136,6 +138,7 @@ struct Report {
 enum Scored {
     Rbm(Box<ebm::io::safetensors::RbmFile>),
     Factors(FactorGraph),
+    Composite(Composite),
 }
 
 impl Scored {
@@ -143,6 +146,7 @@ impl Scored {
         match self {
             Scored::Rbm(file) => &file.rbm,
             Scored::Factors(graph) => graph,
+            Scored::Composite(c) => c,
         }
     }
 
@@ -150,6 +154,7 @@ impl Scored {
         match self {
             Scored::Rbm(_) => "rbm",
             Scored::Factors(_) => "uai",
+            Scored::Composite(_) => "composite",
         }
     }
 }
@@ -204,6 +209,32 @@ fn log_partition(
                 method: report.method,
                 detail: (report.method == "exact").then_some("rbm"),
                 ais: report.ais,
+            })
+        }
+        (Scored::Composite(c), _) => {
+            let request = match how {
+                LogZArg::Exact => LogZRequest::Exact,
+                LogZArg::Ais => LogZRequest::Ais(ais),
+                _ => LogZRequest::Auto(ais),
+            };
+            let means = data_means();
+            let lz = log_z_of(c, request, Some(&means), &mut bar)?;
+            let derived = lz.method == LogZMethod::Ais;
+            Some(LogPartition {
+                log_z: lz.value,
+                method: lz.method.name(),
+                detail: (!derived).then_some(c.operation()),
+                ais: derived.then(|| {
+                    let (betas, runs) = lz.ais.unwrap_or((0, 0));
+                    AisEstimate {
+                        log_z: lz.value,
+                        log_z_low: lz.low,
+                        log_z_high: lz.high,
+                        log_z_base: f64::NAN,
+                        betas,
+                        runs,
+                    }
+                }),
             })
         }
         (Scored::Factors(_), LogZArg::Ais) => return Err(ais_for_rbms_only()),
@@ -274,6 +305,7 @@ pub fn run(args: &ScoreArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     {
         LoadedModel::Rbm(file) => Scored::Rbm(Box::new(file)),
         LoadedModel::Factors(graph) => Scored::Factors(graph),
+        LoadedModel::Composite(c) => Scored::Composite(c),
     };
     if matches!(model, Scored::Factors(_)) && args.log_z == LogZArg::Ais {
         return Err(ais_for_rbms_only());
@@ -347,8 +379,16 @@ pub fn run(args: &ScoreArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         log_z_exact_method: lz.as_ref().and_then(|l| l.detail),
         log_z_low: is_ais.then_some(z_low).and_then(finite),
         log_z_high: is_ais.then_some(z_high).and_then(finite),
-        ais_betas: lz.as_ref().and_then(|l| l.ais.as_ref()).map(|a| a.betas),
-        ais_runs: lz.as_ref().and_then(|l| l.ais.as_ref()).map(|a| a.runs),
+        ais_betas: lz
+            .as_ref()
+            .and_then(|l| l.ais.as_ref())
+            .map(|a| a.betas)
+            .filter(|&b| b > 0),
+        ais_runs: lz
+            .as_ref()
+            .and_then(|l| l.ais.as_ref())
+            .map(|a| a.runs)
+            .filter(|&r| r > 0),
         mean_log_likelihood: mean_ll,
         // The interval of ln Z, carried over: a higher ln Z gives a lower likelihood.
         mean_log_likelihood_low: is_ais

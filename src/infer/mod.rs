@@ -1,6 +1,7 @@
 //! Exact and approximate inference: partition functions, marginals, MAP.
 
 pub mod ais;
+pub mod composite;
 pub mod eliminate;
 pub mod evidence;
 pub mod exact;

@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod classifier;
+pub mod composite;
 
 pub use atomic::{write_atomic, write_bytes_atomic};
 pub use model::{LoadedModel, ModelKind, open_model, sniff_model};

@@ -4,16 +4,21 @@
 //! Recognition ([`sniff_model`]) looks at the first bytes only:
 //! - a `.safetensors` file starts with its header length N (8 bytes, little-endian u64) followed
 //!   by the JSON header, whose first byte is `{`;
-//! - a UAI file's first token (after any whitespace) is `MARKOV` or `BAYES`, in any case.
+//! - a UAI file's first token (after any whitespace) is `MARKOV` or `BAYES`, in any case;
+//! - a composite manifest (JSON, [`crate::io::composite`]) starts, after any whitespace, with
+//!   `{` (and holds the key `ebm_composite`); the safetensors test comes first, and the manifests
+//!   `ebm compose` writes never have `{` as their ninth byte.
 //!
-//! Neither prefix can start a dataset, an image or a `.PR` answer, so the test is unambiguous.
+//! None of these prefixes can start a dataset, an image or a `.PR` answer, so the test is unambiguous.
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::io::composite::decode_composite;
 use crate::io::safetensors::{RbmFile, decode_rbm};
 use crate::io::uai::{parse_uai, text_of};
 use crate::model::FactorGraph;
+use crate::model::composite::Composite;
 
 /// The kinds of model file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +27,8 @@ pub enum ModelKind {
     Uai,
     /// An RBM in the `.safetensors` format.
     Rbm,
+    /// A composite manifest (JSON).
+    Composite,
 }
 
 /// A model read from a file.
@@ -31,6 +38,8 @@ pub enum LoadedModel {
     Factors(FactorGraph),
     /// An RBM with the file's metadata and extra tensors.
     Rbm(RbmFile),
+    /// A composite model from a manifest, its components loaded and their checksums checked.
+    Composite(Composite),
 }
 
 /// The kind of model whose file starts with `head` (16 bytes are enough), or `None`.
@@ -45,6 +54,9 @@ pub fn sniff_model(head: &[u8]) -> Option<ModelKind> {
         }
     }
     let start = head.iter().position(|b| !b.is_ascii_whitespace())?;
+    if head[start] == b'{' {
+        return Some(ModelKind::Composite);
+    }
     let word = &head[start..];
     let word = &word[..word
         .iter()
@@ -61,9 +73,11 @@ pub fn open_model(path: &Path) -> Result<LoadedModel> {
     match sniff_model(&bytes[..bytes.len().min(16)]) {
         Some(ModelKind::Uai) => Ok(LoadedModel::Factors(parse_uai(&text_of(bytes)?)?)),
         Some(ModelKind::Rbm) => Ok(LoadedModel::Rbm(decode_rbm(&bytes)?)),
+        Some(ModelKind::Composite) => Ok(LoadedModel::Composite(decode_composite(&bytes, path)?)),
         None => Err(Error::Format(
-            "not a model file: expected a UAI model (text starting with MARKOV or BAYES) or an \
-             RBM in the safetensors format (an 8-byte header length, then a JSON header)"
+            "not a model file: expected a UAI model (text starting with MARKOV or BAYES), an \
+             RBM in the safetensors format (an 8-byte header length, then a JSON header) or a \
+             composite manifest (JSON)"
                 .into(),
         )),
     }
@@ -81,6 +95,10 @@ mod tests {
         let mut st = 60u64.to_le_bytes().to_vec();
         st.extend_from_slice(b"{\"weights\"");
         assert_eq!(sniff_model(&st), Some(ModelKind::Rbm));
+        assert_eq!(
+            sniff_model(b"{\n  \"ebm_composite\""),
+            Some(ModelKind::Composite)
+        );
         for other in [
             &b"0101\n1100\n"[..],
             b"PR\n-1.5\n",

@@ -14,12 +14,14 @@
 //!   model in single precision, the form the sampling, training and AIS kernels run on.
 //! * Lattices store their sites row-major: site (row, col) is `row * width + col`.
 
+pub mod composite;
 pub mod factor;
 pub mod lattice;
 pub mod pairwise;
 pub mod rbm;
 pub mod rbm_f32;
 
+pub use composite::Composite;
 pub use factor::{Factor, FactorGraph};
 pub use lattice::{Boundary, IsingLattice};
 pub use pairwise::PairwiseMrf;

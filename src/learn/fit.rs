@@ -1,5 +1,5 @@
 //! Fitting a fully visible pairwise binary MRF (an Ising model with per-edge couplings) to
-//! binary data by maximum pseudo-likelihood (Besag 1975), solved with L-BFGS.
+//! binary data by maximum pseudo-likelihood (Besag 1975), solved with L-BFGS (OWL-QN with l1).
 //!
 //! Spins are s = 2x - 1 (bit 1 is spin +1); the model is
 //! E(s) = -sum_{(i,j) in edges} J_ij s_i s_j - sum_i h_i s_i, with one J per edge (the
@@ -13,6 +13,9 @@
 //! f_i = h_i + sum_{j ~ i} J_ij s_j, so -ln p(s_i | s_-i) = softplus(-2 s_i f_i). Fields are not
 //! penalised. The objective is convex in (J, h) (a sum of softplus of linear functions plus a
 //! convex penalty), so a quasi-Newton method reaches its minimum; see [`fit_pseudo_likelihood`].
+//! An optional l1 sum_edges |J_ij| term is handled by OWL-QN ([`minimise_owlqn`]).
+//! [`fit_asymmetric_pl`] is the per-spin-regression estimator of Aurell & Ekeberg (2012), and
+//! [`fit_mean_field`] the naive mean-field inversion.
 
 use rayon::prelude::*;
 

@@ -261,3 +261,53 @@ fn mean_field_fit_writes_a_readable_model_and_refuses_a_constant_column() {
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
     assert!(stderr.contains("singular"), "{stderr}");
 }
+
+#[test]
+fn l1_and_asymmetric_pl_fits_are_identical_for_one_and_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_data(dir.path(), &draw(3000, 11));
+    for method in ["pseudo-likelihood", "asymmetric-pl"] {
+        let mut outputs = Vec::new();
+        for threads in ["1", "2"] {
+            let out = dir.path().join(format!("{method}{threads}.uai"));
+            let assert = ebm()
+                .args(["fit", "--graph", "complete", "--l1", "0.01", "--json"])
+                .args(["--method", method, "--threads", threads])
+                .arg("--data")
+                .arg(&data)
+                .arg("--output")
+                .arg(&out)
+                .assert()
+                .success();
+            let report: serde_json::Value =
+                serde_json::from_slice(&assert.get_output().stdout).unwrap();
+            assert_eq!(report["method"], method);
+            assert_eq!(report["l1"], 0.01);
+            assert_eq!(report["converged"], true, "{method}: {report}");
+            outputs.push(std::fs::read(&out).unwrap());
+        }
+        assert_eq!(outputs[0], outputs[1], "{method}: --threads 1 and 2 differ");
+    }
+}
+
+#[test]
+fn l1_is_refused_when_negative_or_with_mean_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_data(dir.path(), &draw(200, 3));
+    for extra in [
+        vec!["--l1", "-0.5"],
+        vec!["--l1", "0.1", "--method", "mean-field"],
+    ] {
+        let assert = ebm()
+            .args(["fit", "--graph", "complete"])
+            .args(&extra)
+            .arg("--data")
+            .arg(&data)
+            .arg("--output")
+            .arg(dir.path().join("out.uai"))
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+        assert!(stderr.contains("--l1"), "{extra:?}: {stderr}");
+    }
+}

@@ -13,7 +13,8 @@ use super::output::{Outputs, print_json, say};
 use super::{GlobalArgs, UsageError, read_dataset};
 use ebm::io::uai::{format_uai, read_uai};
 use ebm::learn::fit::{
-    FitParams, complete_edges, fit_mean_field, fit_pseudo_likelihood, lattice_edges,
+    FitParams, complete_edges, fit_asymmetric_pl, fit_mean_field, fit_pseudo_likelihood,
+    lattice_edges,
 };
 use ebm::model::FactorGraph;
 
@@ -31,6 +32,9 @@ pub enum GraphArg {
 pub enum MethodArg {
     /// Maximum pseudo-likelihood (Besag 1975), one coupling per edge, solved by L-BFGS.
     PseudoLikelihood,
+    /// Asymmetric pseudo-likelihood (Aurell & Ekeberg 2012): one logistic regression per spin,
+    /// J_ij the average of the two regressions' weights (a different estimator).
+    AsymmetricPl,
     /// Naive mean-field inversion J = -(C^-1) off-diagonal on the edges (fast, biased).
     MeanField,
 }
@@ -39,6 +43,7 @@ impl MethodArg {
     fn name(self) -> &'static str {
         match self {
             MethodArg::PseudoLikelihood => "pseudo-likelihood",
+            MethodArg::AsymmetricPl => "asymmetric-pl",
             MethodArg::MeanField => "mean-field",
         }
     }
@@ -81,7 +86,11 @@ pub struct FitArgs {
     /// Weight l2 of the penalty (l2 / 2) sum J_ij^2 on couplings (fields are not penalised).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub l2: f64,
-    /// Stop when the largest absolute gradient component is at most this.
+    /// Weight l1 of the penalty l1 sum |J_ij| on couplings (fields are not penalised), solved
+    /// by OWL-QN; not for mean-field.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub l1: f64,
+    /// Stop when the largest absolute (minimum-norm sub)gradient component is at most this.
     #[arg(long, default_value_t = 1e-6, allow_negative_numbers = true)]
     pub tolerance: f64,
     /// Stop after this many L-BFGS iterations (the report then says converged: false).
@@ -97,6 +106,7 @@ struct FitReport<'a> {
     variables: usize,
     edges: usize,
     l2: f64,
+    l1: f64,
     tolerance: f64,
     objective: f64,
     gradient_norm: f64,
@@ -137,6 +147,7 @@ fn structure_edges(path: &std::path::Path, columns: usize) -> anyhow::Result<Vec
 pub fn run(args: &FitArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let params = FitParams {
         l2: args.l2,
+        l1: args.l1,
         tolerance: args.tolerance,
         max_iterations: args.max_iterations,
     };
@@ -182,7 +193,7 @@ pub fn run(args: &FitArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .iter()
         .filter(|&&m| m == 0.0 || m == 1.0)
         .count();
-    if constant > 0 && args.method == MethodArg::PseudoLikelihood {
+    if constant > 0 && args.method != MethodArg::MeanField {
         say(
             global,
             &format!(
@@ -196,6 +207,7 @@ pub fn run(args: &FitArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let outcome = match args.method {
         MethodArg::PseudoLikelihood => fit_pseudo_likelihood(&data, &edges, &params)?,
+        MethodArg::AsymmetricPl => fit_asymmetric_pl(&data, &edges, &params)?,
         MethodArg::MeanField => fit_mean_field(&data, &edges, &params)
             .with_context(|| format!("--method mean-field on --data {}", args.data.display()))?,
     };
@@ -209,6 +221,7 @@ pub fn run(args: &FitArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         variables: columns,
         edges: outcome.model.edges().len(),
         l2: args.l2,
+        l1: args.l1,
         tolerance: args.tolerance,
         objective: outcome.objective,
         gradient_norm: outcome.gradient_norm,

@@ -57,6 +57,12 @@ pub enum Purpose {
     /// Simulated annealing of any model with flip deltas (`infer::map::anneal_model`), one
     /// sequential generator; index 0.
     ModelAnneal,
+    /// Training of a Gaussian-Bernoulli RBM (`learn::gaussian`: initial weights, shuffles,
+    /// Gibbs chains of CD/PCD, denoising noise); index: the key the trainer derives for each.
+    GaussianTraining,
+    /// Chains of a Gaussian-Bernoulli RBM sampler (`sample::gaussian`: Langevin, MALA, block
+    /// Gibbs); index: the chain.
+    GaussianChains,
 }
 
 impl Purpose {
@@ -73,6 +79,8 @@ impl Purpose {
             Purpose::Ais => 8,
             Purpose::Training => 9,
             Purpose::ModelAnneal => 10,
+            Purpose::GaussianTraining => 11,
+            Purpose::GaussianChains => 12,
         }
     }
 }
@@ -164,6 +172,8 @@ mod tests {
             Ais,
             Training,
             ModelAnneal,
+            GaussianTraining,
+            GaussianChains,
         ];
         for seed in [0, 42, u64::MAX] {
             for index in [0, 1, 7] {

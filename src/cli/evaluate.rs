@@ -92,6 +92,9 @@ pub fn run(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         seed: global.seed,
     };
     ais.validate()?;
+    if super::gaussian::is_gaussian_file(&args.model) {
+        return super::gaussian::evaluate(args, global);
+    }
     let file =
         read_rbm(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
     let data = read_dataset(&args.data, args.threshold)

@@ -137,6 +137,7 @@ pub fn run(args: &InfoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             match open_model(path).with_context(|| format!("reading model {}", path.display()))? {
                 LoadedModel::Factors(graph) => uai_facts(graph, args.evidence.as_deref())?,
                 LoadedModel::Rbm(file) => rbm_facts(&file),
+                LoadedModel::GaussianRbm(file) => rbm_facts(&super::gaussian::as_rbm_file(&file)?),
             }
         }
         Kind::Pr => {

@@ -11,7 +11,9 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::io::safetensors::{RbmFile, decode_rbm};
+use crate::io::safetensors::{
+    GAUSSIAN_UNITS, GaussianRbmFile, RbmFile, decode_gaussian_rbm, decode_rbm, visible_units,
+};
 use crate::io::uai::{parse_uai, text_of};
 use crate::model::FactorGraph;
 
@@ -31,6 +33,9 @@ pub enum LoadedModel {
     Factors(FactorGraph),
     /// An RBM with the file's metadata and extra tensors.
     Rbm(RbmFile),
+    /// A Gaussian-Bernoulli RBM (real visible units): an RBM file whose metadata says
+    /// `visible_units = gaussian`.
+    GaussianRbm(GaussianRbmFile),
 }
 
 /// The kind of model whose file starts with `head` (16 bytes are enough), or `None`.
@@ -60,6 +65,9 @@ pub fn open_model(path: &Path) -> Result<LoadedModel> {
     let bytes = std::fs::read(path)?;
     match sniff_model(&bytes[..bytes.len().min(16)]) {
         Some(ModelKind::Uai) => Ok(LoadedModel::Factors(parse_uai(&text_of(bytes)?)?)),
+        Some(ModelKind::Rbm) if visible_units(&bytes).as_deref() == Some(GAUSSIAN_UNITS) => {
+            Ok(LoadedModel::GaussianRbm(decode_gaussian_rbm(&bytes)?))
+        }
         Some(ModelKind::Rbm) => Ok(LoadedModel::Rbm(decode_rbm(&bytes)?)),
         None => Err(Error::Format(
             "not a model file: expected a UAI model (text starting with MARKOV or BAYES) or an \

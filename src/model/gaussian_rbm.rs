@@ -148,7 +148,12 @@ impl GaussianRbm {
             let d = v[i] - self.visible_bias[i];
             e += 0.5 * d * d * lambda;
             let row = &self.weights[i * nh..(i + 1) * nh];
-            let wh: f64 = row.iter().zip(h).filter(|(_, hj)| **hj != 0).map(|(w, _)| w).sum();
+            let wh: f64 = row
+                .iter()
+                .zip(h)
+                .filter(|(_, hj)| **hj != 0)
+                .map(|(w, _)| w)
+                .sum();
             e -= v[i] * lambda * wh;
         }
         e - self
@@ -423,7 +428,10 @@ mod tests {
         let msg = GaussianRbm::new(2, 1, vec![0.0; 2], vec![0.0; 2], vec![0.0], vec![1.0])
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("visible_sigma has 1 entries, expected 2"), "{msg}");
+        assert!(
+            msg.contains("visible_sigma has 1 entries, expected 2"),
+            "{msg}"
+        );
     }
 
     /// The Gray-code enumeration agrees with a direct sum over hidden states, and the exact

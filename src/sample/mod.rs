@@ -29,6 +29,7 @@
 //! ```
 
 pub mod cluster;
+pub mod gaussian;
 pub mod general;
 pub mod lattice;
 pub mod rbm;

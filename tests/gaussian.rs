@@ -405,3 +405,169 @@ fn real_datasets_keep_their_values() {
     assert!(msg.contains("line 2"), "{msg}");
     assert!(parse_real_dataset(b"1,nan\n", DatasetFormat::Csv).is_err());
 }
+
+fn json_of(output: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(output).expect("one JSON object on stdout")
+}
+
+/// The command line end to end on the grey digits: training with standardisation stores the
+/// mean and std, `evaluate` applies them and reports the same test log-likelihood as training,
+/// `partition` the same ln Z, and `sample` gives the same files for any --threads.
+#[test]
+fn cli_trains_evaluates_and_samples_a_gaussian_rbm() {
+    use crate::common::ebm;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("g.safetensors");
+    let out = ebm()
+        .args([
+            "train-rbm",
+            "--visible",
+            "gaussian",
+            "--objective",
+            "score-matching",
+            "--standardise",
+            "--data",
+            "data/digits_grey_test.csv",
+            "--test",
+            "data/digits_grey_test.csv",
+            "--hidden",
+            "4",
+            "--epochs",
+            "3",
+            "--json",
+            "--output",
+        ])
+        .arg(&model)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let train = json_of(&out);
+    let test_ll = train["test_log_likelihood"].as_f64().unwrap();
+    let log_z = train["log_z"].as_f64().unwrap();
+    assert!(test_ll.is_finite());
+    let eval = json_of(
+        &ebm()
+            .args([
+                "evaluate",
+                "--data",
+                "data/digits_grey_test.csv",
+                "--json",
+                "--model",
+            ])
+            .arg(&model)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert!((eval["log_likelihood"].as_f64().unwrap() - test_ll).abs() < 1e-9);
+    assert_eq!(eval["standardised"], true);
+    let part = json_of(
+        &ebm()
+            .args(["partition", "--json", "--model"])
+            .arg(&model)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert!((part["log_z"].as_f64().unwrap() - log_z).abs() < 1e-9);
+    let info = json_of(
+        &ebm()
+            .args(["info", "--json"])
+            .arg(&model)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert!(info.to_string().contains("visible_sigma"), "{info}");
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let csv = dir.path().join(format!("s{threads}.csv"));
+        let png = dir.path().join(format!("s{threads}.png"));
+        ebm()
+            .args([
+                "sample",
+                "--sampler",
+                "mala",
+                "--step-size",
+                "0.05",
+                "--chains",
+                "9",
+                "--steps",
+                "30",
+                "--threads",
+                threads,
+                "--model",
+            ])
+            .arg(&model)
+            .arg("--output")
+            .arg(&csv)
+            .arg("--image")
+            .arg(&png)
+            .assert()
+            .success();
+        outputs.push((std::fs::read(&csv).unwrap(), std::fs::read(&png).unwrap()));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(String::from_utf8_lossy(&outputs[0].0).lines().count(), 9);
+}
+
+/// A Gaussian file given where a binary RBM is needed, and Gaussian-only flags on a binary run,
+/// are refused (exit 2) with a message naming the problem.
+#[test]
+fn cli_refuses_gaussian_models_and_flags_on_binary_paths() {
+    use crate::common::ebm;
+    use predicates::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("g.safetensors");
+    let m = random_model(64, 2, 0.1, 1);
+    ebm::io::safetensors::write_gaussian_rbm(
+        &model,
+        &ebm::io::safetensors::GaussianRbmFile::new(m),
+    )
+    .unwrap();
+    let out = dir.path().join("b.safetensors");
+    ebm()
+        .args(["train-rbm", "--data", "data/digits_train.txt", "--resume"])
+        .arg(&model)
+        .arg("--output")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Gaussian-Bernoulli RBM"));
+    ebm()
+        .args([
+            "train-rbm",
+            "--data",
+            "data/digits_train.txt",
+            "--objective",
+            "score-matching",
+            "--output",
+        ])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--visible gaussian"));
+    ebm()
+        .args([
+            "sample",
+            "--sampler",
+            "langevin",
+            "--model",
+            "data/uai/Grids_11.uai",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Gaussian RBMs"));
+    ebm()
+        .args(["sample", "--sampler", "metropolis", "--model"])
+        .arg(&model)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("langevin, mala or gibbs"));
+    assert!(!out.exists());
+}

@@ -190,9 +190,14 @@ pub fn unpack(n_visible: usize, n_hidden: usize, theta: &[f64]) -> Result<Gaussi
     )
 }
 
-/// Scratch for the per-example terms, allocated once.
+/// Scratch for the per-example terms, allocated once, with the per-model quantities
+/// lambda_i = 1 / sigma_i^2 and q_j = sum_i lambda_i^2 W_ij^2 that every example shares: after
+/// the model changes, call [`Scratch::prepare`] before using the scratch with it.
 #[derive(Debug, Clone)]
 pub struct Scratch {
+    lambda: Vec<f64>,
+    q: Vec<f64>,
+    w2s1: Vec<f64>,
     a: Vec<f64>,
     s: Vec<f64>,
     s1: Vec<f64>,
@@ -202,16 +207,35 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// Buffers for `model`'s shape.
+    /// Buffers for `model`'s shape, prepared for `model`.
     pub fn new(model: &GaussianRbm) -> Self {
         let (nv, nh) = (model.n_visible(), model.n_hidden());
-        Scratch {
+        let mut scratch = Scratch {
+            lambda: vec![0.0; nv],
+            q: vec![0.0; nh],
+            w2s1: vec![0.0; nv],
             a: vec![0.0; nh],
             s: vec![0.0; nh],
             s1: vec![0.0; nh],
             g: vec![0.0; nh],
             psi: vec![0.0; nv],
             r: vec![0.0; nv],
+        };
+        scratch.prepare(model);
+        scratch
+    }
+
+    /// Computes lambda and q for `model` (of the shape the scratch was made for).
+    pub fn prepare(&mut self, model: &GaussianRbm) {
+        let nh = model.n_hidden();
+        for (l, s) in self.lambda.iter_mut().zip(model.visible_sigma()) {
+            *l = 1.0 / (s * s);
+        }
+        self.q.fill(0.0);
+        for (i, &l) in self.lambda.iter().enumerate() {
+            for (q, w) in self.q.iter_mut().zip(&model.weights()[i * nh..(i + 1) * nh]) {
+                *q += l * l * w * w;
+            }
         }
     }
 }
@@ -252,7 +276,8 @@ pub fn add_log_likelihood_terms(
 }
 
 /// The score-matching loss of one example, sum_i [psi_i^2 / 2 + d psi_i / d v_i], and (if
-/// `grad` is given) `weight` times its gradient added to it (module docs).
+/// `grad` is given) `weight` times its gradient added to it (module docs). `scratch` must be
+/// prepared for `model` ([`Scratch::prepare`]).
 pub fn score_matching_terms(
     model: &GaussianRbm,
     v: &[f64],
@@ -261,7 +286,8 @@ pub fn score_matching_terms(
     grad: Option<&mut [f64]>,
 ) -> f64 {
     let (nv, nh) = (model.n_visible(), model.n_hidden());
-    let (w, b, sig) = (model.weights(), model.visible_bias(), model.visible_sigma());
+    let (w, b) = (model.weights(), model.visible_bias());
+    debug_assert_eq!(scratch.lambda.len(), nv);
     model.hidden_activations(v, &mut scratch.a);
     for j in 0..nh {
         let s = sigmoid(scratch.a[j]);
@@ -270,14 +296,15 @@ pub fn score_matching_terms(
     }
     let mut loss = 0.0;
     for i in 0..nv {
-        let lambda = 1.0 / (sig[i] * sig[i]);
+        let lambda = scratch.lambda[i];
         let row = &w[i * nh..(i + 1) * nh];
         let mut ws = 0.0;
         let mut w2s1 = 0.0;
-        for j in 0..nh {
-            ws += row[j] * scratch.s[j];
-            w2s1 += row[j] * row[j] * scratch.s1[j];
+        for ((wij, s), s1) in row.iter().zip(&scratch.s).zip(&scratch.s1) {
+            ws += wij * s;
+            w2s1 += wij * wij * s1;
         }
+        scratch.w2s1[i] = w2s1;
         scratch.r[i] = b[i] - v[i] + ws;
         scratch.psi[i] = lambda * scratch.r[i];
         loss += 0.5 * scratch.psi[i] * scratch.psi[i] - lambda + lambda * lambda * w2s1;
@@ -285,17 +312,17 @@ pub fn score_matching_terms(
     let Some(grad) = grad else {
         return loss;
     };
-    // g_j = s'_j u_j + s''_j q_j.
-    for j in 0..nh {
-        let (mut u, mut q) = (0.0, 0.0);
-        for i in 0..nv {
-            let lambda = 1.0 / (sig[i] * sig[i]);
-            let wij = w[i * nh + j];
-            u += scratch.psi[i] * lambda * wij;
-            q += lambda * lambda * wij * wij;
+    // u_j = sum_i psi_i lambda_i W_ij, row by row; then g_j = s'_j u_j + s''_j q_j.
+    scratch.g.fill(0.0);
+    for i in 0..nv {
+        let c = scratch.psi[i] * scratch.lambda[i];
+        for (u, wij) in scratch.g.iter_mut().zip(&w[i * nh..(i + 1) * nh]) {
+            *u += c * wij;
         }
+    }
+    for j in 0..nh {
         let s1 = scratch.s1[j];
-        scratch.g[j] = s1 * u + s1 * (1.0 - 2.0 * scratch.s[j]) * q;
+        scratch.g[j] = s1 * scratch.g[j] + s1 * (1.0 - 2.0 * scratch.s[j]) * scratch.q[j];
     }
     let (gw, rest) = grad.split_at_mut(nv * nh);
     let (gb, rest) = rest.split_at_mut(nv);
@@ -304,22 +331,28 @@ pub fn score_matching_terms(
         *gc += weight * g;
     }
     for i in 0..nv {
-        let lambda = 1.0 / (sig[i] * sig[i]);
+        let lambda = scratch.lambda[i];
         let psi = scratch.psi[i];
         let row = &w[i * nh..(i + 1) * nh];
-        let mut w2s1 = 0.0;
+        let (c_s, c_s1, c_g) = (
+            weight * psi * lambda,
+            weight * 2.0 * lambda * lambda,
+            weight * v[i] * lambda,
+        );
         let mut wg = 0.0;
-        for j in 0..nh {
-            let wij = row[j];
-            gw[i * nh + j] += weight
-                * (psi * lambda * scratch.s[j]
-                    + 2.0 * lambda * lambda * wij * scratch.s1[j]
-                    + v[i] * lambda * scratch.g[j]);
-            w2s1 += wij * wij * scratch.s1[j];
-            wg += wij * scratch.g[j];
+        for ((((gij, wij), s), s1), g) in gw[i * nh..(i + 1) * nh]
+            .iter_mut()
+            .zip(row)
+            .zip(&scratch.s)
+            .zip(&scratch.s1)
+            .zip(&scratch.g)
+        {
+            *gij += c_s * s + c_s1 * wij * s1 + c_g * g;
+            wg += wij * g;
         }
         gb[i] += weight * psi * lambda;
-        let d_lambda = psi * scratch.r[i] - 1.0 + 2.0 * lambda * w2s1 + v[i] * wg;
+        let d_lambda =
+            psi * scratch.r[i] - 1.0 + 2.0 * lambda * scratch.w2s1[i] + v[i] * wg;
         grho[i] += weight * (-2.0 * lambda * d_lambda);
     }
     loss
@@ -661,6 +694,7 @@ impl GaussianTrainer {
             });
         }
         self.model = unpack(nv, nh, &self.theta)?;
+        self.scratch.prepare(&self.model);
         Ok(())
     }
 }

@@ -232,8 +232,8 @@ fn moments_with_errors(
     for (c, chunk) in states.chunks_exact(per_chain * nv).enumerate() {
         for v in chunk.chunks_exact(nv) {
             let mut k = 0;
-            for a in 0..nv {
-                per[c][k] += v[a] / per_chain as f64;
+            for x in v {
+                per[c][k] += x / per_chain as f64;
                 k += 1;
             }
             for a in 0..nv {

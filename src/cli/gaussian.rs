@@ -484,9 +484,11 @@ pub fn sample(
         sampler,
         step_size,
         chains,
-        burn_in: burn_in + steps - 1,
-        steps: 1,
-        thin: 1,
+        burn_in,
+        // Only each chain's final state is kept; MALA's acceptance counts every move after
+        // the burn-in.
+        steps,
+        thin: steps,
         seed: global.seed,
     };
     let t0 = Instant::now();

@@ -63,7 +63,7 @@ pub enum Command {
     /// Sample an Ising lattice, a UAI model or an RBM by MCMC; report observables with error bars.
     Sample(Box<sample::SampleArgs>),
     /// Train a binary RBM with contrastive divergence (CD-k) or persistent CD.
-    TrainRbm(train_rbm::TrainRbmArgs),
+    TrainRbm(Box<train_rbm::TrainRbmArgs>),
     /// Average log-likelihood of a dataset under an RBM (ln Z exact or by AIS).
     Evaluate(evaluate::EvaluateArgs),
     /// Fit a fully visible pairwise binary MRF (Ising form) to data by pseudo-likelihood.

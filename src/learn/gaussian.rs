@@ -37,6 +37,9 @@
 //! use (initialisation, each epoch's shuffle, each batch), and batches are processed in order, so
 //! the result depends on the seed only.
 
+// Loops over i (visible) and j (hidden) index several arrays at once, as the formulas do.
+#![allow(clippy::needless_range_loop)]
+
 use rand::RngExt;
 use rand_distr::{Distribution, Normal, StandardNormal};
 
@@ -233,7 +236,11 @@ impl Scratch {
         }
         self.q.fill(0.0);
         for (i, &l) in self.lambda.iter().enumerate() {
-            for (q, w) in self.q.iter_mut().zip(&model.weights()[i * nh..(i + 1) * nh]) {
+            for (q, w) in self
+                .q
+                .iter_mut()
+                .zip(&model.weights()[i * nh..(i + 1) * nh])
+            {
                 *q += l * l * w * w;
             }
         }
@@ -351,8 +358,7 @@ pub fn score_matching_terms(
             wg += wij * g;
         }
         gb[i] += weight * psi * lambda;
-        let d_lambda =
-            psi * scratch.r[i] - 1.0 + 2.0 * lambda * scratch.w2s1[i] + v[i] * wg;
+        let d_lambda = psi * scratch.r[i] - 1.0 + 2.0 * lambda * scratch.w2s1[i] + v[i] * wg;
         grho[i] += weight * (-2.0 * lambda * d_lambda);
     }
     loss

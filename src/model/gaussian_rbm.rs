@@ -11,15 +11,18 @@
 //!   F(v) = sum_i (v_i - b_i)^2 / (2 sigma_i^2) - sum_j softplus(a_j(v)),
 //!   with ln p(v) = -F(v) - ln Z,
 //! * integrating v out of exp(-E(v, h)) (a Gaussian integral per hidden state) gives
-//!   ln Z = logsumexp_h [ c.h + sum_i ((b_i + (W h)_i)^2 - b_i^2) / (2 sigma_i^2) ]
-//!   + sum_i ln sqrt(2 pi sigma_i^2),
-//!   and p(v) is the mixture over h of N(b + W h, diag sigma^2) with weights proportional to the
-//!   bracket's exponential.
+//!   ln Z = logsumexp_h [ c.h + sum_i ((b_i + (W h)_i)^2 - b_i^2) / (2 sigma_i^2) ] +
+//!   sum_i ln sqrt(2 pi sigma_i^2),
+//!   and p(v) is the mixture over h of N(b + W h, diag sigma^2) with weights proportional to
+//!   the bracket's exponential.
 //! * The score is grad_v ln p(v) = -grad_v F(v), with
 //!   dF/dv_i = (v_i - b_i) / sigma_i^2 - sum_j W_ij sigmoid(a_j(v)) / sigma_i^2.
 //!
 //! W is stored row-major `n_visible x n_hidden` (entry (i, j) at `i * n_hidden + j`) as in
 //! [`crate::model::Rbm`].
+
+// Loops over i (visible) and j (hidden) index several arrays at once, as the formulas do.
+#![allow(clippy::needless_range_loop)]
 
 use crate::error::{Error, Result};
 use crate::logspace::{LogSumExp, sigmoid, softplus};

@@ -15,6 +15,9 @@
 //! chain)`, and chains run in parallel with rayon, so the samples do not depend on the number of
 //! threads. A chain starts from h uniform on {0,1}^n_h and v ~ p(v | h).
 
+// Loops over i (visible) and j (hidden) index several arrays at once, as the formulas do.
+#![allow(clippy::needless_range_loop)]
+
 use rand::{Rng, RngExt};
 use rand_distr::StandardNormal;
 use rayon::prelude::*;

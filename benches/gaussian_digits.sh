@@ -38,3 +38,13 @@ for sampler in langevin mala gibbs; do
   "$EBM" sample --model "$OUT/score-matching.safetensors" --sampler "$sampler" "${step[@]}" \
     --chains 64 --steps 1000 --image "$OUT/samples_$sampler.png" --json
 done
+# Pictures for docs/img, enlarged 4x (nearest neighbour) when Pillow is available:
+#   PYTHON=/path/to/venv/bin/python benches/gaussian_digits.sh
+"${PYTHON:-python3}" - "$OUT" <<'PY' || echo "(Pillow not found: pictures left at 1x in $OUT)"
+import sys
+from PIL import Image
+out = sys.argv[1]
+for s in ["langevin", "mala", "gibbs"]:
+    im = Image.open(f"{out}/samples_{s}.png")
+    im.resize((im.width * 4, im.height * 4), Image.NEAREST).save(f"{out}/gaussian_samples_{s}.png", optimize=True)
+PY

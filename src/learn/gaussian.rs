@@ -4,7 +4,7 @@
 //! # Parameters
 //! theta = (W, b, c, rho) packed in that order ([`pack`], [`unpack`]), with rho_i = ln sigma_i
 //! so that sigma stays positive; with fixed sigma the rho part of every gradient is ignored.
-//! Learned sigmas are kept >= [`MIN_LEARNED_SIGMA`].
+//! Learned sigmas are kept in [[`MIN_LEARNED_SIGMA`], [`MAX_LEARNED_SIGMA`]].
 //!
 //! # Objectives (lambda_i = 1 / sigma_i^2, s_j = sigmoid(a_j(v)), a_j = c_j + sum_i v_i W_ij lambda_i)
 //! * **CD-k / PCD-k**: the log-likelihood gradient E_data[-dF/dtheta] - E_model[-dF/dtheta] with
@@ -53,6 +53,8 @@ use crate::sample::gaussian::{sample_hidden, sample_visible};
 /// The smallest sigma that learning may reach (a density on data with repeated values can grow
 /// without bound as sigma shrinks).
 pub const MIN_LEARNED_SIGMA: f64 = 1e-2;
+/// The largest sigma that learning may reach.
+pub const MAX_LEARNED_SIGMA: f64 = 1e2;
 
 /// What a Gaussian RBM is trained to optimise.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -684,9 +686,10 @@ impl GaussianTrainer {
                 p.momentum * self.velocity[k] + p.learning_rate * (self.grad[k] - decay);
             self.theta[k] += self.velocity[k];
         }
-        let floor = MIN_LEARNED_SIGMA.ln();
+        let (floor, ceiling) = (MIN_LEARNED_SIGMA.ln(), MAX_LEARNED_SIGMA.ln());
         for rho in &mut self.theta[rho_start..] {
-            *rho = rho.max(floor);
+            // NaN stays NaN and is reported below.
+            *rho = rho.clamp(floor, ceiling);
         }
         if let Some(k) = self.theta.iter().position(|x| !x.is_finite()) {
             return Err(Error::InvalidParam {

@@ -571,3 +571,40 @@ fn cli_refuses_gaussian_models_and_flags_on_binary_paths() {
         .stderr(predicate::str::contains("langevin, mala or gibbs"));
     assert!(!out.exists());
 }
+
+/// `evaluate --method ais` of a Gaussian RBM agrees with the exact evaluation: AIS's ln Z has a
+/// 3-standard-error interval, and the likelihoods differ by exactly the difference in ln Z.
+#[test]
+fn cli_evaluates_a_gaussian_rbm_by_ais() {
+    use crate::common::ebm;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("g.safetensors");
+    let m = random_model(64, 3, 0.05, 2);
+    ebm::io::safetensors::write_gaussian_rbm(
+        &model,
+        &ebm::io::safetensors::GaussianRbmFile::new(m.clone()),
+    )
+    .unwrap();
+    let run = |method: &str| {
+        json_of(
+            &ebm()
+                .args(["evaluate", "--data", "data/digits_grey_test.csv", "--json"])
+                .args(["--method", method, "--ais-betas", "500", "--ais-runs", "50"])
+                .arg("--model")
+                .arg(&model)
+                .assert()
+                .success()
+                .get_output()
+                .stdout,
+        )
+    };
+    let (exact, ais) = (run("exact"), run("ais"));
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+    assert_eq!(ais["method"], "ais");
+    assert!(
+        f(&ais, "log_z_low") <= f(&exact, "log_z") && f(&exact, "log_z") <= f(&ais, "log_z_high")
+    );
+    let d_ll = f(&ais, "log_likelihood") - f(&exact, "log_likelihood");
+    let d_z = f(&ais, "log_z") - f(&exact, "log_z");
+    assert!((d_ll + d_z).abs() < 1e-9, "{d_ll} vs {d_z}");
+}

@@ -615,25 +615,28 @@ struct EvaluateReport {
     log_likelihood: f64,
     log_z: f64,
     method: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_z_low: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_z_high: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ais_betas: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ais_runs: Option<usize>,
     standardised: bool,
     seconds: f64,
     seed: u64,
 }
 
-/// `ebm evaluate` of a Gaussian RBM: the exact average log-density of the data (nats per
-/// example, in the data's own units: a stored standardisation is applied and its Jacobian
-/// added).
+/// `ebm evaluate` of a Gaussian RBM: the average log-density of the data (nats per example, in
+/// the data's own units: a stored standardisation is applied and its Jacobian added), with ln Z
+/// exact by enumerating the hidden units or by AIS from the beta = 0 base
+/// (`--method ais`, or `auto` above [`MAX_EXACT_HIDDEN`] hidden units).
 pub fn evaluate(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if args.threshold.is_some() {
         return Err(usage(
             "--threshold does not apply to a Gaussian RBM (its data are real values)".into(),
         ));
-    }
-    if args.method == EvaluateMethodArg::Ais {
-        return Err(usage(format!(
-            "AIS is not available for Gaussian RBMs in this version; ln Z is exact by \
-             enumerating up to {MAX_EXACT_HIDDEN} hidden units (--method exact or auto)"
-        )));
     }
     let start = Instant::now();
     let file = ebm::io::safetensors::read_gaussian_rbm(&args.model)
@@ -642,18 +645,44 @@ pub fn evaluate(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         .with_context(|| format!("reading data {}", args.data.display()))?;
     check_columns(&data, &args.data, &file.model)?;
     let log_jacobian = to_model_units(&file, &mut data);
-    let log_z = file
-        .model
-        .log_partition()
-        .with_context(|| format!("ln Z of {}", args.model.display()))?;
-    let ll = average_log_likelihood(&file.model, &data)? + log_jacobian;
+    let ais = args.method == EvaluateMethodArg::Ais
+        || (args.method == EvaluateMethodArg::Auto && file.model.n_hidden() > MAX_EXACT_HIDDEN);
+    let (log_z, spread) = if ais {
+        let params = ebm::infer::ais::AisParams {
+            betas: args.ais_betas,
+            runs: args.ais_runs,
+            seed: global.seed,
+        };
+        let est = ebm::infer::gaussian_ais::gaussian_ais_log_partition(&file.model, &params)
+            .with_context(|| format!("AIS of ln Z of {}", args.model.display()))?;
+        (est.log_z, Some((est.log_z_low, est.log_z_high)))
+    } else {
+        let log_z = file
+            .model
+            .log_partition()
+            .with_context(|| format!("ln Z of {}", args.model.display()))?;
+        (log_z, None)
+    };
+    let mut hidden = vec![0.0; file.model.n_hidden()];
+    let mean_free_energy = data
+        .iter_rows()
+        .map(|v| file.model.free_energy_with(v, &mut hidden))
+        .sum::<f64>()
+        / data.rows() as f64;
+    let ll = -mean_free_energy - log_z + log_jacobian;
     let report = EvaluateReport {
         model: args.model.display().to_string(),
         data: args.data.display().to_string(),
         examples: data.rows(),
         log_likelihood: ll,
         log_z,
-        method: "exact",
+        method: if ais { "ais" } else { "exact" },
+        // AIS's ln(mean -+ 3 standard errors) of the weights; the likelihood's interval is
+        // the reverse: log_likelihood_low = log_likelihood - (log_z_high - log_z).
+        log_z_low: spread.map(|s| s.0).filter(|x| x.is_finite()),
+        log_z_high: spread.map(|s| s.1),
+        ais_betas: ais.then_some(args.ais_betas),
+        ais_runs: ais.then_some(args.ais_runs),
         standardised: file.standardisation().is_some(),
         seconds: start.elapsed().as_secs_f64(),
         seed: global.seed,
@@ -663,8 +692,8 @@ pub fn evaluate(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     } else {
         println!(
             "{}: average log-likelihood {ll:.4} nats per example over {} examples (ln Z = \
-             {log_z:.4}, exact)",
-            report.data, report.examples
+             {log_z:.4}, {})",
+            report.data, report.examples, report.method
         );
         Ok(())
     }

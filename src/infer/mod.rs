@@ -4,6 +4,7 @@ pub mod ais;
 pub mod eliminate;
 pub mod evidence;
 pub mod exact;
+pub mod gaussian_ais;
 pub mod kaufman;
 mod kernel;
 pub mod map;

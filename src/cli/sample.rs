@@ -91,7 +91,8 @@ pub struct ChainArgs {
     /// square lattice with J = 1, h = 0 is 0.4406868 [default: 1].
     #[arg(long, allow_negative_numbers = true)]
     pub beta: Option<f64>,
-    /// Sampler: gibbs, metropolis (any model) or wolff, swendsen-wang (lattices with J >= 0)
+    /// Sampler: gibbs, metropolis (any model) or wolff, swendsen-wang (lattices with J >= 0);
+    /// langevin, mala or gibbs for Gaussian RBMs (real visible units)
     /// [default: metropolis for lattices, gibbs for models].
     #[arg(long, value_enum)]
     pub sampler: Option<SamplerArg>,

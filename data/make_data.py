@@ -79,9 +79,21 @@ def digits():
     write_bits(OUT / "digits_test.txt", bits[test])
     write_labels(OUT / "digits_train_labels.txt", d.target[train])
     write_labels(OUT / "digits_test_labels.txt", d.target[test])
+    # The same images and split as grey levels 0..16 scaled to [0, 1] (exact in decimal: k/16).
+    # Thresholded at 0.5 (grey >= 8) they are exactly the binary files above.
+    grey = d.data / 16.0
+    assert ((grey >= 0.5) == bits).all()
+    for name, rows in [("digits_grey_train.csv", grey[train]), ("digits_grey_test.csv", grey[test])]:
+        with open(OUT / name, "w") as f:
+            for row in rows:
+                f.write(",".join(f"{x:g}" for x in row) + "\n")
 
 
 if __name__ == "__main__":
-    images()
-    bars_and_stripes()
+    import sys
+
+    # `--digits-only` rewrites just the digits files (no scikit-image needed for those).
+    if "--digits-only" not in sys.argv:
+        images()
+        bars_and_stripes()
     digits()

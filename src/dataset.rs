@@ -1,4 +1,5 @@
-//! Binary datasets: `n` examples of `d` bits each.
+//! Datasets: `n` examples of `d` bits each ([`Dataset`]), or of `d` real numbers
+//! ([`RealDataset`], for models with real visible units).
 
 use crate::error::{Error, Result};
 
@@ -81,6 +82,82 @@ impl Dataset {
             rows: indices.len(),
             cols: self.cols,
             data,
+        }
+    }
+}
+
+/// A dataset of real-valued examples, row-major f64 (`rows x cols`), every value finite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealDataset {
+    rows: usize,
+    cols: usize,
+    data: Vec<f64>,
+}
+
+impl RealDataset {
+    /// Builds a dataset from row-major values; every value must be finite.
+    pub fn new(rows: usize, cols: usize, data: Vec<f64>) -> Result<Self> {
+        if data.len() != rows * cols {
+            return Err(Error::SizeMismatch(format!(
+                "dataset of {rows} x {cols} needs {} values, got {}",
+                rows * cols,
+                data.len()
+            )));
+        }
+        if let Some(k) = data.iter().position(|x| !x.is_finite()) {
+            return Err(Error::Format(format!(
+                "row {}, column {}: value {} is not finite",
+                k / cols.max(1) + 1,
+                k % cols.max(1) + 1,
+                data[k]
+            )));
+        }
+        Ok(RealDataset { rows, cols, data })
+    }
+    /// Number of examples.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Values per example.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// All values, row-major.
+    pub fn data(&self) -> &[f64] {
+        &self.data
+    }
+    /// Example `r`.
+    #[inline]
+    pub fn row(&self, r: usize) -> &[f64] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+    /// Iterator over examples.
+    pub fn iter_rows(&self) -> impl ExactSizeIterator<Item = &[f64]> {
+        self.data.chunks_exact(self.cols.max(1)).take(self.rows)
+    }
+    /// The mean and the (population) standard deviation of each column.
+    pub fn column_mean_std(&self) -> (Vec<f64>, Vec<f64>) {
+        let n = self.rows.max(1) as f64;
+        let mut mean = vec![0.0; self.cols];
+        for row in self.iter_rows() {
+            for (m, x) in mean.iter_mut().zip(row) {
+                *m += x / n;
+            }
+        }
+        let mut var = vec![0.0; self.cols];
+        for row in self.iter_rows() {
+            for ((v, x), m) in var.iter_mut().zip(row).zip(&mean) {
+                *v += (x - m) * (x - m) / n;
+            }
+        }
+        (mean, var.into_iter().map(f64::sqrt).collect())
+    }
+    /// Applies x -> (x - mean) / std column by column.
+    pub fn standardise(&mut self, mean: &[f64], std: &[f64]) {
+        for row in self.data.chunks_exact_mut(self.cols.max(1)) {
+            for ((x, m), s) in row.iter_mut().zip(mean).zip(std) {
+                *x = (*x - m) / s;
+            }
         }
     }
 }

@@ -60,6 +60,12 @@ pub enum Purpose {
     /// Single-site chains over the visible units of a composite model
     /// (`sample::composite::sample_composite`); index: the chain.
     CompositeChains,
+    /// Training of a Gaussian-Bernoulli RBM (`learn::gaussian`: initial weights, shuffles,
+    /// Gibbs chains of CD/PCD, denoising noise); index: the key the trainer derives for each.
+    GaussianTraining,
+    /// Chains of a Gaussian-Bernoulli RBM sampler (`sample::gaussian`: Langevin, MALA, block
+    /// Gibbs); index: the chain.
+    GaussianChains,
 }
 
 impl Purpose {
@@ -77,6 +83,8 @@ impl Purpose {
             Purpose::Training => 9,
             Purpose::ModelAnneal => 10,
             Purpose::CompositeChains => 11,
+            Purpose::GaussianTraining => 12,
+            Purpose::GaussianChains => 13,
         }
     }
 }
@@ -169,6 +177,8 @@ mod tests {
             Training,
             ModelAnneal,
             CompositeChains,
+            GaussianTraining,
+            GaussianChains,
         ];
         for seed in [0, 42, u64::MAX] {
             for index in [0, 1, 7] {

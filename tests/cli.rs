@@ -85,7 +85,7 @@ fn info_prints_one_json_object_for_every_bundled_and_reference_file() {
         let name = file.file_name().unwrap().to_string_lossy();
         let expected = if name.ends_with(".png") {
             "image"
-        } else if name.ends_with(".txt") {
+        } else if name.ends_with(".txt") || name.ends_with(".csv") {
             "dataset"
         } else if name.ends_with(".uai") {
             "uai"

@@ -6,6 +6,7 @@ mod compose;
 mod contract;
 mod exact;
 mod fit;
+mod gaussian;
 mod io;
 mod learn;
 mod map;

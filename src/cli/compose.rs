@@ -147,6 +147,14 @@ fn read_part(path: &Path) -> anyhow::Result<Part> {
         }
         LoadedModel::Factors(g) => (Composite::Factors(g), None),
         LoadedModel::Composite(c) => (c, None),
+        LoadedModel::GaussianRbm(_) => {
+            return Err(super::UsageError(format!(
+                "{} is a Gaussian-Bernoulli RBM (real visible units); compose combines models \
+                 over binary visible units",
+                path.display()
+            ))
+            .into());
+        }
     };
     Ok(Part {
         path: path.to_path_buf(),

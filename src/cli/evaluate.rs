@@ -97,6 +97,9 @@ pub fn run(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if let Some(composite) = super::compose::composite_model(&args.model)? {
         return super::compose::evaluate(args, &composite, global);
     }
+    if super::gaussian::is_gaussian_file(&args.model) {
+        return super::gaussian::evaluate(args, global);
+    }
     let file =
         read_rbm(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
     let data = read_dataset(&args.data, args.threshold)

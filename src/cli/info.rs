@@ -140,6 +140,7 @@ pub fn run(args: &InfoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 LoadedModel::Factors(graph) => uai_facts(graph, args.evidence.as_deref())?,
                 LoadedModel::Rbm(file) => rbm_facts(&file),
                 LoadedModel::Composite(c) => Facts::Composite(super::compose::facts(path, &c)?),
+                LoadedModel::GaussianRbm(file) => rbm_facts(&super::gaussian::as_rbm_file(&file)?),
             }
         }
         Kind::Pr => {

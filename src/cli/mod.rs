@@ -6,6 +6,7 @@ mod compose;
 mod denoise;
 mod evaluate;
 mod fit;
+mod gaussian;
 mod info;
 mod lattice;
 mod noise;
@@ -114,8 +115,21 @@ pub fn read_dataset(
     path: &std::path::Path,
     threshold: Option<f64>,
 ) -> ebm::Result<ebm::dataset::Dataset> {
-    use ebm::io::datasets::{DEFAULT_MAX_DECOMPRESSED_BYTES, read_dataset_capped};
-    let cap = match std::env::var(MAX_DECOMPRESSED_ENV) {
+    use ebm::io::datasets::read_dataset_capped;
+    let cap = decompressed_cap()?;
+    read_dataset_capped(path, threshold, cap).map_err(explain_cap)
+}
+
+/// Reads a real-valued dataset (`ebm::io::datasets::read_real_dataset`) with the same cap on a
+/// `.gz` file's decompressed size as [`read_dataset`].
+pub fn read_real_dataset(path: &std::path::Path) -> ebm::Result<ebm::dataset::RealDataset> {
+    ebm::io::datasets::read_real_dataset(path, decompressed_cap()?).map_err(explain_cap)
+}
+
+/// The cap on a `.gz` dataset's decompressed size, from [`MAX_DECOMPRESSED_ENV`].
+fn decompressed_cap() -> ebm::Result<u64> {
+    use ebm::io::datasets::DEFAULT_MAX_DECOMPRESSED_BYTES;
+    Ok(match std::env::var(MAX_DECOMPRESSED_ENV) {
         Err(std::env::VarError::NotPresent) => DEFAULT_MAX_DECOMPRESSED_BYTES,
         Ok(text) => text.trim().parse().map_err(|_| {
             ebm::Error::param(
@@ -124,8 +138,12 @@ pub fn read_dataset(
             )
         })?,
         Err(e) => return Err(ebm::Error::param(MAX_DECOMPRESSED_ENV, e.to_string())),
-    };
-    read_dataset_capped(path, threshold, cap).map_err(|e| match e {
+    })
+}
+
+/// A refusal of a too large `.gz` file, saying how to raise the cap.
+fn explain_cap(e: ebm::Error) -> ebm::Error {
+    match e {
         ebm::Error::TooLarge { method, detail } => ebm::Error::TooLarge {
             method,
             detail: format!(
@@ -134,7 +152,7 @@ pub fn read_dataset(
             ),
         },
         other => other,
-    })
+    }
 }
 
 /// Reports a command line that clap refused: `--help` and `--version` print as usual (exit 0);

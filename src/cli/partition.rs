@@ -224,6 +224,7 @@ enum Loaded {
     Factors(FactorGraph),
     Rbm(Rbm),
     Composite(ebm::model::Composite),
+    Gaussian(Box<ebm::io::safetensors::GaussianRbmFile>),
 }
 
 fn load_file(path: &Path) -> anyhow::Result<Loaded> {
@@ -235,6 +236,7 @@ fn load_file(path: &Path) -> anyhow::Result<Loaded> {
             Some(rbm) => Loaded::Rbm(rbm.clone()),
             None => Loaded::Composite(c),
         }),
+        ebm::io::LoadedModel::GaussianRbm(file) => Ok(Loaded::Gaussian(Box::new(file))),
     }
 }
 
@@ -314,6 +316,23 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             }
             (None, Some(path)) => {
                 let loaded = load_file(path)?;
+                if let Loaded::Gaussian(file) = &loaded {
+                    let given = [
+                        ("--evidence", args.evidence.is_some()),
+                        ("--output", args.output.is_some()),
+                        ("--method", args.method.is_some()),
+                        ("--marginals", args.marginals),
+                        ("--shard", args.shard.is_some()),
+                        ("--ordering", args.ordering.is_some()),
+                    ];
+                    if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+                        return Err(usage(format!(
+                            "{flag} does not apply to a Gaussian RBM (its ln Z is exact by \
+                             enumerating the hidden units)"
+                        )));
+                    }
+                    return super::gaussian::partition(path, file, global, start);
+                }
                 let bytes = std::fs::read(path)
                     .with_context(|| format!("reading model {}", path.display()))?;
                 (loaded, path.display().to_string(), bytes)
@@ -409,6 +428,7 @@ pub fn run(args: &PartitionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         },
         Loaded::Factors(g) => Model::Factors(g),
         Loaded::Rbm(r) => Model::Rbm(r),
+        Loaded::Gaussian(_) => unreachable!("Gaussian RBMs are handled when loaded"),
     };
     let method = args.method.unwrap_or(PartitionMethodArg::Auto).method();
     // A bar only for the long-running enumerations (total set by the first report).

@@ -60,6 +60,10 @@ pub struct SampleArgs {
     /// variables report their value as marginal (stderr 0).
     #[arg(long, value_name = "FILE")]
     pub evidence: Option<PathBuf>,
+    /// Gaussian RBM only: epsilon of --sampler langevin or mala,
+    /// v' = v - epsilon grad F(v) + sqrt(2 epsilon) xi [default: 0.01].
+    #[arg(long)]
+    pub step_size: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +91,8 @@ pub struct ChainArgs {
     /// square lattice with J = 1, h = 0 is 0.4406868 [default: 1].
     #[arg(long, allow_negative_numbers = true)]
     pub beta: Option<f64>,
-    /// Sampler: gibbs, metropolis (any model) or wolff, swendsen-wang (lattices with J >= 0)
+    /// Sampler: gibbs, metropolis (any model) or wolff, swendsen-wang (lattices with J >= 0);
+    /// langevin, mala or gibbs for Gaussian RBMs (real visible units)
     /// [default: metropolis for lattices, gibbs for models].
     #[arg(long, value_enum)]
     pub sampler: Option<SamplerArg>,
@@ -134,6 +139,10 @@ pub enum SamplerArg {
     Metropolis,
     Wolff,
     SwendsenWang,
+    /// Unadjusted Langevin (Gaussian RBMs).
+    Langevin,
+    /// Metropolis-adjusted Langevin (Gaussian RBMs).
+    Mala,
 }
 
 impl SamplerArg {
@@ -143,6 +152,9 @@ impl SamplerArg {
             SamplerArg::Metropolis => SamplerKind::Metropolis,
             SamplerArg::Wolff => SamplerKind::Wolff,
             SamplerArg::SwendsenWang => SamplerKind::SwendsenWang,
+            SamplerArg::Langevin | SamplerArg::Mala => {
+                unreachable!("Langevin samplers are refused before a lattice is sampled")
+            }
         }
     }
     fn name(self) -> &'static str {
@@ -151,6 +163,8 @@ impl SamplerArg {
             SamplerArg::Metropolis => "metropolis",
             SamplerArg::Wolff => "wolff",
             SamplerArg::SwendsenWang => "swendsen-wang",
+            SamplerArg::Langevin => "langevin",
+            SamplerArg::Mala => "mala",
         }
     }
 }
@@ -285,6 +299,13 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     )?;
     outputs.declare("--trace", chain.trace.as_deref(), CSV, "the trace (CSV)")?;
     let sampler = chain.sampler.unwrap_or(SamplerArg::Metropolis);
+    if matches!(sampler, SamplerArg::Langevin | SamplerArg::Mala) {
+        return Err(UsageError(format!(
+            "--sampler {} moves real-valued units: it samples Gaussian RBMs (--model)",
+            sampler.name()
+        ))
+        .into());
+    }
     let shape = &args.lattice;
     let lattice = shape.lattice()?;
     let params = LatticeParams {
@@ -531,6 +552,9 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
     {
         LoadedModel::Factors(graph) => graph,
         LoadedModel::Composite(c) => return super::compose::sample(path, &c, args, global),
+        LoadedModel::GaussianRbm(file) => {
+            return super::gaussian::sample(path, &file, args, global);
+        }
         LoadedModel::Rbm(file) => {
             for (flag, set) in [
                 ("--marginals", args.marginals),
@@ -541,6 +565,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
                 ("--burn-in", args.chain.burn_in.is_some()),
                 ("--beta", args.chain.beta.is_some()),
                 ("--start", args.chain.start.is_some()),
+                ("--step-size", args.step_size.is_some()),
             ] {
                 if set {
                     return Err(UsageError(format!(
@@ -565,6 +590,13 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
     let rule = match sampler {
         SamplerArg::Gibbs => LocalRule::Gibbs,
         SamplerArg::Metropolis => LocalRule::Metropolis,
+        other @ (SamplerArg::Langevin | SamplerArg::Mala) => {
+            return Err(UsageError(format!(
+                "--sampler {} moves real-valued units: it samples Gaussian RBMs, not UAI models",
+                other.name()
+            ))
+            .into());
+        }
         other => {
             return Err(UsageError(format!(
                 "--sampler {} needs a ferromagnetic lattice: use `ebm sample ising`; \
@@ -586,6 +618,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         ("--chains", args.chains.is_some()),
         ("--steps", args.steps.is_some()),
         ("--output", args.output.is_some()),
+        ("--step-size", args.step_size.is_some()),
     ] {
         if set {
             return Err(UsageError(format!("{flag} applies to RBM models only")).into());

@@ -306,6 +306,14 @@ pub fn run(args: &ScoreArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         LoadedModel::Rbm(file) => Scored::Rbm(Box::new(file)),
         LoadedModel::Factors(graph) => Scored::Factors(graph),
         LoadedModel::Composite(c) => Scored::Composite(c),
+        LoadedModel::GaussianRbm(_) => {
+            return Err(usage(format!(
+                "{} is a Gaussian-Bernoulli RBM (real visible units); score handles binary \
+                 models (RBMs, UAI models, composites); use `ebm evaluate` for its \
+                 log-likelihood",
+                args.model.display()
+            )));
+        }
     };
     if matches!(model, Scored::Factors(_)) && args.log_z == LogZArg::Ais {
         return Err(ais_for_rbms_only());

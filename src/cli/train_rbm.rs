@@ -98,6 +98,19 @@ pub enum ObjectiveArg {
     /// Noise-contrastive estimation (Gutmann & Hyvarinen 2012): no Markov chain; data against
     /// --nce-ratio samples per example from the data's independent bit means, with ln Z learned.
     Nce,
+    /// Score matching in closed form (Hyvarinen 2005; Swersky et al. 2011); --visible gaussian.
+    ScoreMatching,
+    /// Denoising score matching (Vincent 2011) with --noise-std; --visible gaussian.
+    DenoisingScoreMatching,
+}
+
+/// The kind of visible units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VisibleArg {
+    /// Units in {0, 1} (the data binarised at --threshold).
+    Binary,
+    /// Real units, Gaussian given h (a Gaussian-Bernoulli RBM; see docs/gaussian.md).
+    Gaussian,
 }
 
 /// Learning-rate schedules.
@@ -220,6 +233,26 @@ pub struct TrainRbmArgs {
     /// and writes a classifier for `ebm classify` (see `ebm classify --help`).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Visible units: binary, or gaussian for real-valued data (read without a threshold)
+    /// [default: binary]. Gaussian defaults: --hidden 16, --learning-rate 0.01, --batch-size 20,
+    /// --momentum 0.5, --weight-decay 0, --lr-schedule constant, --objective cd.
+    #[arg(long, value_enum)]
+    pub visible: Option<VisibleArg>,
+    /// Gaussian: standard deviation of the noise of --objective denoising-score-matching
+    /// [default: 0.1].
+    #[arg(long)]
+    pub noise_std: Option<f64>,
+    /// Gaussian: learn sigma (kept >= 0.01) instead of keeping it at --sigma.
+    #[arg(long)]
+    pub learn_sigma: bool,
+    /// Gaussian: the (initial) sigma of every visible unit [default: 1].
+    #[arg(long)]
+    pub sigma: Option<f64>,
+    /// Gaussian: standardise every column to mean 0 and standard deviation 1 (constant columns
+    /// only centred); the mean and std are stored in the model and applied to every dataset
+    /// evaluated with it.
+    #[arg(long)]
+    pub standardise: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -376,6 +409,11 @@ pub(super) fn objective_flags(args: &TrainRbmArgs) -> anyhow::Result<(Option<Obj
         ObjectiveArg::PseudoLikelihood => (Objective::PseudoLikelihood, false),
         ObjectiveArg::RatioMatching => (Objective::RatioMatching, false),
         ObjectiveArg::Nce => (Objective::NoiseContrastive, false),
+        ObjectiveArg::ScoreMatching | ObjectiveArg::DenoisingScoreMatching => {
+            return Err(usage(format!(
+                "--objective {name} is for real-valued data: add --visible gaussian"
+            )));
+        }
     };
     if args.persistent && !persistent {
         return Err(usage(format!(
@@ -443,8 +481,19 @@ fn resumed_log(path: &Path, done: usize) -> anyhow::Result<String> {
 
 pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if let Some(labels) = &args.labels {
+        if args.visible == Some(VisibleArg::Gaussian) {
+            return Err(super::UsageError(
+                "--labels trains binary RBMs per class; --visible gaussian is not supported with it"
+                    .into(),
+            )
+            .into());
+        }
         return super::train_classes::run(args, labels, global);
     }
+    if args.visible == Some(VisibleArg::Gaussian) {
+        return super::gaussian::train(args, global);
+    }
+    super::gaussian::refuse_gaussian_flags(args)?;
     // Every output is checked before the data are read and the training runs. The model and
     // the log are written during the run (checkpoints); the filter image with the result.
     let mut outputs = Outputs::new();

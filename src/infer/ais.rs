@@ -218,7 +218,7 @@ pub fn ais_log_partition(
     Ok(summarise(&log_w, log_z_base, params))
 }
 
-fn summarise(log_w: &[f64], log_z_base: f64, params: &AisParams) -> AisEstimate {
+pub(crate) fn summarise(log_w: &[f64], log_z_base: f64, params: &AisParams) -> AisEstimate {
     let shift = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let n = log_w.len() as f64;
     let scaled: Vec<f64> = log_w.iter().map(|&w| (w - shift).exp()).collect();

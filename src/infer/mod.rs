@@ -5,6 +5,7 @@ pub mod composite;
 pub mod eliminate;
 pub mod evidence;
 pub mod exact;
+pub mod gaussian_ais;
 pub mod kaufman;
 mod kernel;
 pub mod map;

@@ -13,6 +13,9 @@
 //! Binarization: a value `>= threshold` becomes 1, a smaller one 0, so 0/1 data passes
 //! unchanged through the default 0.5, and MNIST grey levels (0-255) use 128. Every example must
 //! have the same length, and a dataset must hold at least one example of at least one bit.
+//!
+//! Real-valued data (for models with real visible units) is read by [`read_real_dataset`]: the
+//! same files, values kept as they are (no threshold).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -21,7 +24,7 @@ use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, RealDataset};
 use crate::error::{Error, Result};
 use crate::io::atomic::write_atomic;
 
@@ -145,8 +148,8 @@ pub fn parse_dataset(
     let data = match format {
         DatasetFormat::Txt => parse_txt(as_text(bytes)?)?,
         DatasetFormat::Csv => parse_csv(as_text(bytes)?, threshold)?,
-        DatasetFormat::Npy => parse_npy(bytes, threshold)?,
-        DatasetFormat::Idx => parse_idx(bytes, threshold)?,
+        DatasetFormat::Npy => parse_npy(bytes, Reading::Threshold(threshold))?.bits(),
+        DatasetFormat::Idx => parse_idx(bytes, Reading::Threshold(threshold))?.bits(),
     };
     if data.rows() == 0 || data.cols() == 0 {
         return Err(Error::Format(
@@ -154,6 +157,143 @@ pub fn parse_dataset(
         ));
     }
     Ok(data)
+}
+
+/// Reads a real-valued dataset (for models with real visible units): `.csv`, `.npy` (any
+/// numeric dtype, e.g. f32 or f64) and IDX values are kept as they are, without a threshold;
+/// a `.txt` file's bits become 0.0 and 1.0. NaN and infinite values are refused. A `.gz` file
+/// may expand to at most `max_decompressed_bytes`.
+pub fn read_real_dataset(path: &Path, max_decompressed_bytes: u64) -> Result<RealDataset> {
+    let (format, gz) = format_or_error(path)?;
+    let raw = std::fs::read(path)?;
+    let bytes = if gz {
+        gunzip(&raw, max_decompressed_bytes)?
+    } else {
+        raw
+    };
+    parse_real_dataset(&bytes, format)
+}
+
+/// Parses the (decompressed) bytes of a real-valued dataset (see [`read_real_dataset`]).
+pub fn parse_real_dataset(bytes: &[u8], format: DatasetFormat) -> Result<RealDataset> {
+    let data = match format {
+        DatasetFormat::Txt => {
+            let bits = parse_txt(as_text(bytes)?)?;
+            RealDataset::new(
+                bits.rows(),
+                bits.cols(),
+                bits.data().iter().map(|&b| b as f64).collect(),
+            )?
+        }
+        DatasetFormat::Csv => parse_csv_real(as_text(bytes)?)?,
+        DatasetFormat::Npy => parse_npy(bytes, Reading::Real)?.real(),
+        DatasetFormat::Idx => parse_idx(bytes, Reading::Real)?.real(),
+    };
+    if data.rows() == 0 || data.cols() == 0 {
+        return Err(Error::Format(
+            "the dataset is empty (no examples found)".into(),
+        ));
+    }
+    Ok(data)
+}
+
+/// How numeric values become a dataset: binarised at a threshold, or kept as real numbers.
+#[derive(Debug, Clone, Copy)]
+enum Reading {
+    Threshold(f64),
+    Real,
+}
+
+/// The result of a [`Reading`].
+enum Values {
+    Bits(Dataset),
+    Real(RealDataset),
+}
+
+impl Values {
+    fn bits(self) -> Dataset {
+        match self {
+            Values::Bits(d) => d,
+            Values::Real(_) => unreachable!("read with a threshold"),
+        }
+    }
+    fn real(self) -> RealDataset {
+        match self {
+            Values::Real(d) => d,
+            Values::Bits(_) => unreachable!("read as real values"),
+        }
+    }
+}
+
+/// Binarises (or keeps, for [`Reading::Real`]) `values` as a rows x cols dataset.
+fn collect_values(
+    values: impl Iterator<Item = f64>,
+    rows: usize,
+    cols: usize,
+    reading: Reading,
+) -> Result<Values> {
+    match reading {
+        Reading::Threshold(t) => Ok(Values::Bits(binarize(values, rows, cols, t)?)),
+        Reading::Real => {
+            let data: Vec<f64> = values.collect();
+            if let Some(k) = data.iter().position(|x| !x.is_finite()) {
+                return Err(Error::Format(format!(
+                    "example {}, value {}: {} is not a finite number",
+                    k / cols + 1,
+                    k % cols + 1,
+                    data[k]
+                )));
+            }
+            Ok(Values::Real(RealDataset::new(rows, cols, data)?))
+        }
+    }
+}
+
+/// The rows of a `.csv` file as real numbers (every row the same length).
+fn parse_csv_real(text: &str) -> Result<RealDataset> {
+    let mut data = Vec::new();
+    let mut shape: Option<(usize, usize)> = None;
+    let mut rows = 0;
+    for (l, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let start = data.len();
+        for (c, cell) in line.split(',').enumerate() {
+            let cell = cell.trim();
+            let value: f64 = cell.parse().map_err(|_| {
+                Error::parse(
+                    l + 1,
+                    format!(
+                        "column {}: `{cell}` is not a number (a .csv dataset holds numbers only, without a header row)",
+                        c + 1
+                    ),
+                )
+            })?;
+            if !value.is_finite() {
+                return Err(Error::parse(
+                    l + 1,
+                    format!("column {}: `{cell}` is not a finite number", c + 1),
+                ));
+            }
+            data.push(value);
+        }
+        let len = data.len() - start;
+        match shape {
+            None => shape = Some((len, l + 1)),
+            Some((cols, first)) if cols != len => {
+                return Err(Error::parse(
+                    l + 1,
+                    format!(
+                        "this example has {len} values, but the one on line {first} has {cols} (every example must have the same length)"
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        rows += 1;
+    }
+    RealDataset::new(rows, shape.map_or(0, |(c, _)| c), data)
 }
 
 /// The decompressed bytes of a gzip stream of at most `cap` bytes.
@@ -394,7 +534,7 @@ fn byte_count(rows: usize, cols: usize, scalar: Scalar, shape: &[usize]) -> Resu
 
 const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 
-fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
+fn parse_npy(bytes: &[u8], reading: Reading) -> Result<Values> {
     if !bytes.starts_with(NPY_MAGIC) || bytes.len() < 10 {
         return Err(Error::Format(
             "not a .npy file (it does not start with \\x93NUMPY)".into(),
@@ -493,13 +633,12 @@ fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
         )));
     }
     // A bool array is already binary: false is 0 and true is 1 whatever the threshold.
-    let threshold = if scalar == Scalar::Bool {
-        0.5
-    } else {
-        threshold
+    let reading = match reading {
+        Reading::Threshold(_) if scalar == Scalar::Bool => Reading::Threshold(0.5),
+        other => other,
     };
     match fortran {
-        "False" => binarize(scalar.values(body, big), rows, cols, threshold),
+        "False" => collect_values(scalar.values(body, big), rows, cols, reading),
         "True" => {
             // Column-major: element (r, c) sits at c * rows + r (flattening trailing axes of
             // a Fortran array in C order means reversing them; only 2-D is handled here).
@@ -512,7 +651,7 @@ fn parse_npy(bytes: &[u8], threshold: f64) -> Result<Dataset> {
             }
             let column_major: Vec<f64> = scalar.values(body, big).collect();
             let values = (0..rows * cols).map(|k| column_major[(k % cols) * rows + k / cols]);
-            binarize(values, rows, cols, threshold)
+            collect_values(values, rows, cols, reading)
         }
         other => Err(Error::Format(format!(
             ".npy header has fortran_order {other}; expected True or False"
@@ -579,7 +718,7 @@ fn npy_header_fields(header: &str) -> Result<Vec<(&str, &str)>> {
     }
 }
 
-fn parse_idx(bytes: &[u8], threshold: f64) -> Result<Dataset> {
+fn parse_idx(bytes: &[u8], reading: Reading) -> Result<Values> {
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(Error::Format(
             "not an IDX file (the magic number must start with two zero bytes)".into(),
@@ -620,7 +759,7 @@ fn parse_idx(bytes: &[u8], threshold: f64) -> Result<Dataset> {
             }
         )));
     }
-    binarize(scalar.values(body, true), rows, cols, threshold)
+    collect_values(scalar.values(body, true), rows, cols, reading)
 }
 
 /// Writes a dataset, choosing the format by the file name: `.txt`, `.csv` (0/1 values), `.npy`

@@ -15,7 +15,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::io::composite::decode_composite;
-use crate::io::safetensors::{RbmFile, decode_rbm};
+use crate::io::safetensors::{
+    GAUSSIAN_UNITS, GaussianRbmFile, RbmFile, decode_gaussian_rbm, decode_rbm, visible_units,
+};
 use crate::io::uai::{parse_uai, text_of};
 use crate::model::FactorGraph;
 use crate::model::composite::Composite;
@@ -40,6 +42,9 @@ pub enum LoadedModel {
     Rbm(RbmFile),
     /// A composite model from a manifest, its components loaded and their checksums checked.
     Composite(Composite),
+    /// A Gaussian-Bernoulli RBM (real visible units): an RBM file whose metadata says
+    /// `visible_units = gaussian`.
+    GaussianRbm(GaussianRbmFile),
 }
 
 /// The kind of model whose file starts with `head` (16 bytes are enough), or `None`.
@@ -72,6 +77,9 @@ pub fn open_model(path: &Path) -> Result<LoadedModel> {
     let bytes = std::fs::read(path)?;
     match sniff_model(&bytes[..bytes.len().min(16)]) {
         Some(ModelKind::Uai) => Ok(LoadedModel::Factors(parse_uai(&text_of(bytes)?)?)),
+        Some(ModelKind::Rbm) if visible_units(&bytes).as_deref() == Some(GAUSSIAN_UNITS) => {
+            Ok(LoadedModel::GaussianRbm(decode_gaussian_rbm(&bytes)?))
+        }
         Some(ModelKind::Rbm) => Ok(LoadedModel::Rbm(decode_rbm(&bytes)?)),
         Some(ModelKind::Composite) => Ok(LoadedModel::Composite(decode_composite(&bytes, path)?)),
         None => Err(Error::Format(

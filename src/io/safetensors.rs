@@ -17,6 +17,13 @@
 //! `"version": "1"`, plus the caller's entries (structured settings go in as a JSON string).
 //! When reading, a file without `format` is accepted (e.g. one written by hand in Python), but a
 //! different `format` or `version` is refused.
+//!
+//! # Gaussian-Bernoulli RBMs
+//! A [`GaussianRbm`] is stored the same way plus the tensor `visible_sigma` \[n_visible\] and
+//! the metadata entry `"visible_units": "gaussian"` (a binary RBM has no such entry, or
+//! `"binary"`). [`decode_rbm`] refuses a Gaussian file with a message saying so;
+//! [`decode_gaussian_rbm`] reads one. A model trained on standardised data also holds
+//! `data_mean` and `data_std` \[n_visible\]: the model is of (x - data_mean) / data_std.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -25,7 +32,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
 use crate::io::atomic::write_bytes_atomic;
-use crate::model::Rbm;
+use crate::model::{GaussianRbm, Rbm};
 
 /// Value of the `format` metadata entry.
 pub const FORMAT: &str = "ebm-rbm";
@@ -33,6 +40,151 @@ pub const FORMAT: &str = "ebm-rbm";
 pub const VERSION: &str = "1";
 /// The names of the three parameter tensors.
 pub const PARAMETER_NAMES: [&str; 3] = ["weights", "visible_bias", "hidden_bias"];
+
+/// The metadata key naming the kind of visible units.
+pub const VISIBLE_UNITS_KEY: &str = "visible_units";
+/// Its value for a Gaussian-Bernoulli RBM.
+pub const GAUSSIAN_UNITS: &str = "gaussian";
+/// The tensor holding sigma of a Gaussian-Bernoulli RBM.
+pub const SIGMA_NAME: &str = "visible_sigma";
+/// The tensors of the standardisation x -> (x - data_mean) / data_std of a model's data.
+pub const STANDARDISATION_NAMES: [&str; 2] = ["data_mean", "data_std"];
+
+/// A Gaussian-Bernoulli RBM with its metadata and extra tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaussianRbmFile {
+    /// The model.
+    pub model: GaussianRbm,
+    /// String metadata (`format`, `version` and `visible_units` are added on writing).
+    pub metadata: BTreeMap<String, String>,
+    /// Other tensors by name (`data_mean` and `data_std` when the data was standardised).
+    pub extra: BTreeMap<String, Tensor>,
+}
+
+impl GaussianRbmFile {
+    /// A file holding just `model`.
+    pub fn new(model: GaussianRbm) -> Self {
+        GaussianRbmFile {
+            model,
+            metadata: BTreeMap::new(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// The stored standardisation (data_mean, data_std), if any.
+    pub fn standardisation(&self) -> Option<(&[f64], &[f64])> {
+        let [m, s] = STANDARDISATION_NAMES;
+        Some((&self.extra.get(m)?.data, &self.extra.get(s)?.data))
+    }
+}
+
+/// The value of the `visible_units` metadata of the safetensors file `bytes`: `None` when the
+/// header cannot be read or has no such entry.
+pub fn visible_units(bytes: &[u8]) -> Option<String> {
+    let (_, header) = SafeTensors::read_metadata(bytes).ok()?;
+    header.metadata().as_ref()?.get(VISIBLE_UNITS_KEY).cloned()
+}
+
+/// The bytes of a Gaussian-Bernoulli RBM file (the RBM layout plus `visible_sigma` and
+/// `visible_units = gaussian`).
+pub fn encode_gaussian_rbm(file: &GaussianRbmFile) -> Result<Vec<u8>> {
+    let m = &file.model;
+    let rbm = Rbm::new(
+        m.n_visible(),
+        m.n_hidden(),
+        m.weights().to_vec(),
+        m.visible_bias().to_vec(),
+        m.hidden_bias().to_vec(),
+    )?;
+    let mut inner = RbmFile::new(rbm);
+    inner.metadata = file.metadata.clone();
+    inner
+        .metadata
+        .insert(VISIBLE_UNITS_KEY.into(), GAUSSIAN_UNITS.into());
+    inner.extra = file.extra.clone();
+    if inner.extra.contains_key(SIGMA_NAME) {
+        return Err(Error::param(
+            "extra tensor",
+            format!("the name `{SIGMA_NAME}` is reserved"),
+        ));
+    }
+    inner.extra.insert(
+        SIGMA_NAME.into(),
+        Tensor {
+            shape: vec![m.n_visible()],
+            data: m.visible_sigma().to_vec(),
+        },
+    );
+    encode_rbm(&inner)
+}
+
+/// Writes a Gaussian-Bernoulli RBM file, atomically.
+pub fn write_gaussian_rbm(path: &Path, file: &GaussianRbmFile) -> Result<()> {
+    write_bytes_atomic(path, &encode_gaussian_rbm(file)?)
+}
+
+/// Reads a Gaussian-Bernoulli RBM file.
+pub fn read_gaussian_rbm(path: &Path) -> Result<GaussianRbmFile> {
+    decode_gaussian_rbm(&std::fs::read(path)?)
+}
+
+/// Decodes a Gaussian-Bernoulli RBM file: an RBM file whose metadata says
+/// `visible_units = gaussian`, with `visible_sigma` of shape \[n_visible\] (all > 0).
+pub fn decode_gaussian_rbm(bytes: &[u8]) -> Result<GaussianRbmFile> {
+    let units = visible_units(bytes);
+    if units.as_deref() != Some(GAUSSIAN_UNITS) {
+        return Err(Error::Format(format!(
+            "not a Gaussian-Bernoulli RBM file: the metadata has {VISIBLE_UNITS_KEY} = {},              expected `{GAUSSIAN_UNITS}`",
+            units.map_or("(none: binary units)".to_string(), |u| format!("`{u}`"))
+        )));
+    }
+    let mut file = decode_any_rbm(bytes)?;
+    let sigma = file.extra.remove(SIGMA_NAME).ok_or_else(|| {
+        Error::Format(format!(
+            "missing tensor `{SIGMA_NAME}` (a Gaussian-Bernoulli RBM file needs it beside              `weights`, `visible_bias` and `hidden_bias`)"
+        ))
+    })?;
+    let nv = file.rbm.n_visible();
+    if sigma.shape != [nv] {
+        return Err(Error::Format(format!(
+            "tensor `{SIGMA_NAME}` has shape {:?}; expected [{nv}] to match `weights`",
+            sigma.shape
+        )));
+    }
+    for name in STANDARDISATION_NAMES {
+        if let Some(t) = file.extra.get(name) {
+            if t.shape != [nv] {
+                return Err(Error::Format(format!(
+                    "tensor `{name}` has shape {:?}; expected [{nv}]",
+                    t.shape
+                )));
+            }
+        }
+    }
+    if let Some(t) = file.extra.get(STANDARDISATION_NAMES[1])
+        && let Some(k) = t.data.iter().position(|s| *s <= 0.0)
+    {
+        return Err(Error::Format(format!(
+            "tensor `data_std`: entry {k} is {}; expected > 0",
+            t.data[k]
+        )));
+    }
+    let rbm = &file.rbm;
+    let model = GaussianRbm::new(
+        nv,
+        rbm.n_hidden(),
+        rbm.weights().to_vec(),
+        rbm.visible_bias().to_vec(),
+        rbm.hidden_bias().to_vec(),
+        sigma.data,
+    )?;
+    file.metadata.remove(VISIBLE_UNITS_KEY);
+    Ok(GaussianRbmFile {
+        model,
+        metadata: file.metadata,
+        extra: file.extra,
+    })
+}
 
 /// A dense f64 tensor, row-major (C order).
 #[derive(Debug, Clone, PartialEq)]
@@ -227,8 +379,22 @@ fn duplicated_names(bytes: &[u8]) -> Vec<String> {
     dups
 }
 
-/// Decodes the bytes of an RBM `.safetensors` file.
+/// Decodes the bytes of an RBM `.safetensors` file with binary visible units; a
+/// Gaussian-Bernoulli RBM file is refused with a message naming it.
 pub fn decode_rbm(bytes: &[u8]) -> Result<RbmFile> {
+    match visible_units(bytes).as_deref() {
+        None | Some("binary") => decode_any_rbm(bytes),
+        Some(GAUSSIAN_UNITS) => Err(Error::Format(format!(
+            "this is a Gaussian-Bernoulli RBM (metadata {VISIBLE_UNITS_KEY} =              {GAUSSIAN_UNITS}: real-valued visible units); this operation needs an RBM with              binary visible units"
+        ))),
+        Some(other) => Err(Error::Format(format!(
+            "the metadata says {VISIBLE_UNITS_KEY} = `{other}`; expected `binary` or              `{GAUSSIAN_UNITS}`"
+        ))),
+    }
+}
+
+/// Decodes the RBM layout whatever the visible units.
+fn decode_any_rbm(bytes: &[u8]) -> Result<RbmFile> {
     if let Some(name) = duplicated_names(bytes).first() {
         return Err(Error::Format(format!(
             "the tensor name `{name}` occurs more than once in the header (each name must be \
@@ -545,6 +711,70 @@ mod tests {
             ),
             "{header}"
         );
+    }
+
+    #[test]
+    fn gaussian_files_round_trip_and_are_refused_where_binary_is_needed() {
+        let model = GaussianRbm::new(
+            2,
+            1,
+            vec![0.5, -1.5],
+            vec![0.25, 0.0],
+            vec![-0.5],
+            vec![0.75, 2.0],
+        )
+        .unwrap();
+        let mut file = GaussianRbmFile::new(model);
+        file.metadata.insert("objective".into(), "sm".into());
+        file.extra.insert(
+            "data_mean".into(),
+            Tensor {
+                shape: vec![2],
+                data: vec![0.1, 0.2],
+            },
+        );
+        file.extra.insert(
+            "data_std".into(),
+            Tensor {
+                shape: vec![2],
+                data: vec![1.5, 0.5],
+            },
+        );
+        let bytes = encode_gaussian_rbm(&file).unwrap();
+        let back = decode_gaussian_rbm(&bytes).unwrap();
+        assert_eq!(back.model, file.model);
+        assert_eq!(back.extra, file.extra);
+        assert_eq!(back.metadata["objective"], "sm");
+        assert_eq!(
+            back.standardisation(),
+            Some((&[0.1, 0.2][..], &[1.5, 0.5][..]))
+        );
+        let msg = decode_rbm(&bytes).unwrap_err().to_string();
+        assert!(msg.contains("Gaussian-Bernoulli RBM"), "{msg}");
+        assert!(msg.contains("binary visible units"), "{msg}");
+        // A binary file is not a Gaussian one, and a Gaussian one needs its sigma.
+        let binary = encode_rbm(&RbmFile::new(small_rbm())).unwrap();
+        let msg = decode_gaussian_rbm(&binary).unwrap_err().to_string();
+        assert!(msg.contains("not a Gaussian-Bernoulli RBM file"), "{msg}");
+        let mut no_sigma = RbmFile::new(small_rbm());
+        no_sigma
+            .metadata
+            .insert(VISIBLE_UNITS_KEY.into(), GAUSSIAN_UNITS.into());
+        let msg = decode_gaussian_rbm(&encode_rbm(&no_sigma).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("missing tensor `visible_sigma`"), "{msg}");
+        no_sigma.extra.insert(
+            SIGMA_NAME.into(),
+            Tensor {
+                shape: vec![4],
+                data: vec![1.0, 0.0, 1.0, 1.0],
+            },
+        );
+        let msg = decode_gaussian_rbm(&encode_rbm(&no_sigma).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("visible_sigma[1] = 0"), "{msg}");
     }
 
     #[test]

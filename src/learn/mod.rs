@@ -1,7 +1,8 @@
 //! Learning RBMs from binary data: contrastive divergence (CD-k) and persistent CD ([`cd`]),
 //! pseudo-likelihood and ratio matching ([`objectives`]), noise-contrastive estimation ([`nce`]),
 //! checkpoints and the rules of resuming ([`checkpoint`]), and the figures that measure a trained
-//! model ([`eval`]).
+//! model ([`eval`]); Gaussian-Bernoulli RBMs on real data by CD, PCD, score matching and
+//! denoising score matching ([`gaussian`]).
 
 pub mod cd;
 pub mod checkpoint;
@@ -9,6 +10,7 @@ pub mod classifier;
 pub mod estimator;
 pub mod eval;
 pub mod fit;
+pub mod gaussian;
 pub mod nce;
 pub mod objectives;
 pub mod optimizer;

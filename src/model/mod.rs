@@ -12,10 +12,14 @@
 //!   E(x) = -sum_f ln phi_f(x_f) (so beta = 1 reproduces the file). Bit 1 corresponds to spin +1.
 //! * [`Rbm`] uses units in {0, 1}: E(v, h) = -v^T W h - b^T v - c^T h. [`RbmF32`] is the same
 //!   model in single precision, the form the sampling, training and AIS kernels run on.
+//! * [`GaussianRbm`] has real visible units and binary hidden units:
+//!   E(v, h) = sum_i (v_i - b_i)^2 / (2 sigma_i^2) - c^T h - sum_ij (v_i / sigma_i^2) W_ij h_j
+//!   (see [`gaussian_rbm`]).
 //! * Lattices store their sites row-major: site (row, col) is `row * width + col`.
 
 pub mod composite;
 pub mod factor;
+pub mod gaussian_rbm;
 pub mod lattice;
 pub mod pairwise;
 pub mod rbm;
@@ -23,6 +27,7 @@ pub mod rbm_f32;
 
 pub use composite::Composite;
 pub use factor::{Factor, FactorGraph};
+pub use gaussian_rbm::GaussianRbm;
 pub use lattice::{Boundary, IsingLattice};
 pub use pairwise::PairwiseMrf;
 pub use rbm::Rbm;

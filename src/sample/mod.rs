@@ -30,6 +30,7 @@
 
 pub mod cluster;
 pub mod composite;
+pub mod gaussian;
 pub mod general;
 pub mod lattice;
 pub mod rbm;

@@ -1,0 +1,610 @@
+//! Gaussian-Bernoulli RBMs: exact ln Z against quadrature, score matching against its
+//! definition, training against the true model, samplers against exact moments.
+
+use ebm::model::GaussianRbm;
+
+/// A model with `nv` visible and `nh` hidden units and parameters from a fixed pattern.
+fn model(nv: usize, nh: usize, scale: f64) -> GaussianRbm {
+    let w = (0..nv * nh)
+        .map(|k| scale * (((k * 7 + 3) % 11) as f64 / 5.0 - 1.0))
+        .collect();
+    let b = (0..nv).map(|i| 0.3 * i as f64 - 0.2).collect();
+    let c = (0..nh).map(|j| 0.4 - 0.5 * j as f64).collect();
+    let sigma = (0..nv).map(|i| 0.6 + 0.35 * i as f64).collect();
+    GaussianRbm::new(nv, nh, w, b, c, sigma).unwrap()
+}
+
+/// The integration box [-L, L]^n_v: every component mean lies within |b_i| + sum_j |W_ij| of 0,
+/// and 14 sigma beyond that the Gaussian tails hold less than exp(-98) of the mass.
+fn half_width(m: &GaussianRbm) -> f64 {
+    let nh = m.n_hidden();
+    let reach = (0..m.n_visible())
+        .map(|i| {
+            m.visible_bias()[i].abs()
+                + m.weights()[i * nh..(i + 1) * nh]
+                    .iter()
+                    .map(|w| w.abs())
+                    .sum::<f64>()
+        })
+        .fold(0.0, f64::max);
+    reach + 14.0 * m.visible_sigma().iter().copied().fold(0.0, f64::max)
+}
+
+/// ln Z from enumerating h equals ln of the integral of exp(-F(v)) over v, computed by the
+/// trapezoid rule on a uniform grid. For a smooth integrand that decays like a Gaussian the
+/// rule's error is of order exp(-2 pi^2 sigma_min^2 / step^2) (its aliasing term), which for
+/// step = sigma_min / 8 is below exp(-1200): what is left is rounding in the sum of ~10^5 terms,
+/// ~1e-12 relative, and the cut-off tails (< exp(-98)). Tolerance 1e-9 on ln Z.
+#[test]
+fn log_partition_by_enumeration_equals_quadrature_over_v() {
+    for (nv, nh) in [(1, 1), (1, 3), (2, 2), (2, 3)] {
+        let m = model(nv, nh, 0.9);
+        let l = half_width(&m);
+        let step = m.visible_sigma().iter().copied().fold(f64::MAX, f64::min) / 8.0;
+        let n = (2.0 * l / step).ceil() as usize + 1;
+        let x = |k: usize| -l + k as f64 * step;
+        let mut hidden = vec![0.0; nh];
+        let ln_z = m.log_partition().unwrap();
+        // Sum exp(-F - ln Z) so that the terms are O(1).
+        let mut total = 0.0;
+        if nv == 1 {
+            for k in 0..n {
+                total += (-m.free_energy_with(&[x(k)], &mut hidden) - ln_z).exp();
+            }
+            total *= step;
+        } else {
+            for k in 0..n {
+                for q in 0..n {
+                    total += (-m.free_energy_with(&[x(k), x(q)], &mut hidden) - ln_z).exp();
+                }
+            }
+            total *= step * step;
+        }
+        assert!(
+            total.ln().abs() < 1e-9,
+            "{nv}x{nh}: quadrature gives ln Z + {:e}",
+            total.ln()
+        );
+    }
+}
+
+use ebm::dataset::RealDataset;
+use ebm::learn::gaussian::{
+    GaussianObjective, GaussianTrainParams, GaussianTrainer, Scratch, average_log_likelihood,
+    score_matching_objective, score_matching_terms,
+};
+use ebm::sample::gaussian::{GaussianChainParams, GaussianSampler, run_gaussian_chains};
+use rand::RngExt;
+use rand_distr::StandardNormal;
+
+/// A random model: W ~ N(0, w_std^2), b, c ~ N(0, 0.5^2), sigma uniform in [0.5, 1.5].
+fn random_model(nv: usize, nh: usize, w_std: f64, seed: u64) -> GaussianRbm {
+    let mut rng = ebm::rng::from_seed(seed);
+    let mut normal = |s: f64| s * rng.sample::<f64, _>(StandardNormal);
+    let w = (0..nv * nh).map(|_| normal(w_std)).collect();
+    let b = (0..nv).map(|_| normal(0.5)).collect();
+    let c = (0..nh).map(|_| normal(0.5)).collect();
+    let sigma = (0..nv)
+        .map(|_| 0.5 + ebm::rng::uniform_f64(&mut rng))
+        .collect();
+    GaussianRbm::new(nv, nh, w, b, c, sigma).unwrap()
+}
+
+/// `n` exact draws from `m`: h from the mixture weights (enumerated), then v ~ N(b + W h, sigma^2).
+fn exact_samples(m: &GaussianRbm, n: usize, seed: u64) -> RealDataset {
+    let mut states = Vec::new();
+    m.for_each_hidden_state(|_, means, lw| states.push((lw, means.to_vec())))
+        .unwrap();
+    let top = states.iter().map(|s| s.0).fold(f64::MIN, f64::max);
+    let weights: Vec<f64> = states.iter().map(|s| (s.0 - top).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut rng = ebm::rng::from_seed(seed);
+    let mut data = Vec::with_capacity(n * m.n_visible());
+    for _ in 0..n {
+        let mut u = ebm::rng::uniform_f64(&mut rng) * total;
+        let mut k = 0;
+        while k + 1 < weights.len() && u >= weights[k] {
+            u -= weights[k];
+            k += 1;
+        }
+        for (mean, s) in states[k].1.iter().zip(m.visible_sigma()) {
+            data.push(mean + s * rng.sample::<f64, _>(StandardNormal));
+        }
+    }
+    RealDataset::new(n, m.n_visible(), data).unwrap()
+}
+
+/// The closed-form score-matching loss equals its definition
+/// sum_i [ (d ln p / d v_i)^2 / 2 + d^2 ln p / d v_i^2 ] with both derivatives of ln p = -F - ln Z
+/// taken by finite differences: first derivatives by central differences (step 1e-4, error
+/// ~1e-8 |F'''|), second by the three-point rule (step 1e-3, truncation ~1e-7 |F''''|, rounding
+/// ~1e-16 |F| / 1e-6 = 1e-10 |F|). Tolerance 1e-5 (1 + |J|), on 20 random models and points.
+#[test]
+fn closed_form_score_matching_equals_its_definition() {
+    for seed in 0..20u64 {
+        let nv = 1 + seed as usize % 4;
+        let nh = 1 + (seed as usize / 4) % 3;
+        let m = random_model(nv, nh, 1.0, seed);
+        let mut rng = ebm::rng::from_seed(1000 + seed);
+        let v: Vec<f64> = (0..nv)
+            .map(|_| 1.5 * rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        let log_p = |x: &[f64]| -m.free_energy(x);
+        let mut definition = 0.0;
+        for i in 0..nv {
+            let at = |d: f64| {
+                let mut x = v.clone();
+                x[i] += d;
+                log_p(&x)
+            };
+            let (h1, h2) = (1e-4, 1e-3);
+            let first = (at(h1) - at(-h1)) / (2.0 * h1);
+            let second = (at(h2) - 2.0 * at(0.0) + at(-h2)) / (h2 * h2);
+            definition += 0.5 * first * first + second;
+        }
+        let closed = score_matching_terms(&m, &v, 1.0, &mut Scratch::new(&m), None);
+        assert!(
+            (closed - definition).abs() < 1e-5 * (1.0 + definition.abs()),
+            "seed {seed} ({nv}x{nh}): closed form {closed}, definition {definition}"
+        );
+    }
+}
+
+/// Test log-likelihood gap to the true model after training on n exact draws.
+fn gap_after_training(
+    truth: &GaussianRbm,
+    test: &RealDataset,
+    objective: GaussianObjective,
+    n: usize,
+    updates: usize,
+) -> f64 {
+    let train = exact_samples(truth, n, 7 + n as u64);
+    let params = GaussianTrainParams {
+        batch_size: 10,
+        learning_rate: 0.02,
+        momentum: 0.5,
+        sigma: truth.visible_sigma()[0],
+        seed: 11,
+        ..GaussianTrainParams::new(truth.n_hidden(), objective)
+    };
+    let mut trainer = GaussianTrainer::new(&train, params).unwrap();
+    let epochs = updates.div_ceil(n / 10);
+    for _ in 0..epochs {
+        trainer.epoch(&train).unwrap();
+    }
+    average_log_likelihood(truth, test).unwrap()
+        - average_log_likelihood(trainer.model(), test).unwrap()
+}
+
+/// On data drawn exactly from a known 2 x 2 Gaussian RBM (two well separated modes, one sigma
+/// for both units, so fixed sigma = the true sigma is in the model class), score matching, CD-1
+/// and PCD-1 and denoising score matching (noise 0.05) get closer to the true model's test
+/// log-likelihood when the training set grows from 30 to 3000 examples, at the same number of
+/// updates (10 000). Asymptotically the excess risk of a consistent estimator is ~ d / (2 N)
+/// nats (d = 8 free parameters): ~0.13 at N = 30 and ~0.0013 at N = 3000; we ask for a gap
+/// below 0.05 nats at N = 3000 (room for the optimizer's noise, CD's bias and DSM's smoothing)
+/// and strictly smaller than at N = 30. Measured with these seeds: 0.10-0.20 nats at N = 30,
+/// 0.007 (SM) to 0.021 (CD-1) at N = 3000.
+#[test]
+fn score_matching_and_cd_approach_the_true_model_as_data_grow() {
+    let truth = GaussianRbm::new(
+        2,
+        2,
+        vec![1.5, -1.0, 0.5, 1.5],
+        vec![-0.5, -0.5],
+        vec![-0.5, 0.0],
+        vec![0.6, 0.6],
+    )
+    .unwrap();
+    let test = exact_samples(&truth, 5000, 99);
+    const UPDATES: usize = 10_000;
+    let mut gaps = Vec::new();
+    for objective in [
+        GaussianObjective::ScoreMatching,
+        GaussianObjective::Cd { k: 1 },
+        GaussianObjective::Pcd { k: 1 },
+        GaussianObjective::DenoisingScoreMatching { noise_std: 0.05 },
+    ] {
+        let small = gap_after_training(&truth, &test, objective, 30, UPDATES);
+        let large = gap_after_training(&truth, &test, objective, 3000, UPDATES);
+        eprintln!("{objective:?}: gap {small:.4} at N=30, {large:.4} at N=3000");
+        gaps.push((objective, small, large));
+    }
+    for (objective, small, large) in gaps {
+        assert!(large < 0.05, "{objective:?}: gap {large} at N = 3000");
+        assert!(
+            large < small,
+            "{objective:?}: {large} (N=3000) vs {small} (N=30)"
+        );
+    }
+}
+
+/// Chain-averaged first and second moments of a run, with standard errors from the spread of
+/// the per-chain averages (the chains are independent).
+fn moments_with_errors(
+    nv: usize,
+    chains: usize,
+    per_chain: usize,
+    states: &[f64],
+) -> Vec<(f64, f64)> {
+    let stats = nv + nv * (nv + 1) / 2;
+    let mut per = vec![vec![0.0; stats]; chains];
+    for (c, chunk) in states.chunks_exact(per_chain * nv).enumerate() {
+        for v in chunk.chunks_exact(nv) {
+            let mut k = 0;
+            for x in v {
+                per[c][k] += x / per_chain as f64;
+                k += 1;
+            }
+            for a in 0..nv {
+                for b in a..nv {
+                    per[c][k] += v[a] * v[b] / per_chain as f64;
+                    k += 1;
+                }
+            }
+        }
+    }
+    (0..stats)
+        .map(|k| {
+            let mean = per.iter().map(|p| p[k]).sum::<f64>() / chains as f64;
+            let var = per.iter().map(|p| (p[k] - mean).powi(2)).sum::<f64>() / (chains - 1) as f64;
+            (mean, (var / chains as f64).sqrt())
+        })
+        .collect()
+}
+
+/// The exact first moments and second moments E[v_a v_b] (a <= b) in the order above.
+fn exact_moment_list(m: &GaussianRbm) -> Vec<f64> {
+    let nv = m.n_visible();
+    let (mean, cov) = m.exact_moments().unwrap();
+    let mut out = mean.clone();
+    for a in 0..nv {
+        for b in a..nv {
+            out.push(cov[a * nv + b] + mean[a] * mean[b]);
+        }
+    }
+    out
+}
+
+fn chain_params(sampler: GaussianSampler, step_size: f64, steps: usize) -> GaussianChainParams {
+    GaussianChainParams {
+        sampler,
+        step_size,
+        chains: 200,
+        burn_in: 500,
+        steps,
+        thin: 1,
+        seed: 5,
+    }
+}
+
+/// MALA and block Gibbs reproduce the exact mean and second moments of v (a mixture of 2^n_h
+/// Gaussians, enumerated) within 4.5 standard errors, the errors from 200 independent chains'
+/// averages: each of the 5 comparisons fails by chance with probability ~7e-6.
+#[test]
+fn mala_and_gibbs_match_the_exact_moments() {
+    let m = random_model(2, 3, 0.8, 4);
+    let exact = exact_moment_list(&m);
+    for (sampler, step) in [(GaussianSampler::Gibbs, 0.0), (GaussianSampler::Mala, 0.15)] {
+        let run = run_gaussian_chains(&m, &chain_params(sampler, step, 2000)).unwrap();
+        let est = moments_with_errors(2, 200, run.per_chain, &run.states);
+        for (k, ((value, se), want)) in est.iter().zip(&exact).enumerate() {
+            assert!(
+                (value - want).abs() < 4.5 * se,
+                "{sampler:?} moment {k}: {value} +- {se}, exact {want}"
+            );
+        }
+    }
+}
+
+/// Unadjusted Langevin is biased by O(epsilon): the summed absolute error of its second moments
+/// shrinks as the step goes 0.4 -> 0.2 -> 0.1 -> 0.05. For a Gaussian of variance s^2 the
+/// stationary variance of ULA is s^2 / (1 - epsilon / (2 s^2)), a bias of ~epsilon / 2, which
+/// at epsilon = 0.4 is ~10 standard errors of the estimate; we assert that the bias at 0.4 is
+/// significant (> 5 standard errors), that it at least halves from 0.4 to 0.1, and that at
+/// 0.05 it is below the bias at 0.4 / 4 plus 4 standard errors.
+#[test]
+fn langevin_bias_shrinks_with_the_step_size() {
+    let m = random_model(2, 3, 0.8, 4);
+    let exact = exact_moment_list(&m);
+    let mut biases = Vec::new();
+    for eps in [0.4, 0.2, 0.1, 0.05] {
+        let steps = (800.0 / eps) as usize;
+        let run =
+            run_gaussian_chains(&m, &chain_params(GaussianSampler::Langevin, eps, steps)).unwrap();
+        let est = moments_with_errors(2, 200, run.per_chain, &run.states);
+        let bias: f64 = est[2..]
+            .iter()
+            .zip(&exact[2..])
+            .map(|(e, x)| (e.0 - x).abs())
+            .sum();
+        let se: f64 = est[2..].iter().map(|e| e.1).sum();
+        eprintln!("ULA epsilon {eps}: bias {bias:.4}, standard error {se:.4}");
+        biases.push((bias, se));
+    }
+    assert!(biases[0].0 > 5.0 * biases[0].1, "{biases:?}");
+    assert!(biases[2].0 < 0.5 * biases[0].0, "{biases:?}");
+    assert!(
+        biases[3].0 < biases[0].0 / 4.0 + 4.0 * biases[3].1,
+        "{biases:?}"
+    );
+}
+
+/// Score matching lowers its own objective on the data it is trained on (a sanity check of the
+/// sign of the update).
+#[test]
+fn score_matching_training_lowers_the_objective() {
+    let truth = random_model(3, 2, 1.0, 8);
+    let train = exact_samples(&truth, 500, 3);
+    let params = GaussianTrainParams::new(2, GaussianObjective::ScoreMatching);
+    let mut trainer = GaussianTrainer::new(&train, params).unwrap();
+    let before = score_matching_objective(trainer.model(), &train);
+    for _ in 0..20 {
+        trainer.epoch(&train).unwrap();
+    }
+    let after = score_matching_objective(trainer.model(), &train);
+    assert!(after < before - 0.1, "{before} -> {after}");
+}
+
+/// The grey digits thresholded at 0.5 are the bundled binary digits, row for row.
+#[test]
+fn grey_digits_threshold_to_the_binary_digits() {
+    use ebm::io::datasets::{read_dataset, read_real_dataset};
+    for part in ["train", "test"] {
+        let grey_path = format!("data/digits_grey_{part}.csv");
+        let grey = read_dataset(grey_path.as_ref(), Some(0.5)).unwrap();
+        let bits = read_dataset(format!("data/digits_{part}.txt").as_ref(), None).unwrap();
+        assert_eq!(grey, bits, "{part}");
+        let real = read_real_dataset(grey_path.as_ref(), u64::MAX).unwrap();
+        assert_eq!((real.rows(), real.cols()), (bits.rows(), 64));
+        assert!(real.data().iter().all(|x| (0.0..=1.0).contains(x)));
+        // Grey levels are multiples of 1/16 with some strictly between 0 and 1.
+        assert!(real.data().iter().all(|x| (x * 16.0).fract() == 0.0));
+        assert!(real.data().iter().any(|x| *x > 0.0 && *x < 1.0));
+    }
+}
+
+/// `.csv`, `.npy` (f32, f64) and IDX files are read without a threshold as real values.
+#[test]
+fn real_datasets_keep_their_values() {
+    use ebm::io::datasets::{DatasetFormat, parse_real_dataset};
+    let csv = parse_real_dataset(b"0.25,-1.5\n3,1e-3\n", DatasetFormat::Csv).unwrap();
+    assert_eq!(csv.data(), &[0.25, -1.5, 3.0, 1e-3]);
+    let npy = |descr: &str, body: Vec<u8>| {
+        let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (2, 2), }}");
+        let mut header = header.into_bytes();
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(b' ');
+        }
+        header.push(b'\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header);
+        bytes.extend(body);
+        parse_real_dataset(&bytes, DatasetFormat::Npy).unwrap()
+    };
+    let values = [0.5f32, -2.25, 7.0, 0.125];
+    let f32s = npy("<f4", values.iter().flat_map(|x| x.to_le_bytes()).collect());
+    let f64s = npy(
+        "<f8",
+        values
+            .iter()
+            .flat_map(|x| (*x as f64).to_le_bytes())
+            .collect(),
+    );
+    let want: Vec<f64> = values.iter().map(|x| *x as f64).collect();
+    assert_eq!(f32s.data(), &want[..]);
+    assert_eq!(f64s.data(), &want[..]);
+    // IDX u8 2 x 2: grey levels kept (no threshold at 128).
+    let idx = [0u8, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 2, 0, 127, 128, 255];
+    let grey = parse_real_dataset(&idx, DatasetFormat::Idx).unwrap();
+    assert_eq!(grey.data(), &[0.0, 127.0, 128.0, 255.0]);
+    let msg = parse_real_dataset(b"1,2\n3\n", DatasetFormat::Csv)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("line 2"), "{msg}");
+    assert!(parse_real_dataset(b"1,nan\n", DatasetFormat::Csv).is_err());
+}
+
+fn json_of(output: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(output).expect("one JSON object on stdout")
+}
+
+/// The command line end to end on the grey digits: training with standardisation stores the
+/// mean and std, `evaluate` applies them and reports the same test log-likelihood as training,
+/// `partition` the same ln Z, and `sample` gives the same files for any --threads.
+#[test]
+fn cli_trains_evaluates_and_samples_a_gaussian_rbm() {
+    use crate::common::ebm;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("g.safetensors");
+    let out = ebm()
+        .args([
+            "train-rbm",
+            "--visible",
+            "gaussian",
+            "--objective",
+            "score-matching",
+            "--standardise",
+            "--data",
+            "data/digits_grey_test.csv",
+            "--test",
+            "data/digits_grey_test.csv",
+            "--hidden",
+            "4",
+            "--epochs",
+            "3",
+            "--json",
+            "--output",
+        ])
+        .arg(&model)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let train = json_of(&out);
+    let test_ll = train["test_log_likelihood"].as_f64().unwrap();
+    let log_z = train["log_z"].as_f64().unwrap();
+    assert!(test_ll.is_finite());
+    let eval = json_of(
+        &ebm()
+            .args([
+                "evaluate",
+                "--data",
+                "data/digits_grey_test.csv",
+                "--json",
+                "--model",
+            ])
+            .arg(&model)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert!((eval["log_likelihood"].as_f64().unwrap() - test_ll).abs() < 1e-9);
+    assert_eq!(eval["standardised"], true);
+    let part = json_of(
+        &ebm()
+            .args(["partition", "--json", "--model"])
+            .arg(&model)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert!((part["log_z"].as_f64().unwrap() - log_z).abs() < 1e-9);
+    let info = json_of(
+        &ebm()
+            .args(["info", "--json"])
+            .arg(&model)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert!(info.to_string().contains("visible_sigma"), "{info}");
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let csv = dir.path().join(format!("s{threads}.csv"));
+        let png = dir.path().join(format!("s{threads}.png"));
+        ebm()
+            .args([
+                "sample",
+                "--sampler",
+                "mala",
+                "--step-size",
+                "0.05",
+                "--chains",
+                "9",
+                "--steps",
+                "30",
+                "--threads",
+                threads,
+                "--model",
+            ])
+            .arg(&model)
+            .arg("--output")
+            .arg(&csv)
+            .arg("--image")
+            .arg(&png)
+            .assert()
+            .success();
+        outputs.push((std::fs::read(&csv).unwrap(), std::fs::read(&png).unwrap()));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(String::from_utf8_lossy(&outputs[0].0).lines().count(), 9);
+}
+
+/// A Gaussian file given where a binary RBM is needed, and Gaussian-only flags on a binary run,
+/// are refused (exit 2) with a message naming the problem.
+#[test]
+fn cli_refuses_gaussian_models_and_flags_on_binary_paths() {
+    use crate::common::ebm;
+    use predicates::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("g.safetensors");
+    let m = random_model(64, 2, 0.1, 1);
+    ebm::io::safetensors::write_gaussian_rbm(
+        &model,
+        &ebm::io::safetensors::GaussianRbmFile::new(m),
+    )
+    .unwrap();
+    let out = dir.path().join("b.safetensors");
+    ebm()
+        .args(["train-rbm", "--data", "data/digits_train.txt", "--resume"])
+        .arg(&model)
+        .arg("--output")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Gaussian-Bernoulli RBM"));
+    ebm()
+        .args([
+            "train-rbm",
+            "--data",
+            "data/digits_train.txt",
+            "--objective",
+            "score-matching",
+            "--output",
+        ])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--visible gaussian"));
+    ebm()
+        .args([
+            "sample",
+            "--sampler",
+            "langevin",
+            "--model",
+            "data/uai/Grids_11.uai",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Gaussian RBMs"));
+    ebm()
+        .args(["sample", "--sampler", "metropolis", "--model"])
+        .arg(&model)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("langevin, mala or gibbs"));
+    assert!(!out.exists());
+}
+
+/// `evaluate --method ais` of a Gaussian RBM agrees with the exact evaluation: AIS's ln Z has a
+/// 3-standard-error interval, and the likelihoods differ by exactly the difference in ln Z.
+#[test]
+fn cli_evaluates_a_gaussian_rbm_by_ais() {
+    use crate::common::ebm;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("g.safetensors");
+    let m = random_model(64, 3, 0.05, 2);
+    ebm::io::safetensors::write_gaussian_rbm(
+        &model,
+        &ebm::io::safetensors::GaussianRbmFile::new(m.clone()),
+    )
+    .unwrap();
+    let run = |method: &str| {
+        json_of(
+            &ebm()
+                .args(["evaluate", "--data", "data/digits_grey_test.csv", "--json"])
+                .args(["--method", method, "--ais-betas", "500", "--ais-runs", "50"])
+                .arg("--model")
+                .arg(&model)
+                .assert()
+                .success()
+                .get_output()
+                .stdout,
+        )
+    };
+    let (exact, ais) = (run("exact"), run("ais"));
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+    assert_eq!(ais["method"], "ais");
+    assert!(
+        f(&ais, "log_z_low") <= f(&exact, "log_z") && f(&exact, "log_z") <= f(&ais, "log_z_high")
+    );
+    let d_ll = f(&ais, "log_likelihood") - f(&exact, "log_likelihood");
+    let d_z = f(&ais, "log_z") - f(&exact, "log_z");
+    assert!((d_ll + d_z).abs() < 1e-9, "{d_ll} vs {d_z}");
+}

@@ -57,6 +57,9 @@ pub enum Purpose {
     /// Simulated annealing of any model with flip deltas (`infer::map::anneal_model`), one
     /// sequential generator; index 0.
     ModelAnneal,
+    /// Chains of the gradient samplers (GWG, DULA, DMALA: `sample::gradient`); index: the
+    /// chain.
+    GradientChain,
 }
 
 impl Purpose {
@@ -73,6 +76,7 @@ impl Purpose {
             Purpose::Ais => 8,
             Purpose::Training => 9,
             Purpose::ModelAnneal => 10,
+            Purpose::GradientChain => 11,
         }
     }
 }
@@ -164,6 +168,7 @@ mod tests {
             Ais,
             Training,
             ModelAnneal,
+            GradientChain,
         ];
         for seed in [0, 42, u64::MAX] {
             for index in [0, 1, 7] {

@@ -5,6 +5,7 @@
 //! | Gibbs (heat bath), Metropolis, sequential | any [`EnergyModel`](crate::model::EnergyModel) | [`general`] |
 //! | Gibbs, Metropolis, checkerboard, rayon over rows | bipartite [`IsingLattice`] | [`lattice`] |
 //! | Wolff, Swendsen-Wang | ferromagnetic [`IsingLattice`] (J >= 0), any field | [`cluster`] |
+//! | Gibbs-with-Gradients, DULA, DMALA (many chains) | pairwise models, factor graphs, [`IsingLattice`], RBM visible units | [`gradient`] |
 //!
 //! [`sample_lattice`] picks the checkerboard when the lattice is bipartite (even width; even
 //! height, open boundary or height 1) with a uniform field, and the sequential sweep otherwise
@@ -30,6 +31,7 @@
 
 pub mod cluster;
 pub mod general;
+pub mod gradient;
 pub mod lattice;
 pub mod rbm;
 pub mod stats;
@@ -54,7 +56,7 @@ pub enum LocalRule {
 }
 
 /// The samplers of a lattice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SamplerKind {
     /// Heat-bath single-spin updates (checkerboard or sequential).
     Gibbs,
@@ -64,6 +66,9 @@ pub enum SamplerKind {
     Wolff,
     /// Swendsen-Wang updates of all clusters (J >= 0); one sweep is one update.
     SwendsenWang,
+    /// Gibbs-with-Gradients, DULA or DMALA with exact flip scores ([`gradient`]); a sweep is
+    /// N proposals of GWG, one of DULA/DMALA.
+    Gradient(gradient::GradientSampler),
 }
 
 impl SamplerKind {
@@ -160,6 +165,8 @@ fn check_lattice_job(model: &IsingLattice, sampler: SamplerKind, beta: f64) -> R
     let per_site: u64 = match sampler {
         SamplerKind::Gibbs | SamplerKind::Metropolis => 4,
         SamplerKind::Wolff | SamplerKind::SwendsenWang => 64,
+        // Spin, score, weight, stamp, work lists and the neighbour rows.
+        SamplerKind::Gradient(_) => 96,
     };
     let bytes = (model.num_sites() as u64).checked_mul(per_site);
     if bytes.is_none_or(|b| b > MAX_SAMPLER_BYTES) {
@@ -343,6 +350,13 @@ impl LatticeChain {
             SamplerKind::SwendsenWang => {
                 Box::new(cluster::SwendsenWang::new(model, beta, seed, state)?)
             }
+            SamplerKind::Gradient(sampler) => Box::new(gradient::ExactChain::new(
+                model.clone(),
+                sampler,
+                beta,
+                state,
+                rng::stream_for(seed, rng::Purpose::GradientChain, 0),
+            )?),
         };
         Ok(LatticeChain { update })
     }

@@ -5,6 +5,7 @@ mod common;
 mod contract;
 mod exact;
 mod fit;
+mod gradient_samplers;
 mod io;
 mod learn;
 mod map;

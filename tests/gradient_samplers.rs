@@ -383,3 +383,164 @@ fn gradient_runs_do_not_depend_on_the_thread_count() {
         assert!((a.0.run.marginals[i] - p).abs() < 6.0 * se + 1e-3, "{i}");
     }
 }
+
+mod cli {
+    use crate::common::ebm;
+    use serde_json::Value;
+
+    fn json_without_timing(out: &[u8]) -> Value {
+        let mut v: Value = serde_json::from_slice(out).unwrap();
+        for volatile in [
+            "seconds",
+            "flips_per_second",
+            "threads",
+            "sweeps_per_second",
+        ] {
+            v.as_object_mut().unwrap().remove(volatile);
+        }
+        v
+    }
+
+    fn write_uai(dir: &std::path::Path) -> std::path::PathBuf {
+        // A frustrated triangle with fields: 3 variables, 3 pair factors, 1 unary.
+        let path = dir.join("tri.uai");
+        std::fs::write(
+            &path,
+            "MARKOV\n3\n2 2 2\n4\n2 0 1\n2 1 2\n2 0 2\n1 0\n\n4\n2.0 0.5 0.5 2.0\n\n4\n2.0 0.5 \
+             0.5 2.0\n\n4\n0.5 2.0 2.0 0.5\n\n2\n1.0 3.0\n",
+        )
+        .unwrap();
+        path
+    }
+
+    fn write_rbm(dir: &std::path::Path) -> std::path::PathBuf {
+        use ebm::io::safetensors::{RbmFile, write_rbm};
+        let rbm = super::small_rbm(1.0);
+        let path = dir.join("small.safetensors");
+        write_rbm(&path, &RbmFile::new(rbm)).unwrap();
+        path
+    }
+
+    /// Every model kind samples with gwg, dula and dmala, reports acceptance and bits flipped
+    /// per proposal, and gives the same JSON on 1 and 2 threads.
+    #[test]
+    fn gradient_samplers_run_on_every_model_kind_independently_of_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let uai = write_uai(dir.path());
+        let rbm = write_rbm(dir.path());
+        let lattice = [
+            "sample",
+            "ising",
+            "--width",
+            "5",
+            "--height",
+            "5",
+            "--coupling",
+            "0.2",
+            "--field",
+            "0.2",
+            "--sweeps",
+            "200",
+        ];
+        for sampler in ["gwg", "dula", "dmala"] {
+            let uai_args = [
+                "sample",
+                "--model",
+                uai.to_str().unwrap(),
+                "--chains",
+                "3",
+                "--sweeps",
+                "300",
+            ];
+            let rbm_args = [
+                "sample",
+                "--model",
+                rbm.to_str().unwrap(),
+                "--chains",
+                "4",
+                "--steps",
+                "20",
+            ];
+            for args in [&lattice[..], &uai_args[..], &rbm_args[..]] {
+                let runs: Vec<Value> = ["1", "2"]
+                    .iter()
+                    .map(|threads| {
+                        let out = ebm()
+                            .args(args)
+                            .args(["--sampler", sampler, "--json", "--threads", threads])
+                            .assert()
+                            .success()
+                            .get_output()
+                            .stdout
+                            .clone();
+                        json_without_timing(&out)
+                    })
+                    .collect();
+                assert_eq!(runs[0], runs[1], "{sampler} {args:?}");
+                let v = &runs[0];
+                assert_eq!(v["sampler"], sampler);
+                let rate = v["acceptance_rate"].as_f64().unwrap();
+                assert!(rate > 0.0 && rate <= 1.0, "{sampler} {args:?}: {rate}");
+                assert!(v["mean_bits_flipped"].as_f64().unwrap() > 0.0);
+                assert_eq!(v["step_size"].is_null(), sampler == "gwg");
+            }
+        }
+    }
+
+    /// Flags that do not apply are refused by name (exit 2).
+    #[test]
+    fn inapplicable_gradient_flags_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let uai = write_uai(dir.path());
+        let rbm = write_rbm(dir.path());
+        let (uai, rbm) = (uai.to_str().unwrap(), rbm.to_str().unwrap());
+        let ising = ["sample", "ising", "--width", "4", "--height", "4"];
+        let cases: [(&[&str], &str); 6] = [
+            (&["--sampler", "gwg", "--step-size", "0.3"], "--step-size"),
+            (&["--sampler", "gibbs", "--step-size", "0.3"], "--step-size"),
+            (&["--step-size", "0.3"], "--step-size"),
+            (&["--sampler", "dmala", "--step-size", "0"], "--step-size"),
+            (&["--sampler", "dula", "--step-size", "nan"], "--step-size"),
+            (&["--sampler", "dmala", "--step-size", "-1"], "--step-size"),
+        ];
+        for (extra, flag) in cases {
+            ebm()
+                .args(ising)
+                .args(extra)
+                .assert()
+                .code(2)
+                .stderr(predicates::str::contains(flag));
+        }
+        ebm()
+            .args([
+                "sample",
+                "--model",
+                uai,
+                "--sampler",
+                "gibbs",
+                "--chains",
+                "2",
+            ])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("--chains"));
+        ebm()
+            .args(["sample", "--model", rbm, "--sampler", "metropolis"])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("--sampler"));
+        ebm()
+            .args([
+                "sample",
+                "--model",
+                rbm,
+                "--sampler",
+                "gwg",
+                "--step-size",
+                "0.1",
+            ])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("--step-size"));
+    }
+}

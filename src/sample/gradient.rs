@@ -584,6 +584,9 @@ impl LatticeUpdate for ExactChain<IsingLattice> {
     fn boxed_clone(&self) -> Box<dyn LatticeUpdate> {
         Box::new(self.clone())
     }
+    fn proposal_counts(&self) -> Option<ProposalCounts> {
+        Some(self.counts)
+    }
 }
 
 /// Settings of [`sample_model_gradient`].

@@ -299,6 +299,11 @@ pub trait LatticeUpdate: std::fmt::Debug + Send {
     }
     /// A boxed copy (for [`Clone`] of [`LatticeChain`]).
     fn boxed_clone(&self) -> Box<dyn LatticeUpdate>;
+    /// Proposals made and accepted, for samplers whose moves can flip several spins or be
+    /// rejected as a whole (the gradient samplers); None for the others.
+    fn proposal_counts(&self) -> Option<gradient::ProposalCounts> {
+        None
+    }
 }
 
 /// A running chain on a lattice, whichever sampler drives it.
@@ -390,6 +395,11 @@ impl LatticeChain {
     pub fn updates_per_sweep(&self) -> u64 {
         self.update.updates_per_sweep()
     }
+
+    /// Proposal counts of the gradient samplers (see [`LatticeUpdate::proposal_counts`]).
+    pub fn proposal_counts(&self) -> Option<gradient::ProposalCounts> {
+        self.update.proposal_counts()
+    }
 }
 
 /// The outcome of [`sample_lattice`].
@@ -413,6 +423,8 @@ pub struct LatticeRun {
     pub checkerboard: bool,
     /// The last configuration, row-major.
     pub state: Vec<Spin>,
+    /// Proposals made and accepted and bits flipped, burn-in included (gradient samplers only).
+    pub proposals: Option<gradient::ProposalCounts>,
 }
 
 impl LatticeRun {
@@ -482,6 +494,7 @@ pub fn sample_lattice(
         flips,
         checkerboard: chain.is_checkerboard(),
         state: chain.state(),
+        proposals: chain.proposal_counts(),
     })
 }
 

@@ -102,15 +102,16 @@ fn graph_counts(graph: &FactorGraph, sampler: GradientSampler, beta: f64, seed: 
 fn rbm_counts(rbm: &Rbm, sampler: GradientSampler, seed: u64) -> Vec<u64> {
     let model = RbmF32::from_rbm(rbm);
     let n = rbm.n_visible();
-    let mut chain = RbmChain::new(&model, sampler, vec![0; n], from_seed(seed)).unwrap();
+    let mut chain = RbmChain::new(&model, sampler, vec![0; n]).unwrap();
+    let mut rng = from_seed(seed);
     let per_sweep = sampler.proposals_per_sweep(n);
     let mut counts = vec![0u64; 1 << n];
     for _ in 0..100 * per_sweep {
-        chain.step(&model);
+        chain.step(&model, &mut rng);
     }
     for _ in 0..SAMPLES {
         for _ in 0..THIN as u64 * per_sweep {
-            chain.step(&model);
+            chain.step(&model, &mut rng);
         }
         let k: usize = (chain.visible().iter().enumerate())
             .map(|(i, &b)| (b as usize) << i)

@@ -780,15 +780,15 @@ pub struct RbmChain {
     scores: Vec<f64>,
     weights: Vec<f64>,
     flipped: Vec<usize>,
-    rng: EbmRng,
     counts: ProposalCounts,
     /// Proposals since the pre-activations were last recomputed from scratch.
     since_refresh: usize,
 }
 
 impl RbmChain {
-    /// A chain of `sampler` on `model` from the visible state `v` (bits), drawing from `rng`.
-    pub fn new(model: &RbmF32, sampler: GradientSampler, v: Vec<u8>, rng: EbmRng) -> Result<Self> {
+    /// A chain of `sampler` on `model` from the visible state `v` (bits). The generator is
+    /// passed to every [`RbmChain::step`] (so that a trainer can seed it per batch).
+    pub fn new(model: &RbmF32, sampler: GradientSampler, v: Vec<u8>) -> Result<Self> {
         sampler.check()?;
         let (nv, nh) = (model.n_visible, model.n_hidden);
         if v.len() != nv {
@@ -810,7 +810,6 @@ impl RbmChain {
             scores: vec![0.0; nv],
             weights: vec![0.0; nv],
             flipped: Vec::with_capacity(nv),
-            rng,
             counts: ProposalCounts::default(),
             since_refresh: 0,
         };
@@ -826,6 +825,16 @@ impl RbmChain {
     /// The proposal counts so far.
     pub fn counts(&self) -> ProposalCounts {
         self.counts
+    }
+
+    /// Moves the chain to the visible state `v` (entries 0.0 or 1.0) of `model` (whose
+    /// parameters may have changed since the last step, as in training), recomputing its
+    /// activations and gradient. Allocates nothing.
+    pub fn reset(&mut self, model: &RbmF32, v: &[f32]) {
+        for (b, &x) in self.v.iter_mut().zip(v) {
+            *b = (x > 0.5) as u8;
+        }
+        self.refresh(model);
     }
 
     /// Recomputes a, softplus(a) and the gradient of the current state from scratch (bounds
@@ -902,12 +911,12 @@ impl RbmChain {
         std::mem::swap(&mut self.grad, &mut self.grad_new);
     }
 
-    /// One proposal; returns the number of bits flipped (0 when rejected).
-    pub fn step(&mut self, model: &RbmF32) -> u64 {
+    /// One proposal drawing from `rng`; returns the number of bits flipped (0 when rejected).
+    pub fn step(&mut self, model: &RbmF32, rng: &mut EbmRng) -> u64 {
         let flips = match self.sampler {
-            GradientSampler::Gwg => self.gwg_step(model),
-            GradientSampler::Dula { step_size } => self.langevin_step(model, step_size, false),
-            GradientSampler::Dmala { step_size } => self.langevin_step(model, step_size, true),
+            GradientSampler::Gwg => self.gwg_step(model, rng),
+            GradientSampler::Dula { step_size } => self.langevin_step(model, rng, step_size, false),
+            GradientSampler::Dmala { step_size } => self.langevin_step(model, rng, step_size, true),
         };
         self.counts.proposals += 1;
         if flips > 0 {
@@ -934,10 +943,10 @@ impl RbmChain {
         (max, sum)
     }
 
-    fn gwg_step(&mut self, model: &RbmF32) -> u64 {
+    fn gwg_step(&mut self, model: &RbmF32, rng: &mut EbmRng) -> u64 {
         Self::fill_scores(&mut self.scores, &self.v, &self.grad);
         let (max, sum) = Self::softmax(&self.scores, &mut self.weights);
-        let target = uniform_f64(&mut self.rng) * sum;
+        let target = uniform_f64(rng) * sum;
         let mut acc = 0.0;
         let mut i = self.v.len() - 1;
         for (k, &w) in self.weights.iter().enumerate() {
@@ -959,7 +968,7 @@ impl RbmChain {
         let (max_rev, sum_rev) = Self::softmax(&self.scores, &mut self.weights);
         let log_rev = 0.5 * self.scores[i] - max_rev - sum_rev.ln();
         let log_accept = delta + log_rev - log_fwd;
-        if log_accept >= 0.0 || uniform_f64(&mut self.rng) < log_accept.exp() {
+        if log_accept >= 0.0 || uniform_f64(rng) < log_accept.exp() {
             self.accept();
             1
         } else {
@@ -967,14 +976,20 @@ impl RbmChain {
         }
     }
 
-    fn langevin_step(&mut self, model: &RbmF32, step_size: f64, corrected: bool) -> u64 {
+    fn langevin_step(
+        &mut self,
+        model: &RbmF32,
+        rng: &mut EbmRng,
+        step_size: f64,
+        corrected: bool,
+    ) -> u64 {
         let shift = 0.5 / step_size;
         Self::fill_scores(&mut self.scores, &self.v, &self.grad);
         self.flipped.clear();
         let mut log_fwd = 0.0;
         for (i, &d) in self.scores.iter().enumerate() {
             let z = 0.5 * d - shift;
-            if uniform_f64(&mut self.rng) < crate::logspace::sigmoid(z) {
+            if uniform_f64(rng) < crate::logspace::sigmoid(z) {
                 self.flipped.push(i);
                 if corrected {
                     log_fwd -= softplus(-z);
@@ -1009,7 +1024,7 @@ impl RbmChain {
                 }
             }
             let log_accept = delta + log_rev - log_fwd;
-            if !(log_accept >= 0.0 || uniform_f64(&mut self.rng) < log_accept.exp()) {
+            if !(log_accept >= 0.0 || uniform_f64(rng) < log_accept.exp()) {
                 return 0;
             }
         }
@@ -1062,7 +1077,7 @@ pub fn sample_rbm_gradient(
         return Err(Error::param("chains", "must be at least 1"));
     }
     let nv = model.n_visible;
-    let mut all: Vec<RbmChain> = (0..chains)
+    let mut all: Vec<(RbmChain, EbmRng)> = (0..chains)
         .map(|k| {
             let mut rng = rng::stream_for(seed, rng::Purpose::GradientChain, k as u64);
             let v = model
@@ -1070,21 +1085,21 @@ pub fn sample_rbm_gradient(
                 .iter()
                 .map(|&b| (uniform_f64(&mut rng) < crate::logspace::sigmoid(b as f64)) as u8)
                 .collect();
-            RbmChain::new(model, sampler, v, rng)
+            Ok((RbmChain::new(model, sampler, v)?, rng))
         })
         .collect::<Result<_>>()?;
     let per_sweep = sampler.proposals_per_sweep(nv);
     for t in 0..sweeps {
-        all.par_iter_mut().for_each(|c| {
+        all.par_iter_mut().for_each(|(c, rng)| {
             for _ in 0..per_sweep {
-                c.step(model);
+                c.step(model, rng);
             }
         });
         crate::progress::report_or_interrupt(obs, t as u64 + 1, sweeps as u64)?;
     }
     let mut counts = ProposalCounts::default();
     let mut bits = Vec::with_capacity(chains * nv);
-    for c in &all {
+    for (c, _) in &all {
         counts.add(&c.counts);
         bits.extend_from_slice(&c.v);
     }
@@ -1156,10 +1171,10 @@ mod tests {
             GradientSampler::Gwg,
             GradientSampler::Dmala { step_size: 0.3 },
         ] {
-            let mut chain =
-                RbmChain::new(&model, sampler, vec![1, 0, 1], rng::from_seed(5)).unwrap();
+            let mut chain = RbmChain::new(&model, sampler, vec![1, 0, 1]).unwrap();
+            let mut rng = rng::from_seed(5);
             for _ in 0..100 {
-                chain.step(&model);
+                chain.step(&model, &mut rng);
                 let v: Vec<f64> = chain.v.iter().map(|&x| x as f64).collect();
                 for i in 0..3 {
                     let mut g = rbm.visible_bias()[i];

@@ -595,7 +595,8 @@ mod tests {
 
     #[test]
     fn a_checkpoint_file_reads_back_to_the_same_state_and_settings() {
-        let (mut state, params) = state_and_params();
+        let (mut state, mut params) = state_and_params();
+        params.negative_sampler = Some(GradientSampler::Dmala { step_size: 0.3 });
         state.epoch = 3;
         state.velocity_hidden = vec![0.25, -0.5];
         // An estimator's own parameter (NCE's c) is stored and read back.
@@ -615,6 +616,7 @@ mod tests {
                 cd_k: params.cd_k,
                 persistent: true,
                 chains: 3,
+                negative_sampler: Some(GradientSampler::Dmala { step_size: 0.3 }),
                 nce_ratio: 1,
                 momentum: params.momentum,
                 weight_decay: params.weight_decay,

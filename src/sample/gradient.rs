@@ -323,9 +323,18 @@ pub struct ExactChain<M: LocalModel> {
     undo: Vec<(usize, f64)>,
     /// Proposal stamp per variable, to visit each affected variable once.
     stamp: Vec<u64>,
+    /// GWG: a sum tree over w_i = exp(d_i / 2) (leaves at `leaves..`, node k the sum of nodes
+    /// 2k and 2k + 1, recomputed from its children whenever a leaf below changes, so the tree
+    /// is a function of the leaves alone). Empty when not used (see [`ExactChain::new`]).
+    tree: Vec<f64>,
+    leaves: usize,
     rng: EbmRng,
     counts: ProposalCounts,
 }
+
+/// Largest |d_i| for which GWG keeps unshifted weights exp(d_i / 2) in its sum tree: far from
+/// overflow (exp(350) ~ 1e152) however many variables are summed.
+const TREE_MAX_SCORE: f64 = 700.0;
 
 impl<M: LocalModel> ExactChain<M> {
     /// A chain of `sampler` on `model` at `beta` from `state` (of positive probability), drawing
@@ -353,7 +362,29 @@ impl<M: LocalModel> ExactChain<M> {
         }
         let n = state.len();
         let scores = exact_scores(&model, beta, &state);
+        // GWG samples its flip from a sum tree in O(degree log n) per proposal when every
+        // score is bounded by TREE_MAX_SCORE; a pairwise model's |d_i| is at most
+        // 2 beta (|h_i| + sum_j |J_ij|) <= 2 |beta| * (largest |Delta|), estimated here from
+        // the start and checked on every update (the chain falls back to the O(n) softmax
+        // with a max shift if a score ever exceeds it).
+        let bounded = scores
+            .iter()
+            .all(|d| d.abs() <= TREE_MAX_SCORE || *d == f64::NEG_INFINITY);
+        let leaves = if sampler == GradientSampler::Gwg && bounded {
+            n.next_power_of_two()
+        } else {
+            0
+        };
+        let mut tree = vec![0.0; 2 * leaves];
+        for (i, &d) in scores.iter().enumerate().take(leaves) {
+            tree[leaves + i] = (0.5 * d).exp();
+        }
+        for k in (1..leaves).rev() {
+            tree[k] = tree[2 * k] + tree[2 * k + 1];
+        }
         Ok(ExactChain {
+            tree,
+            leaves,
             neighbours: model.neighbours(),
             model,
             sampler,
@@ -453,7 +484,76 @@ impl<M: LocalModel> ExactChain<M> {
         flips
     }
 
+    /// Sets leaf i of the sum tree to exp(d_i / 2) and recomputes the nodes above it; returns
+    /// false when |d_i| exceeds [`TREE_MAX_SCORE`] (the tree cannot hold it).
+    fn set_leaf(&mut self, i: usize) -> bool {
+        let d = self.scores[i];
+        let mut k = self.leaves + i;
+        self.tree[k] = (0.5 * d).exp();
+        while k > 1 {
+            k /= 2;
+            self.tree[k] = self.tree[2 * k] + self.tree[2 * k + 1];
+        }
+        d.abs() <= TREE_MAX_SCORE || d == f64::NEG_INFINITY
+    }
+
+    /// The leaf where the cumulative weight passes `target` (0 <= target < total), never one
+    /// of weight 0.
+    fn tree_sample(&self, mut target: f64) -> usize {
+        let mut k = 1;
+        while k < self.leaves {
+            let (left, right) = (self.tree[2 * k], self.tree[2 * k + 1]);
+            if (target < left && left > 0.0) || right == 0.0 {
+                k *= 2;
+            } else {
+                target -= left;
+                k = 2 * k + 1;
+            }
+        }
+        k - self.leaves
+    }
+
+    /// GWG with the sum tree: O(degree log n) per proposal.
+    fn gwg_tree_step(&mut self) -> u64 {
+        let total = self.tree[1];
+        if !(total > 0.0 && total.is_finite()) {
+            return 0;
+        }
+        let target = uniform_f64(&mut self.rng) * total;
+        let i = self.tree_sample(target);
+        let log_fwd = 0.5 * self.scores[i] - total.ln();
+        let delta = self.scores[i];
+        self.s[i] = -self.s[i];
+        self.flipped.clear();
+        self.flipped.push(i);
+        self.refresh_scores(f64::INFINITY);
+        let mut bounded = true;
+        for k in 0..self.undo.len() {
+            bounded &= self.set_leaf(self.undo[k].0);
+        }
+        let log_rev = 0.5 * self.scores[i] - self.tree[1].ln();
+        let log_accept = delta + log_rev - log_fwd;
+        let flips = if log_accept >= 0.0 || uniform_f64(&mut self.rng) < log_accept.exp() {
+            1
+        } else {
+            self.reject();
+            for k in 0..self.undo.len() {
+                self.set_leaf(self.undo[k].0);
+            }
+            0
+        };
+        if !bounded {
+            // A score left the range of the tree: from now on the O(n) softmax.
+            self.tree = Vec::new();
+            self.leaves = 0;
+        }
+        flips
+    }
+
     fn gwg_step(&mut self) -> u64 {
+        if self.leaves > 0 {
+            return self.gwg_tree_step();
+        }
         let (max, sum) = self.softmax_weights();
         if !(max.is_finite() && sum > 0.0) {
             return 0; // no flip has positive probability
@@ -1176,6 +1276,12 @@ mod tests {
             for _ in 0..500 {
                 chain.step();
                 assert_eq!(chain.scores, exact_scores(&m, 0.9, &chain.s), "{sampler:?}");
+                if sampler == GradientSampler::Gwg {
+                    // The sum tree holds exp(d_i / 2) at its leaves and their sum at its root.
+                    assert!(chain.leaves >= 4);
+                    let sum: f64 = chain.scores.iter().map(|d| (0.5 * d).exp()).sum();
+                    assert!((chain.tree[1] - sum).abs() < 1e-12 * sum);
+                }
             }
             assert!(chain.counts().accepted > 0);
         }

@@ -1066,7 +1066,7 @@ mod cli {
                 .assert()
                 .code(2)
                 .stderr(predicate::str::contains(format!(
-                    "{flag} applies to RBM models only"
+                    "{flag} applies to RBM models"
                 )));
         }
         // The lattice form does not take the model-only flags at all.

@@ -623,10 +623,15 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
                 ("--evidence", args.evidence.is_some()),
                 ("--trace", args.chain.trace.is_some()),
                 (
-                    "--sampler metropolis, wolff or swendsen-wang",
+                    "--sampler",
                     matches!(
                         args.chain.sampler,
-                        Some(SamplerArg::Metropolis | SamplerArg::Wolff | SamplerArg::SwendsenWang)
+                        Some(
+                            SamplerArg::Gibbs
+                                | SamplerArg::Metropolis
+                                | SamplerArg::Wolff
+                                | SamplerArg::SwendsenWang
+                        )
                     ),
                 ),
                 ("--sweeps", args.chain.sweeps.is_some()),

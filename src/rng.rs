@@ -66,6 +66,9 @@ pub enum Purpose {
     /// Chains of a Gaussian-Bernoulli RBM sampler (`sample::gaussian`: Langevin, MALA, block
     /// Gibbs); index: the chain.
     GaussianChains,
+    /// Chains of the gradient samplers (GWG, DULA, DMALA: `sample::gradient`); index: the
+    /// chain.
+    GradientChain,
 }
 
 impl Purpose {
@@ -85,6 +88,7 @@ impl Purpose {
             Purpose::CompositeChains => 11,
             Purpose::GaussianTraining => 12,
             Purpose::GaussianChains => 13,
+            Purpose::GradientChain => 14,
         }
     }
 }
@@ -179,6 +183,7 @@ mod tests {
             CompositeChains,
             GaussianTraining,
             GaussianChains,
+            GradientChain,
         ];
         for seed in [0, 42, u64::MAX] {
             for index in [0, 1, 7] {

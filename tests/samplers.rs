@@ -24,13 +24,13 @@ use statrs::distribution::{ChiSquared, ContinuousCDF};
 // ---------------------------------------------------------------------------------------------
 // Exact enumeration (state index: bit i set <=> spin i = +1)
 
-fn spins_of(index: usize, n: usize) -> Vec<Spin> {
+pub(crate) fn spins_of(index: usize, n: usize) -> Vec<Spin> {
     (0..n)
         .map(|i| if index >> i & 1 == 1 { 1 } else { -1 })
         .collect()
 }
 
-fn index_of(s: &[Spin]) -> usize {
+pub(crate) fn index_of(s: &[Spin]) -> usize {
     s.iter()
         .enumerate()
         .map(|(i, &x)| ((x > 0) as usize) << i)
@@ -38,7 +38,7 @@ fn index_of(s: &[Spin]) -> usize {
 }
 
 /// p(s) ∝ exp(-beta E(s)) for every state, normalised in log space.
-fn boltzmann(model: &dyn EnergyModel, beta: f64) -> Vec<f64> {
+pub(crate) fn boltzmann(model: &dyn EnergyModel, beta: f64) -> Vec<f64> {
     let n = model.num_vars();
     let log_w: Vec<f64> = (0..1usize << n)
         .map(|k| -beta * model.energy(&spins_of(k, n)))
@@ -49,7 +49,7 @@ fn boltzmann(model: &dyn EnergyModel, beta: f64) -> Vec<f64> {
 }
 
 /// A random frustrated model: couplings of both signs on a dense graph, random fields.
-fn frustrated_mrf(n: usize, seed: u64) -> PairwiseMrf {
+pub(crate) fn frustrated_mrf(n: usize, seed: u64) -> PairwiseMrf {
     let mut rng = from_seed(seed);
     let mut edges = Vec::new();
     for i in 0..n {
@@ -68,7 +68,7 @@ fn frustrated_mrf(n: usize, seed: u64) -> PairwiseMrf {
 
 /// p-value of Pearson's statistic for `counts` against `probs`; cells with expected count below
 /// CHI_SQUARE_MIN_EXPECTED are pooled into one cell.
-fn chi_square_p(counts: &[u64], probs: &[f64]) -> f64 {
+pub(crate) fn chi_square_p(counts: &[u64], probs: &[f64]) -> f64 {
     let total: u64 = counts.iter().sum();
     let n = total as f64;
     let (mut stat, mut cells) = (0.0, 0usize);
@@ -1066,7 +1066,7 @@ mod cli {
                 .assert()
                 .code(2)
                 .stderr(predicate::str::contains(format!(
-                    "{flag} applies to RBM models only"
+                    "{flag} applies to RBM models"
                 )));
         }
         // The lattice form does not take the model-only flags at all.

@@ -7,6 +7,7 @@ mod contract;
 mod exact;
 mod fit;
 mod gaussian;
+mod gradient_samplers;
 mod io;
 mod learn;
 mod map;

@@ -792,6 +792,7 @@ pub fn sample(
             steps,
             chain.image.as_deref(),
             args.output.as_deref(),
+            None,
             global,
         );
     }

@@ -169,6 +169,8 @@ pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         ("--checkpoint-every", args.checkpoint_every > 0),
         ("--filters", args.filters.is_some()),
         ("--eval ais", args.eval == EvalArg::Ais),
+        ("--negative-sampler", args.negative_sampler.is_some()),
+        ("--step-size", args.step_size.is_some()),
     ] {
         if given {
             return Err(usage(format!(
@@ -447,12 +449,12 @@ pub fn sample(
             )));
         }
     };
-    if sampler == GaussianSampler::Gibbs && args.step_size.is_some() {
+    if sampler == GaussianSampler::Gibbs && args.chain.step_size.is_some() {
         return Err(usage(
             "--step-size applies to --sampler langevin or mala".into(),
         ));
     }
-    let step_size = args.step_size.unwrap_or(DEFAULT_STEP_SIZE);
+    let step_size = args.chain.step_size.unwrap_or(DEFAULT_STEP_SIZE);
     let chains = args.chains.unwrap_or(super::sample_rbm::DEFAULT_CHAINS);
     let steps = args.steps.unwrap_or(super::sample_rbm::DEFAULT_STEPS);
     if steps == 0 {

@@ -16,6 +16,7 @@ use ebm::image::BinaryImage;
 use ebm::io::LoadedModel;
 use ebm::io::images::{encode_binary_image, format_for_path};
 use ebm::model::EnergyModel;
+use ebm::sample::gradient::{self, GradientParams, GradientSampler, sample_model_gradient};
 use ebm::sample::stats::{self, ValueWithStderr};
 use ebm::sample::{
     LatticeParams, LocalRule, MAX_PARAMETER, ModelParams, SamplerKind, Start, lattice_observables,
@@ -26,6 +27,7 @@ const EXAMPLES: &str = "Examples:
   ebm sample ising --width 64 --height 64 --beta 0.4406868 --sampler wolff --sweeps 20000 --image critical.png
   ebm sample ising --width 256 --height 256 --beta 0.6 --sampler metropolis --sweeps 2000 --burn-in 500 --json
   ebm sample --model model.uai --sampler gibbs --sweeps 100000 --marginals
+  ebm sample --model model.uai --sampler dmala --step-size 0.2 --chains 8 --sweeps 10000 --marginals
   ebm sample --model rbm.safetensors --chains 64 --steps 1000 --image samples.png --output samples.txt";
 
 /// `ebm sample ising ...` or `ebm sample --model FILE`.
@@ -47,7 +49,8 @@ pub struct SampleArgs {
     /// Print the estimated marginals P(x_i = 1) with their standard errors (UAI models).
     #[arg(long)]
     pub marginals: bool,
-    /// RBM only: number of chains run in parallel [default: 100].
+    /// Number of chains run in parallel: RBMs [default: 100], and UAI models with
+    /// --sampler gwg|dula|dmala [default: 1].
     #[arg(long)]
     pub chains: Option<usize>,
     /// RBM only: block-Gibbs steps per chain [default: 1000].
@@ -60,10 +63,6 @@ pub struct SampleArgs {
     /// variables report their value as marginal (stderr 0).
     #[arg(long, value_name = "FILE")]
     pub evidence: Option<PathBuf>,
-    /// Gaussian RBM only: epsilon of --sampler langevin or mala,
-    /// v' = v - epsilon grad F(v) + sqrt(2 epsilon) xi [default: 0.01].
-    #[arg(long)]
-    pub step_size: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,11 +90,19 @@ pub struct ChainArgs {
     /// square lattice with J = 1, h = 0 is 0.4406868 [default: 1].
     #[arg(long, allow_negative_numbers = true)]
     pub beta: Option<f64>,
-    /// Sampler: gibbs, metropolis (any model) or wolff, swendsen-wang (lattices with J >= 0);
-    /// langevin, mala or gibbs for Gaussian RBMs (real visible units)
-    /// [default: metropolis for lattices, gibbs for models].
+    /// Sampler: gibbs, metropolis (any model), wolff, swendsen-wang (lattices with J >= 0), or
+    /// the gradient samplers gwg (Gibbs-with-Gradients), dula, dmala (discrete Langevin,
+    /// without and with Metropolis correction; lattices, UAI models and RBMs); langevin, mala or
+    /// gibbs for Gaussian RBMs (real visible units) [default: metropolis for lattices, gibbs for
+    /// models, block Gibbs for RBMs].
     #[arg(long, value_enum)]
     pub sampler: Option<SamplerArg>,
+    /// Step size of the Langevin samplers. Binary models, --sampler dula and dmala: alpha, each
+    /// bit flips with probability sigmoid(d_i / 2 - 1 / (2 alpha)) [default: 0.2]. Gaussian
+    /// RBMs, --sampler langevin and mala: epsilon, v' = v - epsilon grad F(v) + sqrt(2 epsilon)
+    /// xi [default: 0.01].
+    #[arg(long, allow_negative_numbers = true)]
+    pub step_size: Option<f64>,
     /// Sweeps recorded (for wolff: cluster updates) [default: 1000].
     #[arg(long)]
     pub sweeps: Option<u64>,
@@ -143,10 +150,16 @@ pub enum SamplerArg {
     Langevin,
     /// Metropolis-adjusted Langevin (Gaussian RBMs).
     Mala,
+    /// Gibbs-with-Gradients (sample::gradient).
+    Gwg,
+    /// Discrete unadjusted Langevin (biased; see docs/sampling.md).
+    Dula,
+    /// Discrete Metropolis-adjusted Langevin.
+    Dmala,
 }
 
 impl SamplerArg {
-    fn kind(self) -> SamplerKind {
+    fn kind(self, step_size: Option<f64>) -> SamplerKind {
         match self {
             SamplerArg::Gibbs => SamplerKind::Gibbs,
             SamplerArg::Metropolis => SamplerKind::Metropolis,
@@ -155,6 +168,18 @@ impl SamplerArg {
             SamplerArg::Langevin | SamplerArg::Mala => {
                 unreachable!("Langevin samplers are refused before a lattice is sampled")
             }
+            other => SamplerKind::Gradient(other.gradient(step_size).expect("gradient sampler")),
+        }
+    }
+    /// The gradient sampler with its step size (default [`gradient::DEFAULT_STEP_SIZE`]), or
+    /// None for the other samplers.
+    pub fn gradient(self, step_size: Option<f64>) -> Option<GradientSampler> {
+        let step_size = step_size.unwrap_or(gradient::DEFAULT_STEP_SIZE);
+        match self {
+            SamplerArg::Gwg => Some(GradientSampler::Gwg),
+            SamplerArg::Dula => Some(GradientSampler::Dula { step_size }),
+            SamplerArg::Dmala => Some(GradientSampler::Dmala { step_size }),
+            _ => None,
         }
     }
     fn name(self) -> &'static str {
@@ -165,6 +190,9 @@ impl SamplerArg {
             SamplerArg::SwendsenWang => "swendsen-wang",
             SamplerArg::Langevin => "langevin",
             SamplerArg::Mala => "mala",
+            SamplerArg::Gwg => "gwg",
+            SamplerArg::Dula => "dula",
+            SamplerArg::Dmala => "dmala",
         }
     }
 }
@@ -205,6 +233,32 @@ fn check_magnitude(flag: &str, value: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses --step-size without --sampler dula, dmala, langevin or mala, and a step size that is not a finite
+/// positive number.
+pub fn check_step_size(chain: &ChainArgs) -> anyhow::Result<()> {
+    let Some(alpha) = chain.step_size else {
+        return Ok(());
+    };
+    if !matches!(
+        chain.sampler,
+        Some(SamplerArg::Dula | SamplerArg::Dmala | SamplerArg::Langevin | SamplerArg::Mala)
+    ) {
+        return Err(UsageError(format!(
+            "--step-size applies to --sampler dula and dmala (binary models) and langevin and \
+             mala (Gaussian RBMs) only, not to --sampler {}",
+            chain.sampler.map_or("(default)", |s| s.name())
+        ))
+        .into());
+    }
+    if !(alpha.is_finite() && alpha > 0.0) {
+        return Err(UsageError(format!(
+            "--step-size must be a finite number > 0, got {alpha}"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 fn check_chain_args(chain: &ChainArgs, settings: &ChainSettings) -> anyhow::Result<()> {
     check_magnitude("--beta", settings.beta)?;
     if settings.beta < 0.0 {
@@ -213,6 +267,7 @@ fn check_chain_args(chain: &ChainArgs, settings: &ChainSettings) -> anyhow::Resu
     if settings.sweeps == 0 {
         return Err(UsageError("--sweeps must be at least 1".into()).into());
     }
+    check_step_size(chain)?;
     if let Some(path) = &chain.image {
         format_for_path(path).with_context(|| format!("--image {}", path.display()))?;
     }
@@ -243,6 +298,8 @@ struct IsingReport {
     field: f64,
     beta: f64,
     sampler: &'static str,
+    /// Step size alpha of dula and dmala (null for the other samplers).
+    step_size: Option<f64>,
     /// True when the parallel checkerboard ran (bipartite lattice, gibbs or metropolis).
     checkerboard: bool,
     sweeps: u64,
@@ -267,8 +324,13 @@ struct IsingReport {
     /// False when the run is shorter than 50 tau_int: error bars are then too small.
     tau_int_reliable: bool,
     error_method: &'static str,
-    /// Fraction of single-spin updates that flipped the spin (local samplers only).
+    /// Fraction of single-spin updates that flipped the spin (local samplers), or of proposals
+    /// accepted (gwg, dula, dmala).
     acceptance_rate: Option<f64>,
+    /// Spins flipped per proposal (gwg, dula, dmala only).
+    mean_bits_flipped: Option<f64>,
+    /// Proposals made, burn-in included (gwg: N per sweep; dula, dmala: one per sweep).
+    proposals: Option<u64>,
     /// Mean number of spins flipped per cluster update (cluster samplers only).
     mean_cluster_flips: Option<f64>,
     spin_updates: Option<u64>,
@@ -276,7 +338,7 @@ struct IsingReport {
     spins_flipped: u64,
     seconds: f64,
     /// Attempted single-spin updates per second (local samplers) or spins flipped per second
-    /// (cluster samplers); burn-in included.
+    /// (cluster and gradient samplers); burn-in included.
     flips_per_second: Option<f64>,
     image: Option<String>,
     trace: Option<String>,
@@ -310,7 +372,7 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let lattice = shape.lattice()?;
     let params = LatticeParams {
         beta: settings.beta,
-        sampler: sampler.kind(),
+        sampler: sampler.kind(chain.step_size),
         sweeps: settings.sweeps,
         burn_in: settings.burn_in,
         seed: global.seed,
@@ -349,7 +411,8 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         })?;
     }
 
-    let local = sampler.kind().local_rule().is_some();
+    let local = sampler.kind(chain.step_size).local_rule().is_some();
+    let proposals = run.proposals;
     let rate = |count: u64| (seconds > 0.0).then(|| count as f64 / seconds);
     let report = IsingReport {
         model: "ising",
@@ -360,6 +423,9 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         field: shape.field,
         beta: settings.beta,
         sampler: sampler.name(),
+        step_size: sampler
+            .gradient(chain.step_size)
+            .and_then(GradientSampler::step_size),
         checkerboard: run.checkerboard,
         sweeps: settings.sweeps,
         burn_in: settings.burn_in,
@@ -381,10 +447,16 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         tau_int_abs_magnetization: finite(obs.tau_int_abs_magnetization.tau),
         tau_int_reliable: obs.tau_int_energy.reliable && obs.tau_int_abs_magnetization.reliable,
         error_method: ERROR_METHOD,
-        acceptance_rate: local.then(|| run.flips as f64 / run.updates as f64),
-        mean_cluster_flips: (!local).then(|| run.flips as f64 / run.updates as f64),
+        acceptance_rate: match proposals {
+            Some(c) => Some(c.acceptance_rate()),
+            None => local.then(|| run.flips as f64 / run.updates as f64),
+        },
+        mean_bits_flipped: proposals.map(|c| c.mean_bits_flipped()),
+        proposals: proposals.map(|c| c.proposals),
+        mean_cluster_flips: (!local && proposals.is_none())
+            .then(|| run.flips as f64 / run.updates as f64),
         spin_updates: local.then_some(run.updates),
-        cluster_updates: (!local).then_some(run.updates),
+        cluster_updates: (!local && proposals.is_none()).then_some(run.updates),
         spins_flipped: run.flips,
         seconds,
         flips_per_second: if local {
@@ -454,6 +526,8 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 "sweeps"
             } else if sampler == SamplerArg::Wolff {
                 "cluster updates"
+            } else if proposals.is_some() {
+                "sweeps"
             } else {
                 "updates"
             },
@@ -464,6 +538,13 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             }
         ),
         match (report.acceptance_rate, report.mean_cluster_flips) {
+            (Some(a), _) if proposals.is_some() => format!(
+                "  acceptance {:.4}, {:.3} spins flipped per proposal, {:.3e} flips/s, {:.2} s",
+                a,
+                report.mean_bits_flipped.unwrap_or(0.0),
+                report.flips_per_second.unwrap_or(0.0),
+                seconds
+            ),
             (Some(a), _) => format!(
                 "  acceptance {:.4}, {:.3e} spin updates/s, {:.2} s",
                 a,
@@ -492,10 +573,15 @@ struct ModelReport {
     factors: usize,
     beta: f64,
     sampler: &'static str,
+    /// Step size alpha of dula and dmala (null for the other samplers).
+    step_size: Option<f64>,
+    /// Chains run in parallel (gwg, dula, dmala; 1 for gibbs and metropolis).
+    chains: usize,
     sweeps: u64,
     burn_in: u64,
     seed: u64,
-    /// Mean energy E = -sum_f ln phi_f over the recorded sweeps.
+    /// Mean energy E = -sum_f ln phi_f over the recorded sweeps (gwg, dula, dmala: of the
+    /// mean over the chains after each sweep).
     energy: Option<f64>,
     energy_stderr: Option<f64>,
     tau_int_energy: Option<f64>,
@@ -512,8 +598,11 @@ struct ModelReport {
     warning: Option<String>,
     /// Blocks of variables tied by pairwise hard constraints, each moved as one.
     tied_blocks: usize,
-    /// Accepted moves over attempted moves (a block move counts once).
+    /// Accepted moves over attempted moves (a block move counts once; a gwg, dula or dmala
+    /// proposal counts once however many spins it flips).
     acceptance_rate: f64,
+    /// Spins flipped per proposal (gwg, dula, dmala only).
+    mean_bits_flipped: Option<f64>,
     /// Moves attempted: single-variable updates plus block moves, burn-in included.
     spin_updates: u64,
     seconds: f64,
@@ -560,17 +649,30 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
                 ("--marginals", args.marginals),
                 ("--evidence", args.evidence.is_some()),
                 ("--trace", args.chain.trace.is_some()),
-                ("--sampler", args.chain.sampler.is_some()),
+                (
+                    "--sampler",
+                    matches!(
+                        args.chain.sampler,
+                        Some(
+                            SamplerArg::Gibbs
+                                | SamplerArg::Metropolis
+                                | SamplerArg::Wolff
+                                | SamplerArg::SwendsenWang
+                                | SamplerArg::Langevin
+                                | SamplerArg::Mala
+                        )
+                    ),
+                ),
                 ("--sweeps", args.chain.sweeps.is_some()),
                 ("--burn-in", args.chain.burn_in.is_some()),
                 ("--beta", args.chain.beta.is_some()),
                 ("--start", args.chain.start.is_some()),
-                ("--step-size", args.step_size.is_some()),
             ] {
                 if set {
                     return Err(UsageError(format!(
-                        "{flag} does not apply to RBMs (they are sampled by block Gibbs; use \
-                         --chains, --steps, --image, --output)"
+                        "{flag} does not apply to RBMs (they are sampled by block Gibbs or \
+                         --sampler gwg|dula|dmala on the visible units; use --chains, --steps, \
+                         --image, --output)"
                     ))
                     .into());
                 }
@@ -582,11 +684,15 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
                 args.steps.unwrap_or(super::sample_rbm::DEFAULT_STEPS),
                 args.chain.image.as_deref(),
                 args.output.as_deref(),
+                args.chain
+                    .sampler
+                    .and_then(|s| s.gradient(args.chain.step_size)),
                 global,
             );
         }
     };
     let sampler = chain.sampler.unwrap_or(SamplerArg::Gibbs);
+    let gradient_sampler = sampler.gradient(chain.step_size);
     let rule = match sampler {
         SamplerArg::Gibbs => LocalRule::Gibbs,
         SamplerArg::Metropolis => LocalRule::Metropolis,
@@ -597,10 +703,11 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
             ))
             .into());
         }
+        SamplerArg::Gwg | SamplerArg::Dula | SamplerArg::Dmala => LocalRule::Gibbs, // unused
         other => {
             return Err(UsageError(format!(
                 "--sampler {} needs a ferromagnetic lattice: use `ebm sample ising`; \
-                 UAI models take gibbs or metropolis",
+                 UAI models take gibbs, metropolis, gwg, dula or dmala",
                 other.name()
             ))
             .into());
@@ -614,11 +721,20 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         )
         .into());
     }
+    if args.chains.is_some() && gradient_sampler.is_none() {
+        return Err(UsageError(
+            "--chains applies to RBM models and to UAI models with --sampler gwg, dula or \
+             dmala (gibbs and metropolis run one sequential chain)"
+                .into(),
+        )
+        .into());
+    }
+    if args.chains == Some(0) {
+        return Err(UsageError("--chains must be at least 1, got 0".into()).into());
+    }
     for (flag, set) in [
-        ("--chains", args.chains.is_some()),
         ("--steps", args.steps.is_some()),
         ("--output", args.output.is_some()),
-        ("--step-size", args.step_size.is_some()),
     ] {
         if set {
             return Err(UsageError(format!("{flag} applies to RBM models only")).into());
@@ -644,8 +760,28 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         "E",
     );
     let started = Instant::now();
-    let mut run = sample_factor_graph(&graph, &params, &mut bar)
-        .with_context(|| format!("sampling {}", path.display()))?;
+    let chains = args.chains.unwrap_or(1);
+    let context = || format!("sampling {}", path.display());
+    let (mut run, proposals) = match gradient_sampler {
+        None => (
+            sample_factor_graph(&graph, &params, &mut bar).with_context(context)?,
+            None,
+        ),
+        Some(g) => {
+            let gradient_params = GradientParams {
+                beta: settings.beta,
+                sampler: g,
+                sweeps: settings.sweeps,
+                burn_in: settings.burn_in,
+                seed: global.seed,
+                start: settings.start,
+                chains,
+            };
+            let r = sample_model_gradient(&graph, &gradient_params, Some(&graph), &mut bar)
+                .with_context(context)?;
+            (r.run, Some(r.counts))
+        }
+    };
     run.marginals = conditioned.expand(&run.marginals, |v| v as f64);
     run.marginal_stderr = (run.marginal_stderr.as_deref()).map(|s| conditioned.expand(s, |_| 0.0));
     let seconds = started.elapsed().as_secs_f64();
@@ -666,6 +802,12 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         factors: graph.factors().len(),
         beta: settings.beta,
         sampler: sampler.name(),
+        step_size: gradient_sampler.and_then(GradientSampler::step_size),
+        chains: if gradient_sampler.is_some() {
+            chains
+        } else {
+            1
+        },
         sweeps: settings.sweeps,
         burn_in: settings.burn_in,
         seed: global.seed,
@@ -684,6 +826,7 @@ fn run_model(path: &Path, args: &SampleArgs, global: &GlobalArgs) -> anyhow::Res
         warning: frozen_warning(&run.frozen, settings.sweeps),
         tied_blocks: run.tied_blocks,
         acceptance_rate: run.flips as f64 / run.updates.max(1) as f64,
+        mean_bits_flipped: proposals.map(|c| c.mean_bits_flipped()),
         spin_updates: run.updates,
         seconds,
         flips_per_second: (seconds > 0.0).then(|| run.updates as f64 / seconds),

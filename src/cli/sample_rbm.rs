@@ -1,5 +1,6 @@
-//! Block Gibbs sampling of an RBM (`ebm sample --model rbm.safetensors`): many chains at once,
-//! the final visible states written as a dataset and/or a grid of tiles.
+//! Sampling of an RBM (`ebm sample --model rbm.safetensors`): block Gibbs, or a gradient
+//! sampler (GWG, DULA, DMALA) on the visible units; many chains at once, the final visible
+//! states written as a dataset and/or a grid of tiles.
 
 use std::path::Path;
 
@@ -13,7 +14,8 @@ use super::output::{DATASET, Outputs, PNG, print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use ebm::io::datasets::write_dataset_to;
 use ebm::io::images::encode_grey_png;
-use ebm::model::Rbm;
+use ebm::model::{Rbm, RbmF32};
+use ebm::sample::gradient::{GradientSampler, sample_rbm_gradient};
 use ebm::sample::rbm::sample_rbm;
 
 /// Default number of chains.
@@ -26,6 +28,14 @@ struct Report {
     model: String,
     chains: usize,
     steps: usize,
+    /// gibbs (block Gibbs), gwg, dula or dmala.
+    sampler: &'static str,
+    /// Step size alpha of dula and dmala (null otherwise).
+    step_size: Option<f64>,
+    /// Accepted over made proposals (gwg, dula, dmala; null for block Gibbs).
+    acceptance_rate: Option<f64>,
+    /// Visible bits flipped per proposal (gwg, dula, dmala; null for block Gibbs).
+    mean_bits_flipped: Option<f64>,
     n_visible: usize,
     n_hidden: usize,
     fraction_of_ones: f64,
@@ -36,8 +46,11 @@ struct Report {
     seed: u64,
 }
 
-/// Samples `chains` chains of `rbm` (read from the file `model`) for `steps` sweeps; writes `image` and/or
-/// `output`; prints the summary (JSON with `--json`).
+/// Samples `chains` chains of `rbm` (read from the file `model`) for `steps` sweeps of block
+/// Gibbs, or of `gradient` on the visible units (a sweep: n_visible GWG proposals, or one
+/// DULA/DMALA proposal); writes `image` and/or `output`; prints the summary (JSON with
+/// `--json`).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     model: &Path,
     rbm: &Rbm,
@@ -45,6 +58,7 @@ pub fn run(
     steps: usize,
     image: Option<&Path>,
     output: Option<&Path>,
+    gradient: Option<GradientSampler>,
     global: &GlobalArgs,
 ) -> anyhow::Result<()> {
     if chains == 0 {
@@ -65,7 +79,14 @@ pub fn run(
     }
     let t0 = Instant::now();
     let mut bar = BarObserver::new(progress_enabled(global), steps as u64, "sampling", "");
-    let samples = sample_rbm(rbm, chains, steps, global.seed, &mut bar)?;
+    let (samples, counts) = match gradient {
+        None => (sample_rbm(rbm, chains, steps, global.seed, &mut bar)?, None),
+        Some(g) => {
+            let model = RbmF32::from_rbm(rbm);
+            let run = sample_rbm_gradient(&model, g, chains, steps, global.seed, &mut bar)?;
+            (run.samples, Some(run.counts))
+        }
+    };
     bar.finish();
     let seconds = t0.elapsed().as_secs_f64();
     if let Some(p) = output {
@@ -83,6 +104,10 @@ pub fn run(
         model: model.to_string_lossy().into_owned(),
         chains,
         steps,
+        sampler: gradient.map_or("gibbs", GradientSampler::name),
+        step_size: gradient.and_then(GradientSampler::step_size),
+        acceptance_rate: counts.map(|c| c.acceptance_rate()),
+        mean_bits_flipped: counts.map(|c| c.mean_bits_flipped()),
         n_visible: rbm.n_visible(),
         n_hidden: rbm.n_hidden(),
         fraction_of_ones: samples.fraction_of_ones(),
@@ -98,8 +123,18 @@ pub fn run(
         say(
             global,
             &format!(
-                "{} chains x {} sweeps in {:.2} s; fraction of ones {:.4} (seed {})",
-                chains, steps, seconds, report.fraction_of_ones, global.seed
+                "{} chains x {} {} sweeps in {:.2} s; fraction of ones {:.4}{} (seed {})",
+                chains,
+                steps,
+                report.sampler,
+                seconds,
+                report.fraction_of_ones,
+                match (report.acceptance_rate, report.mean_bits_flipped) {
+                    (Some(a), Some(b)) =>
+                        format!("; acceptance {a:.4}, {b:.3} bits flipped per proposal"),
+                    _ => String::new(),
+                },
+                global.seed
             ),
         );
     }

@@ -151,6 +151,7 @@ pub fn run(args: &TrainRbmArgs, labels_path: &Path, global: &GlobalArgs) -> anyh
         nce_ratio: args.nce_ratio,
         momentum: args.momentum,
         weight_decay: args.weight_decay,
+        negative_sampler: super::train_rbm::negative_sampler(args)?,
     };
     let folder = match args.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -24,6 +24,7 @@ use ebm::learn::cd::{
 use ebm::learn::checkpoint::{Checkpoint, Requested, checkpoint_file};
 use ebm::learn::train_rbm;
 use ebm::progress::{Control, Observer, Step};
+use ebm::sample::gradient::{DEFAULT_STEP_SIZE, GradientSampler};
 
 /// Ctrl-C (SIGINT) handling: the first Ctrl-C sets a flag that the training observer checks after
 /// every epoch and during likelihood evaluations; training then stops, the checkpoint is written
@@ -184,6 +185,14 @@ pub struct TrainRbmArgs {
     /// Number of persistent chains (with --persistent) [default: 100, or the resumed run's].
     #[arg(long)]
     pub chains: Option<usize>,
+    /// Sampler of the persistent chains (PCD only): gibbs (block Gibbs, --cd-k sweeps), gwg
+    /// (Gibbs-with-Gradients) or dmala (discrete Langevin with correction) on the visible
+    /// units, --cd-k proposals per update [default: gibbs, or the resumed run's].
+    #[arg(long, value_enum)]
+    pub negative_sampler: Option<NegativeSamplerArg>,
+    /// Step size alpha of --negative-sampler dmala [default: 0.2, or the resumed run's].
+    #[arg(long)]
+    pub step_size: Option<f64>,
     /// Noise samples per data example, an integer >= 1 (with --objective nce) [default: 1, or
     /// the resumed run's].
     #[arg(long)]
@@ -263,6 +272,8 @@ struct Report {
     train_examples: usize,
     test_examples: Option<usize>,
     objective: &'static str,
+    /// Sampler of the persistent chains: gibbs, gwg or dmala (null without persistent chains).
+    negative_sampler: Option<&'static str>,
     epochs: usize,
     epochs_total: usize,
     epochs_run: usize,
@@ -392,6 +403,43 @@ fn write_state(
 ) -> anyhow::Result<()> {
     let file = checkpoint_file(state, params, data)?;
     write_rbm(path, &file).with_context(|| format!("writing model {}", path.display()))
+}
+
+/// The samplers of `--negative-sampler`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NegativeSamplerArg {
+    /// Block Gibbs (the default).
+    Gibbs,
+    /// Gibbs-with-Gradients on the visible units.
+    Gwg,
+    /// Discrete Metropolis-adjusted Langevin on the visible units.
+    Dmala,
+}
+
+/// `--negative-sampler` with `--step-size` (None: not given); refuses a step size without
+/// dmala and one that is not a finite positive number.
+pub(super) fn negative_sampler(
+    args: &TrainRbmArgs,
+) -> anyhow::Result<Option<Option<GradientSampler>>> {
+    if let Some(alpha) = args.step_size {
+        if args.negative_sampler != Some(NegativeSamplerArg::Dmala) {
+            return Err(usage(
+                "--step-size applies to --negative-sampler dmala only".to_string(),
+            ));
+        }
+        if !(alpha.is_finite() && alpha > 0.0) {
+            return Err(usage(format!(
+                "--step-size must be a finite number > 0, got {alpha}"
+            )));
+        }
+    }
+    Ok(args.negative_sampler.map(|s| match s {
+        NegativeSamplerArg::Gibbs => None,
+        NegativeSamplerArg::Gwg => Some(GradientSampler::Gwg),
+        NegativeSamplerArg::Dmala => Some(GradientSampler::Dmala {
+            step_size: args.step_size.unwrap_or(DEFAULT_STEP_SIZE),
+        }),
+    }))
 }
 
 /// The objective asked for by `--objective` and `--persistent` (`None`: neither given), and
@@ -580,6 +628,7 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         cd_k: args.cd_k,
         persistent,
         chains: args.chains,
+        negative_sampler: negative_sampler(args)?,
         nce_ratio: args.nce_ratio,
         momentum: args.momentum,
         weight_decay: args.weight_decay,
@@ -685,6 +734,9 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         train_examples: train.rows(),
         test_examples: test.as_ref().map(|t| t.rows()),
         objective: params.objective.name(params.persistent),
+        negative_sampler: params
+            .persistent
+            .then(|| params.negative_sampler.map_or("gibbs", |s| s.name())),
         epochs: outcome.state.epoch,
         epochs_total: params.epochs,
         epochs_run: runs,

@@ -131,6 +131,9 @@ pub struct CdParams {
     pub persistent: bool,
     /// Number of persistent chains (PCD only).
     pub chains: usize,
+    /// The sampler that moves the persistent chains: `None` for block Gibbs (`cd_k` sweeps),
+    /// or GWG / DMALA on the visible units (`cd_k` proposals per update; PCD only).
+    pub negative_sampler: Option<crate::sample::gradient::GradientSampler>,
     /// Noise samples per data example (noise-contrastive estimation only; >= 1).
     pub nce_ratio: usize,
     /// Momentum in [0, 1).
@@ -162,6 +165,7 @@ impl Default for CdParams {
             cd_k: DEFAULT_CD_K,
             persistent: false,
             chains: DEFAULT_CHAINS,
+            negative_sampler: None,
             nce_ratio: DEFAULT_NCE_RATIO,
             momentum: DEFAULT_MOMENTUM,
             weight_decay: DEFAULT_WEIGHT_DECAY,
@@ -200,6 +204,20 @@ impl CdParams {
         }
         if self.persistent && self.chains == 0 {
             return Err(Error::param("chains", "PCD needs at least 1 chain, got 0"));
+        }
+        if let Some(sampler) = self.negative_sampler {
+            sampler.check()?;
+            if !self.persistent || self.objective != Objective::ContrastiveDivergence {
+                return Err(Error::param(
+                    "negative-sampler",
+                    format!(
+                        "{} moves persistent chains: it needs --objective pcd (or --persistent), \
+                         not {}",
+                        sampler.name(),
+                        self.objective.name(self.persistent)
+                    ),
+                ));
+            }
         }
         if self.persistent && self.objective != Objective::ContrastiveDivergence {
             return Err(Error::param(
@@ -511,16 +529,22 @@ pub fn train_rbm(
 ) -> Result<TrainOutcome> {
     let state = start_state(train, test, params, resume)?;
     let mut estimator: Box<dyn GradientEstimator> = match params.objective {
-        Objective::ContrastiveDivergence => Box::new(ContrastiveDivergence::new(
-            &state.model,
-            params.batch_size.min(train.rows()),
-            params.cd_k,
-            if params.persistent {
-                state.chains.clone()
-            } else {
-                Vec::new()
-            },
-        )),
+        Objective::ContrastiveDivergence => {
+            let cd = ContrastiveDivergence::new(
+                &state.model,
+                params.batch_size.min(train.rows()),
+                params.cd_k,
+                if params.persistent {
+                    state.chains.clone()
+                } else {
+                    Vec::new()
+                },
+            );
+            Box::new(match params.negative_sampler {
+                None => cd,
+                Some(sampler) => cd.with_negative_sampler(&state.model, sampler)?,
+            })
+        }
         Objective::PseudoLikelihood => Box::new(PseudoLikelihood::new(&state.model)),
         Objective::RatioMatching => Box::new(RatioMatching::new(&state.model)),
         Objective::NoiseContrastive => Box::new(NoiseContrastive::new(

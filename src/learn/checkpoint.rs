@@ -32,6 +32,7 @@ use crate::learn::cd::{
 };
 use crate::model::Rbm;
 use crate::model::RbmF32;
+use crate::sample::gradient::GradientSampler;
 
 /// Metadata key of the number of completed epochs.
 pub const EPOCHS_DONE_KEY: &str = "epochs_done";
@@ -79,6 +80,9 @@ pub struct StoredSettings {
     pub persistent: bool,
     /// Number of persistent chains.
     pub chains: usize,
+    /// The sampler of the persistent chains (`None`: block Gibbs, also when the file has no
+    /// `negative_sampler`).
+    pub negative_sampler: Option<GradientSampler>,
     /// Noise samples per example of NCE (1 when the file has no `nce_ratio`).
     pub nce_ratio: usize,
     /// Momentum.
@@ -135,6 +139,14 @@ impl StoredSettings {
             cd_k: size("cd_k")?,
             persistent,
             chains: size("chains")?,
+            negative_sampler: match v.get("negative_sampler").map(|s| s.as_str()) {
+                None | Some(Some("gibbs")) => None,
+                Some(Some("gwg")) => Some(GradientSampler::Gwg),
+                Some(Some("dmala")) => Some(GradientSampler::Dmala {
+                    step_size: float("negative_step_size")?,
+                }),
+                Some(_) => return Err(bad("negative_sampler")),
+            },
             nce_ratio: match v.get("nce_ratio") {
                 None => DEFAULT_NCE_RATIO,
                 Some(_) => size("nce_ratio")?,
@@ -327,6 +339,8 @@ pub fn checkpoint_file(state: &TrainState, params: &CdParams, data: &str) -> Res
             "cd_k": params.cd_k,
             "persistent": params.persistent,
             "chains": params.chains,
+            "negative_sampler": params.negative_sampler.map_or("gibbs", |s| s.name()),
+            "negative_step_size": params.negative_sampler.and_then(|s| s.step_size()),
             "nce_ratio": params.nce_ratio,
             "momentum": params.momentum,
             "weight_decay": params.weight_decay,
@@ -364,6 +378,8 @@ pub struct Requested {
     pub persistent: bool,
     /// Number of persistent chains.
     pub chains: Option<usize>,
+    /// The sampler of the persistent chains: `Some(None)` block Gibbs asked for by name.
+    pub negative_sampler: Option<Option<GradientSampler>>,
     /// Noise samples per example of NCE.
     pub nce_ratio: Option<usize>,
     /// Momentum.
@@ -514,6 +530,28 @@ impl Requested {
                 stored.map(|s| s.chains),
                 DEFAULT_CHAINS,
             )?,
+            negative_sampler: match (self.negative_sampler, stored.map(|s| s.negative_sampler)) {
+                (Some(g), Some(s)) if g != s => {
+                    let name = |x: Option<GradientSampler>| {
+                        x.map_or("gibbs".to_string(), |g| match g.step_size() {
+                            Some(a) => format!("{} (step size {a})", g.name()),
+                            None => g.name().to_string(),
+                        })
+                    };
+                    return Err(Error::param(
+                        "--negative-sampler",
+                        format!(
+                            "{} differs from {} stored in the checkpoint: a resumed run \
+                             continues with the settings it was started with",
+                            name(g),
+                            name(s)
+                        ),
+                    ));
+                }
+                (Some(g), _) => g,
+                (None, Some(s)) => s,
+                (None, None) => None,
+            },
             nce_ratio: merge(
                 "--nce-ratio",
                 self.nce_ratio,
@@ -557,7 +595,8 @@ mod tests {
 
     #[test]
     fn a_checkpoint_file_reads_back_to_the_same_state_and_settings() {
-        let (mut state, params) = state_and_params();
+        let (mut state, mut params) = state_and_params();
+        params.negative_sampler = Some(GradientSampler::Dmala { step_size: 0.3 });
         state.epoch = 3;
         state.velocity_hidden = vec![0.25, -0.5];
         // An estimator's own parameter (NCE's c) is stored and read back.
@@ -577,6 +616,7 @@ mod tests {
                 cd_k: params.cd_k,
                 persistent: true,
                 chains: 3,
+                negative_sampler: Some(GradientSampler::Dmala { step_size: 0.3 }),
                 nce_ratio: 1,
                 momentum: params.momentum,
                 weight_decay: params.weight_decay,

@@ -9,11 +9,18 @@
 //! the mean of x_i P(h_j = 1 | x) over samples x from k block Gibbs sweeps started at the batch
 //! (CD-k) or continued from persistent fantasy chains (PCD: Tieleman, "Training restricted
 //! Boltzmann machines using approximations to the likelihood gradient", ICML 2008). The biases
-//! get the analogous <v_i> and <h_j> differences.
+//! get the analogous <v_i> and <h_j> differences. With
+//! [`ContrastiveDivergence::with_negative_sampler`] the persistent chains move by a gradient
+//! sampler on the visible units (GWG or DMALA of [`crate::sample::gradient`]) instead of block
+//! Gibbs: k proposals per update.
 
 use crate::linalg::{View, matmul};
 use crate::model::rbm_f32::{RbmF32, bernoulli_rows, hidden_probs, visible_probs};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
 use crate::rng::EbmRng;
+use crate::sample::gradient::{GradientSampler, RbmChain};
 
 /// A gradient (or any direction of ascent) with respect to the parameters of an RBM: the same
 /// shapes as [`RbmF32`]'s W (`n_visible x n_hidden`, row-major), b and c.
@@ -86,9 +93,44 @@ pub struct ContrastiveDivergence {
     px: Vec<f32>,
     hx: Vec<f32>,
     phx: Vec<f32>,
+    /// PCD with a gradient sampler: one chain state per persistent chain (else empty).
+    gradient_chains: Vec<RbmChain>,
 }
 
 impl ContrastiveDivergence {
+    /// The same PCD estimator with its persistent chains moved by `sampler` on the visible
+    /// units: each update resets every chain to its stored state under the current parameters
+    /// and makes k proposals (GWG: one flip each; DMALA: any number), chain r drawing from
+    /// `rngs[r]`. Errors: [`Error::InvalidParam`] for CD (no persistent chains).
+    pub fn with_negative_sampler(
+        mut self,
+        model: &RbmF32,
+        sampler: GradientSampler,
+    ) -> Result<Self> {
+        if !self.persistent {
+            return Err(Error::param(
+                "negative-sampler",
+                format!(
+                    "{} needs persistent chains (PCD): CD restarts its chains at the data",
+                    sampler.name()
+                ),
+            ));
+        }
+        let nv = model.n_visible;
+        self.gradient_chains = self
+            .chains
+            .chunks_exact(nv)
+            .map(|row| {
+                RbmChain::new(
+                    model,
+                    sampler,
+                    row.iter().map(|&x| (x > 0.5) as u8).collect(),
+                )
+            })
+            .collect::<Result<_>>()?;
+        Ok(self)
+    }
+
     /// An estimator for batches of at most `max_rows` rows of `model`'s shape, with `k` Gibbs
     /// sweeps per update; `chains` (`chains x n_visible`) are the persistent chains for PCD, or
     /// empty for CD.
@@ -110,6 +152,7 @@ impl ContrastiveDivergence {
             px: vec![0.0; neg * nv],
             hx: vec![0.0; neg * nh],
             phx: vec![0.0; neg * nh],
+            gradient_chains: Vec::new(),
         }
     }
 }
@@ -129,7 +172,27 @@ impl GradientEstimator for ContrastiveDivergence {
         // Positive phase: P(h | v) of the data.
         hidden_probs(model, v, ph, 1.0, &model.hidden_bias);
         // Negative phase.
-        let neg = if self.persistent {
+        let neg = if !self.gradient_chains.is_empty() {
+            let n = self.n_chains;
+            let k = self.k;
+            let x = &mut self.x[..n * nv];
+            let chains = &self.chains;
+            (self.gradient_chains.par_iter_mut())
+                .zip(x.par_chunks_exact_mut(nv))
+                .zip(rngs[..n].par_iter_mut())
+                .enumerate()
+                .for_each(|(r, ((chain, row), rng))| {
+                    chain.reset(model, &chains[r * nv..(r + 1) * nv]);
+                    for _ in 0..k {
+                        chain.step(model, rng);
+                    }
+                    for (o, &b) in row.iter_mut().zip(chain.visible()) {
+                        *o = b as f32;
+                    }
+                });
+            self.chains.copy_from_slice(x);
+            n
+        } else if self.persistent {
             let n = self.n_chains;
             let x = &mut self.x[..n * nv];
             x.copy_from_slice(&self.chains);

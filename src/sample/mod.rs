@@ -5,6 +5,7 @@
 //! | Gibbs (heat bath), Metropolis, sequential | any [`EnergyModel`](crate::model::EnergyModel) | [`general`] |
 //! | Gibbs, Metropolis, checkerboard, rayon over rows | bipartite [`IsingLattice`] | [`lattice`] |
 //! | Wolff, Swendsen-Wang | ferromagnetic [`IsingLattice`] (J >= 0), any field | [`cluster`] |
+//! | Gibbs-with-Gradients, DULA, DMALA (many chains) | pairwise models, factor graphs, [`IsingLattice`], RBM visible units | [`gradient`] |
 //!
 //! [`sample_lattice`] picks the checkerboard when the lattice is bipartite (even width; even
 //! height, open boundary or height 1) with a uniform field, and the sequential sweep otherwise
@@ -32,6 +33,7 @@ pub mod cluster;
 pub mod composite;
 pub mod gaussian;
 pub mod general;
+pub mod gradient;
 pub mod lattice;
 pub mod rbm;
 pub mod stats;
@@ -56,7 +58,7 @@ pub enum LocalRule {
 }
 
 /// The samplers of a lattice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SamplerKind {
     /// Heat-bath single-spin updates (checkerboard or sequential).
     Gibbs,
@@ -66,6 +68,9 @@ pub enum SamplerKind {
     Wolff,
     /// Swendsen-Wang updates of all clusters (J >= 0); one sweep is one update.
     SwendsenWang,
+    /// Gibbs-with-Gradients, DULA or DMALA with exact flip scores ([`gradient`]); a sweep is
+    /// N proposals of GWG, one of DULA/DMALA.
+    Gradient(gradient::GradientSampler),
 }
 
 impl SamplerKind {
@@ -162,6 +167,8 @@ fn check_lattice_job(model: &IsingLattice, sampler: SamplerKind, beta: f64) -> R
     let per_site: u64 = match sampler {
         SamplerKind::Gibbs | SamplerKind::Metropolis => 4,
         SamplerKind::Wolff | SamplerKind::SwendsenWang => 64,
+        // Spin, score, weight, stamp, work lists and the neighbour rows.
+        SamplerKind::Gradient(_) => 96,
     };
     let bytes = (model.num_sites() as u64).checked_mul(per_site);
     if bytes.is_none_or(|b| b > MAX_SAMPLER_BYTES) {
@@ -294,6 +301,11 @@ pub trait LatticeUpdate: std::fmt::Debug + Send {
     }
     /// A boxed copy (for [`Clone`] of [`LatticeChain`]).
     fn boxed_clone(&self) -> Box<dyn LatticeUpdate>;
+    /// Proposals made and accepted, for samplers whose moves can flip several spins or be
+    /// rejected as a whole (the gradient samplers); None for the others.
+    fn proposal_counts(&self) -> Option<gradient::ProposalCounts> {
+        None
+    }
 }
 
 /// A running chain on a lattice, whichever sampler drives it.
@@ -345,6 +357,13 @@ impl LatticeChain {
             SamplerKind::SwendsenWang => {
                 Box::new(cluster::SwendsenWang::new(model, beta, seed, state)?)
             }
+            SamplerKind::Gradient(sampler) => Box::new(gradient::ExactChain::new(
+                model.clone(),
+                sampler,
+                beta,
+                state,
+                rng::stream_for(seed, rng::Purpose::GradientChain, 0),
+            )?),
         };
         Ok(LatticeChain { update })
     }
@@ -378,6 +397,11 @@ impl LatticeChain {
     pub fn updates_per_sweep(&self) -> u64 {
         self.update.updates_per_sweep()
     }
+
+    /// Proposal counts of the gradient samplers (see [`LatticeUpdate::proposal_counts`]).
+    pub fn proposal_counts(&self) -> Option<gradient::ProposalCounts> {
+        self.update.proposal_counts()
+    }
 }
 
 /// The outcome of [`sample_lattice`].
@@ -401,6 +425,8 @@ pub struct LatticeRun {
     pub checkerboard: bool,
     /// The last configuration, row-major.
     pub state: Vec<Spin>,
+    /// Proposals made and accepted and bits flipped, burn-in included (gradient samplers only).
+    pub proposals: Option<gradient::ProposalCounts>,
 }
 
 impl LatticeRun {
@@ -470,6 +496,7 @@ pub fn sample_lattice(
         flips,
         checkerboard: chain.is_checkerboard(),
         state: chain.state(),
+        proposals: chain.proposal_counts(),
     })
 }
 

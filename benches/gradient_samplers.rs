@@ -1,0 +1,300 @@
+//! Gradient samplers against single-site samplers: `cargo bench --bench gradient_samplers`
+//! (release profile). Writes CSV curves for the figures of docs/sampling.md (plotted by
+//! `benches/plot_gradient_samplers.py`) and prints a table of effective sample sizes per second.
+//!
+//! Sections (arguments; default both model sections):
+//! * `lattice`: 5 x 5 periodic Ising lattice, J = 0.2 per bond, h = 0.2, beta = 1 (the setting
+//!   of Grathwohl et al. 2021 and Zhang et al. 2022); exact marginals by enumeration of the
+//!   2^25 states.
+//! * `uai`: the frustrated 10 x 10 grid `data/uai/Grids_11.uai`; exact marginals by variable
+//!   elimination.
+//! * `throughput`: GWG proposals per second on one core for a random 784 x 500 RBM.
+//!
+//! Samplers: random-scan Gibbs and random-scan Metropolis (one site drawn uniformly per update),
+//! GWG, DULA and DMALA (step size 0.2 and the best of a small grid for DMALA). Every sampler runs
+//! the same [`PairwiseMrf`], single-threaded, `SEEDS` independent chains for a fixed wall-clock
+//! budget each. A "sweep" is n single-site updates (Gibbs, Metropolis), n GWG proposals, or one
+//! DULA / DMALA proposal. After every sweep the running mean of each spin is updated; at
+//! log-spaced sweep counts the RMSE over sites of (running mean of P(s_i = +1)) - (exact
+//! marginal) is recorded with the elapsed seconds. ESS: sweeps / (2 tau_int) of the
+//! magnetisation series (Sokal's window, over the first 100 000 sweeps), per second of sampling.
+
+use std::io::Write;
+use std::time::Instant;
+
+use ebm::infer::eliminate::{EliminateOptions, marginals_pairwise};
+use ebm::infer::exact::enumerate_marginals;
+use ebm::model::{Boundary, EnergyModel, IsingLattice, PairwiseMrf, RbmF32, Spin};
+use ebm::rng::{EbmRng, from_seed, uniform_f64};
+use ebm::sample::general::flip_probability;
+use ebm::sample::gradient::{ExactChain, GradientSampler, RbmChain};
+use ebm::sample::{LocalRule, stats};
+
+const SEEDS: u64 = 3;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    RandomScan(LocalRule),
+    Gradient(GradientSampler),
+}
+
+impl Kind {
+    fn label(self) -> String {
+        match self {
+            Kind::RandomScan(LocalRule::Gibbs) => "gibbs (random scan)".into(),
+            Kind::RandomScan(LocalRule::Metropolis) => "metropolis (random scan)".into(),
+            Kind::Gradient(g) => match g.step_size() {
+                Some(a) => format!("{} (alpha {a})", g.name()),
+                None => g.name().into(),
+            },
+        }
+    }
+}
+
+/// A chain of either kind on a pairwise model.
+enum Chain {
+    RandomScan {
+        model: PairwiseMrf,
+        rule: LocalRule,
+        s: Vec<Spin>,
+        rng: EbmRng,
+    },
+    Gradient(Box<ExactChain<PairwiseMrf>>),
+}
+
+impl Chain {
+    fn new(model: &PairwiseMrf, kind: Kind, seed: u64) -> Self {
+        let mut rng = from_seed(seed);
+        let s: Vec<Spin> = (0..model.num_vars())
+            .map(|_| if uniform_f64(&mut rng) < 0.5 { 1 } else { -1 })
+            .collect();
+        match kind {
+            Kind::RandomScan(rule) => Chain::RandomScan {
+                model: model.clone(),
+                rule,
+                s,
+                rng,
+            },
+            Kind::Gradient(g) => Chain::Gradient(Box::new(
+                ExactChain::new(model.clone(), g, 1.0, s, rng).unwrap(),
+            )),
+        }
+    }
+
+    fn sweep(&mut self) {
+        match self {
+            Chain::RandomScan {
+                model,
+                rule,
+                s,
+                rng,
+            } => {
+                let n = s.len();
+                for _ in 0..n {
+                    let i = ((uniform_f64(rng) * n as f64) as usize).min(n - 1);
+                    let p = flip_probability(*rule, 1.0, model.flip_delta(s, i));
+                    if uniform_f64(rng) < p {
+                        s[i] = -s[i];
+                    }
+                }
+            }
+            Chain::Gradient(c) => {
+                c.sweep();
+            }
+        }
+    }
+
+    fn spins(&self) -> &[Spin] {
+        match self {
+            Chain::RandomScan { s, .. } => s,
+            Chain::Gradient(c) => c.spins(),
+        }
+    }
+}
+
+/// Runs every sampler on `model` for `seconds` per chain; writes `name`.csv rows
+/// (sampler, seed, sweeps, seconds, rmse) and prints ESS per second.
+fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], seconds: f64) {
+    let n = model.num_vars();
+    let path = format!("target/gradient_{name}.csv");
+    let mut csv = std::fs::File::create(&path).unwrap();
+    writeln!(csv, "sampler,seed,sweeps,seconds,rmse").unwrap();
+    println!("\n{name}: {n} variables, {seconds} s per chain, {SEEDS} chains per sampler");
+    println!(
+        "{:<26} {:>12} {:>10} {:>10} {:>12} {:>14}",
+        "sampler", "sweeps/s", "tau_int", "ESS/s", "final RMSE", "acceptance"
+    );
+    for &kind in kinds {
+        let (mut ess_rates, mut sweep_rates, mut taus, mut finals, mut acc) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for seed in 0..SEEDS {
+            let mut chain = Chain::new(model, kind, 1000 + seed);
+            let mut ones = vec![0u64; n];
+            let mut mags: Vec<f64> = Vec::with_capacity(1 << 20);
+            let mut next_record = 1u64;
+            let mut sweeps = 0u64;
+            let mut paused = 0.0;
+            let start = Instant::now();
+            let mut last_rmse: f64;
+            loop {
+                chain.sweep();
+                sweeps += 1;
+                let s = chain.spins();
+                let mut m = 0i64;
+                for (c, &x) in ones.iter_mut().zip(s) {
+                    *c += (x > 0) as u64;
+                    m += x as i64;
+                }
+                mags.push(m as f64);
+                if sweeps == next_record {
+                    let t0 = Instant::now();
+                    let elapsed = start.elapsed().as_secs_f64() - paused;
+                    let mse = ones
+                        .iter()
+                        .zip(exact)
+                        .map(|(&c, &p)| (c as f64 / sweeps as f64 - p).powi(2))
+                        .sum::<f64>()
+                        / n as f64;
+                    last_rmse = mse.sqrt();
+                    writeln!(
+                        csv,
+                        "{},{seed},{sweeps},{elapsed:.6},{last_rmse:.6e}",
+                        kind.label()
+                    )
+                    .unwrap();
+                    next_record = (next_record as f64 * 1.2).ceil() as u64;
+                    paused += t0.elapsed().as_secs_f64();
+                    if elapsed > seconds {
+                        break;
+                    }
+                }
+            }
+            let elapsed = start.elapsed().as_secs_f64() - paused;
+            // tau_int from the first 100 000 sweeps (Sokal's window is O(n W) and a slowly
+            // mixing chain has a wide window); ESS scales it to the whole run.
+            let (_, tau) = stats::mean_with_error(&mags[..mags.len().min(100_000)]);
+            let ess = mags.len() as f64 / (2.0 * tau.tau);
+            ess_rates.push(ess / elapsed);
+            sweep_rates.push(sweeps as f64 / elapsed);
+            taus.push(tau.tau);
+            finals.push(last_rmse);
+            if let Chain::Gradient(c) = &chain {
+                acc.push(c.counts().acceptance_rate());
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        println!(
+            "{:<26} {:>12.0} {:>10.2} {:>10.0} {:>12.2e} {:>14}",
+            kind.label(),
+            mean(&sweep_rates),
+            mean(&taus),
+            mean(&ess_rates),
+            mean(&finals),
+            if acc.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.3}", mean(&acc))
+            }
+        );
+    }
+    println!("curves: {path}");
+}
+
+fn kinds(dmala_alpha: f64) -> Vec<Kind> {
+    vec![
+        Kind::RandomScan(LocalRule::Gibbs),
+        Kind::RandomScan(LocalRule::Metropolis),
+        Kind::Gradient(GradientSampler::Gwg),
+        Kind::Gradient(GradientSampler::Dula { step_size: 0.2 }),
+        Kind::Gradient(GradientSampler::Dmala { step_size: 0.2 }),
+        Kind::Gradient(GradientSampler::Dmala {
+            step_size: dmala_alpha,
+        }),
+    ]
+}
+
+fn lattice(seconds: f64) {
+    let lattice = IsingLattice::new(5, 5, Boundary::Periodic, 0.2, 0.2).unwrap();
+    let model = lattice.to_pairwise().unwrap();
+    let t = Instant::now();
+    let exact = enumerate_marginals(&model, 1.0).unwrap();
+    println!(
+        "5x5 lattice: exact marginals by enumeration of 2^25 states in {:.1} s: P(s = +1) = {:.6}",
+        t.elapsed().as_secs_f64(),
+        exact[0]
+    );
+    compare("lattice", &model, &exact, &kinds(0.5), seconds);
+}
+
+fn uai(seconds: f64) {
+    let path = "data/uai/Grids_11.uai";
+    let graph = match ebm::io::open_model(std::path::Path::new(path)).unwrap() {
+        ebm::io::LoadedModel::Factors(g) => g,
+        _ => panic!("{path} is not a UAI model"),
+    };
+    let model = graph.to_pairwise().unwrap();
+    let exact = marginals_pairwise(&model, 1.0, &EliminateOptions::default()).unwrap();
+    compare("uai", &model, &exact, &kinds(0.1), seconds);
+}
+
+/// GWG proposals per second on one core for a 784 x 500 RBM with weights ~ U(-0.05, 0.05),
+/// biases ~ U(-1, 1); "bit proposals": each GWG proposal scores all 784 bits.
+fn throughput() {
+    let (nv, nh) = (784, 500);
+    let mut rng = from_seed(7);
+    let mut u = |s: f64| (s * (2.0 * uniform_f64(&mut rng) - 1.0)) as f32;
+    let model = RbmF32 {
+        n_visible: nv,
+        n_hidden: nh,
+        weights: (0..nv * nh).map(|_| u(0.05)).collect(),
+        visible_bias: (0..nv).map(|_| u(1.0)).collect(),
+        hidden_bias: (0..nh).map(|_| u(1.0)).collect(),
+    };
+    for sampler in [
+        GradientSampler::Gwg,
+        GradientSampler::Dmala { step_size: 0.2 },
+    ] {
+        let mut chain = RbmChain::new(&model, sampler, vec![0; nv]).unwrap();
+        let mut rng = from_seed(8);
+        let mut rates = Vec::new();
+        for _ in 0..5 {
+            let steps = 2000;
+            let t = Instant::now();
+            for _ in 0..steps {
+                chain.step(&model, &mut rng);
+            }
+            rates.push(steps as f64 / t.elapsed().as_secs_f64());
+        }
+        rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let median = rates[rates.len() / 2];
+        println!(
+            "784 x 500 RBM, {} on one core: {:.0} proposals/s = {:.2e} bit proposals/s (median of 5), \
+             acceptance {:.3}, {:.2} bits flipped per proposal",
+            sampler.name(),
+            median,
+            median * nv as f64,
+            chain.counts().acceptance_rate(),
+            chain.counts().mean_bits_flipped()
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let quick = args.iter().any(|a| a == "quick");
+    let seconds = if quick { 0.5 } else { 4.0 };
+    let wants = |s: &str| args.iter().any(|a| a == s);
+    let any = ["lattice", "uai", "throughput"].iter().any(|s| wants(s));
+    if !any || wants("lattice") {
+        lattice(seconds);
+    }
+    if !any || wants("uai") {
+        uai(seconds);
+    }
+    if !any || wants("throughput") {
+        throughput();
+    }
+}

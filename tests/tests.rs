@@ -8,6 +8,7 @@ mod exact;
 mod fit;
 mod io;
 mod learn;
+mod learn_consistency;
 mod map;
 mod models;
 mod samplers;

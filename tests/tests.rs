@@ -10,6 +10,7 @@ mod gaussian;
 mod gradient_samplers;
 mod io;
 mod learn;
+mod learn_consistency;
 mod map;
 mod models;
 mod samplers;

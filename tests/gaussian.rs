@@ -169,7 +169,11 @@ fn gap_after_training(
     };
     let mut trainer = GaussianTrainer::new(&train, params).unwrap();
     let epochs = updates.div_ceil(n / 10);
-    for _ in 0..epochs {
+    for e in 0..epochs {
+        // A linear decay to zero, so that the final iterate settles instead of stopping at a
+        // random point of the stochastic-gradient noise (without it, PCD's gap at N = 3000
+        // ranged over 0.014-0.157 nats across seeds).
+        trainer.set_learning_rate(0.02 * (epochs - e) as f64 / epochs as f64);
         trainer.epoch(&train).unwrap();
     }
     average_log_likelihood(truth, test).unwrap()
@@ -180,11 +184,12 @@ fn gap_after_training(
 /// for both units, so fixed sigma = the true sigma is in the model class), score matching, CD-1
 /// and PCD-1 and denoising score matching (noise 0.05) get closer to the true model's test
 /// log-likelihood when the training set grows from 30 to 3000 examples, at the same number of
-/// updates (10 000). Asymptotically the excess risk of a consistent estimator is ~ d / (2 N)
-/// nats (d = 8 free parameters): ~0.13 at N = 30 and ~0.0013 at N = 3000; we ask for a gap
-/// below 0.05 nats at N = 3000 (room for the optimizer's noise, CD's bias and DSM's smoothing)
-/// and strictly smaller than at N = 30. Measured with these seeds: 0.10-0.20 nats at N = 30,
-/// 0.007 (SM) to 0.021 (CD-1) at N = 3000.
+/// updates (10 000, learning rate decaying linearly to 0). Asymptotically the excess risk of a
+/// consistent estimator is ~ d / (2 N) nats (d = 8 free parameters): ~0.13 at N = 30 and
+/// ~0.0013 at N = 3000; we ask for a gap below 0.02 nats at N = 3000 (room for CD's bias and
+/// DSM's smoothing) and strictly smaller than at N = 30. Measured at N = 3000 over training
+/// seeds 11-16: SM 0.0009-0.0023, CD-1 0.0008-0.0017, PCD-1 0.0022-0.0072 nats, so the bound
+/// holds with a margin of almost 3 for the worst seed.
 #[test]
 fn score_matching_and_cd_approach_the_true_model_as_data_grow() {
     let truth = GaussianRbm::new(
@@ -211,7 +216,7 @@ fn score_matching_and_cd_approach_the_true_model_as_data_grow() {
         gaps.push((objective, small, large));
     }
     for (objective, small, large) in gaps {
-        assert!(large < 0.05, "{objective:?}: gap {large} at N = 3000");
+        assert!(large < 0.02, "{objective:?}: gap {large} at N = 3000");
         assert!(
             large < small,
             "{objective:?}: {large} (N=3000) vs {small} (N=30)"
@@ -608,3 +613,4 @@ fn cli_evaluates_a_gaussian_rbm_by_ais() {
     let d_z = f(&ais, "log_z") - f(&exact, "log_z");
     assert!((d_ll + d_z).abs() < 1e-9, "{d_ll} vs {d_z}");
 }
+

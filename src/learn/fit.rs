@@ -260,12 +260,12 @@ impl<'a> PseudoLikelihoodObjective<'a> {
     ///
     /// Dense edge sets (a complete graph) use a table evaluation that is exact in f64 and about
     /// 8 times cheaper than the sum over neighbours: with x_j = (s_j + 1) / 2,
-    /// f_i = (h_i - sum_j J_ij) + sum_b T_b[byte_b]_i, where byte b of an example packs
-    /// x_{8b}..x_{8b+7} and T_b[v]_i = 2 sum_{k: bit k of v} J_{i, 8b+k} is tabulated for all
+    /// f_i = (h_i - sum_j J_ij) + sum_b T_b\[byte_b\]_i, where byte b of an example packs
+    /// x_{8b}..x_{8b+7} and T_b\[v\]_i = 2 sum_{k: bit k of v} J_{i, 8b+k} is tabulated for all
     /// 256 values v once per evaluation; so an example costs n/8 vector additions instead of
     /// one n x n product. The coupling gradient is transposed the same way: per chunk,
-    /// U_b[v] = sum of g^n over the examples whose byte b is v, and then
-    /// sum_n g_i^n s_j^n = 2 sum_{v: bit k of v} U_b[v]_i - sum_n g_i^n for j = 8b + k.
+    /// U_b\[v\] = sum of g^n over the examples whose byte b is v, and then
+    /// sum_n g_i^n s_j^n = 2 sum_{v: bit k of v} U_b\[v\]_i - sum_n g_i^n for j = 8b + k.
     /// The value uses sum_i ln(1 + t_i) = ln prod_i (1 + t_i) per example (each factor in
     /// (1, 2], so the product of n <= 256 factors stays finite), one logarithm per example.
     pub fn value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {

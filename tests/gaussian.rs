@@ -469,6 +469,58 @@ fn cli_trains_evaluates_and_samples_a_gaussian_rbm() {
     );
     assert!((eval["log_likelihood"].as_f64().unwrap() - test_ll).abs() < 1e-9);
     assert_eq!(eval["standardised"], true);
+    // `score`: per-row ln p(x) in the data's units, against the free energy written out here
+    // (F(z) = sum_i (z_i - b_i)^2 / (2 sigma_i^2) - sum_j softplus(c_j + sum_i z_i W_ij /
+    // sigma_i^2), z = (x - mean) / std, ln p(x) = -F(z) - ln Z - sum_i ln std_i) and the
+    // mean against `evaluate`.
+    let scores = dir.path().join("scores.csv");
+    let sc = json_of(
+        &ebm()
+            .args([
+                "score",
+                "--data",
+                "data/digits_grey_test.csv",
+                "--json",
+                "--model",
+            ])
+            .arg(&model)
+            .arg("--output")
+            .arg(&scores)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(sc["model_kind"], "gaussian-rbm");
+    assert!((sc["mean_log_likelihood"].as_f64().unwrap() - test_ll).abs() < 1e-9);
+    assert!((sc["log_z"].as_f64().unwrap() - log_z).abs() < 1e-9);
+    let file = ebm::io::safetensors::read_gaussian_rbm(&model).unwrap();
+    let (mean, std) = file.standardisation().unwrap();
+    let g = &file.model;
+    let (nv, nh) = (g.n_visible(), g.n_hidden());
+    let text = std::fs::read_to_string("data/digits_grey_test.csv").unwrap();
+    let table = std::fs::read_to_string(&scores).unwrap();
+    for (row, line) in text.lines().zip(table.lines().skip(1)).take(20) {
+        let x: Vec<f64> = row.split(',').map(|t| t.parse().unwrap()).collect();
+        let z: Vec<f64> = (0..nv).map(|i| (x[i] - mean[i]) / std[i]).collect();
+        let sig2: Vec<f64> = g.visible_sigma().iter().map(|s| s * s).collect();
+        let mut f: f64 = (0..nv)
+            .map(|i| (z[i] - g.visible_bias()[i]).powi(2) / (2.0 * sig2[i]))
+            .sum();
+        for j in 0..nh {
+            let a = g.hidden_bias()[j]
+                + (0..nv)
+                    .map(|i| z[i] * g.weights()[i * nh + j] / sig2[i])
+                    .sum::<f64>();
+            f -= a.max(0.0) + (-a.abs()).exp().ln_1p();
+        }
+        let want = -f - log_z - std.iter().map(|s| s.ln()).sum::<f64>();
+        let got: f64 = line.split(',').nth(3).unwrap().parse().unwrap();
+        assert!(
+            (got - want).abs() < 1e-8 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
+    }
     let part = json_of(
         &ebm()
             .args(["partition", "--json", "--model"])
@@ -613,4 +665,3 @@ fn cli_evaluates_a_gaussian_rbm_by_ais() {
     let d_z = f(&ais, "log_z") - f(&exact, "log_z");
     assert!((d_ll + d_z).abs() < 1e-9, "{d_ll} vs {d_z}");
 }
-

@@ -634,6 +634,31 @@ struct EvaluateReport {
 /// the data's own units: a stored standardisation is applied and its Jacobian added), with ln Z
 /// exact by enumerating the hidden units or by AIS from the beta = 0 base
 /// (`--method ais`, or `auto` above [`MAX_EXACT_HIDDEN`] hidden units).
+/// For `ebm score`: each example's free energy in the data's own units,
+/// F_x(x) = F(z) - ln|dz/dx| with z the stored standardisation of x (F itself when there is
+/// none), so that ln p(x) = -F_x(x) - ln Z; and ln Z, exact by enumerating the hidden units,
+/// when `with_log_z`.
+pub fn free_energies_in_data_units(
+    file: &GaussianRbmFile,
+    data: &mut RealDataset,
+    data_path: &Path,
+    with_log_z: bool,
+) -> anyhow::Result<(Vec<f64>, Option<f64>)> {
+    check_columns(data, data_path, &file.model)?;
+    let log_jacobian = to_model_units(file, data);
+    let mut hidden = vec![0.0; file.model.n_hidden()];
+    let free = data
+        .iter_rows()
+        .map(|v| file.model.free_energy_with(v, &mut hidden) - log_jacobian)
+        .collect();
+    let log_z = if with_log_z {
+        Some(file.model.log_partition()?)
+    } else {
+        None
+    };
+    Ok((free, log_z))
+}
+
 pub fn evaluate(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if args.threshold.is_some() {
         return Err(usage(

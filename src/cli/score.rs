@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::output::{CSV, Outputs, print_json, say};
 use super::ui::{BarObserver, progress_enabled};
-use super::{GlobalArgs, UsageError, read_dataset};
+use super::{GlobalArgs, UsageError, read_dataset, read_real_dataset};
 use ebm::infer::ais::{AisEstimate, AisParams, DEFAULT_AIS_BETAS, DEFAULT_AIS_RUNS};
 use ebm::infer::composite::{LogZRequest, log_z_of};
 use ebm::infer::partition::{Method, Model, PartitionOptions, exact_log_partition};
@@ -52,7 +52,8 @@ pub enum LogZArg {
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct ScoreArgs {
-    /// The model: an RBM (.safetensors) or a UAI model, recognised by content.
+    /// The model, recognised by content: an RBM (.safetensors), a UAI model, a composite
+    /// manifest (`ebm compose`) or a Gaussian-Bernoulli RBM (real-valued data).
     #[arg(long)]
     pub model: PathBuf,
     /// The examples to score (.txt, .csv, .npy, IDX; optionally .gz).
@@ -300,48 +301,83 @@ pub fn run(args: &ScoreArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if args.log_z != LogZArg::None {
         ais.validate()?;
     }
-    let model = match open_model(&args.model)
-        .with_context(|| format!("reading model {}", args.model.display()))?
-    {
-        LoadedModel::Rbm(file) => Scored::Rbm(Box::new(file)),
-        LoadedModel::Factors(graph) => Scored::Factors(graph),
-        LoadedModel::Composite(c) => Scored::Composite(c),
-        LoadedModel::GaussianRbm(_) => {
-            return Err(usage(format!(
-                "{} is a Gaussian-Bernoulli RBM (real visible units); score handles binary \
-                 models (RBMs, UAI models, composites); use `ebm evaluate` for its \
-                 log-likelihood",
-                args.model.display()
-            )));
+    let loaded = open_model(&args.model)
+        .with_context(|| format!("reading model {}", args.model.display()))?;
+    let t0;
+    let (free, lz, labels, rows, cols, kind) = if let LoadedModel::GaussianRbm(file) = loaded {
+        let mut data = read_real_dataset(&args.data)
+            .with_context(|| format!("reading data {}", args.data.display()))?;
+        if args.threshold.is_some() {
+            return Err(usage(
+                "--threshold does not apply to a Gaussian RBM (its data are real values)".into(),
+            ));
         }
+        if args.log_z == LogZArg::Ais {
+            return Err(usage(
+                "--log-z ais: score takes ln Z of a Gaussian RBM exactly (by enumerating its \
+                 hidden units); use `ebm evaluate --method ais` for larger ones"
+                    .into(),
+            ));
+        }
+        if data.rows() == 0 {
+            return Err(ebm::Error::param("data", "the dataset has no examples"))
+                .with_context(|| format!("reading data {}", args.data.display()));
+        }
+        let labels = match &args.labels {
+            Some(path) => Some(read_checked_labels(path, data.rows())?),
+            None => None,
+        };
+        t0 = Instant::now();
+        let (free, log_z) = super::gaussian::free_energies_in_data_units(
+            &file,
+            &mut data,
+            &args.data,
+            args.log_z != LogZArg::None,
+        )
+        .with_context(|| format!("scoring with {}", args.model.display()))?;
+        let lz = log_z.map(|log_z| LogPartition {
+            log_z,
+            method: "exact",
+            detail: Some("gaussian-rbm"),
+            ais: None,
+        });
+        (free, lz, labels, data.rows(), data.cols(), "gaussian-rbm")
+    } else {
+        let model = match loaded {
+            LoadedModel::Rbm(file) => Scored::Rbm(Box::new(file)),
+            LoadedModel::Factors(graph) => Scored::Factors(graph),
+            LoadedModel::Composite(c) => Scored::Composite(c),
+            LoadedModel::GaussianRbm(_) => unreachable!("handled above"),
+        };
+        if matches!(model, Scored::Factors(_)) && args.log_z == LogZArg::Ais {
+            return Err(ais_for_rbms_only());
+        }
+        let data = read_dataset(&args.data, args.threshold)
+            .with_context(|| format!("reading data {}", args.data.display()))?;
+        if data.rows() == 0 {
+            return Err(ebm::Error::param("data", "the dataset has no examples"))
+                .with_context(|| format!("reading data {}", args.data.display()));
+        }
+        let fem = model.free_energy_model();
+        if data.cols() != fem.num_visible() {
+            return Err(ebm::Error::SizeMismatch(format!(
+                "{} has {} columns per example, the model {} has {} visible units",
+                args.data.display(),
+                data.cols(),
+                args.model.display(),
+                fem.num_visible()
+            ))
+            .into());
+        }
+        let labels = match &args.labels {
+            Some(path) => Some(read_checked_labels(path, data.rows())?),
+            None => None,
+        };
+        t0 = Instant::now();
+        let free = free_energies(fem, &data)?;
+        let lz = log_partition(&model, args.log_z, ais, &|| data.column_means(), global)?;
+        (free, lz, labels, data.rows(), data.cols(), model.kind())
     };
-    if matches!(model, Scored::Factors(_)) && args.log_z == LogZArg::Ais {
-        return Err(ais_for_rbms_only());
-    }
-    let data = read_dataset(&args.data, args.threshold)
-        .with_context(|| format!("reading data {}", args.data.display()))?;
-    if data.rows() == 0 {
-        return Err(ebm::Error::param("data", "the dataset has no examples"))
-            .with_context(|| format!("reading data {}", args.data.display()));
-    }
-    let fem = model.free_energy_model();
-    if data.cols() != fem.num_visible() {
-        return Err(ebm::Error::SizeMismatch(format!(
-            "{} has {} columns per example, the model {} has {} visible units",
-            args.data.display(),
-            data.cols(),
-            args.model.display(),
-            fem.num_visible()
-        ))
-        .into());
-    }
-    let labels = match &args.labels {
-        Some(path) => Some(read_checked_labels(path, data.rows())?),
-        None => None,
-    };
-    let t0 = Instant::now();
-    let free = free_energies(fem, &data)?;
-    let lz = log_partition(&model, args.log_z, ais, &|| data.column_means(), global)?;
     let log_z = lz.as_ref().map(|l| l.log_z);
     let mean_ll = log_z
         .and_then(|z| mean_log_likelihood(&free, z))
@@ -377,10 +413,10 @@ pub fn run(args: &ScoreArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     let report = Report {
         model: args.model.to_string_lossy().into_owned(),
-        model_kind: model.kind(),
+        model_kind: kind,
         data: args.data.to_string_lossy().into_owned(),
-        examples: data.rows(),
-        n_visible: data.cols(),
+        examples: rows,
+        n_visible: cols,
         mean_free_energy: free.iter().sum::<f64>() / free.len() as f64,
         log_z,
         log_z_method: lz.as_ref().map(|l| l.method),

@@ -470,12 +470,17 @@ fn digits_path(name: &str) -> String {
         .into_owned()
 }
 
-/// The log's rows without the timing column (the last one).
+/// The log's rows without the timing column (`seconds`).
 fn log_rows(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .map(|l| {
+            // Every column but `seconds` (the 9th), which differs from run to run.
+            let mut fields: Vec<&str> = l.split(',').collect();
+            fields.remove(8);
+            fields.join(",")
+        })
         .collect()
 }
 
@@ -1569,6 +1574,133 @@ fn cli_nce_reports_its_log_z_resumes_exactly_and_refuses_a_bad_nce_ratio() {
         let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
         for n in names {
             assert!(err.contains(n), "{args:?}: {err}");
+        }
+    }
+}
+
+// ---- the objective column of --log (issue 11) ----
+
+/// Mean over the rows of `data` of sum_i ln sigmoid(F(v^(i)) - F(v)) (pseudo-log-likelihood) and
+/// of sum_i sigmoid(F(v) - F(v^(i)))^2 (ratio-matching loss), by brute force over the flips.
+fn flip_objectives(rbm: &Rbm, data: &Dataset) -> (f64, f64) {
+    let (mut pl, mut rm) = (0.0, 0.0);
+    for r in 0..data.rows() {
+        let v = data.row(r).to_vec();
+        let f = rbm.free_energy(&v);
+        for i in 0..v.len() {
+            let mut w = v.clone();
+            w[i] ^= 1;
+            let d = rbm.free_energy(&w) - f;
+            pl += sigmoid(d).ln();
+            rm += sigmoid(-d).powi(2);
+        }
+    }
+    (pl / data.rows() as f64, rm / data.rows() as f64)
+}
+
+/// With a learning rate of 1e-9 the parameters move by ~1e-9 over an epoch, so the logged
+/// objective (each batch's value before its update, averaged over the epoch) equals the
+/// objective of the saved model on the whole training set up to f32 rounding of the kernels
+/// (relative 1e-4 allows it; a wrong sign, a missing term or a per-batch sum instead of a mean
+/// is off by far more). CD has no objective: the column is empty.
+#[test]
+fn the_log_carries_each_objectives_value_per_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_path = digits_path("bars_stripes_4x4.txt");
+    let data = ebm::io::datasets::read_dataset(std::path::Path::new(&data_path), None).unwrap();
+    for (objective, column) in [("pseudo-likelihood", 0), ("ratio-matching", 1), ("cd", 2)] {
+        let (log, model) = (dir.path().join("l.csv"), dir.path().join("m.safetensors"));
+        crate::common::ebm()
+            .args(["train-rbm", "--data", &data_path, "--objective", objective])
+            .args(["--hidden", "4", "--epochs", "1", "--learning-rate", "1e-9"])
+            .args(["--eval", "none", "--quiet", "--batch-size", "7"])
+            .arg("--log")
+            .arg(&log)
+            .arg("--output")
+            .arg(&model)
+            .assert()
+            .success();
+        let text = std::fs::read_to_string(&log).unwrap();
+        let mut lines = text.lines();
+        assert!(lines.next().unwrap().ends_with(",seconds,objective"));
+        let logged = lines
+            .next()
+            .unwrap()
+            .rsplit(',')
+            .next()
+            .unwrap()
+            .to_string();
+        let rbm = ebm::io::safetensors::read_rbm(&model).unwrap().rbm;
+        let (pl, rm) = flip_objectives(&rbm, &data);
+        match column {
+            0 | 1 => {
+                let want = if column == 0 { pl } else { rm };
+                let got: f64 = logged.parse().unwrap();
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs(),
+                    "{objective}: logged {got}, brute force {want}"
+                );
+            }
+            _ => assert_eq!(logged, "", "CD has no objective"),
+        }
+    }
+}
+
+/// A log written before the `objective` column existed (header and rows without it) is resumed:
+/// its rows are kept with an empty `objective`, and the new rows have the value.
+#[test]
+fn a_log_without_the_objective_column_is_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_path = digits_path("bars_stripes_4x4.txt");
+    let (log, model) = (dir.path().join("l.csv"), dir.path().join("m.safetensors"));
+    let train = |epochs: &str, resume: bool| {
+        let mut cmd = crate::common::ebm();
+        cmd.args([
+            "train-rbm",
+            "--data",
+            &data_path,
+            "--objective",
+            "pseudo-likelihood",
+        ])
+        .args([
+            "--hidden",
+            "4",
+            "--epochs",
+            epochs,
+            "--lr-schedule",
+            "constant",
+        ])
+        .args(["--eval", "none", "--quiet"]);
+        if resume {
+            cmd.arg("--resume").arg(&model);
+        }
+        cmd.arg("--log")
+            .arg(&log)
+            .arg("--output")
+            .arg(&model)
+            .assert()
+            .success();
+    };
+    train("2", false);
+    // Rewrite the log as the old format: drop the last column everywhere.
+    let old: String = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| format!("{}\n", l.rsplit_once(',').unwrap().0))
+        .collect();
+    std::fs::write(&log, &old).unwrap();
+    train("3", true);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].ends_with(",seconds,objective"));
+    for (k, line) in lines[1..].iter().enumerate() {
+        assert_eq!(line.split(',').count(), 10, "{line}");
+        let objective = line.rsplit(',').next().unwrap();
+        if k < 2 {
+            assert_eq!(objective, "", "old row {line}");
+        } else {
+            assert!(objective.parse::<f64>().unwrap() < 0.0, "new row {line}");
         }
     }
 }

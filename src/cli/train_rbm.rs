@@ -323,7 +323,13 @@ impl CliObserver<'_> {
     }
 }
 
-const CSV_HEADER: &str = "epoch,learning_rate,reconstruction_error,pseudo_log_likelihood,train_log_likelihood,test_log_likelihood,log_z,log_z_method,seconds\n";
+/// The `--log` columns. `objective` is the training objective averaged over the epoch's batches
+/// (pseudo-log-likelihood, ratio-matching loss or NCE's J per example; empty for CD and PCD).
+const CSV_HEADER: &str = "epoch,learning_rate,reconstruction_error,pseudo_log_likelihood,train_log_likelihood,test_log_likelihood,log_z,log_z_method,seconds,objective\n";
+
+/// The header of logs written before the `objective` column existed: such a log is still
+/// resumed, its rows getting an empty `objective`.
+const CSV_HEADER_WITHOUT_OBJECTIVE: &str = "epoch,learning_rate,reconstruction_error,pseudo_log_likelihood,train_log_likelihood,test_log_likelihood,log_z,log_z_method,seconds";
 
 fn opt(x: Option<f64>) -> String {
     x.map(|v| format!("{v}")).unwrap_or_default()
@@ -340,7 +346,7 @@ impl TrainObserver for CliObserver<'_> {
         let result = (|| -> anyhow::Result<()> {
             if let Some(path) = self.log {
                 self.csv.push_str(&format!(
-                    "{},{},{},{},{},{},{},{},{}\n",
+                    "{},{},{},{},{},{},{},{},{},{}\n",
                     s.epoch,
                     s.learning_rate,
                     s.reconstruction_error,
@@ -349,7 +355,8 @@ impl TrainObserver for CliObserver<'_> {
                     opt(s.test_log_likelihood),
                     opt(s.log_z),
                     s.log_z_method.unwrap_or(""),
-                    s.seconds
+                    s.seconds,
+                    opt(s.objective)
                 ));
                 write_bytes_atomic(path, self.csv.as_bytes())
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -498,7 +505,9 @@ fn resumed_log(path: &Path, done: usize) -> anyhow::Result<String> {
         Err(e) => return Err(e).with_context(|| format!("reading --log {}", path.display())),
     };
     let mut lines = text.lines();
-    if lines.next() != Some(CSV_HEADER.trim_end()) {
+    let header = lines.next();
+    let old_format = header == Some(CSV_HEADER_WITHOUT_OBJECTIVE);
+    if header != Some(CSV_HEADER.trim_end()) && !old_format {
         return Err(usage(format!(
             "--log {}: the existing file is not a train-rbm log (its first line is not the \
              header {}); give another --log",
@@ -521,6 +530,9 @@ fn resumed_log(path: &Path, done: usize) -> anyhow::Result<String> {
             })?;
         if epoch <= done {
             out.push_str(line);
+            if old_format {
+                out.push(',');
+            }
             out.push('\n');
         }
     }

@@ -457,6 +457,10 @@ pub struct EpochStats {
     pub log_z_low: Option<f64>,
     /// AIS spread: upper bound.
     pub log_z_high: Option<f64>,
+    /// The training objective averaged over this epoch's batches, each at the parameters
+    /// before its update (pseudo-log-likelihood, ratio-matching loss or NCE's J, per example);
+    /// `None` for CD and PCD.
+    pub objective: Option<f64>,
     /// Seconds spent on the updates of this epoch (monitoring excluded).
     pub seconds: f64,
 }
@@ -626,7 +630,7 @@ pub fn train_with_estimator(
     while state.epoch < params.epochs {
         let t0 = Instant::now();
         let lr = params.learning_rate_at(state.epoch);
-        epochs.run(&mut state, estimator, lr);
+        let objective = epochs.run(&mut state, estimator, lr);
         let seconds = t0.elapsed().as_secs_f64();
         train_seconds += seconds;
         state.epoch += 1;
@@ -670,6 +674,7 @@ pub fn train_with_estimator(
             log_z_method: None,
             log_z_low: None,
             log_z_high: None,
+            objective,
             seconds,
         };
         if due && !skip_evaluation {
@@ -815,8 +820,17 @@ impl<'a> EpochRunner<'a> {
     }
 
     /// One epoch at learning rate `lr`: every batch's gradient from `estimator`, then one
-    /// optimizer step.
-    fn run(&mut self, state: &mut TrainState, estimator: &mut dyn GradientEstimator, lr: f64) {
+    /// optimizer step. Returns the estimator's objective averaged over the epoch's examples
+    /// (each batch's value at the parameters before its update, weighted by its rows), when it
+    /// has one.
+    fn run(
+        &mut self,
+        state: &mut TrainState,
+        estimator: &mut dyn GradientEstimator,
+        lr: f64,
+    ) -> Option<f64> {
+        let mut objective_sum = 0.0;
+        let mut has_objective = true;
         let nv = state.model.n_visible;
         let seed = self.params.seed;
         let epoch = state.epoch as u64;
@@ -858,6 +872,10 @@ impl<'a> EpochRunner<'a> {
                 lr as f32,
             );
             estimator.step_own_parameters(lr as f32);
+            match estimator.batch_objective() {
+                Some(value) => objective_sum += value * rows as f64,
+                None => has_objective = false,
+            }
         }
         let chains = estimator.chains();
         if !chains.is_empty() {
@@ -869,6 +887,7 @@ impl<'a> EpochRunner<'a> {
         } else {
             state.own_parameters.copy_from_slice(own);
         }
+        has_objective.then(|| objective_sum / self.order.len() as f64)
     }
 }
 

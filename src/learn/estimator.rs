@@ -76,6 +76,14 @@ pub trait GradientEstimator {
     /// last [`GradientEstimator::gradient`] call (no momentum: the optimizer stays generic and
     /// holds no state for them).
     fn step_own_parameters(&mut self, _lr: f32) {}
+
+    /// The value of the objective this estimator ascends or descends, on the batch of the last
+    /// [`GradientEstimator::gradient`] call at the parameters before that batch's update (mean
+    /// per example): pseudo-log-likelihood, ratio-matching loss, NCE's J. `None` for CD and PCD,
+    /// whose objective (the log-likelihood) is not computed.
+    fn batch_objective(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// CD-k (negative samples from k sweeps started at the batch) or PCD-k (from persistent

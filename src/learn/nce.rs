@@ -273,6 +273,10 @@ impl GradientEstimator for NoiseContrastive {
     fn step_own_parameters(&mut self, lr: f32) {
         self.log_z[0] += lr * self.d_log_z;
     }
+
+    fn batch_objective(&self) -> Option<f64> {
+        Some(self.value())
+    }
 }
 
 #[cfg(test)]

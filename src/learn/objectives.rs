@@ -532,6 +532,10 @@ impl GradientEstimator for PseudoLikelihood {
     fn streams(&self, _batch_rows: usize) -> usize {
         0
     }
+
+    fn batch_objective(&self) -> Option<f64> {
+        Some(self.value())
+    }
 }
 
 /// Ratio matching (Hyvarinen 2007; the form of Marlin, Swersky, Chen & de Freitas, AISTATS
@@ -561,6 +565,10 @@ impl GradientEstimator for RatioMatching {
 
     fn streams(&self, _batch_rows: usize) -> usize {
         0
+    }
+
+    fn batch_objective(&self) -> Option<f64> {
+        Some(self.value())
     }
 }
 

@@ -119,14 +119,17 @@ impl GradientSampler {
 pub struct ProposalCounts {
     /// Proposals made.
     pub proposals: u64,
-    /// Proposals accepted (every DULA proposal is).
+    /// Proposals that moved the state: accepted and flipping at least one bit. A DULA proposal
+    /// is always accepted, but one that flips no bit (likely at small step sizes) is not
+    /// counted, so for every sampler this is the fraction of proposals that changed the state.
     pub accepted: u64,
     /// Bits flipped by the accepted proposals.
     pub bits_flipped: u64,
 }
 
 impl ProposalCounts {
-    /// Accepted over made (0 with no proposal).
+    /// Moves (accepted proposals that flipped at least one bit) over proposals made (0 with no
+    /// proposal).
     pub fn acceptance_rate(&self) -> f64 {
         self.accepted as f64 / self.proposals.max(1) as f64
     }

@@ -58,17 +58,19 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show what a file is and its key facts (image, dataset, UAI model, RBM).
+    /// Show what a file is and its key facts (image, dataset, UAI model, RBM, composite).
     Info(info::InfoArgs),
     /// Flip each pixel of a binary image independently with probability P.
     Noise(noise::NoiseArgs),
-    /// Exact ln Z (and marginals) of an Ising lattice, a UAI model or an RBM.
+    /// Exact ln Z (and marginals) of an Ising lattice, a UAI model, an RBM or a composite.
     Partition(partition::PartitionArgs),
-    /// Sample an Ising lattice, a UAI model or an RBM by MCMC; report observables with error bars.
+    /// Sample a lattice, UAI model, RBM or composite by MCMC (Gibbs, Metropolis, clusters, GWG,
+    /// discrete or Gaussian Langevin); report observables with error bars.
     Sample(Box<sample::SampleArgs>),
-    /// Train a binary RBM with contrastive divergence (CD-k) or persistent CD.
+    /// Train an RBM: CD-k, PCD, pseudo-likelihood, ratio matching, NCE; Gaussian visible units
+    /// with score matching; one RBM per class with --labels.
     TrainRbm(Box<train_rbm::TrainRbmArgs>),
-    /// Average log-likelihood of a dataset under an RBM (ln Z exact or by AIS).
+    /// Average log-likelihood of a dataset under an RBM or a composite (ln Z exact or by AIS).
     Evaluate(evaluate::EvaluateArgs),
     /// Fit a fully visible pairwise binary MRF (Ising form) to data by pseudo-likelihood.
     Fit(fit::FitArgs),

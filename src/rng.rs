@@ -69,6 +69,9 @@ pub enum Purpose {
     /// Chains of the gradient samplers (GWG, DULA, DMALA: `sample::gradient`); index: the
     /// chain.
     GradientChain,
+    /// Annealed importance sampling over the visible units of a composite
+    /// (`infer::composite::visible_ais_log_partition`); index: the run.
+    CompositeAis,
 }
 
 impl Purpose {
@@ -89,6 +92,7 @@ impl Purpose {
             Purpose::GaussianTraining => 12,
             Purpose::GaussianChains => 13,
             Purpose::GradientChain => 14,
+            Purpose::CompositeAis => 15,
         }
     }
 }
@@ -184,6 +188,7 @@ mod tests {
             GaussianTraining,
             GaussianChains,
             GradientChain,
+            CompositeAis,
         ];
         for seed in [0, 42, u64::MAX] {
             for index in [0, 1, 7] {

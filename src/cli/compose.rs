@@ -556,10 +556,26 @@ pub fn partition(
     }
     let start = Instant::now();
     let mut bar = BarObserver::new(progress_enabled(global), 1, "partition", "");
-    let z =
-        log_partition(model, &mut bar).with_context(|| format!("ln Z of {}", path.display()))?;
+    // Beyond the enumeration limit, products of non-RBM parts, negations and tempered
+    // composites are estimated by AIS over their visible units (default settings, --seed).
+    let visible_ais = matches!(
+        model,
+        Composite::Product(_) | Composite::Negation { .. } | Composite::Tempered { .. }
+    ) && model.num_visible() > ebm::infer::composite::MAX_ENUMERATED_VISIBLE;
+    let z = if visible_ais {
+        let params = AisParams {
+            betas: DEFAULT_AIS_BETAS,
+            runs: DEFAULT_AIS_RUNS,
+            seed: global.seed,
+        };
+        log_z_of(model, LogZRequest::Ais(params), None, &mut bar)
+    } else {
+        log_partition(model, &mut bar)
+    }
+    .with_context(|| format!("ln Z of {}", path.display()))?;
     bar.finish();
     let method = match (model, z.method) {
+        _ if visible_ais => "ais-visible",
         (Composite::Mixture(_), LogZMethod::Exact) => "mixture-of-exact",
         (Composite::Mixture(_), LogZMethod::Ais) => "mixture-of-ais",
         (Composite::Rbm(_), _) => "rbm",

@@ -121,9 +121,10 @@ fn product_of_rbms_is_an_rbm_whose_log_z_is_the_brute_force_sum_of_the_product()
     let z = run_json(&["partition", "--model", s(&out)]);
     let got = z["log_z"].as_f64().unwrap();
     assert!((got - want).abs() < LOG_ABS, "{got} vs {want}");
-    // With a temperature every parameter is divided by T: the joint p(v, h)^(1/T).
-    let hot = dir.path().join("hot.safetensors");
-    run_json(&[
+    // With a temperature T the product is written as a manifest whose ln Z is
+    // ln sum_v (p~_a(v) p~_b(v))^(1/T): the visible marginal tempered, not the joint.
+    let hot = dir.path().join("hot.json");
+    let r = run_json(&[
         "compose",
         "product",
         s(&pa),
@@ -133,9 +134,33 @@ fn product_of_rbms_is_an_rbm_whose_log_z_is_the_brute_force_sum_of_the_product()
         "--output",
         s(&hot),
     ]);
-    let hot = read_rbm(&hot).unwrap().rbm;
-    assert!((hot.weight(3, 4) - product.weight(3, 4) / 2.0).abs() < 1e-15);
-    assert!((hot.visible_bias()[1] - product.visible_bias()[1] / 2.0).abs() < 1e-15);
+    assert_eq!(r["format"], "manifest");
+    let want_hot = log_sum_exp(
+        &(0..64)
+            .map(|x| {
+                let v = bits(x, 6);
+                (brute_neg_free_energy(&a, &v) + brute_neg_free_energy(&b, &v)) / 2.0
+            })
+            .collect::<Vec<_>>(),
+    );
+    let z = run_json(&["partition", "--model", s(&hot)]);
+    let got = z["log_z"].as_f64().unwrap();
+    assert!((got - want_hot).abs() < LOG_ABS, "{got} vs {want_hot}");
+    // The RBM file name is refused for it (the result is not an RBM).
+    let out = ebm()
+        .args([
+            "compose",
+            "product",
+            s(&pa),
+            s(&pb),
+            "--temperature",
+            "2",
+            "--output",
+        ])
+        .arg(dir.path().join("hot.safetensors"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

@@ -22,7 +22,7 @@ use ebm::io::composite::{
 use ebm::io::safetensors::{RbmFile, encode_rbm};
 use ebm::learn::checkpoint::DATA_MEANS;
 use ebm::model::FreeEnergyModel;
-use ebm::model::composite::{Composite, LogZ, LogZMethod, check_weights, tempered_rbm};
+use ebm::model::composite::{Composite, LogZ, LogZMethod, check_weights};
 use ebm::sample::LocalRule;
 use ebm::sample::composite::sample_composite;
 
@@ -65,8 +65,8 @@ pub struct CommonArgs {
     /// The composite: .safetensors for a product of RBMs, .json (a manifest) otherwise.
     #[arg(long)]
     pub output: PathBuf,
-    /// Temperature T > 0: p^(1/T). For a product of RBMs every parameter of the product RBM is
-    /// divided by T (the joint p(v, h)^(1/T), the usual tempering of an RBM).
+    /// Temperature T > 0: p^(1/T) (F / T), written as a manifest (a product of RBMs with a
+    /// temperature too: its visible marginal p(v)^(1/T) is not an RBM).
     #[arg(long, allow_negative_numbers = true)]
     pub temperature: Option<f64>,
 }
@@ -294,7 +294,11 @@ pub fn run(args: &ComposeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .map(|p| read_part(p))
         .collect::<anyhow::Result<Vec<Part>>>()?;
     let all_rbms = parts.iter().all(|p| p.model.as_rbm().is_some());
-    let writes_rbm = op == Operation::Product && all_rbms;
+    // A product of RBMs is an RBM and is written as one; with a temperature it is written as a
+    // manifest, whose F / T is exactly p^(1/T) (dividing the product RBM's parameters by T
+    // would temper the joint p(v, h) instead, whose visible marginal is not p(v)^(1/T)).
+    let writes_rbm =
+        op == Operation::Product && all_rbms && common.temperature.is_none_or(|t| t == 1.0);
     let mut outputs = Outputs::new();
     if writes_rbm {
         outputs.declare(
@@ -367,11 +371,10 @@ pub fn run(args: &ComposeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let temperature = common.temperature.filter(|&t| t != 1.0);
     let mut hidden = None;
     if writes_rbm {
-        let rbm = composite.as_rbm().expect("a product of RBMs is an RBM");
-        let rbm = match temperature {
-            Some(t) => tempered_rbm(rbm, t)?,
-            None => rbm.clone(),
-        };
+        let rbm = composite
+            .as_rbm()
+            .expect("a product of RBMs is an RBM")
+            .clone();
         hidden = Some(rbm.n_hidden());
         let mut file = RbmFile::new(rbm);
         let listed: Vec<serde_json::Value> = parts
@@ -383,9 +386,6 @@ pub fn run(args: &ComposeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             "components".into(),
             serde_json::to_string(&listed).expect("JSON of strings"),
         );
-        if let Some(t) = temperature {
-            file.metadata.insert("temperature".into(), t.to_string());
-        }
         outputs.stage_bytes("--output", &encode_rbm(&file)?)?;
     } else {
         let mut components = Vec::with_capacity(parts.len());

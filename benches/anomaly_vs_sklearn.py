@@ -27,36 +27,12 @@ Prints a Markdown table and writes benches/out/anomaly_vs_sklearn.json.
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-VENV = HERE / ".venv"
-
-
-def ensure_venv():
-    py = VENV / "bin" / "python"
-    if Path(sys.prefix).resolve() == VENV.resolve():
-        return
-    if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy", "scikit-learn"], check=True)
-    os.execv(str(py), [str(py), __file__, *sys.argv[1:]])
-
-
-def read_bits(path):
-    import numpy as np
-    with open(path) as f:
-        rows = [line.strip() for line in f if line.strip()]
-    return np.array([[c == "1" for c in r] for r in rows], dtype=np.float64)
-
-
-def read_labels(path):
-    import numpy as np
-    return np.array([int(line) for line in open(path)], dtype=np.int64)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sklearn_common import HERE, ROOT, ensure_venv, read_bits, read_labels  # noqa: E402
 
 
 def write_bits(path, rows):
@@ -83,7 +59,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--held-out", default="9,4")
     args = ap.parse_args()
-    ensure_venv()
+    ensure_venv(__file__)
     import numpy as np
     from sklearn.metrics import roc_auc_score, average_precision_score
     from sklearn.neural_network import BernoulliRBM

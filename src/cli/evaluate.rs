@@ -40,7 +40,7 @@ impl EvaluateMethodArg {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ebm evaluate --model model.safetensors --data data/digits_test.txt\n  ebm evaluate --model big.safetensors --data data/mnist5k_test.txt --method ais --ais-betas 14500 --ais-runs 100 --json"
+    after_help = "Examples:\n  ebm evaluate --model model.safetensors --data data/digits_test.txt\n  ebm evaluate --model big.safetensors --data data/mnist5k_test.txt --method ais --ais-betas 14500 --ais-runs 100 --json\n  ebm evaluate --model grey16.safetensors --data data/digits_grey_test.csv --real"
 )]
 pub struct EvaluateArgs {
     /// The RBM (.safetensors).
@@ -52,6 +52,10 @@ pub struct EvaluateArgs {
     /// Binarization threshold for .csv/.npy (default 0.5) and IDX (default 128) data.
     #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f64>,
+    /// Read --data as real values, no threshold (implied for a Gaussian-Bernoulli RBM, whose
+    /// data are always real; refused for binary models, which binarise at --threshold).
+    #[arg(long)]
+    pub real: bool,
     /// How ln Z is obtained.
     #[arg(long, value_enum, default_value_t = EvaluateMethodArg::Auto)]
     pub method: EvaluateMethodArg,
@@ -94,6 +98,7 @@ pub fn run(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         seed: global.seed,
     };
     ais.validate()?;
+    super::gaussian::check_real_flag(args.real, args.threshold, &args.model)?;
     if let Some(composite) = super::compose::composite_model(&args.model)? {
         return super::compose::evaluate(args, &composite, global);
     }

@@ -19,12 +19,13 @@ use super::sample_rbm::{square_side, tile_image};
 use super::train_rbm::{EvalArg, ObjectiveArg, ScheduleArg, TrainRbmArgs};
 use super::ui::{BarObserver, progress_enabled};
 use ebm::dataset::RealDataset;
-use ebm::io::safetensors::{
-    GaussianRbmFile, RbmFile, SIGMA_NAME, STANDARDISATION_NAMES, Tensor, encode_gaussian_rbm,
-};
+use ebm::io::safetensors::{GaussianRbmFile, RbmFile, SIGMA_NAME, STANDARDISATION_NAMES, Tensor};
 use ebm::learn::gaussian::{
-    GaussianObjective, GaussianTrainParams, GaussianTrainer, average_log_likelihood,
+    GaussianCheckpoint, GaussianObjective, GaussianRunSettings, GaussianTrainParams,
+    GaussianTrainer, KEY_DEQUANTISE_TEST, KEY_DEQUANTISE_TRAIN, MAX_LEARNED_SIGMA,
+    MIN_LEARNED_SIGMA, dequantise, detect_quantisation, objective_name,
 };
+use ebm::learn::optimizer::LrSchedule;
 use ebm::model::gaussian_rbm::MAX_EXACT_HIDDEN;
 use ebm::model::{GaussianRbm, Rbm};
 use ebm::progress::{Observer, Step};
@@ -56,12 +57,39 @@ pub fn refuse_gaussian_flags(args: &TrainRbmArgs) -> anyhow::Result<()> {
         ("--learn-sigma", args.learn_sigma),
         ("--sigma", args.sigma.is_some()),
         ("--standardise", args.standardise),
+        ("--dequantise", args.dequantise.is_some()),
+        ("--real", args.real),
     ] {
         if given {
             return Err(usage(format!(
                 "{flag} applies to real-valued data: add --visible gaussian"
             )));
         }
+    }
+    Ok(())
+}
+
+/// `--real` of `evaluate` and `score`: the explicit form of how a Gaussian-Bernoulli RBM reads
+/// its data (real values, no threshold); refused with --threshold and for any other model,
+/// whose data are binarised.
+pub fn check_real_flag(real: bool, threshold: Option<f64>, model: &Path) -> anyhow::Result<()> {
+    if !real {
+        return Ok(());
+    }
+    if threshold.is_some() {
+        return Err(usage(
+            "--real and --threshold contradict each other: --real reads the data as real \
+             values, --threshold binarises them"
+                .into(),
+        ));
+    }
+    if model.exists() && !is_gaussian_file(model) {
+        return Err(usage(format!(
+            "--real: {} has binary visible units, so its data are read as 0/1 (.csv/.npy/IDX \
+             binarised at --threshold); --real applies to Gaussian-Bernoulli RBMs (trained with \
+             --visible gaussian)",
+            model.display()
+        )));
     }
     Ok(())
 }
@@ -102,6 +130,13 @@ pub fn as_rbm_file(file: &GaussianRbmFile) -> ebm::Result<RbmFile> {
     Ok(out)
 }
 
+/// The dequantisation step stored with a model trained on dequantised data (`None` without).
+fn stored_dequantise_step(file: &GaussianRbmFile) -> Option<f64> {
+    let text = file.metadata.get(ebm::learn::checkpoint::TRAINING_KEY)?;
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.get("dequantise_step")?.as_f64()
+}
+
 /// Brings `data` into the units of `file`'s model (its stored standardisation, if any) and
 /// returns ln |d z / d x| = -sum_i ln std_i, the term that turns a log-density of standardised
 /// values into one of the data's own values.
@@ -137,15 +172,30 @@ struct TrainReport {
     train_examples: usize,
     test_examples: Option<usize>,
     objective: String,
+    /// Epochs completed (the checkpoint's epoch).
     epochs: usize,
+    epochs_total: usize,
+    epochs_run: usize,
+    interrupted: bool,
+    stopped_as_asked: bool,
     standardised: bool,
     learn_sigma: bool,
+    /// The step of the uniform dequantisation of --data and --test (null: none); the
+    /// likelihoods are then those of the dequantised data.
+    dequantise_step: Option<f64>,
     final_objective_loss: Option<f64>,
     train_log_likelihood: Option<f64>,
     test_log_likelihood: Option<f64>,
     log_z: Option<f64>,
+    log_z_method: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_z_low: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_z_high: Option<f64>,
     sigma_min: f64,
     sigma_max: f64,
+    /// Some learned sigma ended at a bound of [MIN_LEARNED_SIGMA, MAX_LEARNED_SIGMA].
+    sigma_at_bound: bool,
     seconds: f64,
     seconds_per_epoch: f64,
     seed: u64,
@@ -157,28 +207,221 @@ fn name_of<T: ValueEnum>(value: &T) -> String {
         .map_or_else(String::new, |v| v.get_name().to_string())
 }
 
-/// `ebm train-rbm --visible gaussian`.
-pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    for (flag, given) in [
-        ("--resume", args.resume.is_some()),
-        ("--threshold", args.threshold.is_some()),
-        ("--persistent", args.persistent),
-        ("--chains", args.chains.is_some()),
-        ("--nce-ratio", args.nce_ratio.is_some()),
-        ("--stop-after", args.stop_after.is_some()),
-        ("--checkpoint-every", args.checkpoint_every > 0),
-        ("--filters", args.filters.is_some()),
-        ("--eval ais", args.eval == EvalArg::Ais),
-        ("--negative-sampler", args.negative_sampler.is_some()),
-        ("--step-size", args.step_size.is_some()),
-    ] {
-        if given {
+/// `--dequantise`: `auto` (the default), `off`, or a step > 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DequantiseArg {
+    Auto,
+    Off,
+    Step(f64),
+}
+
+fn dequantise_arg(text: Option<&str>) -> anyhow::Result<Option<DequantiseArg>> {
+    Ok(match text {
+        None => None,
+        Some("auto") => Some(DequantiseArg::Auto),
+        Some("off") => Some(DequantiseArg::Off),
+        Some(t) => match t.parse::<f64>() {
+            Ok(x) if x.is_finite() && x > 0.0 => Some(DequantiseArg::Step(x)),
+            _ => {
+                return Err(usage(format!(
+                    "--dequantise {t}: expected auto, off or a step > 0 (e.g. 0.0625 for 17 \
+                     grey levels in [0, 1])"
+                )));
+            }
+        },
+    })
+}
+
+/// The step of the dequantisation of a fresh run: an explicit step; `auto` with --learn-sigma
+/// and quantised data the detected grid step (said on stderr); else none. With --learn-sigma,
+/// data that keep atoms (quantised, or a constant column) are refused: the likelihood and the
+/// score-matching objective are then unbounded as sigma -> 0 (see
+/// `ebm::learn::gaussian::detect_quantisation`).
+fn dequantise_step(
+    arg: DequantiseArg,
+    train: &RealDataset,
+    params: &GaussianTrainParams,
+    args: &TrainRbmArgs,
+    global: &GlobalArgs,
+) -> anyhow::Result<Option<f64>> {
+    let grid = detect_quantisation(train);
+    let step = match (arg, grid) {
+        (DequantiseArg::Step(s), _) => Some(s),
+        (DequantiseArg::Auto, Some(q)) if params.learn_sigma => {
+            if !global.json && !global.quiet {
+                eprintln!(
+                    "note: --data {} is quantised ({} levels, step {}); with --learn-sigma it is \
+                     dequantised by adding uniform noise of one step (--dequantise auto; \
+                     likelihoods are those of the dequantised data; --dequantise off refuses)",
+                    args.data.display(),
+                    q.levels,
+                    q.step
+                );
+            }
+            Some(q.step)
+        }
+        _ => None,
+    };
+    if params.learn_sigma && step.is_none() {
+        if let Some(q) = grid {
             return Err(usage(format!(
-                "{flag} is not available with --visible gaussian (see docs/gaussian.md; PCD is \
-                 --objective pcd, likelihoods are exact up to {MAX_EXACT_HIDDEN} hidden units)"
+                "--learn-sigma on quantised data ({} holds {} distinct values, on a grid of \
+                 step {}) with --dequantise off: a density can pile onto the grid values, so the \
+                 objective is unbounded as sigma -> 0 and training diverges; use --dequantise \
+                 auto (uniform noise of one step, the default) or a fixed --sigma",
+                args.data.display(),
+                q.levels,
+                q.step
+            )));
+        }
+        let (_, std) = train.column_mean_std();
+        if let Some(i) = std.iter().position(|&s| s <= 1e-12) {
+            return Err(usage(format!(
+                "--learn-sigma: column {} of {} is constant, so the objective is unbounded as \
+                 its sigma -> 0; give --dequantise STEP (uniform noise of that width) or a fixed \
+                 --sigma",
+                i + 1,
+                args.data.display()
             )));
         }
     }
+    Ok(step)
+}
+
+/// A setting of a resumed run: the stored value unless given; a given value that differs is
+/// refused, naming the flag and both values.
+fn keep<T: PartialEq + std::fmt::Debug>(
+    flag: &str,
+    given: Option<T>,
+    stored: T,
+) -> anyhow::Result<T> {
+    match given {
+        Some(g) if g != stored => Err(usage(format!(
+            "{flag} {g:?} differs from the value {stored:?} stored in the checkpoint: a resumed \
+             run continues with the settings it was started with (leave {flag} out)"
+        ))),
+        _ => Ok(stored),
+    }
+}
+
+/// The settings of a resumed run: the stored ones, refusing any flag given with another value.
+fn resumed_settings(
+    args: &TrainRbmArgs,
+    global: &GlobalArgs,
+    stored: &GaussianRunSettings,
+) -> anyhow::Result<GaussianRunSettings> {
+    let p = &stored.params;
+    if global.seed != p.seed {
+        return Err(usage(format!(
+            "--seed {} differs from the seed {} stored in the checkpoint: resume with --seed {}",
+            global.seed, p.seed, p.seed
+        )));
+    }
+    let objective_arg = args.objective.map(|o| name_of(&o));
+    keep(
+        "--objective",
+        objective_arg.as_deref(),
+        objective_name(p.objective),
+    )?;
+    match p.objective {
+        GaussianObjective::Cd { k } | GaussianObjective::Pcd { k } => {
+            keep("--cd-k", args.cd_k, k)?;
+        }
+        GaussianObjective::DenoisingScoreMatching { noise_std } => {
+            keep("--noise-std", args.noise_std, noise_std)?;
+        }
+        GaussianObjective::ScoreMatching => {}
+    }
+    keep("--hidden", args.hidden, p.hidden)?;
+    keep("--batch-size", args.batch_size, p.batch_size)?;
+    keep("--learning-rate", args.learning_rate, p.learning_rate)?;
+    keep("--momentum", args.momentum, p.momentum)?;
+    keep("--weight-decay", args.weight_decay, p.weight_decay)?;
+    keep("--sigma", args.sigma, p.sigma)?;
+    keep(
+        "--learn-sigma",
+        args.learn_sigma.then_some(true),
+        p.learn_sigma,
+    )?;
+    keep(
+        "--standardise",
+        args.standardise.then_some(true),
+        stored.standardise,
+    )?;
+    let schedule = args.lr_schedule.map(|s| match s {
+        ScheduleArg::Constant => LrSchedule::Constant,
+        ScheduleArg::Linear => LrSchedule::Linear,
+    });
+    keep("--lr-schedule", schedule, stored.schedule)?;
+    let epochs = match args.epochs {
+        Some(e) if e != stored.epochs && stored.schedule == LrSchedule::Linear => {
+            return Err(usage(format!(
+                "--epochs {e}: the linear schedule decays over {} epochs (as stored in the \
+                 checkpoint); resume with --epochs {} (or leave --epochs out)",
+                stored.epochs, stored.epochs
+            )));
+        }
+        Some(e) => e,
+        None => stored.epochs,
+    };
+    match dequantise_arg(args.dequantise.as_deref())? {
+        None | Some(DequantiseArg::Auto) => {}
+        Some(DequantiseArg::Off) => {
+            keep(
+                "--dequantise",
+                Some("off".to_string()),
+                dq_name(stored.dequantise_step),
+            )?;
+        }
+        Some(DequantiseArg::Step(s)) => {
+            keep(
+                "--dequantise",
+                Some(s.to_string()),
+                dq_name(stored.dequantise_step),
+            )?;
+        }
+    }
+    Ok(GaussianRunSettings {
+        epochs,
+        ..stored.clone()
+    })
+}
+
+fn dq_name(step: Option<f64>) -> String {
+    step.map_or_else(|| "off".to_string(), |s| s.to_string())
+}
+
+/// The rows of an existing `--log` up to epoch `done` (a fresh `header` when the file does not
+/// exist), for a resumed run.
+fn resumed_log(path: &Path, done: usize, header: &str) -> anyhow::Result<String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(header.into()),
+        Err(e) => return Err(e).with_context(|| format!("reading --log {}", path.display())),
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(header.trim_end()) {
+        return Err(usage(format!(
+            "--log {}: the existing file is not a Gaussian train-rbm log (its first line is \
+             not the header {}); give another --log",
+            path.display(),
+            header.trim_end()
+        )));
+    }
+    let mut out = header.to_string();
+    for line in lines {
+        let epoch: Option<usize> = line.split(',').next().and_then(|e| e.parse().ok());
+        if epoch.is_some_and(|e| e <= done) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// The settings of a fresh run from the flags (the dequantisation is decided once the data are
+/// read).
+fn fresh_settings(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<GaussianRunSettings> {
     let objective_arg = args.objective.unwrap_or(ObjectiveArg::Cd);
     let k = args.cd_k.unwrap_or(1);
     let objective = match objective_arg {
@@ -204,7 +447,6 @@ pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             "--noise-std applies to --objective denoising-score-matching".into(),
         ));
     }
-    let epochs = args.epochs.unwrap_or(DEFAULT_EPOCHS);
     let params = GaussianTrainParams {
         hidden: args.hidden.unwrap_or(DEFAULT_HIDDEN),
         batch_size: args.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
@@ -218,22 +460,148 @@ pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         seed: global.seed,
     };
     params.validate()?;
+    Ok(GaussianRunSettings {
+        params,
+        epochs: args.epochs.unwrap_or(DEFAULT_EPOCHS),
+        schedule: match args.lr_schedule.unwrap_or(ScheduleArg::Constant) {
+            ScheduleArg::Constant => LrSchedule::Constant,
+            ScheduleArg::Linear => LrSchedule::Linear,
+        },
+        standardise: args.standardise,
+        dequantise_step: None,
+    })
+}
+
+/// The likelihood evaluation of `model` (exact up to [`MAX_EXACT_HIDDEN`] hidden units, AIS
+/// from the beta = 0 base beyond, or as asked): (train LL, test LL, ln Z, method, ln Z low,
+/// ln Z high), the likelihoods in the data's units.
+type Evaluation = (
+    f64,
+    Option<f64>,
+    f64,
+    &'static str,
+    Option<f64>,
+    Option<f64>,
+);
+
+fn evaluate_model(
+    model: &GaussianRbm,
+    train: &RealDataset,
+    test: Option<&RealDataset>,
+    log_jacobian: f64,
+    ais: Option<&ebm::infer::ais::AisParams>,
+) -> anyhow::Result<Evaluation> {
+    let (log_z, method, low, high) = match ais {
+        Some(params) => {
+            let est = ebm::infer::gaussian_ais::gaussian_ais_log_partition(model, params)?;
+            (
+                est.log_z,
+                "ais",
+                Some(est.log_z_low).filter(|x| x.is_finite()),
+                Some(est.log_z_high),
+            )
+        }
+        None => (model.log_partition()?, "exact", None, None),
+    };
+    let mut hidden = vec![0.0; model.n_hidden()];
+    let mut ll = |data: &RealDataset| {
+        -data
+            .iter_rows()
+            .map(|v| model.free_energy_with(v, &mut hidden))
+            .sum::<f64>()
+            / data.rows() as f64
+            - log_z
+            + log_jacobian
+    };
+    let train_ll = ll(train);
+    let test_ll = test.map(&mut ll);
+    Ok((train_ll, test_ll, log_z, method, low, high))
+}
+
+/// `ebm train-rbm --visible gaussian`: a fresh run, or one continued with --resume; the model
+/// file holds the state to continue (written at the end, every --checkpoint-every epochs, at
+/// --stop-after and on Ctrl-C).
+pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    for (flag, given) in [
+        ("--threshold", args.threshold.is_some()),
+        ("--persistent", args.persistent),
+        ("--chains", args.chains.is_some()),
+        ("--nce-ratio", args.nce_ratio.is_some()),
+        ("--negative-sampler", args.negative_sampler.is_some()),
+        ("--step-size", args.step_size.is_some()),
+    ] {
+        if given {
+            return Err(usage(format!(
+                "{flag} is not available with --visible gaussian (see docs/gaussian.md; PCD is \
+                 --objective pcd with one chain per batch row)"
+            )));
+        }
+    }
+    let dq_arg = dequantise_arg(args.dequantise.as_deref())?;
+    let checkpoint = match &args.resume {
+        Some(p) => {
+            if !is_gaussian_file(p) {
+                return Err(usage(format!(
+                    "--resume {}: not a Gaussian-Bernoulli RBM checkpoint (drop --visible \
+                     gaussian to resume a binary RBM)",
+                    p.display()
+                )));
+            }
+            let file = ebm::io::safetensors::read_gaussian_rbm(p)
+                .with_context(|| format!("--resume {}", p.display()))?;
+            let ckpt = GaussianCheckpoint::from_file(&file)
+                .with_context(|| format!("--resume {}", p.display()))?;
+            Some((file, ckpt))
+        }
+        None => None,
+    };
+    let mut settings = match &checkpoint {
+        Some((_, c)) => resumed_settings(args, global, &c.settings)
+            .with_context(|| format!("resuming {}", args.resume.as_ref().unwrap().display()))?,
+        None => fresh_settings(args, global)?,
+    };
+    let params = settings.params.clone();
+    let done = checkpoint.as_ref().map_or(0, |(_, c)| c.epochs_done);
+    let epochs = settings.epochs;
+    if let Some(n) = args.stop_after
+        && (n <= done || n >= epochs)
+    {
+        return Err(usage(format!(
+            "--stop-after {n}: must lie between the epochs already done ({done}) and --epochs \
+             ({epochs}), both excluded"
+        )));
+    }
     let exact_possible = params.hidden <= MAX_EXACT_HIDDEN;
-    let evaluate = match args.eval {
-        EvalArg::None => false,
-        EvalArg::Auto => exact_possible,
+    let ais_params = ebm::infer::ais::AisParams {
+        betas: args.ais_betas,
+        runs: args.ais_runs,
+        seed: global.seed,
+    };
+    let evaluation = match args.eval {
+        EvalArg::None => None,
+        EvalArg::Auto if exact_possible => Some(None),
+        EvalArg::Auto | EvalArg::Ais => {
+            ais_params.validate()?;
+            Some(Some(ais_params))
+        }
         EvalArg::Exact if !exact_possible => {
             return Err(usage(format!(
                 "--eval exact enumerates 2^{} hidden states; at most {MAX_EXACT_HIDDEN} hidden \
-                 units are enumerated (use --eval none)",
+                 units are enumerated (use --eval ais or none)",
                 params.hidden
             )));
         }
-        EvalArg::Exact | EvalArg::Ais => true,
+        EvalArg::Exact => Some(None),
     };
     let mut outputs = Outputs::new();
     outputs.declare("--output", Some(&args.output), SAFETENSORS, "the model")?;
     outputs.declare("--log", args.log.as_deref(), CSV, "the log (CSV)")?;
+    outputs.declare(
+        "--filters",
+        args.filters.as_deref(),
+        PNG,
+        "the filter image",
+    )?;
     let mut train = read_real_dataset(&args.data)
         .with_context(|| format!("reading data {}", args.data.display()))?;
     let mut test = match &args.test {
@@ -253,15 +621,55 @@ pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             train.cols()
         )));
     }
+    let side = square_side(train.cols());
+    if args.filters.is_some() && side.is_none() {
+        return Err(usage(format!(
+            "--filters needs a square number of visible units, the data has {} columns",
+            train.cols()
+        )));
+    }
+    if checkpoint.is_none() {
+        settings.dequantise_step = dequantise_step(
+            dq_arg.unwrap_or(DequantiseArg::Auto),
+            &train,
+            &params,
+            args,
+            global,
+        )?;
+    }
+    if let Some(step) = settings.dequantise_step {
+        dequantise(&mut train, step, global.seed, KEY_DEQUANTISE_TRAIN)?;
+        if let Some(t) = test.as_mut() {
+            dequantise(t, step, global.seed, KEY_DEQUANTISE_TEST)?;
+        }
+    }
     let mut extra = std::collections::BTreeMap::new();
     let mut log_jacobian = 0.0;
-    if args.standardise {
-        let (mean, std) = train.column_mean_std();
-        // A constant column is only centred (std 1), so that every value stays finite.
-        let std: Vec<f64> = std
-            .into_iter()
-            .map(|s| if s > 1e-12 { s } else { 1.0 })
-            .collect();
+    let standardisation = match &checkpoint {
+        Some((file, _)) => file
+            .standardisation()
+            .map(|(m, s)| (m.to_vec(), s.to_vec())),
+        None if settings.standardise => {
+            let (mean, std) = train.column_mean_std();
+            // A constant column is only centred (std 1), so that every value stays finite.
+            let std: Vec<f64> = std
+                .into_iter()
+                .map(|s| if s > 1e-12 { s } else { 1.0 })
+                .collect();
+            Some((mean, std))
+        }
+        None => None,
+    };
+    if let Some((mean, std)) = standardisation {
+        if mean.len() != train.cols() {
+            return Err(ebm::Error::SizeMismatch(format!(
+                "--data {} has {} columns, the checkpoint's standardisation {}",
+                args.data.display(),
+                train.cols(),
+                mean.len()
+            ))
+            .into());
+        }
         train.standardise(&mean, &std);
         if let Some(t) = test.as_mut() {
             t.standardise(&mean, &std);
@@ -279,80 +687,132 @@ pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }
     }
     let start = Instant::now();
-    let mut trainer = GaussianTrainer::new(&train, params.clone())?;
+    let mut trainer = match &checkpoint {
+        Some((_, c)) => GaussianTrainer::restore(
+            &train,
+            params.clone(),
+            &c.theta,
+            &c.velocity,
+            c.chains.as_deref(),
+            c.epochs_done,
+        )
+        .with_context(|| {
+            format!(
+                "resuming {} on --data {}",
+                args.resume.as_ref().unwrap().display(),
+                args.data.display()
+            )
+        })?,
+        None => GaussianTrainer::new(&train, params.clone())?,
+    };
+    let data_name = args.data.display().to_string();
+    let file_of = |trainer: &GaussianTrainer| {
+        let mut file = GaussianRbmFile::new(trainer.model().clone());
+        file.extra = extra.clone();
+        GaussianCheckpoint::store(&mut file, trainer, &settings, &data_name);
+        file
+    };
+    let write = |trainer: &GaussianTrainer| -> anyhow::Result<()> {
+        ebm::io::safetensors::write_gaussian_rbm(&args.output, &file_of(trainer))
+            .with_context(|| format!("writing model {}", args.output.display()))
+    };
+    const HEADER: &str = "epoch,learning_rate,objective_loss,train_log_likelihood,test_log_likelihood,log_z,log_z_method,sigma_min,sigma_max,seconds\n";
+    let mut csv = match (&args.log, &checkpoint) {
+        (Some(p), Some(_)) => resumed_log(p, done, HEADER)?,
+        _ => HEADER.to_string(),
+    };
     let mut bar = BarObserver::new(progress_enabled(global), epochs as u64, "training", "");
-    let mut csv = String::from(
-        "epoch,learning_rate,objective_loss,train_log_likelihood,test_log_likelihood,log_z,seconds\n",
-    );
     let mut train_seconds = 0.0;
-    let mut last = (None, None, None, None);
-    for epoch in 1..=epochs {
-        let lr = match args.lr_schedule.unwrap_or(ScheduleArg::Constant) {
-            ScheduleArg::Constant => params.learning_rate,
-            ScheduleArg::Linear => {
-                params.learning_rate * (1.0 - (epoch - 1) as f64 / epochs as f64)
+    let mut last: (Option<f64>, Option<Evaluation>) = (None, None);
+    let mut stopped = false;
+    let mut interrupted = false;
+    super::train_rbm::interrupt::install();
+    let outcome = (|| -> anyhow::Result<()> {
+        for epoch in done + 1..=epochs {
+            let lr = settings.learning_rate_at(epoch);
+            trainer.set_learning_rate(lr);
+            let t0 = Instant::now();
+            let loss = trainer.epoch(&train)?;
+            train_seconds += t0.elapsed().as_secs_f64();
+            let due = evaluation.is_some()
+                && (epoch == epochs || (args.eval_every > 0 && epoch % args.eval_every == 0));
+            let eval = match (due, &evaluation) {
+                (true, Some(ais)) => Some(
+                    evaluate_model(
+                        trainer.model(),
+                        &train,
+                        test.as_ref(),
+                        log_jacobian,
+                        ais.as_ref(),
+                    )
+                    .with_context(|| format!("evaluating the model after epoch {epoch}"))?,
+                ),
+                _ => None,
+            };
+            let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+            let sigma = trainer.model().visible_sigma();
+            csv.push_str(&format!(
+                "{epoch},{lr},{},{},{},{},{},{},{},{}\n",
+                opt(loss),
+                opt(eval.map(|e| e.0)),
+                opt(eval.and_then(|e| e.1)),
+                opt(eval.map(|e| e.2)),
+                eval.map_or("", |e| e.3),
+                sigma.iter().copied().fold(f64::INFINITY, f64::min),
+                sigma.iter().copied().fold(0.0, f64::max),
+                start.elapsed().as_secs_f64()
+            ));
+            if let Some(p) = &args.log {
+                ebm::io::atomic::write_bytes_atomic(p, csv.as_bytes())
+                    .with_context(|| format!("writing {}", p.display()))?;
             }
-        };
-        trainer.set_learning_rate(lr);
-        let t0 = Instant::now();
-        let loss = trainer.epoch(&train)?;
-        train_seconds += t0.elapsed().as_secs_f64();
-        let due =
-            evaluate && (epoch == epochs || (args.eval_every > 0 && epoch % args.eval_every == 0));
-        let (mut train_ll, mut test_ll, mut log_z) = (None, None, None);
-        if due {
-            let model = trainer.model();
-            log_z = Some(model.log_partition()?);
-            train_ll = Some(average_log_likelihood(model, &train)? + log_jacobian);
-            if let Some(t) = &test {
-                test_ll = Some(average_log_likelihood(model, t)? + log_jacobian);
+            bar.on_step(&Step {
+                done: epoch as u64,
+                total: epochs as u64,
+                metric: eval.and_then(|e| e.1).or(eval.map(|e| e.0)).or(loss),
+            });
+            last = (loss, eval.or(last.1));
+            if args.checkpoint_every > 0 && epoch % args.checkpoint_every == 0 && epoch < epochs {
+                write(&trainer)?;
+            }
+            if args.stop_after == Some(epoch) {
+                stopped = true;
+                break;
+            }
+            if super::train_rbm::interrupt::requested() {
+                interrupted = true;
+                break;
             }
         }
-        let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
-        csv.push_str(&format!(
-            "{epoch},{lr},{},{},{},{},{}\n",
-            opt(loss),
-            opt(train_ll),
-            opt(test_ll),
-            opt(log_z),
-            start.elapsed().as_secs_f64()
-        ));
-        bar.on_step(&Step {
-            done: epoch as u64,
-            total: epochs as u64,
-            metric: test_ll.or(train_ll).or(loss),
-        });
-        last = (loss, train_ll, test_ll, log_z);
-    }
+        Ok(())
+    })();
+    super::train_rbm::interrupt::uninstall();
     bar.finish();
+    outcome?;
     let model = trainer.model().clone();
-    let mut file = GaussianRbmFile::new(model.clone());
-    file.extra = extra;
-    let settings = serde_json::json!({
-        "objective": name_of(&objective_arg),
-        "epochs": epochs,
-        "hidden": params.hidden,
-        "batch_size": params.batch_size,
-        "learning_rate": params.learning_rate,
-        "lr_schedule": name_of(&args.lr_schedule.unwrap_or(ScheduleArg::Constant)),
-        "momentum": params.momentum,
-        "weight_decay": params.weight_decay,
-        "cd_k": k,
-        "noise_std": args.noise_std.unwrap_or(DEFAULT_NOISE_STD),
-        "learn_sigma": params.learn_sigma,
-        "sigma": params.sigma,
-        "init_std": params.init_std,
-        "standardise": args.standardise,
-        "seed": global.seed,
-        "data": args.data.display().to_string(),
-    });
-    file.metadata
-        .insert("training".into(), settings.to_string());
-    outputs.stage_bytes("--output", &encode_gaussian_rbm(&file)?)?;
-    if args.log.is_some() {
-        outputs.stage_bytes("--log", csv.as_bytes())?;
+    outputs.stage_bytes(
+        "--output",
+        &ebm::io::safetensors::encode_gaussian_rbm(&file_of(&trainer))?,
+    )?;
+    if let (Some(_), Some(side)) = (&args.filters, side) {
+        let (nv, nh) = (model.n_visible(), model.n_hidden());
+        let w = model.weights();
+        let tiles: Vec<Vec<f64>> = (0..nh)
+            .map(|j| (0..nv).map(|i| w[i * nh + j]).collect())
+            .collect();
+        let (tw, th, luma) = tile_image(&tiles, side, true);
+        outputs.stage_bytes(
+            "--filters",
+            &ebm::io::images::encode_grey_png(tw, th, &luma)?,
+        )?;
     }
     let sigma = model.visible_sigma();
+    let at_bound = params.learn_sigma
+        && sigma.iter().any(|&s| {
+            s <= MIN_LEARNED_SIGMA * (1.0 + 1e-9) || s >= MAX_LEARNED_SIGMA * (1.0 - 1e-9)
+        });
+    let runs = trainer.epochs_done() - done;
+    let eval = last.1;
     let report = TrainReport {
         output: args.output.display().to_string(),
         visible_units: "gaussian",
@@ -360,37 +820,77 @@ pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         n_hidden: model.n_hidden(),
         train_examples: train.rows(),
         test_examples: test.as_ref().map(|t| t.rows()),
-        objective: name_of(&objective_arg),
-        epochs,
-        standardised: args.standardise,
+        objective: objective_name(params.objective).to_string(),
+        epochs: trainer.epochs_done(),
+        epochs_total: epochs,
+        epochs_run: runs,
+        interrupted,
+        stopped_as_asked: stopped,
+        standardised: settings.standardise,
         learn_sigma: params.learn_sigma,
+        dequantise_step: settings.dequantise_step,
         final_objective_loss: last.0,
-        train_log_likelihood: last.1,
-        test_log_likelihood: last.2,
-        log_z: last.3,
+        train_log_likelihood: eval.map(|e| e.0),
+        test_log_likelihood: eval.and_then(|e| e.1),
+        log_z: eval.map(|e| e.2),
+        log_z_method: eval.map(|e| e.3),
+        log_z_low: eval.and_then(|e| e.4),
+        log_z_high: eval.and_then(|e| e.5),
         sigma_min: sigma.iter().copied().fold(f64::INFINITY, f64::min),
         sigma_max: sigma.iter().copied().fold(0.0, f64::max),
+        sigma_at_bound: at_bound,
         seconds: start.elapsed().as_secs_f64(),
-        seconds_per_epoch: train_seconds / epochs.max(1) as f64,
+        seconds_per_epoch: train_seconds / runs.max(1) as f64,
         seed: global.seed,
     };
     outputs.commit()?;
+    if at_bound {
+        // Visible in every mode: the figures of such a run are not to be trusted.
+        eprintln!(
+            "warning: a learned sigma ended at a bound ({MIN_LEARNED_SIGMA} or \
+             {MAX_LEARNED_SIGMA}; sigma from {} to {}): the objective is probably unbounded on \
+             these data (repeated values?); see --dequantise in docs/gaussian.md",
+            report.sigma_min, report.sigma_max
+        );
+    }
     if global.json {
         print_json(&report)?;
-    } else {
+    }
+    if interrupted {
+        return Err(anyhow::Error::new(ebm::Error::Interrupted).context(format!(
+            "stopped by Ctrl-C after epoch {}; checkpoint written to {} (continue with --resume \
+             {})",
+            report.epochs, report.output, report.output
+        )));
+    }
+    if !global.json {
+        if stopped {
+            say(
+                global,
+                &format!(
+                    "stopped after epoch {} of {epochs} as asked by --stop-after; continue with \
+                     --resume {}",
+                    report.epochs, report.output
+                ),
+            );
+        }
         let ll = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
         say(
             global,
             &format!(
                 "Gaussian RBM {} x {} by {} ({} epochs, {:.4} s/epoch): train LL {}, test LL {} \
-                 nats/example; wrote {}",
+                 nats/example ({}){}; wrote {}",
                 report.n_visible,
                 report.n_hidden,
                 report.objective,
-                epochs,
+                report.epochs,
                 report.seconds_per_epoch,
                 ll(report.train_log_likelihood),
                 ll(report.test_log_likelihood),
+                report.log_z_method.unwrap_or("no evaluation"),
+                report
+                    .dequantise_step
+                    .map_or(String::new(), |s| format!(", data dequantised by step {s}")),
                 report.output
             ),
         );
@@ -626,6 +1126,9 @@ struct EvaluateReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     ais_runs: Option<usize>,
     standardised: bool,
+    /// The data were dequantised by this step (as the model's training data were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dequantise_step: Option<f64>,
     seconds: f64,
     seed: u64,
 }
@@ -671,6 +1174,12 @@ pub fn evaluate(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     let mut data = read_real_dataset(&args.data)
         .with_context(|| format!("reading data {}", args.data.display()))?;
     check_columns(&data, &args.data, &file.model)?;
+    // A model trained on dequantised data is a density of dequantised data: the data are
+    // dequantised the same way (the stream of held-out data under --seed), as at training.
+    let dequantise_step = stored_dequantise_step(&file);
+    if let Some(step) = dequantise_step {
+        dequantise(&mut data, step, global.seed, KEY_DEQUANTISE_TEST)?;
+    }
     let log_jacobian = to_model_units(&file, &mut data);
     let ais = args.method == EvaluateMethodArg::Ais
         || (args.method == EvaluateMethodArg::Auto && file.model.n_hidden() > MAX_EXACT_HIDDEN);
@@ -711,6 +1220,7 @@ pub fn evaluate(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         ais_betas: ais.then_some(args.ais_betas),
         ais_runs: ais.then_some(args.ais_runs),
         standardised: file.standardisation().is_some(),
+        dequantise_step,
         seconds: start.elapsed().as_secs_f64(),
         seed: global.seed,
     };
@@ -719,8 +1229,13 @@ pub fn evaluate(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     } else {
         println!(
             "{}: average log-likelihood {ll:.4} nats per example over {} examples (ln Z = \
-             {log_z:.4}, {})",
-            report.data, report.examples, report.method
+             {log_z:.4}, {}){}",
+            report.data,
+            report.examples,
+            report.method,
+            dequantise_step.map_or(String::new(), |s| format!(
+                "; data dequantised by step {s} as at training"
+            ))
         );
         Ok(())
     }

@@ -62,6 +62,10 @@ pub struct ScoreArgs {
     /// Binarization threshold for .csv/.npy (default 0.5) and IDX (default 128) data.
     #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f64>,
+    /// Read --data as real values, no threshold (implied for a Gaussian-Bernoulli RBM, whose
+    /// data are always real; refused for binary models, which binarise at --threshold).
+    #[arg(long)]
+    pub real: bool,
     /// Write the per-example scores here (.csv).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -286,6 +290,7 @@ fn scores_csv(free: &[f64], log_z: Option<f64>, labels: Option<&[u32]>) -> Strin
 }
 
 pub fn run(args: &ScoreArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    super::gaussian::check_real_flag(args.real, args.threshold, &args.model)?;
     let mut outputs = Outputs::new();
     outputs.declare(
         "--output",

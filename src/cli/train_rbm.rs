@@ -31,7 +31,7 @@ use ebm::sample::gradient::{DEFAULT_STEP_SIZE, GradientSampler};
 /// (the final model is written before the final evaluation) and the command exits with status 1
 /// after printing its report (`"interrupted": true`). A second Ctrl-C ends the process at once.
 #[cfg(unix)]
-mod interrupt {
+pub(super) mod interrupt {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     static REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -76,7 +76,7 @@ mod interrupt {
 }
 
 #[cfg(not(unix))]
-mod interrupt {
+pub(super) mod interrupt {
     pub fn install() {}
     pub fn uninstall() {}
     pub fn requested() -> bool {
@@ -138,7 +138,7 @@ pub enum EvalArg {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt --test data/mnist5k_test.txt --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --stop-after 100 --log log.csv --output digits16.safetensors\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --objective pseudo-likelihood --epochs 200 --output digits16pl.safetensors\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --objective nce --nce-ratio 4 --epochs 200 --output digits16nce.safetensors\n  ebm train-rbm --data data/digits_train.txt --resume digits16.safetensors --log log.csv --output digits16.safetensors\n\nResuming: the checkpoint stores the training settings; a flag left out takes the stored value, a flag given with another value is refused. Under the default linear schedule --epochs is the total the rate decays over and cannot change; with --lr-schedule constant a larger --epochs extends the run. Pass --seed again when the run used a non-default seed."
+    after_help = "Examples:\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --persistent --epochs 200 --output digits16.safetensors\n  ebm train-rbm --data data/mnist5k_train.txt --test data/mnist5k_test.txt --hidden 25 --persistent --batch-size 100 --log metrics.csv --filters filters.png --output mnist25.safetensors\n  ebm train-rbm --data data/digits_train.txt --hidden 16 --persistent --epochs 400 --stop-after 100 --log log.csv --output digits16.safetensors\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --objective pseudo-likelihood --epochs 200 --output digits16pl.safetensors\n  ebm train-rbm --data data/digits_train.txt --test data/digits_test.txt --hidden 16 --objective nce --nce-ratio 4 --epochs 200 --output digits16nce.safetensors\n  ebm train-rbm --data data/digits_train.txt --resume digits16.safetensors --log log.csv --output digits16.safetensors\n  ebm train-rbm --visible gaussian --objective score-matching --learn-sigma --standardise --data data/digits_grey_train.csv --test data/digits_grey_test.csv --filters grey-filters.png --stop-after 50 --output grey16.safetensors\n  ebm train-rbm --visible gaussian --data data/digits_grey_train.csv --test data/digits_grey_test.csv --resume grey16.safetensors --output grey16.safetensors\n\nResuming: the checkpoint stores the training settings; a flag left out takes the stored value, a flag given with another value is refused. Under the default linear schedule --epochs is the total the rate decays over and cannot change; with --lr-schedule constant a larger --epochs extends the run. Pass --seed again when the run used a non-default seed."
 )]
 pub struct TrainRbmArgs {
     /// Training examples (.txt, .csv, .npy, IDX; optionally .gz).
@@ -247,13 +247,24 @@ pub struct TrainRbmArgs {
     /// --momentum 0.5, --weight-decay 0, --lr-schedule constant, --objective cd.
     #[arg(long, value_enum)]
     pub visible: Option<VisibleArg>,
+    /// Read --data and --test as real values, no threshold: the explicit form of --visible
+    /// gaussian's reading (refused for binary RBMs, which binarise at --threshold).
+    #[arg(long)]
+    pub real: bool,
     /// Gaussian: standard deviation of the noise of --objective denoising-score-matching
     /// [default: 0.1].
     #[arg(long)]
     pub noise_std: Option<f64>,
-    /// Gaussian: learn sigma (kept >= 0.01) instead of keeping it at --sigma.
+    /// Gaussian: learn sigma (kept in [0.01, 100]) instead of keeping it at --sigma. On
+    /// quantised data (e.g. grey levels) see --dequantise.
     #[arg(long)]
     pub learn_sigma: bool,
+    /// Gaussian: add uniform noise of width STEP to every value of --data and --test (centred
+    /// on it): `auto` dequantises by the detected grid step when --learn-sigma meets quantised
+    /// data (a learned sigma would collapse onto the grid), `off` never (then --learn-sigma on
+    /// quantised data is refused), or a step [default: auto].
+    #[arg(long, value_name = "auto|off|STEP")]
+    pub dequantise: Option<String>,
     /// Gaussian: the (initial) sigma of every visible unit [default: 1].
     #[arg(long)]
     pub sigma: Option<f64>,

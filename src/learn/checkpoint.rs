@@ -22,6 +22,9 @@
 //! Resuming: a setting left out takes the stored value, a setting given with another value is
 //! refused (the run would not continue the one it resumes); under the linear schedule `epochs`
 //! cannot change, since lr_t = lr (1 - t / epochs) depends on it ([`Requested::resolve`]).
+//!
+//! Gaussian-Bernoulli training keeps its checkpoint in its own model file with the same
+//! metadata keys and velocity names (`crate::learn::gaussian::GaussianCheckpoint`).
 
 use crate::error::{Error, Result};
 use crate::io::safetensors::{RbmFile, Tensor};

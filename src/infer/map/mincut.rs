@@ -48,7 +48,7 @@ use std::collections::VecDeque;
 
 use rayon::prelude::*;
 
-use super::GridEnergy;
+use super::{GridEnergy, ONE_THREAD_PIXELS};
 use crate::error::{Error, Result, check_finite};
 use crate::model::Spin;
 
@@ -608,6 +608,12 @@ fn solve_strip<C: Capacity>(
     (region.flow, region.time)
 }
 
+/// True when [`GridCut::max_flow`] on a `width x height` grid runs on the calling thread (the grid
+/// is one strip of at most [`ONE_THREAD_PIXELS`] nodes), so that rayon is not involved.
+pub fn runs_on_one_thread(width: usize, height: usize) -> bool {
+    width.saturating_mul(height) <= ONE_THREAD_PIXELS && height <= strip_rows(width, height)
+}
+
 /// Rows per strip of the first phase, a function of the grid size only: about 2^17 nodes
 /// (2 MB of node arrays in the integer case, so that a strip's search stays in cache), and at
 /// least 16 rows. Measured at 4096 x 4096 (10% noise): strips of 2^17 nodes ran about 1.6x
@@ -717,7 +723,12 @@ impl<C: Capacity> Region<'_, C> {
     ///    search would take first anyway; taken here, the free nodes that the local pushes leave
     ///    inside a region of one tree (typically a flipped pixel whose terminal residual its
     ///    neighbours used up) join it without making themselves and their neighbours active;
-    /// 3. a node of a tree is active when a neighbour is not in its tree (branch-free).
+    /// 3. a node of a tree is active when it can grow: when the edge to a neighbour outside its
+    ///    tree has residual capacity in the tree's direction (out of the node in `S`, into it in
+    ///    `T`). This is the search's invariant for passive nodes; along the boundary between the
+    ///    trees the local pushes have usually saturated those edges, so few nodes qualify. A
+    ///    branch-free pass marks the nodes with a neighbour outside their tree, and only those
+    ///    are checked.
     ///
     /// Distances count the edges to the terminal minus one: 0 for a child of a terminal, the
     /// parent's plus one in pass 2. Timestamps stay 0 (no later than the starting time), as the
@@ -778,20 +789,27 @@ impl<C: Capacity> Region<'_, C> {
                     | differs(cur[c], above[c])
                     | differs(cur[c], below[c]);
             }
-            let flags = &mut self.flags[r * w..(r + 1) * w];
-            for (f, &b) in flags.iter_mut().zip(&border) {
-                *f |= ((*f & TREE_MASK != 0) as u8 & b) * ACTIVE;
+            for (c, &b) in border.iter().enumerate() {
+                let p = r * w + c;
+                if b != 0 && self.tree(p) != 0 && self.can_grow(p) {
+                    self.flags[p] |= ACTIVE;
+                    queue.push(p as u32);
+                }
             }
-            let start = queue.len();
-            queue.resize(start + w, 0);
-            let mut len = start;
-            for (c, &f) in flags.iter().enumerate() {
-                queue[len] = (r * w + c) as u32;
-                len += (f & ACTIVE != 0) as usize;
-            }
-            queue.truncate(len);
         }
         VecDeque::from(queue)
+    }
+
+    /// True when `p`, in a tree, has a residual edge in its tree's direction to a neighbour
+    /// outside the tree (pass 3 of [`Region::init_trees`]).
+    #[inline]
+    fn can_grow(&self, p: usize) -> bool {
+        let tree = self.tree(p);
+        self.directions(p).into_iter().any(|d| {
+            d != NONE
+                && self.tree(self.neighbour(p, d)) != tree
+                && self.tree_residual(p, d, tree) > C::ZERO
+        })
     }
 
     /// Pass 2 of [`Region::init_trees`] for the free node `p`.

@@ -34,15 +34,21 @@
 //! capacities are whole multiples of one unit, as PRML's 2, 4.2, 4.2 are of 0.2, they are held
 //! as exact integers (i8 up to 63 units, as there: 10, 21, 21; i16 up to 8000), else as f64; a
 //! push of a whole residual sets it to exactly zero either way. Per node: 3 residuals (1, 2 or 8
-//! bytes), a distance (u16, saturating), a timestamp (u32) and one byte of flags: 10, 13 or 31
-//! bytes, i.e. about 170 MB (PRML's parameters), 220 MB or 520 MB for 4096 x 4096. Page faults
-//! on that memory are a large part of the time of a fresh process, so every byte counts.
+//! bytes), a distance (u8, saturating), a timestamp (u16, reset when the clock wraps) and one
+//! byte of flags: 7, 10 or 28 bytes, i.e. about 117 MB (PRML's parameters), 168 MB or 470 MB for
+//! 4096 x 4096. Page faults on that memory are a large part of the time of a fresh process (at
+//! 256 x 256 about 120 faults of 1-3 us each in a run of under a millisecond), so every byte
+//! counts.
 //!
 //! Speed-ups that keep the result exact: one pass first pushes flow along every
-//! `source -> p -> q -> sink` path of two adjacent pixels; nodes whose neighbours all share
-//! their tree start passive; and the rows are solved in strips of about 2^17 nodes (in
-//! parallel, each in cache), then once more over the whole grid from the strips' flows and
-//! trees with only the strip borders active (see [`GridCut::max_flow`]).
+//! `source -> p -> q -> sink` path of two adjacent pixels; the starting trees then take in the
+//! free nodes this leaves inside one tree (a flipped pixel whose terminal capacity its
+//! neighbours used up), and only nodes with a residual edge out of their tree start active
+//! ([`Region::init_trees`]: at 256 x 256 with 10% noise, 1 387 active nodes instead of 21 859;
+//! the local pushes leave 6 295 nodes free, and the starting trees take in all but 2); the rows are solved in strips of about 2^17 nodes (in parallel, each in cache),
+//! then once more over the whole grid from the strips' flows and trees with only the strip
+//! borders active (see [`GridCut::max_flow`]); a grid of one strip is solved on the calling
+//! thread, without rayon.
 
 use std::collections::VecDeque;
 
@@ -615,7 +621,7 @@ pub fn runs_on_one_thread(width: usize, height: usize) -> bool {
 }
 
 /// Rows per strip of the first phase, a function of the grid size only: about 2^17 nodes
-/// (2 MB of node arrays in the integer case, so that a strip's search stays in cache), and at
+/// (about 1 MB of node arrays in the integer case, so that a strip's search stays in cache), and at
 /// least 16 rows. Measured at 4096 x 4096 (10% noise): strips of 2^17 nodes ran about 1.6x
 /// faster than strips of 2^21. Smaller grids are one strip, solved without handing work to
 /// other threads.

@@ -157,6 +157,10 @@ def compare(sizes, runs, binaries):
                       f" {n / med(0):>9.1f} {max(row[4] for row in r):>6.0f}"
                       f" {max(row[5] for row in r):>7.0f}  {'equal' if same else 'DIFFER'}"
                       f" ({r[0][6]:.1f})", flush=True)
+            if len(binaries) > 1:
+                base, new = rows[binaries[1][0]], rows[binaries[0][0]]
+                paired = spread([b[0] / e[0] for b, e in zip(base, new)])
+                print(f"{size:>6} baseline / ebm solve time per round: {paired}", flush=True)
 
 
 def main():

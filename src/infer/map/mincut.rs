@@ -44,11 +44,11 @@
 //! `source -> p -> q -> sink` path of two adjacent pixels; the starting trees then take in the
 //! free nodes this leaves inside one tree (a flipped pixel whose terminal capacity its
 //! neighbours used up), and only nodes with a residual edge out of their tree start active
-//! ([`Region::init_trees`]: at 256 x 256 with 10% noise, 1 387 active nodes instead of 21 859;
-//! the local pushes leave 6 295 nodes free, and the starting trees take in all but 2); the rows are solved in strips of about 2^17 nodes (in parallel, each in cache),
-//! then once more over the whole grid from the strips' flows and trees with only the strip
-//! borders active (see [`GridCut::max_flow`]); a grid of one strip is solved on the calling
-//! thread, without rayon.
+//! (`Region::init_trees`: at 256 x 256 with 10% noise, 1 387 active nodes instead of 21 859;
+//! the local pushes leave 6 295 nodes free, and the starting trees take in all but 2); the rows
+//! are solved in strips of about 2^17 nodes (in parallel, each in cache), then once more over
+//! the whole grid from the strips' flows and trees with only the strip borders active (see
+//! [`GridCut::max_flow`]); a grid of one strip is solved on the calling thread, without rayon.
 
 use std::collections::VecDeque;
 

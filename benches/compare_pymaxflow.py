@@ -7,6 +7,7 @@ reference a user would pick today; none of its code is part of ebm.
     python3 benches/compare_pymaxflow.py --setup      # once: benches/.venv with PyMaxflow, numpy, pillow
     cargo build --release
     benches/.venv/bin/python benches/compare_pymaxflow.py [--sizes 256,512,1024,2048,4096] [--runs 5]
+        [--baseline /path/to/older/ebm]
 
 For each size the script draws a clean picture (discs and a bar, as benches/denoise.rs), flips
 10% of its pixels with `ebm noise --seed 1`, and then runs, alternately, `ebm denoise --json`
@@ -15,8 +16,10 @@ read the segments). Each side reports its own time for the work after reading th
 `seconds`; for PyMaxflow graph construction + maxflow + segments) and the script records each
 process's wall time and peak resident memory (wait4). The energies of both results, computed by
 the same formula (PRML 8.3.3, beta = 1, eta = 2.1, h = 0), must agree: both are exact minima.
-Printed: medians over the runs, the median PyMaxflow/ebm ratio of the paired times (with the
-lowest and highest pair), and Mpixel/s.
+Printed: medians over the runs, the median PyMaxflow/ebm ratio of the paired times, both for
+the solve (each side's own time) and for the whole process (wall), with the lowest and highest
+pair, and Mpixel/s. `--baseline` runs a second ebm binary in the same rounds (ebm, baseline,
+PyMaxflow, ebm, ...) for a before/after comparison under the same load.
 """
 
 import argparse
@@ -101,12 +104,22 @@ def picture(size):
     return np.where(disc ^ bar, 255, 0).astype(np.uint8)
 
 
-def compare(sizes, runs, ebm):
-    print(f"ebm: {ebm}; PyMaxflow worker: {sys.executable}; {runs} runs per size, alternating")
+def spread(ratios):
+    """'median (lowest-highest)' of the paired ratios."""
+    return f"{statistics.median(ratios):.1f} ({min(ratios):.1f}-{max(ratios):.1f})"
+
+
+def compare(sizes, runs, binaries):
+    """binaries: [(label, path)], run in this order, then PyMaxflow, `runs` times per size."""
+    names = "; ".join(f"{label}: {path}" for label, path in binaries)
+    print(f"{names}; PyMaxflow worker: {sys.executable}; {runs} runs per size, alternating")
+    print("solve = each side's own time after reading the image (ebm's `seconds`; PyMaxflow: graph"
+          " + maxflow + segments); wall = the whole process; ratio = PyMaxflow / ebm per pair,"
+          " median (lowest-highest)")
     header = (
-        f"{'size':>6} {'ebm s':>8} {'pymf s':>8} {'ratio (pairs min-max)':>22} {'ebm Mpx/s':>10}"
-        f" {'pymf Mpx/s':>10}"
-        f" {'ebm wall':>9} {'pymf wall':>9} {'ebm MB':>7} {'pymf MB':>8}  energies"
+        f"{'size':>6} {'ebm':>8} {'ebm ms':>8} {'pymf ms':>8} {'solve ratio':>18}"
+        f" {'ebm wall ms':>11} {'pymf wall ms':>12} {'wall ratio':>18} {'ebm Mpx/s':>9}"
+        f" {'ebm MB':>6} {'pymf MB':>7}  energies"
     )
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,27 +130,37 @@ def compare(sizes, runs, ebm):
             # In a child process: the parent stays small, because a child inherits the parent's
             # peak resident size at fork, which would hide the child's own figure.
             run_measured([sys.executable, __file__, "--picture", str(size), clean])
-            run_measured([ebm, "noise", "--input", clean, "--flip", "0.1", "--output", noisy,
-                          "--seed", "1", "--quiet"])
-            rows = []
+            run_measured([binaries[0][1], "noise", "--input", clean, "--flip", "0.1", "--output",
+                          noisy, "--seed", "1", "--quiet"])
+            rows = {label: [] for label, _ in binaries}
             for _ in range(runs):
-                e_out, e_wall, e_mb = run_measured(
-                    [ebm, "--json", "denoise", "--input", noisy, "--output", out,
-                     "--method", "graphcut"])
+                ebm_runs = []
+                for label, path in binaries:
+                    e_out, e_wall, e_mb = run_measured(
+                        [path, "--json", "denoise", "--input", noisy, "--output", out,
+                         "--method", "graphcut"])
+                    ebm_runs.append((label, json.loads(e_out), e_wall, e_mb))
                 p_out, p_wall, p_mb = run_measured([sys.executable, __file__, "--worker", noisy])
-                e, p = json.loads(e_out), json.loads(p_out)
-                rows.append((e["seconds"], p["seconds"], e_wall, p_wall, e_mb, p_mb,
-                             e["energy"], p["energy"]))
-            med = lambda k: statistics.median(r[k] for r in rows)
-            ratios = [r[1] / r[0] for r in rows]
-            ratio = statistics.median(ratios)
-            spread = f"{ratio:.1f} ({min(ratios):.1f}-{max(ratios):.1f})"
-            n = size * size / 1e6
-            same = all(abs(r[6] - r[7]) <= 1e-9 * abs(r[7]) for r in rows)
-            print(f"{size:>6} {med(0):>8.4f} {med(1):>8.3f} {spread:>22} {n / med(0):>10.1f}"
-                  f" {n / med(1):>10.1f} {med(2):>9.3f} {med(3):>9.3f} {max(r[4] for r in rows):>7.0f}"
-                  f" {max(r[5] for r in rows):>8.0f}  {'equal' if same else 'DIFFER'}"
-                  f" ({rows[0][6]:.1f})", flush=True)
+                p = json.loads(p_out)
+                for label, e, e_wall, e_mb in ebm_runs:
+                    rows[label].append((e["seconds"], p["seconds"], e_wall, p_wall, e_mb, p_mb,
+                                        e["energy"], p["energy"]))
+            for label, _ in binaries:
+                r = rows[label]
+                med = lambda k: statistics.median(row[k] for row in r)
+                solve = spread([row[1] / row[0] for row in r])
+                wall = spread([row[3] / row[2] for row in r])
+                n = size * size / 1e6
+                same = all(abs(row[6] - row[7]) <= 1e-9 * abs(row[7]) for row in r)
+                print(f"{size:>6} {label:>8} {1e3 * med(0):>8.3f} {1e3 * med(1):>8.2f} {solve:>18}"
+                      f" {1e3 * med(2):>11.1f} {1e3 * med(3):>12.1f} {wall:>18}"
+                      f" {n / med(0):>9.1f} {max(row[4] for row in r):>6.0f}"
+                      f" {max(row[5] for row in r):>7.0f}  {'equal' if same else 'DIFFER'}"
+                      f" ({r[0][6]:.1f})", flush=True)
+            if len(binaries) > 1:
+                base, new = rows[binaries[1][0]], rows[binaries[0][0]]
+                paired = spread([b[0] / e[0] for b, e in zip(base, new)])
+                print(f"{size:>6} baseline / ebm solve time per round: {paired}", flush=True)
 
 
 def main():
@@ -148,6 +171,8 @@ def main():
     ap.add_argument("--sizes", default="256,512,1024,2048,4096")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--ebm", default=os.path.join(ROOT, "target", "release", "ebm"))
+    ap.add_argument("--baseline", help="another ebm binary (e.g. one built from an older commit),"
+                    " run in alternation with --ebm and reported on its own line")
     args = ap.parse_args()
     if args.setup:
         setup()
@@ -167,7 +192,12 @@ def main():
                  "run this script with benches/.venv/bin/python")
     if not os.path.exists(args.ebm):
         sys.exit(f"{args.ebm} not found: run `cargo build --release` first")
-    compare([int(s) for s in args.sizes.split(",")], args.runs, args.ebm)
+    binaries = [("ebm", args.ebm)]
+    if args.baseline:
+        if not os.path.exists(args.baseline):
+            sys.exit(f"--baseline {args.baseline} not found")
+        binaries.append(("baseline", args.baseline))
+    compare([int(s) for s in args.sizes.split(",")], args.runs, binaries)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,15 @@ fn check_sweep_work(params: &DenoiseParams, pixels: usize) -> Result<()> {
     Ok(())
 }
 
+/// True when [`denoise`] with these parameters runs entirely on the calling thread for a
+/// `width x height` image (graph cut on a grid of one piece, see
+/// [`crate::infer::map::mincut::runs_on_one_thread`]): a caller may then skip starting a thread
+/// pool.
+pub fn runs_on_one_thread(params: &DenoiseParams, width: usize, height: usize) -> bool {
+    params.method == MapMethod::GraphCut
+        && crate::infer::map::mincut::runs_on_one_thread(width, height)
+}
+
 /// What [`denoise`] returns.
 #[derive(Debug, Clone)]
 pub struct Denoised {
@@ -201,6 +210,47 @@ pub fn denoise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_graph_cut_runs_on_one_thread_with_the_result_of_the_pool() {
+        // Up to 2^17 pixels graph cut runs on the calling thread (the CLI then starts no thread
+        // pool); the other methods and larger images use rayon. Either way the restoration is
+        // the same as in a pool of 2 threads (just below and above the limit).
+        let params = DenoiseParams::default();
+        assert!(runs_on_one_thread(&params, 256, 512));
+        assert!(!runs_on_one_thread(&params, 256, 513));
+        let icm = DenoiseParams {
+            method: MapMethod::Icm,
+            ..params
+        };
+        assert!(!runs_on_one_thread(&icm, 16, 16));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for (w, h) in [(256, 512), (256, 520)] {
+            let clean: Vec<i8> = (0..w * h)
+                .map(|k| {
+                    if (k % w) * 3 < w || (k / w) % 100 < 40 {
+                        1
+                    } else {
+                        -1
+                    }
+                })
+                .collect();
+            let noisy = BinaryImage::new(w, h, clean)
+                .unwrap()
+                .with_flip_noise(0.1, 4)
+                .unwrap();
+            let here = denoise(&noisy, &params, &mut crate::progress::Silent).unwrap();
+            let pooled = pool
+                .install(|| denoise(&noisy, &params, &mut crate::progress::Silent))
+                .unwrap();
+            assert_eq!(here.image, pooled.image, "{w} x {h}");
+            assert_eq!(here.energy, pooled.energy, "{w} x {h}");
+            assert!(here.energy < here.input_energy);
+        }
+    }
 
     /// A stochastic run that would not end is refused as too large before any work; one at
     /// the limit is accepted (the check alone, so the test does not run it).

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::GlobalArgs;
 use super::output::{IMAGE, Outputs, PNG, print_json, say};
 use super::ui::{BarObserver, progress_enabled};
-use ebm::denoise::{DenoiseParams, denoise};
+use ebm::denoise::{DenoiseParams, denoise, runs_on_one_thread};
 use ebm::infer::map::MapMethod;
 use ebm::io::images::{
     DEFAULT_THRESHOLD, encode_binary_image, encode_grey_png, format_for_path, read_binary_image,
@@ -244,12 +244,20 @@ pub fn run(args: &DenoiseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         method.name(),
         "T",
     );
-    // Start rayon's worker threads before the clock, so that `seconds` times the restoration.
-    rayon::broadcast(|_| ());
+    let one_thread = runs_on_one_thread(&params, noisy.width(), noisy.height());
+    if !one_thread {
+        // Start rayon's worker threads before the clock, so that `seconds` times the restoration.
+        rayon::broadcast(|_| ());
+    }
     let start = Instant::now();
-    // Run on a rayon worker, so that the parallel steps inside split work without handing each
-    // one over from the main thread (which costs a thread wake-up per step on a busy machine).
-    let result = rayon::scope(|_| denoise(&noisy, &params, &mut bar))?;
+    let result = if one_thread {
+        // A small graph cut never uses the pool: run here, without starting it.
+        denoise(&noisy, &params, &mut bar)
+    } else {
+        // Run on a rayon worker, so that the parallel steps inside split work without handing
+        // each one over from the main thread (a thread wake-up per step on a busy machine).
+        rayon::scope(|_| denoise(&noisy, &params, &mut bar))
+    }?;
     let seconds = start.elapsed().as_secs_f64();
     bar.finish();
     let bytes = encode_binary_image(&result.image, format_for_path(&args.output)?)?;

@@ -34,21 +34,27 @@
 //! capacities are whole multiples of one unit, as PRML's 2, 4.2, 4.2 are of 0.2, they are held
 //! as exact integers (i8 up to 63 units, as there: 10, 21, 21; i16 up to 8000), else as f64; a
 //! push of a whole residual sets it to exactly zero either way. Per node: 3 residuals (1, 2 or 8
-//! bytes), a distance (u16, saturating), a timestamp (u32) and one byte of flags: 10, 13 or 31
-//! bytes, i.e. about 170 MB (PRML's parameters), 220 MB or 520 MB for 4096 x 4096. Page faults
-//! on that memory are a large part of the time of a fresh process, so every byte counts.
+//! bytes), a distance (u8, saturating), a timestamp (u16, reset when the clock wraps) and one
+//! byte of flags: 7, 10 or 28 bytes, i.e. about 117 MB (PRML's parameters), 168 MB or 470 MB for
+//! 4096 x 4096. Page faults on that memory are a large part of the time of a fresh process (at
+//! 256 x 256 about 120 faults of 1-3 us each in a run of under a millisecond), so every byte
+//! counts.
 //!
 //! Speed-ups that keep the result exact: one pass first pushes flow along every
-//! `source -> p -> q -> sink` path of two adjacent pixels; nodes whose neighbours all share
-//! their tree start passive; and the rows are solved in strips of about 2^17 nodes (in
-//! parallel, each in cache), then once more over the whole grid from the strips' flows and
-//! trees with only the strip borders active (see [`GridCut::max_flow`]).
+//! `source -> p -> q -> sink` path of two adjacent pixels; the starting trees then take in the
+//! free nodes this leaves inside one tree (a flipped pixel whose terminal capacity its
+//! neighbours used up), and only nodes with a residual edge out of their tree start active
+//! (`Region::init_trees`: at 256 x 256 with 10% noise, 1 387 active nodes instead of 21 859;
+//! the local pushes leave 6 295 nodes free, and the starting trees take in all but 2); the rows
+//! are solved in strips of about 2^17 nodes (in parallel, each in cache), then once more over
+//! the whole grid from the strips' flows and trees with only the strip borders active (see
+//! [`GridCut::max_flow`]); a grid of one strip is solved on the calling thread, without rayon.
 
 use std::collections::VecDeque;
 
 use rayon::prelude::*;
 
-use super::GridEnergy;
+use super::{GridEnergy, ONE_THREAD_PIXELS};
 use crate::error::{Error, Result, check_finite};
 use crate::model::Spin;
 
@@ -282,8 +288,8 @@ pub struct GridCut {
     height: usize,
     residuals: Residuals,
     flags: Vec<u8>,
-    dist: Vec<u16>,
-    ts: Vec<u32>,
+    dist: Vec<Dist>,
+    ts: Vec<Stamp>,
     /// Flow pushed straight through `source -> i -> sink` before the search.
     base_flow: f64,
     flow: f64,
@@ -446,9 +452,10 @@ impl GridCut {
     }
 
     /// Bytes held by the per-node arrays (the queues come on top, usually far smaller):
-    /// 3 residuals ([`GridCut::residual_bytes`] each), flags (1), distance (2) and time (4).
+    /// 3 residuals ([`GridCut::residual_bytes`] each), flags (1), distance (1) and time (2).
     pub fn memory_bytes(&self) -> usize {
-        self.len() * (3 * self.residual_bytes() + 1 + 2 + 4)
+        let per_node = 3 * self.residual_bytes() + 1 + size_of::<Dist>() + size_of::<Stamp>();
+        self.len() * per_node
     }
 
     /// Computes the maximum flow (once; later calls return the same value).
@@ -512,44 +519,33 @@ fn solve<C: Capacity>(
     height: usize,
     arrays: &mut Arrays<C>,
     flags: &mut [u8],
-    dist: &mut [u16],
-    ts: &mut [u32],
+    dist: &mut [Dist],
+    ts: &mut [Stamp],
 ) -> f64 {
     let (w, h) = (width, height);
     let strip = strip_rows(w, h);
     let chunk = strip * w;
     let cap = arrays.cap;
-    let results: Vec<(f64, u32)> = arrays
-        .tr
-        .par_chunks_mut(chunk)
-        .zip(arrays.fr.par_chunks_mut(chunk))
-        .zip(arrays.fd.par_chunks_mut(chunk))
-        .zip(flags.par_chunks_mut(chunk))
-        .zip(dist.par_chunks_mut(chunk))
-        .zip(ts.par_chunks_mut(chunk))
-        .map(|(((((tr, fr), fd), flags), dist), ts)| {
-            // Written once here, so that the search's first touch of a page is not a read (a
-            // read of untouched zeroed memory and a later write cost two page faults).
-            dist.fill(0);
-            ts.fill(0);
-            let mut region = Region {
-                width: w,
-                cap,
-                tr,
-                fr,
-                fd,
-                flags,
-                dist,
-                ts,
-                time: START_TIME,
-                flow: 0.0,
-            };
-            region.push_local();
-            let active = region.init_trees();
-            region.run(active);
-            (region.flow, region.time)
-        })
-        .collect();
+    let results: Vec<(f64, Stamp)> = if chunk >= arrays.tr.len() {
+        // One strip: solved here, without rayon.
+        let a = &mut *arrays;
+        vec![solve_strip(
+            w, cap, &mut a.tr, &mut a.fr, &mut a.fd, flags, dist, ts,
+        )]
+    } else {
+        arrays
+            .tr
+            .par_chunks_mut(chunk)
+            .zip(arrays.fr.par_chunks_mut(chunk))
+            .zip(arrays.fd.par_chunks_mut(chunk))
+            .zip(flags.par_chunks_mut(chunk))
+            .zip(dist.par_chunks_mut(chunk))
+            .zip(ts.par_chunks_mut(chunk))
+            .map(|(((((tr, fr), fd), flags), dist), ts)| {
+                solve_strip(w, cap, tr, fr, fd, flags, dist, ts)
+            })
+            .collect()
+    };
     let mut flow = 0.0;
     let mut time = 0;
     for (f, t) in &results {
@@ -583,8 +579,49 @@ fn solve<C: Capacity>(
     flow
 }
 
+/// The first phase on one strip (indices local to it): local pushes, the starting trees, then
+/// Boykov-Kolmogorov; returns the flow pushed and the clock at the end.
+#[allow(clippy::too_many_arguments)]
+fn solve_strip<C: Capacity>(
+    w: usize,
+    cap: C,
+    tr: &mut [C],
+    fr: &mut [C],
+    fd: &mut [C],
+    flags: &mut [u8],
+    dist: &mut [Dist],
+    ts: &mut [Stamp],
+) -> (f64, Stamp) {
+    // Written once here, so that the search's first touch of a page is not a read (a read of
+    // untouched zeroed memory and a later write cost two page faults).
+    dist.fill(0);
+    ts.fill(0);
+    let mut region = Region {
+        width: w,
+        cap,
+        tr,
+        fr,
+        fd,
+        flags,
+        dist,
+        ts,
+        time: START_TIME,
+        flow: 0.0,
+    };
+    region.push_local();
+    let active = region.init_trees();
+    region.run(active);
+    (region.flow, region.time)
+}
+
+/// True when [`GridCut::max_flow`] on a `width x height` grid runs on the calling thread (the grid
+/// is one strip of at most [`ONE_THREAD_PIXELS`] nodes), so that rayon is not involved.
+pub fn runs_on_one_thread(width: usize, height: usize) -> bool {
+    width.saturating_mul(height) <= ONE_THREAD_PIXELS && height <= strip_rows(width, height)
+}
+
 /// Rows per strip of the first phase, a function of the grid size only: about 2^17 nodes
-/// (2 MB of node arrays in the integer case, so that a strip's search stays in cache), and at
+/// (about 1 MB of node arrays in the integer case, so that a strip's search stays in cache), and at
 /// least 16 rows. Measured at 4096 x 4096 (10% noise): strips of 2^17 nodes ran about 1.6x
 /// faster than strips of 2^21. Smaller grids are one strip, solved without handing work to
 /// other threads.
@@ -592,14 +629,23 @@ fn strip_rows(width: usize, _height: usize) -> usize {
     (STRIP_NODES / width).max(16)
 }
 
-/// The largest distance held (distances are u16): it stands for any distance >= FAR, and the
-/// search never compares such distances (see [`Region::grow`]). The library's unit tests use 3,
-/// so that saturated distances are everywhere there.
-const FAR: u16 = if cfg!(test) { 3 } else { u16::MAX };
+/// A node's distance to its terminal in its search tree (edges minus one), saturating at
+/// [`FAR`]. One byte: trees deeper than 255 only lose precision in the choice of parents.
+type Dist = u8;
+
+/// A node's timestamp: the adoption stage at which its distance was last known exact. Two bytes:
+/// the clock wraps around after 65535 stages of one search, and the reset then costs one pass over
+/// the search's nodes (see [`Region::adopt`]); a search of a strip rarely gets there.
+type Stamp = u16;
+
+/// The largest distance held: it stands for any distance >= FAR, and the search never compares
+/// such distances (see [`Region::grow`]). The library's unit tests use 3, so that saturated
+/// distances are everywhere there.
+const FAR: Dist = if cfg!(test) { 3 } else { Dist::MAX };
 
 /// The clock of a strip's search at the start. The library's unit tests start close to the
-/// wrap-around of the u32 clock, so that the reset in [`Region::adopt`] runs there.
-const START_TIME: u32 = if cfg!(test) { u32::MAX - 40 } else { 0 };
+/// wrap-around of the clock, so that the reset in [`Region::adopt`] runs there.
+const START_TIME: Stamp = if cfg!(test) { Stamp::MAX - 40 } else { 0 };
 
 /// Target number of nodes per strip.
 const STRIP_NODES: usize = 1 << 17;
@@ -624,9 +670,9 @@ struct Region<'a, C: Capacity> {
     fr: &'a mut [C],
     fd: &'a mut [C],
     flags: &'a mut [u8],
-    dist: &'a mut [u16],
-    ts: &'a mut [u32],
-    time: u32,
+    dist: &'a mut [Dist],
+    ts: &'a mut [Stamp],
+    time: Stamp,
     flow: f64,
 }
 
@@ -672,58 +718,132 @@ impl<C: Capacity> Region<'_, C> {
         self.flow += C::abs_sum(self.fr) + C::abs_sum(self.fd);
     }
 
-    /// Puts every node with a terminal residual in the tree of that terminal (its parent is the
-    /// terminal) and activates those with a neighbour outside their tree. Distances count the
-    /// edges to the terminal minus one, so these nodes keep the distance 0 and the timestamp 0
-    /// (no later than the starting time) that the arrays hold before the search. Row by row without branches
-    /// (so that it vectorises), then the active nodes of the row are appended to the queue.
+    /// Builds the starting search trees from the residuals that [`Region::push_local`] left, in
+    /// three passes, and returns the active nodes in index order:
+    ///
+    /// 1. every node with a terminal residual joins that terminal's tree, the terminal as its
+    ///    parent (branch-free);
+    /// 2. in index order, every node still free that a neighbour in `S` can send flow to
+    ///    (residual neighbour -> node > 0) joins `S` below that neighbour; failing that, one that
+    ///    can send flow to a neighbour in `T` joins `T` below it. These are growth steps the
+    ///    search would take first anyway; taken here, the free nodes that the local pushes leave
+    ///    inside a region of one tree (typically a flipped pixel whose terminal residual its
+    ///    neighbours used up) join it without making themselves and their neighbours active;
+    /// 3. a node of a tree is active when it can grow: when the edge to a neighbour outside its
+    ///    tree has residual capacity in the tree's direction (out of the node in `S`, into it in
+    ///    `T`). This is the search's invariant for passive nodes; along the boundary between the
+    ///    trees the local pushes have usually saturated those edges, so few nodes qualify. A
+    ///    branch-free pass marks the nodes with a neighbour outside their tree, and only those
+    ///    are checked.
+    ///
+    /// Distances count the edges to the terminal minus one: 0 for a child of a terminal, the
+    /// parent's plus one in pass 2. Timestamps stay 0 (no later than the starting time), as the
+    /// arrays hold them before the search.
     fn init_trees(&mut self) -> VecDeque<u32> {
         let (w, n) = (self.width, self.tr.len());
         let rows = n / w;
-        let mut queue: Vec<u32> = Vec::with_capacity(n / 4);
+        for (f, &t) in self.flags.iter_mut().zip(self.tr.iter()) {
+            let side = ((t > C::ZERO) as u8) << 3 | ((t < C::ZERO) as u8) << 4;
+            *f = (*f & FIXED) | side | ((side != 0) as u8 * TERMINAL);
+        }
+        for p in 0..n {
+            if self.flags[p] & TREE_MASK == 0 {
+                self.claim(p);
+            }
+        }
+        let mut queue: Vec<u32> = Vec::with_capacity(n / 8);
+        let mut border = vec![0u8; w];
+        let single_row = if rows == 1 {
+            self.flags.to_vec()
+        } else {
+            Vec::new()
+        };
         for r in 0..rows {
-            // A missing neighbour row is replaced by the row itself, which never differs.
-            let up = if r > 0 { r - 1 } else { r };
-            let down = if r + 1 < rows { r + 1 } else { r };
-            let cur = &self.tr[r * w..(r + 1) * w];
-            let above = &self.tr[up * w..(up + 1) * w];
-            let below = &self.tr[down * w..(down + 1) * w];
-            let flags = &mut self.flags[r * w..(r + 1) * w];
-            let side = |t: C| -> u8 { ((t > C::ZERO) as u8) << 3 | ((t < C::ZERO) as u8) << 4 };
-            let node = |f: u8, s: u8, left: C, right: C, up: C, down: C| -> u8 {
-                let border =
-                    (side(left) != s) | (side(right) != s) | (side(up) != s) | (side(down) != s);
-                let in_tree = s != 0;
-                f | s | (in_tree as u8 * TERMINAL) | ((in_tree & border) as u8 * ACTIVE)
+            let cur = &self.flags[r * w..(r + 1) * w];
+            // A missing neighbour row is replaced by the other one, or by a copy of the row
+            // itself on a one-row grid: neither ever adds a difference that is not there.
+            let (above, below) = if rows == 1 {
+                (&single_row[..], &single_row[..])
+            } else {
+                let other = |k: usize| &self.flags[k * w..(k + 1) * w];
+                let above = if r > 0 { other(r - 1) } else { other(r + 1) };
+                let below = if r + 1 < rows {
+                    other(r + 1)
+                } else {
+                    other(r - 1)
+                };
+                (above, below)
             };
+            let differs = |a: u8, b: u8| ((a ^ b) & TREE_MASK != 0) as u8;
             if w > 2 {
-                let interior = flags[1..w - 1]
+                let interior = border[1..w - 1]
                     .iter_mut()
                     .zip(cur.windows(3))
                     .zip(above[1..w - 1].iter().zip(&below[1..w - 1]));
-                for ((f, c), (&u, &d)) in interior {
-                    *f = node(*f, side(c[1]), c[0], c[2], u, d);
+                for ((b, c), (&u, &d)) in interior {
+                    *b = (differs(c[1], c[0]) | differs(c[1], c[2]))
+                        | (differs(c[1], u) | differs(c[1], d));
                 }
             }
             // The two ends (one node when w = 1): a missing side neighbour is the node itself.
             let ends: &[usize] = if w > 1 { &[0, w - 1] } else { &[0] };
             for &c in ends {
-                let left = if c > 0 { cur[c - 1] } else { cur[c] };
-                let right = if c + 1 < w { cur[c + 1] } else { cur[c] };
-                flags[c] = node(flags[c], side(cur[c]), left, right, above[c], below[c]);
+                let left = cur[c.saturating_sub(1)];
+                let right = cur[(c + 1).min(w - 1)];
+                border[c] = differs(cur[c], left)
+                    | differs(cur[c], right)
+                    | differs(cur[c], above[c])
+                    | differs(cur[c], below[c]);
             }
-            let start = queue.len();
-            queue.resize(start + w, 0);
-            let mut len = start;
-            for (c, &f) in flags.iter().enumerate() {
-                queue[len] = (r * w + c) as u32;
-                len += (f & ACTIVE != 0) as usize;
+            for (c, &b) in border.iter().enumerate() {
+                let p = r * w + c;
+                if b != 0 && self.tree(p) != 0 && self.can_grow(p) {
+                    self.flags[p] |= ACTIVE;
+                    queue.push(p as u32);
+                }
             }
-            queue.truncate(len);
         }
         VecDeque::from(queue)
     }
 
+    /// True when `p`, in a tree, has a residual edge in its tree's direction to a neighbour
+    /// outside the tree (pass 3 of [`Region::init_trees`]).
+    #[inline]
+    fn can_grow(&self, p: usize) -> bool {
+        let tree = self.tree(p);
+        self.directions(p).into_iter().any(|d| {
+            d != NONE
+                && self.tree(self.neighbour(p, d)) != tree
+                && self.tree_residual(p, d, tree) > C::ZERO
+        })
+    }
+
+    /// Pass 2 of [`Region::init_trees`] for the free node `p`.
+    #[inline]
+    fn claim(&mut self, p: usize) {
+        let (mut s_parent, mut t_parent) = (NONE, NONE);
+        for d in self.directions(p) {
+            if d == NONE {
+                continue;
+            }
+            let q = self.neighbour(p, d);
+            match self.tree(q) {
+                IN_S if self.res_out(q, opposite(d)) > C::ZERO => s_parent = d,
+                IN_T if self.res_out(p, d) > C::ZERO => t_parent = d,
+                _ => {}
+            }
+        }
+        let (tree, parent) = if s_parent != NONE {
+            (IN_S, s_parent)
+        } else if t_parent != NONE {
+            (IN_T, t_parent)
+        } else {
+            return;
+        };
+        self.flags[p] |= tree | parent;
+        let q = self.neighbour(p, parent);
+        self.dist[p] = self.dist[q].min(FAR - 1) + 1;
+    }
     /// Growth, augmentation and adoption until no active node is left.
     fn run(&mut self, mut active: VecDeque<u32>) {
         let mut orphans: VecDeque<u32> = VecDeque::new();
@@ -1003,7 +1123,7 @@ impl<C: Capacity> Region<'_, C> {
         let mut d = len;
         while self.ts[u] != self.time {
             self.ts[u] = self.time;
-            self.dist[u] = d.min(FAR as u32) as u16;
+            self.dist[u] = d.min(FAR as u32) as Dist;
             let pd = self.parent(u);
             if pd == TERMINAL {
                 break;
@@ -1018,7 +1138,7 @@ impl<C: Capacity> Region<'_, C> {
     fn adopt(&mut self, orphans: &mut VecDeque<u32>, active: &mut VecDeque<u32>) {
         self.time = self.time.wrapping_add(1);
         if self.time == 0 {
-            // After 2^32 adoption stages: forget all timestamps (0 is never current) and the
+            // After 2^16 adoption stages: forget all timestamps (0 is never current) and the
             // distances they vouched for. With every stamp equal, an old distance could hang a
             // node below its own descendant (a cycle); FAR is never compared (see grow), and a
             // child of a terminal is at distance 0 whatever the time.
@@ -1056,7 +1176,7 @@ impl<C: Capacity> Region<'_, C> {
             if best != NONE {
                 self.set_parent(p, best);
                 self.ts[p] = self.time;
-                self.dist[p] = (best_dist + 1).min(FAR as u32) as u16;
+                self.dist[p] = (best_dist + 1).min(FAR as u32) as Dist;
                 continue;
             }
             // No valid parent: p becomes free; its tree neighbours may grow into it again.
@@ -1217,5 +1337,112 @@ mod tests {
     fn parallel_terminal_capacities_count_directly() {
         let mut g = GridCut::new(2, 1, 0.0, &[2.0, 1.0], &[3.0, 0.5]).unwrap();
         assert_eq!(g.max_flow(), 2.5);
+    }
+
+    /// The capacity of the cut that puts `side[i]` nodes on the source side.
+    fn cut_value(w: usize, pair: f64, source: &[f64], sink: &[f64], side: &[bool]) -> f64 {
+        let n = side.len();
+        let mut cut = 0.0;
+        for i in 0..n {
+            cut += if side[i] { sink[i] } else { source[i] };
+            if i % w + 1 < w && side[i] != side[i + 1] {
+                cut += pair;
+            }
+            if i + w < n && side[i] != side[i + w] {
+                cut += pair;
+            }
+        }
+        cut
+    }
+
+    #[test]
+    fn small_grids_of_every_shape_match_brute_force() {
+        // Every shape up to 12 nodes (single rows and columns included), random integer
+        // capacities with many zeros and ties (so that the local pushes leave free nodes for the
+        // starting trees to claim, next to both trees), in integer and f64 form: the flow must be
+        // the minimum over all 2^n cuts, and the labels a cut of that value.
+        use rand::RngExt;
+        let mut rng = crate::rng::from_seed(5);
+        for w in 1..=12usize {
+            for h in 1..=12 / w {
+                let n = w * h;
+                for trial in 0..40 {
+                    let pair = rng.random_range(0..4) as f64;
+                    let top = if trial % 2 == 0 { 4 } else { 9 };
+                    let mut draw = || (rng.random_range(0..top) as f64 - 2.0).max(0.0);
+                    let source: Vec<f64> = (0..n).map(|_| draw()).collect();
+                    let sink: Vec<f64> = (0..n).map(|_| draw()).collect();
+                    let best = (0u32..1 << n)
+                        .map(|mask| {
+                            let side: Vec<bool> = (0..n).map(|i| mask >> i & 1 == 1).collect();
+                            cut_value(w, pair, &source, &sink, &side)
+                        })
+                        .fold(f64::INFINITY, f64::min);
+                    for float in [false, true] {
+                        let mut g = GridCut::new(w, h, pair, &source, &sink).unwrap();
+                        if float {
+                            g.use_float_capacities();
+                        }
+                        let what = format!("{w}x{h} trial {trial} float {float}");
+                        assert_eq!(g.max_flow(), best, "{what}");
+                        let side: Vec<bool> = (0..n).map(|i| g.source_side(i)).collect();
+                        assert_eq!(cut_value(w, pair, &source, &sink, &side), best, "{what}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The number of active nodes after the local pushes and the starting trees.
+    fn starting_active_nodes<C: Capacity>(g: &mut GridCut, arrays: &mut Arrays<C>) -> usize {
+        let mut region = Region {
+            width: g.width,
+            cap: arrays.cap,
+            tr: &mut arrays.tr,
+            fr: &mut arrays.fr,
+            fd: &mut arrays.fd,
+            flags: &mut g.flags,
+            dist: &mut g.dist,
+            ts: &mut g.ts,
+            time: START_TIME,
+            flow: 0.0,
+        };
+        region.push_local();
+        region.init_trees().len()
+    }
+
+    #[test]
+    fn isolated_flipped_pixels_leave_no_node_active() {
+        // PRML's capacities in units of 0.2: a white 8 x 8 image (source 21) with three
+        // isolated black pixels (sink 21), pair capacity 10. The local pushes use up each black
+        // pixel's sink capacity (10 + 10 + 1 from its neighbours), which leaves it free inside
+        // the source tree; the starting trees hang it below a neighbour, so no node is active
+        // and the search has nothing to do. The flow is 3 x 21.
+        let (w, h) = (8, 8);
+        let black = [2 * w + 2, 5 * w + 5, 6 * w + 2];
+        let mut source = vec![21.0; w * h];
+        let mut sink = vec![0.0; w * h];
+        for &b in &black {
+            (source[b], sink[b]) = (0.0, 21.0);
+        }
+        let mut g = GridCut::new(w, h, 10.0, &source, &sink).unwrap();
+        let mut residuals = g.residuals.clone();
+        let active = match &mut residuals {
+            Residuals::Narrow(arrays, _) => starting_active_nodes(&mut g.clone(), arrays),
+            other => panic!("expected 8-bit units, got {other:?}"),
+        };
+        assert_eq!(active, 0);
+        assert_eq!(g.max_flow(), 63.0);
+        assert!((0..w * h).all(|i| g.source_side(i)));
+    }
+
+    #[test]
+    fn node_arrays_take_seven_bytes_per_node_with_8_bit_units() {
+        // 3 one-byte residuals, the flags, a one-byte distance and a two-byte timestamp.
+        let x = [1i8, -1, 1, 1, -1, -1];
+        let e = GridEnergy::new(3, 2, 1.0, 2.1, 0.0, &x).unwrap();
+        let g = GridCut::from_energy(&e).unwrap();
+        assert_eq!(g.residual_bytes(), 1);
+        assert_eq!(g.memory_bytes(), 7 * 6);
     }
 }

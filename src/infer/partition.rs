@@ -384,10 +384,22 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                     plan.max_table_bytes()
                 },
                 format!(
-                    "induced width {}, largest table 2^{} entries ({:.3e} bytes)",
+                    "induced width {}, largest table 2^{} entries ({:.3e} bytes){}",
                     plan.induced_width,
                     plan.induced_width,
-                    plan.max_table_bytes()
+                    plan.max_table_bytes(),
+                    match (opts.marginals, two_pass) {
+                        (false, _) => String::new(),
+                        (true, true) => format!(
+                            "; two-pass marginals keep {:.3e} bytes of messages",
+                            plan.marginal_bytes()
+                        ),
+                        (true, false) => format!(
+                            "; marginals by clamping (the two passes' {:.3e} bytes of messages \
+                             exceed the memory limit)",
+                            plan.marginal_bytes()
+                        ),
+                    }
                 ),
             );
             e.plan = Some(plan);

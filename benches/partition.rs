@@ -3,11 +3,16 @@
 //! Prints, for each case, the median wall time of its repeats, states per second per core
 //! (from a one-thread run), and the ln Z found (so that a run also shows the answers agree).
 //! `cargo bench --bench partition -- quick` skips the 6x6 torus (2^36 states, about a minute).
+//! Each UAI model is also timed for ln Z alone against ln Z with every marginal (the two-pass
+//! elimination), with their ratio; `benches/marginals.sh` does the same for whole `ebm` runs.
 //! The numpy comparison lives in `benches/numpy_compare.py` (see docs/partition.md).
 
 use std::time::Instant;
 
-use ebm::infer::eliminate::{EliminateOptions, eliminate_factor_graph};
+use ebm::infer::eliminate::{
+    EliminateOptions, eliminate_factor_graph, eliminate_factor_graph_marginals_with_plan,
+    eliminate_factor_graph_with_plan,
+};
 use ebm::infer::exact;
 use ebm::infer::rbm::rbm_log_partition;
 use ebm::model::{Boundary, FactorGraph, IsingLattice, PairwiseMrf, Rbm};
@@ -149,6 +154,35 @@ fn main() {
                 path.file_name().unwrap().to_string_lossy(),
                 t,
                 lz / std::f64::consts::LN_10
+            );
+            // ln Z alone and ln Z with every marginal (two passes), from the same plan,
+            // alternating, three rounds each: medians and their ratio.
+            let opts = EliminateOptions::default();
+            let (mut alone, mut with) = (Vec::new(), Vec::new());
+            for _ in 0..3 {
+                alone.push(
+                    time(threads, 1, || {
+                        eliminate_factor_graph_with_plan(&graph, plan.clone(), &opts)
+                            .unwrap()
+                            .log_z
+                    })
+                    .0,
+                );
+                with.push(
+                    time(threads, 1, || {
+                        let (e, m) =
+                            eliminate_factor_graph_marginals_with_plan(&graph, plan.clone(), &opts)
+                                .unwrap();
+                        e.log_z + m[0]
+                    })
+                    .0,
+                );
+            }
+            let (alone, with) = (median(alone), median(with));
+            println!(
+                "  ln Z {alone:>7.3} s, ln Z and marginals {with:>7.3} s: ratio {:.2} ({} bytes of messages kept)",
+                with / alone,
+                plan.marginal_bytes()
             );
         }
     }

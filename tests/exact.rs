@@ -1435,3 +1435,120 @@ fn width_refusals_name_the_ordering_used() {
         assert!(err.to_string().contains(name), "{heuristic:?}: {err}");
     }
 }
+
+#[test]
+fn two_pass_marginals_cost_a_few_eliminations_and_count_their_messages() {
+    // Segmentation_12 (229 variables, width 18): the marginals used to be one clamped
+    // elimination per variable (estimated 230 times ln Z); in two passes they are estimated at
+    // a few eliminations, and the stored messages are in the memory estimate.
+    let g = ebm::io::uai::read_uai(&uai_reference_dir().join("Segmentation_12.uai")).unwrap();
+    let model = Model::Factors(&g);
+    let opts = |marginals: bool, max_bytes: f64| PartitionOptions {
+        marginals,
+        budget: Budget {
+            max_bytes,
+            ..Budget::default()
+        },
+        ..PartitionOptions::default()
+    };
+    let roomy = 2.0 * 1024.0 * 1024.0 * 1024.0;
+    let log_z = partition::estimate(&model, Method::Eliminate, &opts(false, roomy)).unwrap();
+    let marg = partition::estimate(&model, Method::Eliminate, &opts(true, roomy)).unwrap();
+    let plan = marg.plan.clone().unwrap();
+    assert!(
+        marg.seconds <= 4.0 * log_z.seconds,
+        "{} vs {}",
+        marg.seconds,
+        log_z.seconds
+    );
+    assert_eq!(marg.bytes, plan.marginal_bytes());
+    assert!(plan.marginal_bytes() > 2.0 * plan.max_table_bytes());
+    // Room for one elimination's tables but not for the messages: clamping, estimated as such.
+    let tight = plan.max_table_bytes() * 1.5;
+    let clamped = partition::estimate(&model, Method::Eliminate, &opts(true, tight)).unwrap();
+    assert_eq!(clamped.bytes, plan.max_table_bytes());
+    assert!(clamped.seconds > 50.0 * log_z.seconds);
+}
+
+#[test]
+fn two_pass_marginals_of_a_uai_model_match_clamping() {
+    // Grids_12 (100 variables, width 10, couplings up to 10): the two passes against one clamped
+    // elimination per variable (the fallback, forced by a memory limit that holds one
+    // elimination's tables but not the stored messages), through the library and the command
+    // line. Tolerance 1e-12 absolute: both are exact, they differ only in rounding (measured
+    // 3e-13 at most here; ln Z reaches 700, so one ulp of a log-weight is 1e-13).
+    let file = uai_reference_dir().join("Grids_12.uai");
+    let g = ebm::io::uai::read_uai(&file).unwrap();
+    let plan = eliminate::plan_factor_graph(&g, Heuristic::MinFill);
+    let tight = EliminateOptions {
+        max_table_entries: plan.max_table_entries,
+        ..Default::default()
+    };
+    assert!(!eliminate::two_pass_fits(&plan, &tight));
+    let (e1, clamped) =
+        eliminate::eliminate_factor_graph_marginals_with_plan(&g, plan.clone(), &tight).unwrap();
+    let (e2, two_pass) =
+        eliminate::eliminate_factor_graph_marginals_with_plan(&g, plan, &Default::default())
+            .unwrap();
+    assert_eq!(e1.log_z.to_bits(), e2.log_z.to_bits());
+    for (i, (a, b)) in clamped.iter().zip(&two_pass).enumerate() {
+        assert!((a - b).abs() < 1e-12, "variable {i}: {a} vs {b}");
+    }
+    let out = ebm()
+        .args([
+            "partition",
+            "--method",
+            "eliminate",
+            "--marginals",
+            "--json",
+        ])
+        .arg("--model")
+        .arg(&file)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["log_z"].as_f64().unwrap().to_bits(), e2.log_z.to_bits());
+    let m = v["marginals"].as_array().unwrap();
+    for (got, want) in m.iter().zip(&clamped) {
+        assert!(
+            (got.as_f64().unwrap() - want).abs() < 1e-12,
+            "{got} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn ising_marginals_by_elimination_match_enumeration() {
+    // `partition ising --method eliminate --marginals` (the pairwise route, P(s_i = +1))
+    // against enumeration of the same lattice, on a torus and an open grid with a field.
+    // Tolerance 1e-12 absolute: two exact computations, rounding only.
+    for boundary in ["periodic", "open"] {
+        let run = |method: &str| -> Vec<f64> {
+            let out = ebm()
+                .args(["partition", "ising", "--width", "4", "--height", "3"])
+                .args(["--field", "0.3", "--coupling", "-0.7", "--beta", "1.3"])
+                .args(["--boundary", boundary, "--marginals", "--json"])
+                .args(["--method", method])
+                .assert()
+                .success()
+                .get_output()
+                .stdout
+                .clone();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            v["marginals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_f64().unwrap())
+                .collect()
+        };
+        let (elim, enumerated) = (run("eliminate"), run("enumerate"));
+        assert_eq!(elim.len(), 12);
+        for (a, b) in elim.iter().zip(&enumerated) {
+            assert!((a - b).abs() < 1e-12, "{boundary}: {a} vs {b}");
+        }
+    }
+}

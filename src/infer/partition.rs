@@ -155,6 +155,10 @@ const ELIMINATE_BYTES_PER_SITE: f64 = 1200.0;
 /// at [`eliminate::PLAN_WORK_PER_SECOND`].
 const ELIMINATION_SECONDS_PER_OP: f64 = 1.5e-9;
 
+/// Work of the two-pass marginals of an elimination ([`eliminate::two_pass_fits`]) in
+/// eliminations of ln Z (measured 2-3 on the UAI models of data/uai; see docs/partition.md).
+const TWO_PASS_RUNS: f64 = 3.0;
+
 /// Working bytes per site of the transfer method (the per-site fields, and a transposed copy).
 const TRANSFER_BYTES_PER_SITE: f64 = 16.0;
 
@@ -324,11 +328,23 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                     detail: format!("induced width about {w} ({why}): tables of 2^{w} entries"),
                 });
             }
-            let runs = if opts.marginals { n as f64 + 1.0 } else { 1.0 };
+            // Marginals: two passes when their stored messages (at most 2^w entries per site,
+            // twice, and a clique of 2^(w+1)) fit, else one clamped elimination per variable.
+            let two_pass_bytes = (2.0 * n as f64 * pow2(w) + pow2(w + 1)) * 8.0;
+            let two_pass = opts.marginals && two_pass_bytes <= opts.budget.max_bytes;
+            let runs = match (opts.marginals, two_pass) {
+                (false, _) => 1.0,
+                (true, true) => TWO_PASS_RUNS,
+                (true, false) => n as f64 + 1.0,
+            };
             let cost = n as f64 * (w as f64 + 1.0) * pow2(w + 1);
             Ok(est(
                 runs * cost * 6e-9,
-                pow2(w) * 8.0 + ELIMINATE_BYTES_PER_SITE * n as f64,
+                if two_pass {
+                    two_pass_bytes
+                } else {
+                    pow2(w) * 8.0
+                } + ELIMINATE_BYTES_PER_SITE * n as f64,
                 format!(
                     "induced width about {w} ({why}), largest table 2^{w} entries ({:.3e} bytes)",
                     pow2(w) * 8.0
@@ -352,16 +368,38 @@ pub fn estimate(model: &Model, method: Method, opts: &PartitionOptions) -> Resul
                     ),
                 });
             }
-            let runs = if opts.marginals { n as f64 + 1.0 } else { 1.0 };
+            // Marginals: two passes when their stored messages fit, else clamping.
+            let two_pass = opts.marginals && plan.marginal_bytes() <= opts.budget.max_bytes;
+            let runs = match (opts.marginals, two_pass) {
+                (false, _) => 1.0,
+                (true, true) => TWO_PASS_RUNS,
+                (true, false) => n as f64 + 1.0,
+            };
             let mut e = est(
                 runs * plan.cost * ELIMINATION_SECONDS_PER_OP
                     + plan.planning_work as f64 / eliminate::PLAN_WORK_PER_SECOND,
-                plan.max_table_bytes(),
-                format!(
-                    "induced width {}, largest table 2^{} entries ({:.3e} bytes)",
-                    plan.induced_width,
-                    plan.induced_width,
+                if two_pass {
+                    plan.marginal_bytes()
+                } else {
                     plan.max_table_bytes()
+                },
+                format!(
+                    "induced width {}, largest table 2^{} entries ({:.3e} bytes){}",
+                    plan.induced_width,
+                    plan.induced_width,
+                    plan.max_table_bytes(),
+                    match (opts.marginals, two_pass) {
+                        (false, _) => String::new(),
+                        (true, true) => format!(
+                            "; two-pass marginals keep {:.3e} bytes of messages",
+                            plan.marginal_bytes()
+                        ),
+                        (true, false) => format!(
+                            "; marginals by clamping (the two passes' {:.3e} bytes of messages \
+                             exceed the memory limit)",
+                            plan.marginal_bytes()
+                        ),
+                    }
                 ),
             );
             e.plan = Some(plan);
@@ -532,12 +570,15 @@ pub fn exact_log_partition(
             // Planned once, here (the estimate was analytic), and used for Z and the marginals.
             let pw = lattice.to_pairwise()?;
             let plan = eliminate::plan_pairwise(&pw, opts.heuristic);
-            if opts.marginals {
-                out.marginals = Some(eliminate::marginals_pairwise_with_plan(
-                    &pw, *beta, &plan, &elim_opts,
-                )?);
-            }
-            let e = eliminate::eliminate_pairwise_with_plan(&pw, *beta, plan, &elim_opts)?;
+            let e = if opts.marginals {
+                let (e, m) = eliminate::eliminate_pairwise_marginals_with_plan(
+                    &pw, *beta, plan, &elim_opts,
+                )?;
+                out.marginals = Some(m);
+                e
+            } else {
+                eliminate::eliminate_pairwise_with_plan(&pw, *beta, plan, &elim_opts)?
+            };
             out.log_z = e.log_z;
             out.induced_width = Some(e.plan.induced_width);
         }
@@ -546,12 +587,14 @@ pub fn exact_log_partition(
                 Some(p) => p.clone(),
                 None => eliminate::plan_factor_graph(g, opts.heuristic),
             };
-            if opts.marginals {
-                out.marginals = Some(eliminate::marginals_factor_graph_with_plan(
-                    g, &plan, &elim_opts,
-                )?);
-            }
-            let e = eliminate::eliminate_factor_graph_with_plan(g, plan, &elim_opts)?;
+            let e = if opts.marginals {
+                let (e, m) =
+                    eliminate::eliminate_factor_graph_marginals_with_plan(g, plan, &elim_opts)?;
+                out.marginals = Some(m);
+                e
+            } else {
+                eliminate::eliminate_factor_graph_with_plan(g, plan, &elim_opts)?
+            };
             out.log_z = e.log_z;
             out.induced_width = Some(e.plan.induced_width);
         }

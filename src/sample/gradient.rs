@@ -216,7 +216,10 @@ impl LocalModel for IsingLattice {
     fn pairwise_terms(&self) -> Option<(Vec<f64>, Vec<(usize, usize, f64)>)> {
         let fields = (0..self.num_sites()).map(|i| self.field_at(i)).collect();
         let j = self.coupling();
-        Some((fields, self.bonds().into_iter().map(|(a, b)| (a, b, j)).collect()))
+        Some((
+            fields,
+            self.bonds().into_iter().map(|(a, b)| (a, b, j)).collect(),
+        ))
     }
 }
 
@@ -398,6 +401,8 @@ struct ScoreTable {
     log_stay: Vec<f64>,
     /// Number of variables in each class (as f64, for W = sum count * weight).
     count: Vec<f64>,
+    /// GWG: W of the current state (`total()`, kept so that a proposal computes it once).
+    current_total: f64,
     /// GWG: the weight of every variable (the linear scan's array).
     var_weight: Vec<f64>,
     /// Variables whose class the current proposal changed, with their class before it.
@@ -441,9 +446,7 @@ impl ScoreTable {
         let mut reach = vec![0i64; n];
         for &(i, j, kij) in &pairs {
             let last = coupling.len();
-            let same = last > 0
-                && row[i as usize + 1] as usize == last
-                && nbr[last - 1] == j;
+            let same = last > 0 && row[i as usize + 1] as usize == last && nbr[last - 1] == j;
             if same {
                 coupling[last - 1] += kij as i32;
             } else {
@@ -498,6 +501,7 @@ impl ScoreTable {
             log_flip: (0..classes).map(|c| -softplus(-z(c))).collect(),
             log_stay: (0..classes).map(|c| -softplus(z(c))).collect(),
             count: vec![0.0; classes],
+            current_total: 0.0,
             var_weight: vec![0.0; n],
             undo: Vec::with_capacity(n),
             stamp: vec![0; n],
@@ -510,6 +514,7 @@ impl ScoreTable {
             table.count[c as usize] += 1.0;
             table.var_weight[i] = table.weight[c as usize];
         }
+        table.current_total = table.total();
         Some(table)
     }
 
@@ -527,7 +532,11 @@ impl ScoreTable {
     /// W = sum_i exp(d_i / 2) = sum over classes of count x weight.
     #[inline]
     fn total(&self) -> f64 {
-        self.count.iter().zip(&self.weight).map(|(c, w)| c * w).sum()
+        self.count
+            .iter()
+            .zip(&self.weight)
+            .map(|(c, w)| c * w)
+            .sum()
     }
 
     /// Starts a proposal: nothing touched yet.
@@ -537,11 +546,11 @@ impl ScoreTable {
         self.now += 1;
     }
 
-    /// Moves variable j to class c, remembering its class before the proposal.
-    #[inline]
-    fn set_class(&mut self, j: usize, c: u8) {
+    /// Moves variable j to class c, remembering (with `track`) its class before the proposal.
+    #[inline(always)]
+    fn set_class(&mut self, j: usize, c: u8, track: bool) {
         let old = self.class[j];
-        if self.stamp[j] != self.now {
+        if track && self.stamp[j] != self.now {
             self.stamp[j] = self.now;
             self.undo.push((j as u32, old));
         }
@@ -552,18 +561,19 @@ impl ScoreTable {
     }
 
     /// Flips s_i and updates the local fields and classes of i and its neighbours; returns the
-    /// key k_i before the flip (so the change of log p is unit * k_i).
-    #[inline]
-    fn flip(&mut self, s: &mut [Spin], i: usize) -> i32 {
+    /// key k_i before the flip (so the change of log p is unit * k_i). With `track`, the
+    /// variables whose class changed are listed in `undo` with their old class.
+    #[inline(always)]
+    fn flip(&mut self, s: &mut [Spin], i: usize, track: bool) -> i32 {
         let key = self.class[i] as i32 - self.offset;
         s[i] = -s[i];
         let si = s[i] as i32;
-        self.set_class(i, (self.offset - key) as u8);
+        self.set_class(i, (self.offset - key) as u8, track);
         for e in self.row[i] as usize..self.row[i + 1] as usize {
             let j = self.nbr[e] as usize;
             self.local[j] += 2 * self.coupling[e] * si;
             let c = self.class_of(s[j], j);
-            self.set_class(j, c);
+            self.set_class(j, c, track);
         }
         key
     }
@@ -839,7 +849,7 @@ impl<M: LocalModel> ExactChain<M> {
     fn gwg_table_step(&mut self) -> u64 {
         let t = self.table.as_mut().expect("table path");
         let tree = self.leaves > 0;
-        let total = if tree { self.tree[1] } else { t.total() };
+        let total = if tree { self.tree[1] } else { t.current_total };
         if !(total > 0.0 && total.is_finite()) {
             return 0;
         }
@@ -850,7 +860,7 @@ impl<M: LocalModel> ExactChain<M> {
             t.scan(target)
         };
         t.begin();
-        t.flip(&mut self.s, i);
+        t.flip(&mut self.s, i, tree);
         let total_rev = if tree {
             for &(j, _) in &t.undo {
                 let j = j as usize;
@@ -861,10 +871,11 @@ impl<M: LocalModel> ExactChain<M> {
             t.total()
         };
         if total_rev <= total || uniform_f64(&mut self.rng) * total_rev < total {
+            t.current_total = total_rev;
             return 1;
         }
         t.begin();
-        t.flip(&mut self.s, i);
+        t.flip(&mut self.s, i, tree);
         if tree {
             for &(j, _) in &t.undo {
                 let j = j as usize;
@@ -892,7 +903,7 @@ impl<M: LocalModel> ExactChain<M> {
         let mut key_sum = 0i64;
         for &i in &self.flipped {
             t.in_move[i] = true;
-            key_sum += t.flip(&mut self.s, i) as i64;
+            key_sum += t.flip(&mut self.s, i, corrected) as i64;
         }
         if !corrected {
             for &i in &self.flipped {
@@ -920,7 +931,7 @@ impl<M: LocalModel> ExactChain<M> {
         }
         t.begin();
         for &i in self.flipped.iter().rev() {
-            t.flip(&mut self.s, i);
+            t.flip(&mut self.s, i, false);
         }
         0
     }
@@ -1448,7 +1459,12 @@ pub fn sample_lattice_gradient(
     };
     let (chain_energies, chain_magnetizations) = all
         .into_iter()
-        .map(|(_, r)| (r.energies[burn_in..].to_vec(), r.magnetizations[burn_in..].to_vec()))
+        .map(|(_, r)| {
+            (
+                r.energies[burn_in..].to_vec(),
+                r.magnetizations[burn_in..].to_vec(),
+            )
+        })
         .unzip();
     Ok(LatticeChainsRun {
         run,
@@ -1934,10 +1950,19 @@ mod tests {
         let (q, ints) = quantise(&[1.0, 0.5, -1.5]).unwrap();
         assert_eq!((q, ints), (0.5, vec![2, 1, -3]));
         assert!(quantise(&[1.0, std::f64::consts::PI]).is_none());
-        assert!(quantise(&[0.01, 1.0]).is_none(), "100 units is beyond the table");
+        assert!(
+            quantise(&[0.01, 1.0]).is_none(),
+            "100 units is beyond the table"
+        );
         let lattice = IsingLattice::new(5, 5, crate::model::Boundary::Periodic, 0.2, 0.2).unwrap();
-        let c = ExactChain::new(lattice, GradientSampler::Gwg, 1.0, vec![1; 25], rng::from_seed(1))
-            .unwrap();
+        let c = ExactChain::new(
+            lattice,
+            GradientSampler::Gwg,
+            1.0,
+            vec![1; 25],
+            rng::from_seed(1),
+        )
+        .unwrap();
         assert!(c.uses_score_table());
         assert_eq!(c.leaves, 0, "25 sites: the linear scan");
         // Keys s_i L_i in -5..=5 (L = S + 1 for J = h = q): 11 classes.

@@ -183,6 +183,9 @@ impl Neighbours {
     }
 }
 
+/// Fields h_i and couplings (i, j, J_ij) of a pairwise model.
+pub type PairwiseTerms = (Vec<f64>, Vec<(usize, usize, f64)>);
+
 /// A model whose flip scores are exact and local: an [`EnergyModel`] with its interaction
 /// graph.
 pub trait LocalModel: EnergyModel + Clone + Send + std::fmt::Debug {
@@ -192,7 +195,7 @@ pub trait LocalModel: EnergyModel + Clone + Send + std::fmt::Debug {
     /// The model's fields h_i and couplings (i, j, J_ij) when it is pairwise,
     /// E(s) = const - sum_i h_i s_i - sum_(i,j) J_ij s_i s_j (a pair listed twice counts
     /// twice), for the score-table path ([`ScoreTable`]); None (the default) otherwise.
-    fn pairwise_terms(&self) -> Option<(Vec<f64>, Vec<(usize, usize, f64)>)> {
+    fn pairwise_terms(&self) -> Option<PairwiseTerms> {
         None
     }
 }
@@ -204,7 +207,7 @@ impl LocalModel for PairwiseMrf {
             self.edges().iter().map(|&(i, j, _)| (i, j)),
         )
     }
-    fn pairwise_terms(&self) -> Option<(Vec<f64>, Vec<(usize, usize, f64)>)> {
+    fn pairwise_terms(&self) -> Option<PairwiseTerms> {
         Some((self.fields().to_vec(), self.edges().to_vec()))
     }
 }
@@ -213,7 +216,7 @@ impl LocalModel for IsingLattice {
     fn neighbours(&self) -> Neighbours {
         Neighbours::from_pairs(self.num_sites(), self.bonds())
     }
-    fn pairwise_terms(&self) -> Option<(Vec<f64>, Vec<(usize, usize, f64)>)> {
+    fn pairwise_terms(&self) -> Option<PairwiseTerms> {
         let fields = (0..self.num_sites()).map(|i| self.field_at(i)).collect();
         let j = self.coupling();
         Some((
@@ -461,7 +464,8 @@ impl ScoreTable {
         }
         let l_max = (0..n).map(|i| h[i].abs() + reach[i]).max().unwrap_or(0);
         let unit = -2.0 * beta * q;
-        if l_max > TABLE_MAX_KEY || !(unit.abs() * l_max as f64 <= TREE_MAX_SCORE) {
+        if l_max > TABLE_MAX_KEY || !unit.is_finite() || unit.abs() * l_max as f64 > TREE_MAX_SCORE
+        {
             return None;
         }
         let offset = l_max as i32;
@@ -508,8 +512,8 @@ impl ScoreTable {
             in_move: vec![false; n],
             now: 0,
         };
-        for i in 0..n {
-            let c = table.class_of(s[i], i);
+        for (i, &si) in s.iter().enumerate() {
+            let c = table.class_of(si, i);
             table.class[i] = c;
             table.count[c as usize] += 1.0;
             table.var_weight[i] = table.weight[c as usize];

@@ -2,13 +2,19 @@
 //! (release profile). Writes CSV curves for the figures of docs/sampling.md (plotted by
 //! `benches/plot_gradient_samplers.py`) and prints a table of effective sample sizes per second.
 //!
-//! Sections (arguments; default both model sections):
+//! Sections (arguments; default: all):
 //! * `lattice`: 5 x 5 periodic Ising lattice, J = 0.2 per bond, h = 0.2, beta = 1 (the setting
 //!   of Grathwohl et al. 2021 and Zhang et al. 2022); exact marginals by enumeration of the
 //!   2^25 states.
 //! * `uai`: the frustrated 10 x 10 grid `data/uai/Grids_11.uai`; exact marginals by variable
 //!   elimination.
+//! * `glass`: a frustrated 10 x 10 +-J spin glass with random +-fields (see [`spin_glass`]),
+//!   which mixes within seconds; exact marginals by variable elimination.
 //! * `throughput`: GWG proposals per second on one core for a random 784 x 500 RBM.
+//!
+//! `quick` shortens every chain to 0.5 s. Rows marked "general path" run the same gradient
+//! sampler with the score tables switched off (`ExactChain::general_path`, the code before
+//! them), timed side by side in the same run.
 //!
 //! Samplers: random-scan Gibbs and random-scan Metropolis (one site drawn uniformly per update),
 //! GWG, DULA and DMALA (step size 0.2 and the best of a small grid for DMALA). Every sampler runs
@@ -36,6 +42,9 @@ const SEEDS: u64 = 3;
 enum Kind {
     RandomScan(LocalRule),
     Gradient(GradientSampler),
+    /// The same sampler forced onto the general path (exp / softplus per score; the code
+    /// before the score tables), to time one path against the other in the same run.
+    GeneralPath(GradientSampler),
 }
 
 impl Kind {
@@ -47,6 +56,7 @@ impl Kind {
                 Some(a) => format!("{} (alpha {a})", g.name()),
                 None => g.name().into(),
             },
+            Kind::GeneralPath(g) => format!("{} general path", Kind::Gradient(g).label()),
         }
     }
 }
@@ -77,6 +87,11 @@ impl Chain {
             },
             Kind::Gradient(g) => Chain::Gradient(Box::new(
                 ExactChain::new(model.clone(), g, 1.0, s, rng).unwrap(),
+            )),
+            Kind::GeneralPath(g) => Chain::Gradient(Box::new(
+                ExactChain::new(model.clone(), g, 1.0, s, rng)
+                    .unwrap()
+                    .general_path(),
             )),
         }
     }
@@ -200,8 +215,8 @@ fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], secon
     println!("curves: {path}");
 }
 
-fn kinds(dmala_alpha: f64) -> Vec<Kind> {
-    vec![
+fn kinds(dmala_alpha: f64, general: bool) -> Vec<Kind> {
+    let mut kinds = vec![
         Kind::RandomScan(LocalRule::Gibbs),
         Kind::RandomScan(LocalRule::Metropolis),
         Kind::Gradient(GradientSampler::Gwg),
@@ -210,7 +225,14 @@ fn kinds(dmala_alpha: f64) -> Vec<Kind> {
         Kind::Gradient(GradientSampler::Dmala {
             step_size: dmala_alpha,
         }),
-    ]
+    ];
+    if general {
+        kinds.push(Kind::GeneralPath(GradientSampler::Gwg));
+        kinds.push(Kind::GeneralPath(GradientSampler::Dmala {
+            step_size: dmala_alpha,
+        }));
+    }
+    kinds
 }
 
 fn lattice(seconds: f64) {
@@ -223,7 +245,7 @@ fn lattice(seconds: f64) {
         t.elapsed().as_secs_f64(),
         exact[0]
     );
-    compare("lattice", &model, &exact, &kinds(0.5), seconds);
+    compare("lattice", &model, &exact, &kinds(0.5, true), seconds);
 }
 
 fn uai(seconds: f64) {
@@ -234,7 +256,38 @@ fn uai(seconds: f64) {
     };
     let model = graph.to_pairwise().unwrap();
     let exact = marginals_pairwise(&model, 1.0, &EliminateOptions::default()).unwrap();
-    compare("uai", &model, &exact, &kinds(0.1), seconds);
+    compare("uai", &model, &exact, &kinds(0.1, false), seconds);
+}
+
+/// The frustrated spin glass of section `glass`: a 10 x 10 grid with open boundaries, every
+/// bond J_ij = +0.75 or -0.75 and every field h_i = +0.25 or -0.25 with probability 1/2 each,
+/// drawn in order (horizontal bonds row by row, then vertical bonds, then fields) from
+/// `from_seed(13)`; beta = 1. Its parameters are multiples of 0.25, so the gradient samplers
+/// run on the score-table path.
+fn spin_glass() -> PairwiseMrf {
+    let (w, h) = (10, 10);
+    let mut rng = from_seed(13);
+    let mut sign = |x: f64| if uniform_f64(&mut rng) < 0.5 { x } else { -x };
+    let mut bonds = Vec::new();
+    for r in 0..h {
+        for c in 0..w - 1 {
+            bonds.push((r * w + c, r * w + c + 1, sign(0.75)));
+        }
+    }
+    for r in 0..h - 1 {
+        for c in 0..w {
+            bonds.push((r * w + c, (r + 1) * w + c, sign(0.75)));
+        }
+    }
+    let fields = (0..w * h).map(|_| sign(0.25)).collect();
+    PairwiseMrf::new(fields, &bonds).unwrap()
+}
+
+fn glass(seconds: f64) {
+    let model = spin_glass();
+    let exact = marginals_pairwise(&model, 1.0, &EliminateOptions::default()).unwrap();
+    println!("\n10 x 10 +-J spin glass (J = +-0.75, h = +-0.25, seed 13), beta = 1");
+    compare("glass", &model, &exact, &kinds(0.5, true), seconds);
 }
 
 /// GWG proposals per second on one core for a 784 x 500 RBM with weights ~ U(-0.05, 0.05),
@@ -287,9 +340,14 @@ fn main() {
     let quick = args.iter().any(|a| a == "quick");
     let seconds = if quick { 0.5 } else { 4.0 };
     let wants = |s: &str| args.iter().any(|a| a == s);
-    let any = ["lattice", "uai", "throughput"].iter().any(|s| wants(s));
+    let any = ["lattice", "uai", "glass", "throughput"]
+        .iter()
+        .any(|s| wants(s));
     if !any || wants("lattice") {
         lattice(seconds);
+    }
+    if !any || wants("glass") {
+        glass(seconds);
     }
     if !any || wants("uai") {
         uai(seconds);

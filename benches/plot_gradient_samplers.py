@@ -1,10 +1,11 @@
 """Plots the curves of `cargo bench --bench gradient_samplers` (docs/sampling.md).
 
-Usage: python benches/plot_gradient_samplers.py  (reads target/gradient_{lattice,uai}.csv,
-writes docs/img/gradient_{lattice,uai}.png). Needs matplotlib.
+Usage: python benches/plot_gradient_samplers.py  (reads target/gradient_{lattice,uai,glass}.csv
+when present, writes docs/img/gradient_{lattice,uai,glass}.png). Needs matplotlib.
 """
 import csv
 import math
+import os
 from collections import defaultdict
 
 import matplotlib
@@ -15,9 +16,12 @@ import matplotlib.pyplot as plt
 TITLES = {
     "lattice": "5x5 periodic Ising, J = 0.2, h = 0.2",
     "uai": "frustrated grid data/uai/Grids_11.uai (100 spins)",
+    "glass": "10x10 +-J spin glass, J = +-0.75, h = +-0.25 (seed 13)",
 }
 
 for name, title in TITLES.items():
+    if not os.path.exists(f"target/gradient_{name}.csv"):
+        continue
     rows = defaultdict(lambda: defaultdict(list))
     with open(f"target/gradient_{name}.csv") as f:
         for r in csv.DictReader(f):

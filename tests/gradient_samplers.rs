@@ -345,6 +345,186 @@ fn dula_bias_shrinks_with_the_step_size_and_dmala_has_none() {
     }
 }
 
+/// A 3x3 open lattice whose parameters are multiples of 0.25 (J = 0.5, h = 0.25): the
+/// gradient chains run on the score-table path.
+fn table_lattice() -> IsingLattice {
+    IsingLattice::new(3, 3, Boundary::Open, 0.5, 0.25).unwrap()
+}
+const TABLE_BETA: f64 = 0.7;
+
+fn table_lattice_counts(sampler: GradientSampler, beta: f64, seed: u64) -> Vec<u64> {
+    let m = table_lattice();
+    let state = initial_state(9, Start::Random, seed);
+    let mut chain = ExactChain::new(m, sampler, beta, state, from_seed(seed)).unwrap();
+    assert!(chain.uses_score_table(), "{sampler:?}");
+    let mut counts = vec![0u64; 1 << 9];
+    for _ in 0..100 {
+        chain.sweep();
+    }
+    for _ in 0..SAMPLES {
+        for _ in 0..THIN {
+            chain.sweep();
+        }
+        counts[index_of(chain.spins())] += 1;
+    }
+    counts
+}
+
+/// The score-table path passes the same chi-square test (alpha 1e-4) as the general path, with
+/// the same power check (beta 15% too high is rejected).
+#[test]
+fn table_path_fits_boltzmann_on_a_quantised_3x3_lattice() {
+    let exact = boltzmann(&table_lattice(), TABLE_BETA);
+    for sampler in [GWG, DMALA, GradientSampler::Dmala { step_size: 1.0 }] {
+        let counts = table_lattice_counts(sampler, TABLE_BETA, 4);
+        assert_fits(&format!("table path {sampler:?}"), &counts, &exact);
+    }
+    let counts = table_lattice_counts(DMALA, TABLE_BETA * 1.15, 4);
+    assert_rejected("table path DMALA at 1.15 beta", &counts, &exact);
+}
+
+/// A +-J spin glass on 12 variables with +-0.5 fields: quantised, so on the table path.
+fn quantised_glass() -> ebm::model::PairwiseMrf {
+    let mut rng = from_seed(31);
+    let mut sign = |x: f64| if uniform_f64(&mut rng) < 0.5 { x } else { -x };
+    let mut bonds = Vec::new();
+    for i in 0..12 {
+        bonds.push((i, (i + 1) % 12, sign(1.0)));
+        if i % 3 == 0 {
+            bonds.push((i, (i + 5) % 12, sign(1.0)));
+        }
+    }
+    let fields = (0..12).map(|_| sign(0.5)).collect();
+    ebm::model::PairwiseMrf::new(fields, &bonds).unwrap()
+}
+
+/// The table path and the general path (exp / softplus of scores from `flip_delta`) make the
+/// same move: along a 5 000-proposal run of the table chain, from every state it visits, one
+/// proposal of each path with the same fresh seed lands on the same state, for every sampler,
+/// on a 5x5 torus (linear scan), a 12x12 torus (GWG's sum tree) and a quantised spin glass.
+/// (Their scores agree to rounding, so they could part only if a uniform fell within ~1e-16
+/// of a threshold. Over a long run the two streams can drift apart: where the acceptance
+/// ratio is exactly 1 one path may round it to just below 1 and draw a uniform the other
+/// does not, so they are compared move by move.)
+#[test]
+fn table_path_and_general_path_make_the_same_moves() {
+    fn follow<M: ebm::sample::gradient::LocalModel>(name: &str, model: &M, beta: f64) {
+        let n = model.num_vars();
+        for sampler in [
+            GWG,
+            GradientSampler::Dula { step_size: 0.4 },
+            GradientSampler::Dmala { step_size: 0.4 },
+        ] {
+            let start = initial_state(n, Start::Random, 3);
+            let mut chain =
+                ExactChain::new(model.clone(), sampler, beta, start, from_seed(8)).unwrap();
+            let mut moved = 0;
+            for t in 0..5_000u64 {
+                let s = chain.spins().to_vec();
+                let one = |general: bool| {
+                    let c = ExactChain::new(model.clone(), sampler, beta, s.clone(), from_seed(t))
+                        .unwrap();
+                    let mut c = if general { c.general_path() } else { c };
+                    assert_eq!(c.uses_score_table(), !general);
+                    let flips = c.step();
+                    (flips, c.spins().to_vec())
+                };
+                let (table, general) = (one(false), one(true));
+                assert_eq!(table, general, "{name} {sampler:?}: proposal {t}");
+                moved += (table.0 > 0) as u64;
+                chain.step();
+            }
+            assert!(moved > 500, "{name} {sampler:?}: {moved} moves");
+        }
+    }
+    let torus = |side| IsingLattice::new(side, side, Boundary::Periodic, 0.2, 0.2).unwrap();
+    follow("5x5 torus", &torus(5), 1.0);
+    follow("12x12 torus", &torus(12), 1.0);
+    follow("spin glass", &quantised_glass(), 0.8);
+}
+
+/// One proposal of the table-path chain follows the enumerated kernel (chi-square at alpha
+/// 1e-4 over 20 000 single proposals from three states), on a quantised 5-variable model.
+#[test]
+fn one_proposal_of_the_table_path_follows_the_enumerated_kernel() {
+    let model = ebm::model::PairwiseMrf::new(
+        vec![0.5, -0.5, 0.0, 1.0, 0.5],
+        &[
+            (0, 1, 1.0),
+            (1, 2, -0.5),
+            (2, 3, 1.5),
+            (3, 4, -1.0),
+            (0, 4, 0.5),
+            (1, 3, 1.0),
+        ],
+    )
+    .unwrap();
+    let beta = 0.9;
+    for sampler in [GWG, DMALA, GradientSampler::Dula { step_size: 0.3 }] {
+        for x in [0usize, 11, 30] {
+            let start = spins_of(x, 5);
+            let expected = exact_kernel(&model, sampler, beta, &start);
+            let mut counts = vec![0u64; 32];
+            let mut rng = from_seed(x as u64 + 200);
+            for _ in 0..20_000 {
+                let seed = rng.next_u64();
+                let mut chain =
+                    ExactChain::new(model.clone(), sampler, beta, start.clone(), from_seed(seed))
+                        .unwrap();
+                assert!(chain.uses_score_table());
+                chain.step();
+                counts[index_of(chain.spins())] += 1;
+            }
+            assert_fits(&format!("table {sampler:?} from {x}"), &counts, &expected);
+        }
+    }
+}
+
+/// Multi-chain lattice runs: independent of the thread count, chain 0 is the single-chain run,
+/// and the combined energy per spin of 8 chains matches the exact value (enumeration of the
+/// 3x3 lattice) within 5 of its standard errors, which are smaller than one chain's.
+#[test]
+fn multi_chain_lattice_runs_combine_chains_and_ignore_threads() {
+    use ebm::sample::gradient::sample_lattice_gradient;
+    use ebm::sample::{LatticeParams, lattice_observables, sample_lattice};
+    let m = lattice();
+    let params = LatticeParams {
+        sweeps: 4000,
+        burn_in: 100,
+        seed: 5,
+        ..LatticeParams::new(LATTICE_BETA, SamplerKind::Gradient(DMALA))
+    };
+    let run_on = |threads, chains| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| sample_lattice_gradient(&m, &params, chains, &mut Silent).unwrap())
+    };
+    let (a, b) = (run_on(1, 8), run_on(2, 8));
+    assert_eq!(a, b);
+    let single = sample_lattice(&m, &params, &mut Silent).unwrap();
+    assert_eq!(run_on(1, 1).run, single);
+    assert_eq!(a.chain_energies[0], single.recorded_energies());
+    let exact = boltzmann(&m, LATTICE_BETA);
+    let exact_e: f64 = (0..512)
+        .map(|x| exact[x] * m.energy(&crate::samplers::spins_of(x, 9)) / 9.0)
+        .sum();
+    let obs = a.observables(LATTICE_BETA);
+    let one = lattice_observables(&single, LATTICE_BETA);
+    let (e, se) = (
+        obs.energy_per_spin.value,
+        obs.energy_per_spin.stderr.unwrap(),
+    );
+    assert!(
+        (e - exact_e).abs() < 5.0 * se,
+        "{e} +- {se} vs exact {exact_e}"
+    );
+    // 8 chains: the error bar shrinks by about sqrt(8) = 2.8 (estimates of it vary by ~10%).
+    assert!(se < 0.6 * one.energy_per_spin.stderr.unwrap());
+    assert_eq!(a.run.proposals.unwrap().proposals, 8 * 4100);
+}
+
 /// Chain-parallel runs give the same result on 1 and 3 threads.
 #[test]
 fn gradient_runs_do_not_depend_on_the_thread_count() {
@@ -485,6 +665,63 @@ mod cli {
                 assert!(v["mean_bits_flipped"].as_f64().unwrap() > 0.0);
                 assert_eq!(v["step_size"].is_null(), sampler == "gwg");
             }
+        }
+    }
+
+    /// `ebm sample ising --chains K` with gwg and dmala: the same JSON on 1 and 2 threads,
+    /// `chains` reported, proposals of all chains counted, `--chains 1` the same run as no
+    /// flag; --chains with a non-gradient sampler or 0 chains refused (exit 2).
+    #[test]
+    fn lattice_chains_are_thread_independent_and_refused_where_they_do_not_apply() {
+        let lattice = [
+            "sample",
+            "ising",
+            "--width",
+            "5",
+            "--height",
+            "5",
+            "--coupling",
+            "0.2",
+            "--field",
+            "0.2",
+            "--sweeps",
+            "300",
+            "--json",
+        ];
+        for sampler in ["gwg", "dmala"] {
+            let run = |extra: &[&str], threads: &str| {
+                let out = ebm()
+                    .args(lattice)
+                    .args(["--sampler", sampler, "--threads", threads])
+                    .args(extra)
+                    .assert()
+                    .success()
+                    .get_output()
+                    .stdout
+                    .clone();
+                json_without_timing(&out)
+            };
+            let (a, b) = (run(&["--chains", "4"], "1"), run(&["--chains", "4"], "2"));
+            assert_eq!(a, b, "{sampler}");
+            assert_eq!(a["chains"], 4);
+            let per_sweep = if sampler == "gwg" { 25 } else { 1 };
+            assert_eq!(a["proposals"], 4 * 400 * per_sweep);
+            assert!(a["energy_per_spin_stderr"].as_f64().unwrap() > 0.0);
+            assert_eq!(run(&["--chains", "1"], "2"), run(&[], "1"), "{sampler}");
+        }
+        for (extra, what) in [
+            (
+                &["--sampler", "metropolis", "--chains", "2"][..],
+                "--chains",
+            ),
+            (&["--sampler", "gwg", "--chains", "0"][..], "--chains"),
+        ] {
+            ebm()
+                .args(["sample", "ising", "--width", "4", "--height", "4"])
+                .args(extra)
+                .assert()
+                .code(2)
+                .stderr(predicates::str::contains(what));
         }
     }
 

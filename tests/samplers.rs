@@ -1069,8 +1069,9 @@ mod cli {
                     "{flag} applies to RBM models"
                 )));
         }
-        // The lattice form does not take the model-only flags at all.
-        for flag in ["--chains", "--steps", "--output", "--marginals"] {
+        // The lattice form does not take the model-only flags at all (it takes --chains with
+        // the gradient samplers: tests/gradient_samplers.rs).
+        for flag in ["--steps", "--output", "--marginals"] {
             ebm()
                 .args(["sample", "ising", "--width", "4", "--height", "4", flag])
                 .assert()

@@ -79,6 +79,11 @@ pub struct IsingArgs {
     pub lattice: LatticeArgs,
     #[command(flatten)]
     pub chain: ChainArgs,
+    /// Number of chains run in parallel, with --sampler gwg, dula or dmala: one random stream
+    /// each, the same output for any --threads; observables and error bars combine all chains
+    /// [default: 1].
+    #[arg(long)]
+    pub chains: Option<usize>,
 }
 
 /// Settings of the chain, shared by the lattice and model forms. The numbers are options so
@@ -300,6 +305,8 @@ struct IsingReport {
     sampler: &'static str,
     /// Step size alpha of dula and dmala (null for the other samplers).
     step_size: Option<f64>,
+    /// Chains run in parallel (--chains, gwg, dula and dmala; 1 for the other samplers).
+    chains: usize,
     /// True when the parallel checkerboard ran (bipartite lattice, gibbs or metropolis).
     checkerboard: bool,
     sweeps: u64,
@@ -368,6 +375,16 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
+    if args.chains.is_some() && sampler.gradient(chain.step_size).is_none() {
+        return Err(UsageError(format!(
+            "--chains applies to lattices with --sampler gwg, dula or dmala, not to --sampler {}",
+            sampler.name()
+        ))
+        .into());
+    }
+    if args.chains == Some(0) {
+        return Err(UsageError("--chains must be at least 1, got 0".into()).into());
+    }
     let shape = &args.lattice;
     let lattice = shape.lattice()?;
     let params = LatticeParams {
@@ -387,10 +404,20 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         "E/N",
     );
     let started = Instant::now();
-    let run = sample_lattice(&lattice, &params, &mut bar)?;
+    let (run, obs) = match args.chains {
+        Some(chains) => {
+            let r = gradient::sample_lattice_gradient(&lattice, &params, chains, &mut bar)?;
+            let obs = r.observables(settings.beta);
+            (r.run, obs)
+        }
+        None => {
+            let run = sample_lattice(&lattice, &params, &mut bar)?;
+            let obs = lattice_observables(&run, settings.beta);
+            (run, obs)
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     bar.finish();
-    let obs = lattice_observables(&run, settings.beta);
 
     if let Some(path) = &chain.image {
         let image = BinaryImage::new(shape.width, shape.height, run.state.clone())?;
@@ -426,6 +453,7 @@ fn run_ising(args: &IsingArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         step_size: sampler
             .gradient(chain.step_size)
             .and_then(GradientSampler::step_size),
+        chains: args.chains.unwrap_or(1),
         checkerboard: run.checkerboard,
         sweeps: settings.sweeps,
         burn_in: settings.burn_in,

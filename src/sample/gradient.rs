@@ -183,11 +183,21 @@ impl Neighbours {
     }
 }
 
+/// Fields h_i and couplings (i, j, J_ij) of a pairwise model.
+pub type PairwiseTerms = (Vec<f64>, Vec<(usize, usize, f64)>);
+
 /// A model whose flip scores are exact and local: an [`EnergyModel`] with its interaction
 /// graph.
 pub trait LocalModel: EnergyModel + Clone + Send + std::fmt::Debug {
     /// The interaction graph: j is a neighbour of i when flipping i can change Delta_j.
     fn neighbours(&self) -> Neighbours;
+
+    /// The model's fields h_i and couplings (i, j, J_ij) when it is pairwise,
+    /// E(s) = const - sum_i h_i s_i - sum_(i,j) J_ij s_i s_j (a pair listed twice counts
+    /// twice), for the score-table path ([`ScoreTable`]); None (the default) otherwise.
+    fn pairwise_terms(&self) -> Option<PairwiseTerms> {
+        None
+    }
 }
 
 impl LocalModel for PairwiseMrf {
@@ -197,11 +207,22 @@ impl LocalModel for PairwiseMrf {
             self.edges().iter().map(|&(i, j, _)| (i, j)),
         )
     }
+    fn pairwise_terms(&self) -> Option<PairwiseTerms> {
+        Some((self.fields().to_vec(), self.edges().to_vec()))
+    }
 }
 
 impl LocalModel for IsingLattice {
     fn neighbours(&self) -> Neighbours {
         Neighbours::from_pairs(self.num_sites(), self.bonds())
+    }
+    fn pairwise_terms(&self) -> Option<PairwiseTerms> {
+        let fields = (0..self.num_sites()).map(|i| self.field_at(i)).collect();
+        let j = self.coupling();
+        Some((
+            fields,
+            self.bonds().into_iter().map(|(a, b)| (a, b, j)).collect(),
+        ))
     }
 }
 
@@ -307,6 +328,280 @@ pub fn exact_kernel<M: EnergyModel + ?Sized>(
     k
 }
 
+/// Largest number of score classes of the table path (keys k in -32..=32).
+const TABLE_MAX_KEY: i64 = 32;
+
+/// Largest number of variables for which GWG on the table path draws its flip by a linear scan
+/// of the per-variable weights; larger models use the sum tree (with the table's weights).
+pub const LINEAR_SCAN_MAX_VARS: usize = 64;
+
+/// The unit q and the integers v / q when every value v is an integer multiple of one unit
+/// q > 0 (to 1e-14 relative, the rounding of the values themselves) with |v / q| small enough
+/// that every variable's |h_i / q| + sum_j |J_ij / q| stays within [`TABLE_MAX_KEY`] (checked by
+/// the caller); candidates q = (smallest nonzero |v|) / m for m = 1, ..., 12. None otherwise.
+fn quantise(values: &[f64]) -> Option<(f64, Vec<i64>)> {
+    let smallest = values
+        .iter()
+        .filter(|v| **v != 0.0)
+        .fold(f64::INFINITY, |m, v| m.min(v.abs()));
+    if smallest == f64::INFINITY {
+        return Some((1.0, vec![0; values.len()]));
+    }
+    'unit: for m in 1..=12 {
+        let q = smallest / m as f64;
+        let mut ints = Vec::with_capacity(values.len());
+        for &v in values {
+            let r = (v / q).round();
+            if r.abs() > TABLE_MAX_KEY as f64 || (r * q - v).abs() > 1e-14 * v.abs() {
+                continue 'unit;
+            }
+            ints.push(r as i64);
+        }
+        return Some((q, ints));
+    }
+    None
+}
+
+/// The score-table path of [`ExactChain`] for pairwise models whose fields and couplings are
+/// small integer multiples of one unit q (uniform Ising lattices, +-J spin glasses, ...).
+///
+/// With integer fields H_i = h_i / q and couplings K_ij = J_ij / q, the integer local field
+/// L_i = H_i + sum_j K_ij s_j gives Delta_i = 2 q s_i L_i, so the score
+/// d_i = -beta Delta_i = -2 beta q k_i depends only on the *key* k_i = s_i L_i, an integer in
+/// [-L_max, L_max]. Everything a proposal needs per variable (the GWG weight exp(d / 2), the
+/// Langevin flip probability sigmoid(z) with z = d / 2 - 1 / (2 alpha), ln sigmoid(z) and
+/// ln(1 - sigmoid(z))) is read from tables indexed by the *class* k_i + L_max, computed once.
+/// A flip of i negates k_i and adds 2 K_ij s_i (new s_i) to each neighbour's L_j: integer
+/// work, no exp or log per proposal, and the exact change of log p of a move is -2 beta q times
+/// the integer sum of the keys met while its flips are applied one after another.
+///
+/// GWG's Metropolis-Hastings ratio needs no logarithm either: with exact scores the reverse
+/// score of the flipped bit is -d_i, so
+/// p(x') q(i | x') / (p(x) q(i | x)) = e^{d_i} (e^{-d_i/2} / W(x')) / (e^{d_i/2} / W(x))
+/// = W(x) / W(x'), W the sum of the weights, kept as sum over classes of (count x weight) (an
+/// exact function of the state, no running-sum drift). DMALA's ratio only involves the
+/// variables whose class changed (the flipped ones and their neighbours): the other factors
+/// of q(x' | x) and q(x | x') are the same table entries and cancel.
+#[derive(Debug, Clone)]
+struct ScoreTable {
+    /// Compressed rows of the integer couplings: neighbours of i at `row[i]..row[i + 1]`.
+    row: Vec<u32>,
+    nbr: Vec<u32>,
+    coupling: Vec<i32>,
+    /// L_i, the integer local field of the current state.
+    local: Vec<i32>,
+    /// k_i + L_max of the current state.
+    class: Vec<u8>,
+    /// L_max.
+    offset: i32,
+    /// -2 beta q: the score of key k is unit * k.
+    unit: f64,
+    /// Per class: exp(d / 2) (GWG), the flip probability, ln of it and ln of its complement
+    /// (DULA, DMALA).
+    weight: Vec<f64>,
+    flip: Vec<f64>,
+    log_flip: Vec<f64>,
+    log_stay: Vec<f64>,
+    /// Number of variables in each class (as f64, for W = sum count * weight).
+    count: Vec<f64>,
+    /// GWG: W of the current state (`total()`, kept so that a proposal computes it once).
+    current_total: f64,
+    /// GWG: the weight of every variable (the linear scan's array).
+    var_weight: Vec<f64>,
+    /// Variables whose class the current proposal changed, with their class before it.
+    undo: Vec<(u32, u8)>,
+    /// Per variable: the proposal that last touched it (visit each once), and whether the
+    /// current proposal flips it.
+    stamp: Vec<u64>,
+    in_move: Vec<bool>,
+    now: u64,
+}
+
+impl ScoreTable {
+    /// The table for `model` at `beta` in state `s`, when the model is pairwise with quantised
+    /// parameters, the keys fit [`TABLE_MAX_KEY`] and every |d| fits [`TREE_MAX_SCORE`].
+    fn build<M: LocalModel>(
+        model: &M,
+        sampler: GradientSampler,
+        beta: f64,
+        s: &[Spin],
+    ) -> Option<Self> {
+        let (fields, edges) = model.pairwise_terms()?;
+        let n = fields.len();
+        if n != s.len() || n > u32::MAX as usize {
+            return None;
+        }
+        let values: Vec<f64> = (fields.iter().copied())
+            .chain(edges.iter().map(|e| e.2))
+            .collect();
+        let (q, ints) = quantise(&values)?;
+        let (h, k) = ints.split_at(n);
+        // Integer couplings per ordered pair, duplicates added.
+        let mut pairs: Vec<(u32, u32, i64)> = Vec::with_capacity(2 * edges.len());
+        for (&(i, j, _), &kij) in edges.iter().zip(k) {
+            if kij != 0 && i != j {
+                pairs.push((i as u32, j as u32, kij));
+                pairs.push((j as u32, i as u32, kij));
+            }
+        }
+        pairs.sort_unstable_by_key(|p| (p.0, p.1));
+        let (mut row, mut nbr, mut coupling) = (vec![0u32; n + 1], Vec::new(), Vec::new());
+        let mut reach = vec![0i64; n];
+        for &(i, j, kij) in &pairs {
+            let last = coupling.len();
+            let same = last > 0 && row[i as usize + 1] as usize == last && nbr[last - 1] == j;
+            if same {
+                coupling[last - 1] += kij as i32;
+            } else {
+                nbr.push(j);
+                coupling.push(kij as i32);
+                row[i as usize + 1] = nbr.len() as u32;
+            }
+            reach[i as usize] += kij.abs();
+        }
+        for i in 0..n {
+            row[i + 1] = row[i + 1].max(row[i]);
+        }
+        let l_max = (0..n).map(|i| h[i].abs() + reach[i]).max().unwrap_or(0);
+        let unit = -2.0 * beta * q;
+        if l_max > TABLE_MAX_KEY || !unit.is_finite() || unit.abs() * l_max as f64 > TREE_MAX_SCORE
+        {
+            return None;
+        }
+        let offset = l_max as i32;
+        let classes = 2 * l_max as usize + 1;
+        let shift = sampler.step_size().map_or(f64::INFINITY, |a| 0.5 / a);
+        let score = |c: usize| unit * (c as i32 - offset) as f64;
+        let z = |c: usize| 0.5 * score(c) - shift;
+        let corrected = matches!(sampler, GradientSampler::Dmala { .. });
+        let mut table = ScoreTable {
+            local: (0..n)
+                .map(|i| {
+                    let mut l = h[i] as i32;
+                    for e in row[i] as usize..row[i + 1] as usize {
+                        l += coupling[e] * s[nbr[e] as usize] as i32;
+                    }
+                    l
+                })
+                .collect(),
+            row,
+            nbr,
+            coupling,
+            class: vec![0; n],
+            offset,
+            unit,
+            weight: (0..classes).map(|c| (0.5 * score(c)).exp()).collect(),
+            // The same expressions as the general path's (DMALA: exp(z - softplus z), DULA:
+            // sigmoid z), so both draw the same flips from the same uniforms.
+            flip: (0..classes)
+                .map(|c| {
+                    if corrected {
+                        (z(c) - softplus(z(c))).exp()
+                    } else {
+                        crate::logspace::sigmoid(z(c))
+                    }
+                })
+                .collect(),
+            log_flip: (0..classes).map(|c| -softplus(-z(c))).collect(),
+            log_stay: (0..classes).map(|c| -softplus(z(c))).collect(),
+            count: vec![0.0; classes],
+            current_total: 0.0,
+            var_weight: vec![0.0; n],
+            undo: Vec::with_capacity(n),
+            stamp: vec![0; n],
+            in_move: vec![false; n],
+            now: 0,
+        };
+        for (i, &si) in s.iter().enumerate() {
+            let c = table.class_of(si, i);
+            table.class[i] = c;
+            table.count[c as usize] += 1.0;
+            table.var_weight[i] = table.weight[c as usize];
+        }
+        table.current_total = table.total();
+        Some(table)
+    }
+
+    #[inline]
+    fn class_of(&self, si: Spin, i: usize) -> u8 {
+        (si as i32 * self.local[i] + self.offset) as u8
+    }
+
+    /// The score d_i of the current state.
+    #[inline]
+    fn score(&self, i: usize) -> f64 {
+        self.unit * (self.class[i] as i32 - self.offset) as f64
+    }
+
+    /// W = sum_i exp(d_i / 2) = sum over classes of count x weight.
+    #[inline]
+    fn total(&self) -> f64 {
+        self.count
+            .iter()
+            .zip(&self.weight)
+            .map(|(c, w)| c * w)
+            .sum()
+    }
+
+    /// Starts a proposal: nothing touched yet.
+    #[inline]
+    fn begin(&mut self) {
+        self.undo.clear();
+        self.now += 1;
+    }
+
+    /// Moves variable j to class c, remembering (with `track`) its class before the proposal.
+    #[inline(always)]
+    fn set_class(&mut self, j: usize, c: u8, track: bool) {
+        let old = self.class[j];
+        if track && self.stamp[j] != self.now {
+            self.stamp[j] = self.now;
+            self.undo.push((j as u32, old));
+        }
+        self.count[old as usize] -= 1.0;
+        self.count[c as usize] += 1.0;
+        self.class[j] = c;
+        self.var_weight[j] = self.weight[c as usize];
+    }
+
+    /// Flips s_i and updates the local fields and classes of i and its neighbours; returns the
+    /// key k_i before the flip (so the change of log p is unit * k_i). With `track`, the
+    /// variables whose class changed are listed in `undo` with their old class.
+    #[inline(always)]
+    fn flip(&mut self, s: &mut [Spin], i: usize, track: bool) -> i32 {
+        let key = self.class[i] as i32 - self.offset;
+        s[i] = -s[i];
+        let si = s[i] as i32;
+        self.set_class(i, (self.offset - key) as u8, track);
+        for e in self.row[i] as usize..self.row[i + 1] as usize {
+            let j = self.nbr[e] as usize;
+            self.local[j] += 2 * self.coupling[e] * si;
+            let c = self.class_of(s[j], j);
+            self.set_class(j, c, track);
+        }
+        key
+    }
+
+    /// The flip of the linear scan: the first i where the running sum of the weights passes
+    /// `target` (0 <= target < W), never one of weight 0 (rounding can leave the target above
+    /// the last partial sum: then the last variable of positive weight).
+    #[inline]
+    fn scan(&self, target: f64) -> usize {
+        let mut acc = 0.0;
+        for (k, &w) in self.var_weight.iter().enumerate() {
+            acc += w;
+            if target < acc && w > 0.0 {
+                return k;
+            }
+        }
+        let mut i = self.var_weight.len() - 1;
+        while self.var_weight[i] == 0.0 && i > 0 {
+            i -= 1;
+        }
+        i
+    }
+}
+
 /// One chain of a gradient sampler on a model with exact local flip scores (pairwise models,
 /// Ising lattices, factor graphs): the state, the scores d_i = -beta Delta_i kept up to date,
 /// and work buffers allocated once.
@@ -331,6 +626,10 @@ pub struct ExactChain<M: LocalModel> {
     /// is a function of the leaves alone). Empty when not used (see [`ExactChain::new`]).
     tree: Vec<f64>,
     leaves: usize,
+    /// The score-table path, when the model allows it (see [`ScoreTable`]); the fields above
+    /// that hold scores (`scores`, `weights`, `undo`) are then unused, and the tree (GWG with
+    /// more than [`LINEAR_SCAN_MAX_VARS`] variables) holds the table's weights.
+    table: Option<ScoreTable>,
     rng: EbmRng,
     counts: ProposalCounts,
 }
@@ -365,29 +664,11 @@ impl<M: LocalModel> ExactChain<M> {
         }
         let n = state.len();
         let scores = exact_scores(&model, beta, &state);
-        // GWG samples its flip from a sum tree in O(degree log n) per proposal when every
-        // score is bounded by TREE_MAX_SCORE; a pairwise model's |d_i| is at most
-        // 2 beta (|h_i| + sum_j |J_ij|) <= 2 |beta| * (largest |Delta|), estimated here from
-        // the start and checked on every update (the chain falls back to the O(n) softmax
-        // with a max shift if a score ever exceeds it).
-        let bounded = scores
-            .iter()
-            .all(|d| d.abs() <= TREE_MAX_SCORE || *d == f64::NEG_INFINITY);
-        let leaves = if sampler == GradientSampler::Gwg && bounded {
-            n.next_power_of_two()
-        } else {
-            0
-        };
-        let mut tree = vec![0.0; 2 * leaves];
-        for (i, &d) in scores.iter().enumerate().take(leaves) {
-            tree[leaves + i] = (0.5 * d).exp();
-        }
-        for k in (1..leaves).rev() {
-            tree[k] = tree[2 * k] + tree[2 * k + 1];
-        }
-        Ok(ExactChain {
-            tree,
-            leaves,
+        let table = ScoreTable::build(&model, sampler, beta, &state);
+        let mut chain = ExactChain {
+            tree: Vec::new(),
+            leaves: 0,
+            table,
             neighbours: model.neighbours(),
             model,
             sampler,
@@ -400,7 +681,70 @@ impl<M: LocalModel> ExactChain<M> {
             stamp: vec![0; n],
             rng,
             counts: ProposalCounts::default(),
-        })
+        };
+        chain.build_tree();
+        Ok(chain)
+    }
+
+    /// Builds GWG's sum tree, if it uses one: on the table path when there are more than
+    /// [`LINEAR_SCAN_MAX_VARS`] variables (leaves: the table's weights); on the general path
+    /// when every score is bounded by [`TREE_MAX_SCORE`] (leaves exp(d_i / 2)): O(degree log n)
+    /// per proposal. A pairwise model's |d_i| is at most 2 beta (|h_i| + sum_j |J_ij|), estimated
+    /// here from the start and checked on every update (the general chain falls back to the
+    /// O(n) softmax with a max shift if a score ever exceeds it).
+    fn build_tree(&mut self) {
+        let n = self.s.len();
+        let weights: Vec<f64> = match &self.table {
+            Some(t) if n > LINEAR_SCAN_MAX_VARS => t.var_weight.clone(),
+            Some(_) => Vec::new(),
+            None => {
+                let bounded = (self.scores.iter())
+                    .all(|d| d.abs() <= TREE_MAX_SCORE || *d == f64::NEG_INFINITY);
+                if bounded {
+                    self.scores.iter().map(|d| (0.5 * d).exp()).collect()
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        let leaves = if self.sampler == GradientSampler::Gwg && !weights.is_empty() {
+            n.next_power_of_two()
+        } else {
+            0
+        };
+        let mut tree = vec![0.0; 2 * leaves];
+        for (i, &w) in weights.iter().enumerate().take(leaves) {
+            tree[leaves + i] = w;
+        }
+        for k in (1..leaves).rev() {
+            tree[k] = tree[2 * k] + tree[2 * k + 1];
+        }
+        self.tree = tree;
+        self.leaves = leaves;
+    }
+
+    /// The same chain on the general path (scores from [`EnergyModel::flip_delta`], exp and
+    /// softplus per proposal) even when the score-table path applies: the reference the table
+    /// path is checked against, and a way to time one against the other.
+    pub fn general_path(mut self) -> Self {
+        self.table = None;
+        self.scores = exact_scores(&self.model, self.beta, &self.s);
+        self.build_tree();
+        self
+    }
+
+    /// True when the chain runs on the score-table path ([`ScoreTable`]).
+    pub fn uses_score_table(&self) -> bool {
+        self.table.is_some()
+    }
+
+    /// The flip scores d_i of the current state as the chain keeps them (from the table on the
+    /// table path). Allocates: for checks, not for the inner loop.
+    pub fn scores(&self) -> Vec<f64> {
+        match &self.table {
+            Some(t) => (0..self.s.len()).map(|i| t.score(i)).collect(),
+            None => self.scores.clone(),
+        }
     }
 
     /// The current configuration.
@@ -474,10 +818,13 @@ impl<M: LocalModel> ExactChain<M> {
 
     /// One proposal; returns the number of bits flipped (0 when rejected).
     pub fn step(&mut self) -> u64 {
-        let flips = match self.sampler {
-            GradientSampler::Gwg => self.gwg_step(),
-            GradientSampler::Dula { step_size } => self.langevin_step(step_size, false),
-            GradientSampler::Dmala { step_size } => self.langevin_step(step_size, true),
+        let flips = match (self.sampler, self.table.is_some()) {
+            (GradientSampler::Gwg, true) => self.gwg_table_step(),
+            (GradientSampler::Gwg, false) => self.gwg_step(),
+            (GradientSampler::Dula { .. }, true) => self.langevin_table_step(false),
+            (GradientSampler::Dmala { .. }, true) => self.langevin_table_step(true),
+            (GradientSampler::Dula { step_size }, false) => self.langevin_step(step_size, false),
+            (GradientSampler::Dmala { step_size }, false) => self.langevin_step(step_size, true),
         };
         self.counts.proposals += 1;
         if flips > 0 {
@@ -491,29 +838,106 @@ impl<M: LocalModel> ExactChain<M> {
     /// false when |d_i| exceeds [`TREE_MAX_SCORE`] (the tree cannot hold it).
     fn set_leaf(&mut self, i: usize) -> bool {
         let d = self.scores[i];
-        let mut k = self.leaves + i;
-        self.tree[k] = (0.5 * d).exp();
-        while k > 1 {
-            k /= 2;
-            self.tree[k] = self.tree[2 * k] + self.tree[2 * k + 1];
-        }
+        set_tree_leaf(&mut self.tree, self.leaves, i, (0.5 * d).exp());
         d.abs() <= TREE_MAX_SCORE || d == f64::NEG_INFINITY
     }
 
     /// The leaf where the cumulative weight passes `target` (0 <= target < total), never one
     /// of weight 0.
-    fn tree_sample(&self, mut target: f64) -> usize {
-        let mut k = 1;
-        while k < self.leaves {
-            let (left, right) = (self.tree[2 * k], self.tree[2 * k + 1]);
-            if (target < left && left > 0.0) || right == 0.0 {
-                k *= 2;
-            } else {
-                target -= left;
-                k = 2 * k + 1;
+    fn tree_sample(&self, target: f64) -> usize {
+        tree_sample(&self.tree, self.leaves, target)
+    }
+
+    /// GWG on the table path: the flip from the linear scan (or the tree), accepted with
+    /// probability min(1, W(x) / W(x')) (see [`ScoreTable`]).
+    fn gwg_table_step(&mut self) -> u64 {
+        let t = self.table.as_mut().expect("table path");
+        let tree = self.leaves > 0;
+        let total = if tree { self.tree[1] } else { t.current_total };
+        if !(total > 0.0 && total.is_finite()) {
+            return 0;
+        }
+        let target = uniform_f64(&mut self.rng) * total;
+        let i = if tree {
+            tree_sample(&self.tree, self.leaves, target)
+        } else {
+            t.scan(target)
+        };
+        t.begin();
+        t.flip(&mut self.s, i, tree);
+        let total_rev = if tree {
+            for &(j, _) in &t.undo {
+                let j = j as usize;
+                set_tree_leaf(&mut self.tree, self.leaves, j, t.var_weight[j]);
+            }
+            self.tree[1]
+        } else {
+            t.total()
+        };
+        if total_rev <= total || uniform_f64(&mut self.rng) * total_rev < total {
+            t.current_total = total_rev;
+            return 1;
+        }
+        t.begin();
+        t.flip(&mut self.s, i, tree);
+        if tree {
+            for &(j, _) in &t.undo {
+                let j = j as usize;
+                set_tree_leaf(&mut self.tree, self.leaves, j, t.var_weight[j]);
             }
         }
-        k - self.leaves
+        0
+    }
+
+    /// DULA / DMALA on the table path: every bit flips with its class's probability; DMALA
+    /// accepts with exp(delta + sum over changed classes of (reverse - forward) log factors).
+    fn langevin_table_step(&mut self, corrected: bool) -> u64 {
+        let t = self.table.as_mut().expect("table path");
+        self.flipped.clear();
+        for (i, &c) in t.class.iter().enumerate() {
+            if uniform_f64(&mut self.rng) < t.flip[c as usize] {
+                self.flipped.push(i);
+            }
+        }
+        if self.flipped.is_empty() {
+            return 0;
+        }
+        let flips = self.flipped.len() as u64;
+        t.begin();
+        let mut key_sum = 0i64;
+        for &i in &self.flipped {
+            t.in_move[i] = true;
+            key_sum += t.flip(&mut self.s, i, corrected) as i64;
+        }
+        if !corrected {
+            for &i in &self.flipped {
+                t.in_move[i] = false;
+            }
+            return flips;
+        }
+        // ln p(x') - ln p(x) + ln q(x | x') - ln q(x' | x): the proposal factors of variables
+        // whose class did not change cancel.
+        let mut log_accept = t.unit * key_sum as f64;
+        for &(j, old) in &t.undo {
+            let (j, old) = (j as usize, old as usize);
+            let new = t.class[j] as usize;
+            log_accept += if t.in_move[j] {
+                t.log_flip[new] - t.log_flip[old]
+            } else {
+                t.log_stay[new] - t.log_stay[old]
+            };
+        }
+        for &i in &self.flipped {
+            t.in_move[i] = false;
+        }
+        if log_accept >= 0.0 || uniform_f64(&mut self.rng) < log_accept.exp() {
+            return flips;
+        }
+        t.begin();
+        for &i in self.flipped.iter().rev() {
+            t.flip(&mut self.s, i, false);
+        }
+        0
     }
 
     /// GWG with the sum tree: O(degree log n) per proposal.
@@ -666,6 +1090,35 @@ impl<M: LocalModel> ExactChain<M> {
             .map(|_| self.step())
             .sum()
     }
+}
+
+/// Sets leaf i of a sum tree (leaves at `leaves..`, node k the sum of nodes 2k and 2k + 1) to
+/// `w` and recomputes the nodes above it from their children.
+#[inline]
+fn set_tree_leaf(tree: &mut [f64], leaves: usize, i: usize, w: f64) {
+    let mut k = leaves + i;
+    tree[k] = w;
+    while k > 1 {
+        k /= 2;
+        tree[k] = tree[2 * k] + tree[2 * k + 1];
+    }
+}
+
+/// The leaf of a sum tree where the cumulative weight passes `target` (0 <= target < total),
+/// never one of weight 0.
+#[inline]
+fn tree_sample(tree: &[f64], leaves: usize, mut target: f64) -> usize {
+    let mut k = 1;
+    while k < leaves {
+        let (left, right) = (tree[2 * k], tree[2 * k + 1]);
+        if (target < left && left > 0.0) || right == 0.0 {
+            k *= 2;
+        } else {
+            target -= left;
+            k = 2 * k + 1;
+        }
+    }
+    k - leaves
 }
 
 impl LatticeUpdate for ExactChain<IsingLattice> {
@@ -862,6 +1315,166 @@ pub fn sample_model_gradient<M: LocalModel + Sync>(
         state: chains[0].0.s.clone(),
     };
     Ok(GradientRun { run, counts })
+}
+
+/// The outcome of [`sample_lattice_gradient`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatticeChainsRun {
+    /// The run in the form of a single chain's: `energies` and `magnetizations` are the means
+    /// over the chains after every stored sweep (for the trace), `updates`, `flips` and
+    /// `proposals` the sums over the chains, `state` the last state of chain 0.
+    pub run: super::LatticeRun,
+    /// Chain k's E after every recorded sweep (burn-in not included).
+    pub chain_energies: Vec<Vec<f64>>,
+    /// Chain k's M = sum_i s_i after every recorded sweep.
+    pub chain_magnetizations: Vec<Vec<f64>>,
+}
+
+impl LatticeChainsRun {
+    /// The observables of all chains combined
+    /// ([`super::lattice_observables_of_chains`]).
+    pub fn observables(&self, beta: f64) -> super::LatticeObservables {
+        let e: Vec<&[f64]> = self.chain_energies.iter().map(Vec::as_slice).collect();
+        let m: Vec<&[f64]> = (self.chain_magnetizations.iter())
+            .map(Vec::as_slice)
+            .collect();
+        super::lattice_observables_of_chains(self.run.sites, &e, &m, beta)
+    }
+}
+
+/// Runs `chains` chains of the gradient sampler `params.sampler` (which must be
+/// [`super::SamplerKind::Gradient`]) on `model` in parallel, each `burn_in` discarded and
+/// `sweeps` recorded sweeps. Chain k starts from
+/// [`super::initial_state_of_chain`]`(.., k)` and draws from
+/// `stream_for(seed, Purpose::GradientChain, k)`, so chain 0 is the chain of
+/// [`super::sample_lattice`] with the same parameters and the result does not depend on the
+/// number of threads. The observer hears about progress between blocks of sweeps; `Break`
+/// stops with [`Error::Interrupted`]. Errors: those of [`super::sample_lattice`], zero chains,
+/// and [`Error::TooLarge`] when the chains' states or series exceed
+/// [`super::MAX_SAMPLER_BYTES`].
+pub fn sample_lattice_gradient(
+    model: &IsingLattice,
+    params: &super::LatticeParams,
+    chains: usize,
+    obs: &mut dyn Observer,
+) -> Result<LatticeChainsRun> {
+    let super::SamplerKind::Gradient(sampler) = params.sampler else {
+        return Err(Error::param(
+            "sampler",
+            format!(
+                "multi-chain lattice runs need gwg, dula or dmala, got {:?}",
+                params.sampler
+            ),
+        ));
+    };
+    super::check_chain(params.beta, params.sweeps, params.burn_in)?;
+    super::check_lattice_job(model, params.sampler, params.beta)?;
+    sampler.check()?;
+    if chains == 0 {
+        return Err(Error::param("chains", "must be at least 1"));
+    }
+    let n = model.num_sites();
+    let bytes = (n as u64)
+        .checked_mul(96)
+        .and_then(|b| b.checked_mul(chains as u64));
+    if bytes.is_none_or(|b| b > super::MAX_SAMPLER_BYTES) {
+        let what = format!("{chains} chains of {sampler:?} on {n} sites");
+        return Err(super::job_too_large(&what, bytes));
+    }
+    let total = params.burn_in + params.sweeps; // checked by check_chain
+    let first_stored = if params.record_burn_in {
+        0
+    } else {
+        params.burn_in
+    };
+    struct Record {
+        energies: Vec<f64>,
+        magnetizations: Vec<f64>,
+        flips: u64,
+    }
+    let mut all = Vec::with_capacity(chains);
+    for k in 0..chains {
+        let state = super::initial_state_of_chain(n, params.start, params.seed, k as u64);
+        let rng = rng::stream_for(params.seed, rng::Purpose::GradientChain, k as u64);
+        let chain = ExactChain::new(model.clone(), sampler, params.beta, state, rng)?;
+        let [energies, magnetizations]: [Vec<f64>; 2] =
+            super::series_buffers(total - first_stored, 2)?
+                .try_into()
+                .expect("two buffers");
+        let record = Record {
+            energies,
+            magnetizations,
+            flips: 0,
+        };
+        all.push((chain, record));
+    }
+    let block = (total / 200).max(1);
+    let mut done = 0;
+    while done < total {
+        let len = block.min(total - done);
+        all.par_iter_mut().for_each(|(chain, record)| {
+            for t in done..done + len {
+                record.flips += chain.sweep();
+                if t >= first_stored {
+                    record.energies.push(chain.model.energy(&chain.s));
+                    let m: i64 = chain.s.iter().map(|&x| x as i64).sum();
+                    record.magnetizations.push(m as f64);
+                }
+            }
+        });
+        done += len;
+        let step = Step {
+            done,
+            total,
+            metric: all[0].1.energies.last().map(|e| e / n as f64),
+        };
+        if obs.on_step(&step) == Control::Break {
+            return Err(Error::Interrupted);
+        }
+    }
+    let k = chains as f64;
+    let stored = (total - first_stored) as usize;
+    let mean = |f: &dyn Fn(&Record) -> &[f64]| -> Vec<f64> {
+        (0..stored)
+            .map(|t| all.iter().map(|(_, r)| f(r)[t]).sum::<f64>() / k)
+            .collect()
+    };
+    let energies = mean(&|r| &r.energies);
+    let magnetizations = mean(&|r| &r.magnetizations);
+    let burn_in = (params.burn_in - first_stored) as usize;
+    let mut counts = ProposalCounts::default();
+    let mut flips = 0;
+    for (chain, record) in &all {
+        counts.add(&chain.counts);
+        flips += record.flips;
+    }
+    let run = super::LatticeRun {
+        sites: n,
+        energies,
+        magnetizations,
+        burn_in,
+        updates: total
+            .saturating_mul(sampler.proposals_per_sweep(n))
+            .saturating_mul(chains as u64),
+        flips,
+        checkerboard: false,
+        state: all[0].0.s.clone(),
+        proposals: Some(counts),
+    };
+    let (chain_energies, chain_magnetizations) = all
+        .into_iter()
+        .map(|(_, r)| {
+            (
+                r.energies[burn_in..].to_vec(),
+                r.magnetizations[burn_in..].to_vec(),
+            )
+        })
+        .unzip();
+    Ok(LatticeChainsRun {
+        run,
+        chain_energies,
+        chain_magnetizations,
+    })
 }
 
 /// One chain of a gradient sampler on the visible units of an RBM (see the module docs for the
@@ -1275,7 +1888,8 @@ mod tests {
                 vec![1, -1, 1, -1],
                 rng::from_seed(3),
             )
-            .unwrap();
+            .unwrap()
+            .general_path();
             for _ in 0..500 {
                 chain.step();
                 assert_eq!(chain.scores, exact_scores(&m, 0.9, &chain.s), "{sampler:?}");
@@ -1288,6 +1902,75 @@ mod tests {
             }
             assert!(chain.counts().accepted > 0);
         }
+    }
+
+    /// A +-1 spin glass on a ring of 70 variables with fields in {-1, 0, 1}, quantised: the
+    /// table path (with the sum tree for GWG, n > 64) keeps scores, class counts and the
+    /// tree's total equal to freshly computed ones (up to rounding, 1e-12) after many
+    /// proposals of every sampler.
+    #[test]
+    fn table_path_keeps_its_classes_consistent_with_the_model() {
+        let n = 70;
+        let fields: Vec<f64> = (0..n).map(|i| (i % 3) as f64 - 1.0).collect();
+        let couplings: Vec<(usize, usize, f64)> = (0..n)
+            .map(|i| (i, (i + 1) % n, if i % 4 == 0 { -1.0 } else { 1.0 }))
+            .chain((0..n / 2).map(|i| (i, i + n / 2, 0.5)))
+            .collect();
+        let m = PairwiseMrf::new(fields, &couplings).unwrap();
+        for sampler in [
+            GradientSampler::Gwg,
+            GradientSampler::Dula { step_size: 0.5 },
+            GradientSampler::Dmala { step_size: 0.5 },
+        ] {
+            let start = (0..n).map(|i| if i % 3 == 0 { 1 } else { -1 }).collect();
+            let mut chain =
+                ExactChain::new(m.clone(), sampler, 0.7, start, rng::from_seed(4)).unwrap();
+            assert!(chain.uses_score_table(), "{sampler:?}");
+            for _ in 0..3000 {
+                chain.step();
+            }
+            let exact = exact_scores(&m, 0.7, &chain.s);
+            for (a, b) in chain.scores().iter().zip(&exact) {
+                assert!((a - b).abs() < 1e-12, "{sampler:?}: {a} vs {b}");
+            }
+            let t = chain.table.as_ref().unwrap();
+            let w: f64 = exact.iter().map(|d| (0.5 * d).exp()).sum();
+            assert!((t.total() - w).abs() < 1e-12 * w, "{sampler:?}");
+            if sampler == GradientSampler::Gwg {
+                assert_eq!(chain.leaves, 128);
+                assert!((chain.tree[1] - w).abs() < 1e-12 * w);
+            }
+            assert!(chain.counts().accepted > 100, "{sampler:?}");
+        }
+    }
+
+    /// Parameters that are integer multiples of one unit are recognised (with their integers);
+    /// others, or keys beyond the table, are not.
+    #[test]
+    fn quantise_finds_the_common_unit() {
+        let (q, ints) = quantise(&[0.2, 0.2, -0.4, 0.0]).unwrap();
+        assert_eq!(q, 0.2);
+        assert_eq!(ints, vec![1, 1, -2, 0]);
+        let (q, ints) = quantise(&[1.0, 0.5, -1.5]).unwrap();
+        assert_eq!((q, ints), (0.5, vec![2, 1, -3]));
+        assert!(quantise(&[1.0, std::f64::consts::PI]).is_none());
+        assert!(
+            quantise(&[0.01, 1.0]).is_none(),
+            "100 units is beyond the table"
+        );
+        let lattice = IsingLattice::new(5, 5, crate::model::Boundary::Periodic, 0.2, 0.2).unwrap();
+        let c = ExactChain::new(
+            lattice,
+            GradientSampler::Gwg,
+            1.0,
+            vec![1; 25],
+            rng::from_seed(1),
+        )
+        .unwrap();
+        assert!(c.uses_score_table());
+        assert_eq!(c.leaves, 0, "25 sites: the linear scan");
+        // Keys s_i L_i in -5..=5 (L = S + 1 for J = h = q): 11 classes.
+        assert_eq!(c.table.as_ref().unwrap().weight.len(), 11);
     }
 
     /// The RBM chain's kept gradient equals b + W sigmoid(c + W^T v) after many proposals, to

@@ -95,10 +95,16 @@ pub enum Start {
 
 /// The initial configuration for `n` spins.
 pub fn initial_state(n: usize, start: Start, seed: u64) -> Vec<Spin> {
+    initial_state_of_chain(n, start, seed, 0)
+}
+
+/// The initial configuration of chain `chain` of a multi-chain run: random spins from
+/// `stream_for(seed, InitialState, chain)`, so chain 0 starts where a single chain does.
+pub fn initial_state_of_chain(n: usize, start: Start, seed: u64, chain: u64) -> Vec<Spin> {
     match start {
         Start::Up => vec![1; n],
         Start::Random => {
-            let mut rng = rng::stream_for(seed, rng::Purpose::InitialState, 0);
+            let mut rng = rng::stream_for(seed, rng::Purpose::InitialState, chain);
             let mut s = Vec::with_capacity(n);
             while s.len() < n {
                 let bits = rng.next_u64();
@@ -532,23 +538,50 @@ pub struct LatticeObservables {
 
 /// Computes [`LatticeObservables`] from the recorded part of a run.
 pub fn lattice_observables(run: &LatticeRun, beta: f64) -> LatticeObservables {
-    let nf = run.sites as f64;
-    let e: Vec<f64> = run.recorded_energies().iter().map(|x| x / nf).collect();
-    let m: Vec<f64> = run
-        .recorded_magnetizations()
-        .iter()
-        .map(|x| x / nf)
-        .collect();
-    let abs_m: Vec<f64> = m.iter().map(|x| x.abs()).collect();
+    lattice_observables_of_chains(
+        run.sites,
+        &[run.recorded_energies()],
+        &[run.recorded_magnetizations()],
+        beta,
+    )
+}
+
+/// [`LatticeObservables`] of K independent chains of equal length on a lattice of `sites`
+/// sites, from each chain's E and M after every recorded sweep. Every per-sweep quantity (e,
+/// |m|, m, (e - <e>)^2, m^2, m^4) is averaged over the chains first, as the multi-chain UAI
+/// runs average their energies: the means are the pooled means, C, chi and U use the pooled
+/// moments, tau_int is that of one chain (the average of independent chains has the same
+/// autocorrelation), and its error sqrt(2 tau_int var / n) of the chain-averaged series is the
+/// error of the pooled mean. With one chain this is exactly the single-chain computation.
+pub fn lattice_observables_of_chains(
+    sites: usize,
+    energies: &[&[f64]],
+    magnetizations: &[&[f64]],
+    beta: f64,
+) -> LatticeObservables {
+    let nf = sites as f64;
+    let k = energies.len().max(1) as f64;
+    let len = energies.first().map_or(0, |e| e.len());
+    let mean_over_chains = |series: &[&[f64]], f: &dyn Fn(f64) -> f64| -> Vec<f64> {
+        (0..len)
+            .map(|t| series.iter().map(|c| f(c[t])).sum::<f64>() / k)
+            .collect()
+    };
+    let e = mean_over_chains(energies, &|x| x / nf);
+    let m = mean_over_chains(magnetizations, &|x| x / nf);
+    let abs_m = mean_over_chains(magnetizations, &|x| (x / nf).abs());
     // The variance is taken about the mean: <e^2> - <e>^2 of raw energies cancels
     // catastrophically when |<e>| dwarfs the fluctuations (large fields or couplings gave
     // negative specific heats). Var(e) = <(e - c)^2> - <e - c>^2 for any constant c, in every
     // jackknife block too, so shifting by c = <e> changes nothing but the rounding.
     let centre = e.iter().sum::<f64>() / e.len().max(1) as f64;
-    let de: Vec<f64> = e.iter().map(|x| x - centre).collect();
-    let de2: Vec<f64> = de.iter().map(|x| x * x).collect();
-    let m2: Vec<f64> = m.iter().map(|x| x * x).collect();
-    let m4: Vec<f64> = m2.iter().map(|x| x * x).collect();
+    let de = mean_over_chains(energies, &|x| x / nf - centre);
+    let de2 = mean_over_chains(energies, &|x| (x / nf - centre) * (x / nf - centre));
+    let m2 = mean_over_chains(magnetizations, &|x| (x / nf) * (x / nf));
+    let m4 = mean_over_chains(magnetizations, &|x| {
+        let m2 = (x / nf) * (x / nf);
+        m2 * m2
+    });
     let (energy, tau_e) = stats::mean_with_error(&e);
     let (abs_mag, tau_m) = stats::mean_with_error(&abs_m);
     let (mag, _) = stats::mean_with_error(&m);

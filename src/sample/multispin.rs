@@ -41,9 +41,11 @@
 //!
 //! # Bookkeeping and randomness
 //! A flip changes the bond sum by -2 s_i S_i = 4a - 8 and the magnetisation by -2 s_i, summed
-//! with popcounts over the flip mask. Packed row r' owns the Xoshiro256++ stream
-//! [`crate::rng::stream_for`]`(seed, Purpose::MultiSpinRow, r')`, used for both colours and kept
-//! across sweeps; the packing depends on the lattice only, so the chain does not depend on the
+//! with popcounts over the flip mask. Packed row r' owns two Xoshiro256++ streams
+//! [`crate::rng::stream_for`]`(seed, Purpose::MultiSpinRow, 2r' + i)`, i = 0, 1, used for both
+//! colours and kept across sweeps: the words of a row are compared in pairs (k, k + 1), word
+//! k + i drawing from stream i, in one loop (two independent dependency chains, one loop exit
+//! per pair); the packing depends on the lattice only, so the chain does not depend on the
 //! number of rayon threads.
 
 // Index loops over the class and group arrays are the clearest form of the kernel.
@@ -188,6 +190,8 @@ struct Packing {
     rows: usize,
     w2: usize,
     valid: u64,
+    /// The CPU has the POPCNT instruction (x86-64).
+    popcnt: bool,
 }
 
 impl Packing {
@@ -202,6 +206,10 @@ impl Packing {
             rows: height / bits,
             w2: width / 2,
             valid: if bits == 64 { !0 } else { (1u64 << bits) - 1 },
+            #[cfg(target_arch = "x86_64")]
+            popcnt: std::arch::is_x86_feature_detected!("popcnt"),
+            #[cfg(not(target_arch = "x86_64"))]
+            popcnt: false,
         }
     }
 
@@ -260,7 +268,7 @@ pub struct MultiSpin {
     field: f64,
     packing: Packing,
     colours: [Vec<u64>; 2],
-    rngs: Vec<EbmRng>,
+    rngs: Vec<[EbmRng; 2]>,
     table: Box<AcceptTable>,
     bonds: i64,
     magnetization: i64,
@@ -310,7 +318,13 @@ impl MultiSpin {
             }
         }
         let rngs = (0..packing.rows)
-            .map(|r| stream_for(seed, Purpose::MultiSpinRow, r as u64))
+            .map(|r| {
+                let r = r as u64;
+                [
+                    stream_for(seed, Purpose::MultiSpinRow, 2 * r),
+                    stream_for(seed, Purpose::MultiSpinRow, 2 * r + 1),
+                ]
+            })
             .collect();
         let mut chain = MultiSpin {
             width: w,
@@ -351,9 +365,9 @@ impl MultiSpin {
         let [a, b] = &mut self.colours;
         let (target, other) = if c == 0 { (a, &*b) } else { (b, &*a) };
         let table = &self.table;
-        let update = |(r, (row, rng)): (usize, (&mut [u64], &mut EbmRng))| -> Change {
+        let update = |(r, (row, rngs)): (usize, (&mut [u64], &mut [EbmRng; 2]))| -> Change {
             let nb = p.neighbours(other, r, c);
-            update_row_dispatch(row, &nb, &p, rng, table)
+            update_row_dispatch(row, &nb, &p, rngs, table)
         };
         if target.len() < PARALLEL_MIN_WORDS {
             target
@@ -433,38 +447,56 @@ impl MultiSpin {
     }
 }
 
-/// Picks the kernel compiled for the number of threshold groups and for a zero field.
+/// Picks the kernel compiled for the number of threshold groups and for a zero field, in the
+/// copy built with the POPCNT instruction where the CPU has it (checked once per chain; both
+/// copies compute the same thing, the baseline one counts bits without the instruction).
 fn update_row_dispatch(
     row: &mut [u64],
     nb: &RowNeighbours<'_>,
     p: &Packing,
-    rng: &mut EbmRng,
+    rngs: &mut [EbmRng; 2],
     t: &AcceptTable,
 ) -> Change {
     macro_rules! go {
-        ($($g:literal)*) => {
+        ($f:ident; $($g:literal)*) => {
             match (t.groups, t.no_field) {
                 $(
-                    ($g, true) => update_row::<$g, false>(row, nb, p, rng, t),
-                    ($g, false) => update_row::<$g, true>(row, nb, p, rng, t),
+                    ($g, true) => $f::<$g, false>(row, nb, p, rngs, t),
+                    ($g, false) => $f::<$g, true>(row, nb, p, rngs, t),
                 )*
                 _ => unreachable!("at most 10 threshold groups"),
             }
         };
     }
-    go!(0 1 2 3 4 5 6 7 8 9 10)
+    #[cfg(target_arch = "x86_64")]
+    if p.popcnt {
+        // SAFETY: `popcnt` is true only when the CPU reported the POPCNT instruction.
+        return unsafe { go!(update_row_popcnt; 0 1 2 3 4 5 6 7 8 9 10) };
+    }
+    go!(update_row; 0 1 2 3 4 5 6 7 8 9 10)
 }
 
-/// The flip mask of one word: the sites of classes that always flip, and those whose uniform,
-/// drawn digit by digit from `rng`, is below their class's threshold.
+/// [`update_row`] compiled with the POPCNT instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn update_row_popcnt<const G: usize, const FIELD: bool>(
+    row: &mut [u64],
+    nb: &RowNeighbours<'_>,
+    p: &Packing,
+    rngs: &mut [EbmRng; 2],
+    t: &AcceptTable,
+) -> Change {
+    update_row::<G, FIELD>(row, nb, p, rngs, t)
+}
+
+/// The classes of one word: the masks of the threshold groups, of the sites that always flip,
+/// and of the sites still to compare (in some group).
 #[inline(always)]
-fn flip_mask<const G: usize, const FIELD: bool>(
+fn classify<const G: usize, const FIELD: bool>(
     s: u64,
     count: [u64; 3],
-    valid: u64,
-    rng: &mut EbmRng,
     t: &AcceptTable,
-) -> u64 {
+) -> ([u64; G], u64, u64) {
     let by_count = count_masks(count);
     let mut class = [0u64; 10];
     if FIELD {
@@ -489,15 +521,36 @@ fn flip_mask<const G: usize, const FIELD: bool>(
         }
         undecided |= group[g];
     }
+    (group, always, undecided)
+}
+
+/// Threshold digit `d` of every site of a word, from its group masks.
+#[inline(always)]
+fn threshold_digit<const G: usize>(group: &[u64; G], t: &AcceptTable, d: usize) -> u64 {
+    let mut digit = 0u64;
+    for g in 0..G {
+        digit |= group[g] & t.digit[d][g];
+    }
+    digit
+}
+
+/// The flip mask of one word: the sites of classes that always flip, and those whose uniform,
+/// drawn digit by digit from `rng`, is below their class's threshold.
+#[inline(always)]
+fn flip_mask<const G: usize, const FIELD: bool>(
+    s: u64,
+    count: [u64; 3],
+    valid: u64,
+    rng: &mut EbmRng,
+    t: &AcceptTable,
+) -> u64 {
+    let (group, always, undecided) = classify::<G, FIELD>(s, count, t);
     let mut eq = undecided & valid;
     let mut lt = 0u64;
     let mut d = 0;
     while eq != 0 && d < t.last_digit {
         let r = rng.next_u64();
-        let mut digit = 0u64;
-        for g in 0..G {
-            digit |= group[g] & t.digit[d][g];
-        }
+        let digit = threshold_digit(&group, t, d);
         lt |= eq & digit & !r;
         eq &= !(digit ^ r);
         d += 1;
@@ -505,26 +558,75 @@ fn flip_mask<const G: usize, const FIELD: bool>(
     (lt | always) & valid
 }
 
+/// [`flip_mask`] of two words at once, word i drawing its digits from `rngs[i]`: the two
+/// comparisons run in one loop (two independent dependency chains, one loop exit per pair)
+/// until both are decided; a word already decided still draws its digit (discarded), so the
+/// streams advance by the same number of words.
+#[inline(always)]
+fn flip_mask_pair<const G: usize, const FIELD: bool>(
+    s: [u64; 2],
+    count: [[u64; 3]; 2],
+    valid: u64,
+    rngs: &mut [EbmRng; 2],
+    t: &AcceptTable,
+) -> [u64; 2] {
+    let (group0, always0, undecided0) = classify::<G, FIELD>(s[0], count[0], t);
+    let (group1, always1, undecided1) = classify::<G, FIELD>(s[1], count[1], t);
+    let (mut eq0, mut eq1) = (undecided0 & valid, undecided1 & valid);
+    let (mut lt0, mut lt1) = (0u64, 0u64);
+    let [rng0, rng1] = rngs;
+    let mut d = 0;
+    while (eq0 | eq1) != 0 && d < t.last_digit {
+        let (r0, r1) = (rng0.next_u64(), rng1.next_u64());
+        let digit0 = threshold_digit(&group0, t, d);
+        let digit1 = threshold_digit(&group1, t, d);
+        lt0 |= eq0 & digit0 & !r0;
+        eq0 &= !(digit0 ^ r0);
+        lt1 |= eq1 & digit1 & !r1;
+        eq1 &= !(digit1 ^ r1);
+        d += 1;
+    }
+    [(lt0 | always0) & valid, (lt1 | always1) & valid]
+}
+
 #[inline(always)]
 fn update_row<const G: usize, const FIELD: bool>(
     row: &mut [u64],
     nb: &RowNeighbours<'_>,
     p: &Packing,
-    rng: &mut EbmRng,
+    rngs: &mut [EbmRng; 2],
     t: &AcceptTable,
 ) -> Change {
     let (mut flips, mut a_sum, mut up_flips) = (0u32, 0u32, 0u32);
-    for k in 0..row.len() {
-        let s = row[k];
-        let [up, down, left, right] = p.around(nb, k);
-        let count = anti_aligned_count(s, up, down, left, right);
-        let f = flip_mask::<G, FIELD>(s, count, p.valid, rng, t);
-        row[k] = s ^ f;
+    let mut tally = |s: u64, count: [u64; 3], f: u64| {
         flips += f.count_ones();
         a_sum += (f & count[0]).count_ones()
             + 2 * (f & count[1]).count_ones()
             + 4 * (f & count[2]).count_ones();
         up_flips += (f & s).count_ones();
+    };
+    let count_at = |row: &[u64], k: usize| {
+        let [up, down, left, right] = p.around(nb, k);
+        anti_aligned_count(row[k], up, down, left, right)
+    };
+    // Words in pairs (k, k + 1), then a last odd word with the first stream.
+    let pairs = row.len() / 2;
+    for i in 0..pairs {
+        let k = 2 * i;
+        let s = [row[k], row[k + 1]];
+        let count = [count_at(row, k), count_at(row, k + 1)];
+        let f = flip_mask_pair::<G, FIELD>(s, count, p.valid, rngs, t);
+        row[k] = s[0] ^ f[0];
+        row[k + 1] = s[1] ^ f[1];
+        tally(s[0], count[0], f[0]);
+        tally(s[1], count[1], f[1]);
+    }
+    if row.len() % 2 == 1 {
+        let k = row.len() - 1;
+        let (s, count) = (row[k], count_at(row, k));
+        let f = flip_mask::<G, FIELD>(s, count, p.valid, &mut rngs[0], t);
+        row[k] = s ^ f;
+        tally(s, count, f);
     }
     let (flips, a_sum, up_flips) = (flips as i64, a_sum as i64, up_flips as i64);
     Change {
@@ -548,30 +650,6 @@ pub fn multispin_flip_probabilities(rule: LocalRule, beta: f64, j: f64, h: f64) 
         p[1][8 - 2 * a] = threshold_probability(t.class_threshold[a + 5]);
     }
     p
-}
-
-/// The flip mask of one word for given spins and anti-aligned counts (exposed for tests of the
-/// comparison; `rng` supplies the digit words).
-#[doc(hidden)]
-pub fn flip_mask_for_test(
-    rule: LocalRule,
-    beta: f64,
-    j: f64,
-    h: f64,
-    s: u64,
-    count: [u64; 3],
-    rng: &mut EbmRng,
-) -> u64 {
-    let t = AcceptTable::new(rule, beta, j, h);
-    macro_rules! go {
-        ($($g:literal)*) => {
-            match t.groups {
-                $( $g => flip_mask::<$g, true>(s, count, !0, rng, &t), )*
-                _ => unreachable!(),
-            }
-        };
-    }
-    go!(0 1 2 3 4 5 6 7 8 9 10)
 }
 
 #[cfg(test)]
@@ -637,7 +715,8 @@ mod tests {
     /// The digit-by-digit comparison decides, for every bit, U_b < t_b exactly (U_b the 32-bit
     /// number whose digit j is bit b of the j-th word drawn, t_b its class's threshold), and
     /// always flips the classes of threshold u32::MAX: checked against the scalar predicate on
-    /// the same random words, with a field (ten classes) and without, for both rules.
+    /// the same random words, with a field (ten classes) and without, for both rules, one word alone
+    /// and two words compared together on two streams.
     #[test]
     fn bit_sliced_comparison_equals_the_scalar_threshold_test() {
         let mut words = crate::rng::from_seed(11);
@@ -650,23 +729,7 @@ mod tests {
             (LocalRule::Gibbs, 0.0, 1.0, 0.0),
         ] {
             let table = AcceptTable::new(rule, beta, j, h);
-            for _ in 0..300 {
-                let s = words.next_u64();
-                let count = anti_aligned_count(
-                    s,
-                    words.next_u64(),
-                    words.next_u64(),
-                    words.next_u64(),
-                    words.next_u64(),
-                );
-                let mut rng = crate::rng::from_seed(words.next_u64());
-                let mut replay = rng.clone();
-                let f = if table.no_field {
-                    flip_mask_any::<false>(s, count, &mut rng, &table)
-                } else {
-                    flip_mask_any::<true>(s, count, &mut rng, &table)
-                };
-                let digits: Vec<u64> = (0..32).map(|_| replay.next_u64()).collect();
+            let scalar = |s: u64, count: [u64; 3], f: u64, digits: &[u64]| {
                 let masks = count_masks(count);
                 for b in 0..64 {
                     let a = (0..5).find(|&a| masks[a] >> b & 1 == 1).unwrap();
@@ -674,11 +737,55 @@ mod tests {
                     let t = table.class_threshold[q];
                     let u = (0..32).fold(0u32, |u, d| (u << 1) | (digits[d] >> b & 1) as u32);
                     assert_eq!(f >> b & 1 == 1, u < t || t == u32::MAX, "bit {b}");
-                    tested += 1;
                 }
+            };
+            for _ in 0..300 {
+                let mut word = || {
+                    let s = words.next_u64();
+                    let n = [0; 4].map(|_| words.next_u64());
+                    (s, anti_aligned_count(s, n[0], n[1], n[2], n[3]))
+                };
+                let ((s0, c0), (s1, c1)) = (word(), word());
+                let mut rngs = [0; 2].map(|_| crate::rng::from_seed(words.next_u64()));
+                let replay = rngs.clone();
+                let digits = |mut r: EbmRng| (0..32).map(|_| r.next_u64()).collect::<Vec<_>>();
+                // One word alone, on the first stream.
+                let mut single = rngs[0].clone();
+                let f = if table.no_field {
+                    flip_mask_any::<false>(s0, c0, &mut single, &table)
+                } else {
+                    flip_mask_any::<true>(s0, c0, &mut single, &table)
+                };
+                scalar(s0, c0, f, &digits(replay[0].clone()));
+                // Two words together, one stream each.
+                let f = if table.no_field {
+                    flip_mask_pair_any::<false>([s0, s1], [c0, c1], &mut rngs, &table)
+                } else {
+                    flip_mask_pair_any::<true>([s0, s1], [c0, c1], &mut rngs, &table)
+                };
+                scalar(s0, c0, f[0], &digits(replay[0].clone()));
+                scalar(s1, c1, f[1], &digits(replay[1].clone()));
+                tested += 3 * 64;
             }
         }
-        assert_eq!(tested, 5 * 300 * 64);
+        assert_eq!(tested, 5 * 300 * 3 * 64);
+    }
+
+    fn flip_mask_pair_any<const FIELD: bool>(
+        s: [u64; 2],
+        count: [[u64; 3]; 2],
+        rngs: &mut [EbmRng; 2],
+        t: &AcceptTable,
+    ) -> [u64; 2] {
+        macro_rules! go {
+            ($($g:literal)*) => {
+                match t.groups {
+                    $( $g => flip_mask_pair::<$g, FIELD>(s, count, !0, rngs, t), )*
+                    _ => unreachable!(),
+                }
+            };
+        }
+        go!(0 1 2 3 4 5 6 7 8 9 10)
     }
 
     fn flip_mask_any<const FIELD: bool>(

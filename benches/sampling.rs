@@ -2,20 +2,23 @@
 //!
 //! Prints medians over repeated timings of
 //! * checkerboard Metropolis and Gibbs sweeps on a 1024 x 1024 torus at beta_c, 1 and 2 threads,
-//!   with the AVX2 copy of the row kernel and with the baseline x86-64 copy, in flips per ns
-//!   (attempted single-spin updates per nanosecond) and per core;
+//!   with the byte kernel (AVX2 copy and baseline x86-64 copy) and the multi-spin-coded kernel
+//!   (64 spins per u64, `sample::multispin`), in flips per ns (attempted single-spin updates per
+//!   nanosecond) and per core;
 //! * the sequential byte-per-spin sweep over `EnergyModel::flip_delta` (the "before" figure);
 //! * Wolff cluster updates per second on a 256 x 256 torus at beta_c, and the integrated
 //!   autocorrelation time of the energy for Metropolis (in sweeps) and Wolff (in updates and in
 //!   sweep equivalents, updates * mean cluster size / N).
 //!
-//! Pass `quick` as an argument for fewer repetitions, `kernel` for the single-spin part only.
+//! Pass `quick` as an argument for fewer repetitions, `kernel` for the single-spin part only,
+//! `multispin` for the multi-spin rows only.
 
 use std::time::Instant;
 
 use ebm::model::{Boundary, IsingLattice};
 use ebm::sample::{
-    LatticeChain, LocalRule, SamplerKind, Start, general, initial_state, lattice::Checkerboard,
+    LatticeChain, LocalRule, SamplerKind, Start, general, initial_state,
+    lattice::{Checkerboard, Kernel},
     stats,
 };
 
@@ -47,11 +50,18 @@ fn pool(threads: usize) -> rayon::ThreadPool {
 }
 
 /// (flips per wall ns, flips per CPU ns), medians.
-fn checkerboard_rate(rule: LocalRule, threads: usize, simd: bool, reps: usize) -> (f64, f64) {
+fn checkerboard_rate(
+    rule: LocalRule,
+    threads: usize,
+    kernel: Kernel,
+    simd: bool,
+    reps: usize,
+) -> (f64, f64) {
     let l = 1024;
     let m = IsingLattice::new(l, l, Boundary::Periodic, 1.0, 0.0).unwrap();
     let s = initial_state(l * l, Start::Random, 1);
-    let mut cb = Checkerboard::new(&m, rule, BETA_C, 7, &s);
+    let mut cb = Checkerboard::with_kernel(&m, rule, BETA_C, 7, &s, kernel);
+    assert_eq!(cb.kernel(), kernel);
     cb.set_simd(simd);
     let p = pool(threads);
     p.install(|| {
@@ -105,15 +115,20 @@ fn main() {
         "  sequential flip_delta Metropolis, 1 thread: {:.3} flips/ns",
         sequential_rate(reps)
     );
+    let only_multispin = std::env::args().any(|a| a == "multispin");
+    let kernels: &[(Kernel, bool, &str)] = if only_multispin {
+        &[(Kernel::MultiSpin, false, "multi-spin 64/word")]
+    } else {
+        &[
+            (Kernel::Bytes, false, "bytes, baseline x86-64"),
+            (Kernel::Bytes, true, "bytes, AVX2 if available"),
+            (Kernel::MultiSpin, false, "multi-spin 64/word"),
+        ]
+    };
     for rule in [LocalRule::Metropolis, LocalRule::Gibbs] {
-        for simd in [false, true] {
+        for &(kernel, simd, code) in kernels {
             for threads in [1, 2] {
-                let (r, c) = checkerboard_rate(rule, threads, simd, reps);
-                let code = if simd {
-                    "AVX2 if available"
-                } else {
-                    "baseline x86-64"
-                };
+                let (r, c) = checkerboard_rate(rule, threads, kernel, simd, reps);
                 println!(
                     "  checkerboard {rule:?}, {code}, {threads} thread(s): {r:.3} flips/ns wall, \
                      {c:.3} flips per CPU-ns (per core)"

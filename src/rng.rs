@@ -72,6 +72,8 @@ pub enum Purpose {
     /// Annealed importance sampling over the visible units of a composite
     /// (`infer::composite::visible_ais_log_partition`); index: the run.
     CompositeAis,
+    /// The multi-spin-coded checkerboard (`sample::multispin`); index: the packed row.
+    MultiSpinRow,
 }
 
 impl Purpose {
@@ -93,6 +95,7 @@ impl Purpose {
             Purpose::GaussianChains => 13,
             Purpose::GradientChain => 14,
             Purpose::CompositeAis => 15,
+            Purpose::MultiSpinRow => 16,
         }
     }
 }
@@ -189,6 +192,7 @@ mod tests {
             GaussianChains,
             GradientChain,
             CompositeAis,
+            MultiSpinRow,
         ];
         for seed in [0, 42, u64::MAX] {
             for index in [0, 1, 7] {

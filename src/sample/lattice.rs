@@ -39,6 +39,7 @@ use rayon::prelude::*;
 
 use super::LocalRule;
 use super::general::flip_probability;
+use super::multispin::MultiSpin;
 use crate::model::{Boundary, IsingLattice, Spin};
 
 /// Colours with fewer sites than this are updated on the calling thread.
@@ -96,9 +97,9 @@ struct RowWork {
 /// Flip thresholds: entry [s_i S_i + 4] for s_i = -1 (`minus`) and +1 (`plus`). On a torus
 /// S_i is even; open edges give sites with 2 or 3 neighbours, hence odd sums.
 #[derive(Debug, Clone, Copy)]
-struct Thresholds {
-    minus: [u32; 9],
-    plus: [u32; 9],
+pub(super) struct Thresholds {
+    pub(super) minus: [u32; 9],
+    pub(super) plus: [u32; 9],
 }
 
 /// The 32-bit threshold of probability p: t = floor(p 2^32), and u32::MAX (always flip) for
@@ -123,7 +124,7 @@ fn accept(u: u32, t: u32) -> bool {
 }
 
 /// The probability with which a threshold flips a spin: t / 2^32, or 1 for u32::MAX.
-fn threshold_probability(t: u32) -> f64 {
+pub(super) fn threshold_probability(t: u32) -> f64 {
     if t == u32::MAX {
         1.0
     } else {
@@ -149,7 +150,7 @@ pub fn checkerboard_flip_probabilities(
 }
 
 impl Thresholds {
-    fn new(rule: LocalRule, beta: f64, j: f64, h: f64) -> Self {
+    pub(super) fn new(rule: LocalRule, beta: f64, j: f64, h: f64) -> Self {
         let mut t = Thresholds {
             minus: [0; 9],
             plus: [0; 9],
@@ -614,7 +615,7 @@ struct Neighbours<'a> {
 
 /// A checkerboard chain on a bipartite lattice with uniform coupling and field.
 #[derive(Debug, Clone)]
-pub struct Checkerboard {
+pub struct ByteCheckerboard {
     width: usize,
     height: usize,
     boundary: Boundary,
@@ -630,7 +631,7 @@ pub struct Checkerboard {
     magnetization: i64,
 }
 
-impl Checkerboard {
+impl ByteCheckerboard {
     /// True when the checkerboard applies: an even width, a bipartite vertical direction
     /// (open, even height, or height 1) and a uniform field.
     pub fn applies(model: &IsingLattice) -> bool {
@@ -666,7 +667,7 @@ impl Checkerboard {
         let avx2 = std::arch::is_x86_feature_detected!("avx2");
         #[cfg(not(target_arch = "x86_64"))]
         let avx2 = false;
-        let mut chain = Checkerboard {
+        let mut chain = ByteCheckerboard {
             width: w,
             height: h,
             boundary: model.boundary(),
@@ -825,6 +826,138 @@ impl Checkerboard {
     }
 }
 
+/// The kernel a [`Checkerboard`] chain runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// One byte per spin, 8 sites per step ([`ByteCheckerboard`]): any bipartite lattice.
+    Bytes,
+    /// Up to 64 spins per word ([`MultiSpin`]): a torus with even sides.
+    MultiSpin,
+}
+
+/// A checkerboard chain: the multi-spin-coded kernel ([`MultiSpin`]) on a torus with even
+/// sides, the byte kernel ([`ByteCheckerboard`]) on other bipartite lattices. Both sample the
+/// same chain law with the same 32-bit flip thresholds; they draw their random numbers
+/// differently, so one seed gives different chains on the two kernels.
+#[derive(Debug, Clone)]
+pub struct Checkerboard {
+    inner: Inner,
+}
+
+#[derive(Debug, Clone)]
+enum Inner {
+    Bytes(ByteCheckerboard),
+    Multi(MultiSpin),
+}
+
+impl Checkerboard {
+    /// True when the checkerboard applies (see [`ByteCheckerboard::applies`]).
+    pub fn applies(model: &IsingLattice) -> bool {
+        ByteCheckerboard::applies(model)
+    }
+
+    /// A chain started from `state` (row-major) with the fastest kernel that applies; the
+    /// caller has checked [`Self::applies`].
+    pub fn new(
+        model: &IsingLattice,
+        rule: LocalRule,
+        beta: f64,
+        seed: u64,
+        state: &[Spin],
+    ) -> Self {
+        Self::with_kernel(model, rule, beta, seed, state, Kernel::MultiSpin)
+    }
+
+    /// A chain on `kernel`, or on the byte kernel when `kernel` is [`Kernel::MultiSpin`] and
+    /// the lattice is not a torus with even sides.
+    pub fn with_kernel(
+        model: &IsingLattice,
+        rule: LocalRule,
+        beta: f64,
+        seed: u64,
+        state: &[Spin],
+        kernel: Kernel,
+    ) -> Self {
+        let inner = if kernel == Kernel::MultiSpin && MultiSpin::applies(model) {
+            Inner::Multi(MultiSpin::new(model, rule, beta, seed, state))
+        } else {
+            Inner::Bytes(ByteCheckerboard::new(model, rule, beta, seed, state))
+        };
+        Checkerboard { inner }
+    }
+
+    /// The kernel this chain runs.
+    pub fn kernel(&self) -> Kernel {
+        match self.inner {
+            Inner::Bytes(_) => Kernel::Bytes,
+            Inner::Multi(_) => Kernel::MultiSpin,
+        }
+    }
+
+    /// On the byte kernel, uses the baseline code path even where AVX2 is available (for
+    /// benchmarks and tests); the multi-spin kernel is plain 64-bit code either way.
+    pub fn set_simd(&mut self, allow: bool) {
+        if let Inner::Bytes(b) = &mut self.inner {
+            b.set_simd(allow);
+        }
+    }
+
+    /// One sweep (colour 0 then colour 1); returns the number of spins flipped.
+    pub fn sweep(&mut self) -> u64 {
+        match &mut self.inner {
+            Inner::Bytes(b) => b.sweep(),
+            Inner::Multi(m) => m.sweep(),
+        }
+    }
+
+    /// Sum over bonds of s_i s_j, recomputed from the configuration.
+    pub fn bond_sum(&self) -> i64 {
+        match &self.inner {
+            Inner::Bytes(b) => b.bond_sum(),
+            Inner::Multi(m) => m.bond_sum(),
+        }
+    }
+
+    /// Sum of all spins (kept up to date by the sweeps).
+    pub fn magnetization(&self) -> i64 {
+        match &self.inner {
+            Inner::Bytes(b) => b.magnetization(),
+            Inner::Multi(m) => m.magnetization(),
+        }
+    }
+
+    /// Sum of all spins, recounted from the configuration.
+    pub fn count_magnetization(&self) -> i64 {
+        match &self.inner {
+            Inner::Bytes(b) => b.count_magnetization(),
+            Inner::Multi(m) => m.count_magnetization(),
+        }
+    }
+
+    /// E(s) = -J (bond sum) - h (magnetisation), from the tracked sums (O(1)).
+    pub fn energy(&self) -> f64 {
+        match &self.inner {
+            Inner::Bytes(b) => b.energy(),
+            Inner::Multi(m) => m.energy(),
+        }
+    }
+
+    /// The configuration, row-major.
+    pub fn state(&self) -> Vec<Spin> {
+        match &self.inner {
+            Inner::Bytes(b) => b.state(),
+            Inner::Multi(m) => m.state(),
+        }
+    }
+
+    fn sites(&self) -> u64 {
+        match &self.inner {
+            Inner::Bytes(b) => (b.width * b.height) as u64,
+            Inner::Multi(m) => m.num_sites() as u64,
+        }
+    }
+}
+
 impl super::LatticeUpdate for Checkerboard {
     fn sweep(&mut self) -> u64 {
         Checkerboard::sweep(self)
@@ -839,7 +972,7 @@ impl super::LatticeUpdate for Checkerboard {
         Checkerboard::state(self)
     }
     fn updates_per_sweep(&self) -> u64 {
-        (self.width * self.height) as u64
+        self.sites()
     }
     fn is_checkerboard(&self) -> bool {
         true
@@ -928,7 +1061,7 @@ mod tests {
         for m in shapes() {
             for simd in [false, true] {
                 let s0 = initial_state(m.num_sites(), Start::Random, 9);
-                let mut cb = Checkerboard::new(&m, LocalRule::Metropolis, 1000.0, 3, &s0);
+                let mut cb = ByteCheckerboard::new(&m, LocalRule::Metropolis, 1000.0, 3, &s0);
                 cb.set_simd(simd);
                 let mut reference = s0.clone();
                 for _ in 0..3 {
@@ -963,7 +1096,7 @@ mod tests {
         for m in &models {
             for rule in [LocalRule::Gibbs, LocalRule::Metropolis] {
                 let s0 = initial_state(m.num_sites(), Start::Random, 4);
-                let mut a = Checkerboard::new(m, rule, 0.45, 8, &s0);
+                let mut a = ByteCheckerboard::new(m, rule, 0.45, 8, &s0);
                 let mut b = a.clone();
                 a.set_simd(true);
                 b.set_simd(false);

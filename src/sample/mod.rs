@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | Gibbs (heat bath), Metropolis, sequential | any [`EnergyModel`](crate::model::EnergyModel) | [`general`] |
 //! | Gibbs, Metropolis, checkerboard, rayon over rows | bipartite [`IsingLattice`] | [`lattice`] |
+//! | the same, multi-spin coded (64 spins per word, bitwise adders) | [`IsingLattice`] torus with even sides | [`multispin`] |
 //! | Wolff, Swendsen-Wang | ferromagnetic [`IsingLattice`] (J >= 0), any field | [`cluster`] |
 //! | Gibbs-with-Gradients, DULA, DMALA (many chains) | pairwise models, factor graphs, [`IsingLattice`], RBM visible units | [`gradient`] |
 //!
@@ -35,6 +36,7 @@ pub mod gaussian;
 pub mod general;
 pub mod gradient;
 pub mod lattice;
+pub mod multispin;
 pub mod rbm;
 pub mod stats;
 

@@ -13,9 +13,14 @@
 //! [`ContrastiveDivergence::with_negative_sampler`] the persistent chains move by a gradient
 //! sampler on the visible units (GWG or DMALA of [`crate::sample::gradient`]) instead of block
 //! Gibbs: k proposals per update.
+//!
+//! The binary operands (the data batch, sampled layers) go to the binary-aware kernels when
+//! sparse enough ([`BinaryConditionals`] for the conditionals, [`crate::linalg::binary_matmul`]
+//! for the statistics V^T P(h | V)): the same values as the dense GEMM up to the f32 summation
+//! order, chosen by [`ContrastiveDivergence::with_kernels`] (by density by default).
 
-use crate::linalg::{View, matmul};
-use crate::model::rbm_f32::{RbmF32, bernoulli_rows, hidden_probs, visible_probs};
+use crate::linalg::{BinaryRows, KernelChoice, View, binary_matmul, matmul};
+use crate::model::rbm_f32::{BinaryConditionals, RbmF32, bernoulli_rows};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -103,6 +108,10 @@ pub struct ContrastiveDivergence {
     phx: Vec<f32>,
     /// PCD with a gradient sampler: one chain state per persistent chain (else empty).
     gradient_chains: Vec<RbmChain>,
+    /// The conditionals' kernels and scratch.
+    kernels: BinaryConditionals,
+    /// The ones of the transposed visible states, for the weight statistics.
+    ones_t: BinaryRows,
 }
 
 impl ContrastiveDivergence {
@@ -161,7 +170,48 @@ impl ContrastiveDivergence {
             hx: vec![0.0; neg * nh],
             phx: vec![0.0; neg * nh],
             gradient_chains: Vec::new(),
+            kernels: BinaryConditionals::new(KernelChoice::Auto),
+            ones_t: BinaryRows::new(),
         }
+    }
+
+    /// The same estimator with the products of binary operands computed by `choice`
+    /// ([`KernelChoice::Auto`], the default: binary-aware kernels for sparse operands;
+    /// [`KernelChoice::Dense`]: always GEMM, the reference).
+    pub fn with_kernels(mut self, choice: KernelChoice) -> Self {
+        self.kernels = BinaryConditionals::new(choice);
+        self
+    }
+}
+
+/// `out = alpha * out + beta * X^T P` for the visible states `x` (`rows x n_visible`) and
+/// statistics `p` (`rows x n_hidden`), by [`binary_matmul`] over the ones of X^T when X is
+/// binary and `choice` takes the binary kernel at its density, else by GEMM.
+#[allow(clippy::too_many_arguments)]
+fn add_weight_statistics(
+    out: &mut [f32],
+    x: &[f32],
+    p: &[f32],
+    (nv, nh): (usize, usize),
+    alpha: f32,
+    beta: f32,
+    choice: KernelChoice,
+    ones_t: &mut BinaryRows,
+) {
+    let rows = x.len() / nv;
+    if choice != KernelChoice::Dense
+        && ones_t.fill_transposed(x, rows, nv)
+        && choice.use_binary(ones_t.density())
+    {
+        binary_matmul(out, ones_t, p, nh, alpha, beta);
+    } else {
+        matmul(
+            out,
+            View::row_major(x, rows, nv).t(),
+            View::row_major(p, rows, nh),
+            alpha,
+            beta,
+        );
     }
 }
 
@@ -177,8 +227,10 @@ impl GradientEstimator for ContrastiveDivergence {
         let rows = batch.len() / nv;
         let v = batch;
         let ph = &mut self.ph[..rows * nh];
+        let kernels = &mut self.kernels;
+        kernels.parameters_changed();
         // Positive phase: P(h | v) of the data.
-        hidden_probs(model, v, ph, 1.0, &model.hidden_bias);
+        kernels.hidden_probs(model, v, ph, 1.0, &model.hidden_bias);
         // Negative phase.
         let neg = if !self.gradient_chains.is_empty() {
             let n = self.n_chains;
@@ -205,9 +257,9 @@ impl GradientEstimator for ContrastiveDivergence {
             let x = &mut self.x[..n * nv];
             x.copy_from_slice(&self.chains);
             for _ in 0..self.k {
-                hidden_probs(model, x, &mut self.phx[..n * nh], 1.0, &model.hidden_bias);
+                kernels.hidden_probs(model, x, &mut self.phx[..n * nh], 1.0, &model.hidden_bias);
                 bernoulli_rows(&self.phx[..n * nh], &mut self.hx[..n * nh], nh, rngs);
-                visible_probs(
+                kernels.visible_probs(
                     model,
                     &self.hx[..n * nh],
                     &mut self.px[..n * nv],
@@ -222,7 +274,7 @@ impl GradientEstimator for ContrastiveDivergence {
             let h = &mut self.hx[..rows * nh];
             bernoulli_rows(ph, h, nh, rngs);
             for step in 0..self.k {
-                visible_probs(
+                kernels.visible_probs(
                     model,
                     &self.hx[..rows * nh],
                     &mut self.px[..rows * nv],
@@ -231,7 +283,7 @@ impl GradientEstimator for ContrastiveDivergence {
                 );
                 bernoulli_rows(&self.px[..rows * nv], &mut self.x[..rows * nv], nv, rngs);
                 if step + 1 < self.k {
-                    hidden_probs(
+                    kernels.hidden_probs(
                         model,
                         &self.x[..rows * nv],
                         &mut self.phx[..rows * nh],
@@ -245,21 +297,28 @@ impl GradientEstimator for ContrastiveDivergence {
         };
         let x = &self.x[..neg * nv];
         let phx = &mut self.phx[..neg * nh];
-        hidden_probs(model, x, phx, 1.0, &model.hidden_bias);
+        kernels.hidden_probs(model, x, phx, 1.0, &model.hidden_bias);
         // grad_w = V^T P(h|V) / rows - X^T P(h|X) / neg.
-        matmul(
+        let choice = kernels.choice();
+        add_weight_statistics(
             &mut grad.weights,
-            View::row_major(v, rows, nv).t(),
-            View::row_major(ph, rows, nh),
+            v,
+            ph,
+            (nv, nh),
             0.0,
             1.0 / rows as f32,
+            choice,
+            &mut self.ones_t,
         );
-        matmul(
+        add_weight_statistics(
             &mut grad.weights,
-            View::row_major(x, neg, nv).t(),
-            View::row_major(phx, neg, nh),
+            x,
+            phx,
+            (nv, nh),
             1.0,
             -1.0 / neg as f32,
+            choice,
+            &mut self.ones_t,
         );
         mean_difference(&mut grad.visible_bias, v, x);
         mean_difference(&mut grad.hidden_bias, ph, phx);

@@ -134,11 +134,16 @@ pub fn matmul(out: &mut [f32], a: View<'_>, b: View<'_>, alpha: f32, beta: f32) 
 /// where it wins.
 pub const BINARY_MAX_DENSITY: f64 = 0.25;
 
+/// [`KernelChoice::Auto`] uses [`binary_matmul`] only for products at least this many columns
+/// wide: for narrow ones (16 or 25 hidden units) the dense kernel was faster in whole training
+/// epochs (digits x 16, MNIST-5k x 25), the binary one's per-row overhead dominating.
+pub const BINARY_MIN_WIDTH: usize = 128;
+
 /// Which kernel a product with a binary operand uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KernelChoice {
-    /// [`binary_matmul`] when the operand's density is at most [`BINARY_MAX_DENSITY`], else the
-    /// dense [`matmul`].
+    /// [`binary_matmul`] when the operand's density is at most [`BINARY_MAX_DENSITY`] and the
+    /// product at least [`BINARY_MIN_WIDTH`] columns wide, else the dense [`matmul`].
     #[default]
     Auto,
     /// Always the dense [`matmul`] (the reference).
@@ -148,10 +153,11 @@ pub enum KernelChoice {
 }
 
 impl KernelChoice {
-    /// Whether a binary operand of this `density` (fraction of ones) goes to [`binary_matmul`].
-    pub fn use_binary(self, density: f64) -> bool {
+    /// Whether a product of `width` output columns whose binary operand has this `density`
+    /// (fraction of ones) goes to [`binary_matmul`].
+    pub fn use_binary(self, density: f64, width: usize) -> bool {
         match self {
-            KernelChoice::Auto => density <= BINARY_MAX_DENSITY,
+            KernelChoice::Auto => density <= BINARY_MAX_DENSITY && width >= BINARY_MIN_WIDTH,
             KernelChoice::Dense => false,
             KernelChoice::Binary => true,
         }

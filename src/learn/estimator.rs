@@ -199,9 +199,9 @@ fn add_weight_statistics(
     ones_t: &mut BinaryRows,
 ) {
     let rows = x.len() / nv;
-    if choice != KernelChoice::Dense
+    if choice.use_binary(0.0, nh)
         && ones_t.fill_transposed(x, rows, nv)
-        && choice.use_binary(ones_t.density())
+        && choice.use_binary(ones_t.density(), nh)
     {
         binary_matmul(out, ones_t, p, nh, alpha, beta);
     } else {

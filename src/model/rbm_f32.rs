@@ -222,12 +222,14 @@ impl BinaryConditionals {
     }
 
     /// Lists the ones of `x` (`rows x cols`) when it is binary and the choice takes the binary
-    /// kernel at its density.
-    fn binary_operand(&mut self, x: &[f32], cols: usize) -> bool {
-        if self.choice == KernelChoice::Dense || cols == 0 {
+    /// kernel at its density for a product `width` columns wide.
+    fn binary_operand(&mut self, x: &[f32], cols: usize, width: usize) -> bool {
+        // Decide on the width first: a product that cannot go binary is not scanned.
+        if cols == 0 || !self.choice.use_binary(0.0, width) {
             return false;
         }
-        self.ones.fill(x, x.len() / cols, cols) && self.choice.use_binary(self.ones.density())
+        self.ones.fill(x, x.len() / cols, cols)
+            && self.choice.use_binary(self.ones.density(), width)
     }
 
     /// [`hidden_probs`]: out = sigmoid(beta * v W + offset), for the rows of `v`.
@@ -239,7 +241,7 @@ impl BinaryConditionals {
         beta: f32,
         offset: &[f32],
     ) {
-        if self.binary_operand(v, model.n_visible) {
+        if self.binary_operand(v, model.n_visible, model.n_hidden) {
             binary_matmul(out, &self.ones, &model.weights, model.n_hidden, 0.0, 1.0);
             sigmoid_rows(out, beta, offset);
         } else {
@@ -256,7 +258,7 @@ impl BinaryConditionals {
         beta: f32,
         offset: &[f32],
     ) {
-        if self.binary_operand(h, model.n_hidden) {
+        if self.binary_operand(h, model.n_hidden, model.n_visible) {
             let (nv, nh) = (model.n_visible, model.n_hidden);
             if !self.transposed_fresh || self.transposed.len() != nv * nh {
                 self.transposed.resize(nv * nh, 0.0);

@@ -1,8 +1,11 @@
-//! RBM kernels and training epochs, timed side by side (`cargo bench --bench rbm`).
+//! RBM kernels and training epochs, timed side by side (`cargo bench --bench rbm [-- SECTION]`,
+//! SECTION one of `passes`, `kernels`, `epochs`; all three without).
 //!
 //! Prints the median of several repetitions for: the sigmoid pass with the in-project
 //! polynomial exp versus `f32::exp`; the Bernoulli pass; block Gibbs sweeps of 100 chains of a
-//! 784 x 500 RBM; and one PCD-1 training epoch on the bundled digits and MNIST-5k data.
+//! 784 x 500 RBM (`passes`); the binary-aware products against the dense GEMM at several
+//! densities of the binary operand (`kernels`); and one PCD-1 training epoch on the bundled
+//! digits and MNIST-5k data (`epochs`).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -10,6 +13,7 @@ use std::time::Instant;
 use ebm::io::datasets::read_dataset;
 use ebm::learn::cd::{CdParams, LrSchedule};
 use ebm::learn::train_rbm;
+use ebm::linalg::{BinaryRows, View, binary_matmul, matmul, transpose_into};
 use ebm::model::Rbm;
 use ebm::progress::Silent;
 use ebm::rng::{EbmRng, Purpose, stream_for};
@@ -20,21 +24,140 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
+fn time<F: FnMut()>(reps: usize, f: F) -> f64 {
+    median(samples(reps, f))
+}
+
+/// `reps` timings of `f` (after one warm-up call), in seconds.
+fn samples<F: FnMut()>(reps: usize, mut f: F) -> Vec<f64> {
     f();
-    median(
-        (0..reps)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed().as_secs_f64()
-            })
-            .collect(),
-    )
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+/// "median (min)" in microseconds: on a loaded machine the minimum is the steadier figure.
+fn us(xs: Vec<f64>) -> String {
+    let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    format!("{:.0} ({:.0})", median(xs) * 1e6, min * 1e6)
 }
 
 fn main() {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let section = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    let wanted = |name: &str| section.is_empty() || section == name;
+    if wanted("passes") {
+        passes();
+    }
+    if wanted("kernels") {
+        kernels();
+    }
+    if wanted("epochs") {
+        epochs();
+    }
+}
+
+/// A 0/1 matrix with about `density` ones, from a fixed linear congruential sequence.
+fn binary_matrix(rows: usize, cols: usize, density: f64, salt: u64) -> Vec<f32> {
+    let mut s = 0x2545_F491_4F6C_DD1Du64 ^ salt;
+    (0..rows * cols)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) < density
+        })
+        .map(|on| on as u8 as f32)
+        .collect()
+}
+
+/// The binary-aware products against the dense GEMM, for the shapes of a batch of 100 on a
+/// 784 x 500 RBM: V W (the hidden activations), H W^T (the visible ones, W^T built by the
+/// transpose, which is timed with it) and V^T P (the weight statistics).
+fn kernels() {
+    let (m, nv, nh) = (100, 784, 500);
+    let w: Vec<f32> = (0..nv * nh)
+        .map(|k| ((k * 7919 % 1000) as f32 - 500.0) * 1e-4)
+        .collect();
+    let p: Vec<f32> = (0..m * nh).map(|k| (k * 37 % 101) as f32 / 101.0).collect();
+    let mut wt = vec![0.0f32; nv * nh];
+    let mut out_h = vec![0.0f32; m * nh];
+    let mut out_v = vec![0.0f32; m * nv];
+    let mut out_w = vec![0.0f32; nv * nh];
+    let mut ones = BinaryRows::new();
+    let reps = 31;
+    println!(
+        "binary-aware products vs GEMM, batch {m}, {nv} x {nh}, microseconds: median (min) of {reps}"
+    );
+    for density in [0.05, 0.13, 0.25, 0.35, 0.5, 0.7] {
+        let v = binary_matrix(m, nv, density, 1);
+        let h = binary_matrix(m, nh, density, 2);
+        let vw_dense = samples(reps, || {
+            matmul(
+                black_box(&mut out_h),
+                View::row_major(&v, m, nv),
+                View::row_major(&w, nv, nh),
+                0.0,
+                1.0,
+            )
+        });
+        let vw_binary = samples(reps, || {
+            ones.fill(&v, m, nv);
+            binary_matmul(black_box(&mut out_h), &ones, &w, nh, 0.0, 1.0);
+        });
+        let fill = samples(reps, || {
+            black_box(ones.fill(&v, m, nv));
+        });
+        let hwt_dense = samples(reps, || {
+            matmul(
+                black_box(&mut out_v),
+                View::row_major(&h, m, nh),
+                View::row_major(&w, nv, nh).t(),
+                0.0,
+                1.0,
+            )
+        });
+        transpose_into(&mut wt, &w, nv, nh);
+        let hwt_binary = samples(reps, || {
+            ones.fill(&h, m, nh);
+            binary_matmul(black_box(&mut out_v), &ones, &wt, nv, 0.0, 1.0);
+        });
+        let vtp_dense = samples(reps, || {
+            matmul(
+                black_box(&mut out_w),
+                View::row_major(&v, m, nv).t(),
+                View::row_major(&p, m, nh),
+                0.0,
+                1.0,
+            )
+        });
+        let vtp_binary = samples(reps, || {
+            ones.fill_transposed(&v, m, nv);
+            binary_matmul(black_box(&mut out_w), &ones, &p, nh, 0.0, 1.0);
+        });
+        println!(
+            "  density {density:.2}: V W: GEMM {}, binary {} (listing the ones {}); \
+             H W^T: GEMM {}, binary {} (W^T given); V^T P: GEMM {}, binary {}",
+            us(vw_dense),
+            us(vw_binary),
+            us(fill),
+            us(hwt_dense),
+            us(hwt_binary),
+            us(vtp_dense),
+            us(vtp_binary),
+        );
+    }
+    let t = samples(reps, || transpose_into(black_box(&mut wt), &w, nv, nh));
+    println!("  transpose of W ({nv} x {nh}): {}", us(t));
+}
+
+fn passes() {
     let n = 100 * 500;
     let offset = vec![0.1f32; 500];
     let src: Vec<f32> = (0..n)
@@ -86,6 +209,10 @@ fn main() {
         sweep * 1e3,
         100.0 / sweep
     );
+}
+
+fn epochs() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
 
     let digits = read_dataset(&root.join("data/digits_train.txt"), None).unwrap();
     let mnist = read_dataset(&root.join("data/mnist5k_train.txt"), None).unwrap();

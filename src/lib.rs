@@ -20,7 +20,7 @@
 //! | [`image`] | [`image::BinaryImage`]: +-1 pixels, flip noise |
 //! | [`io`] | every file format: [`io::model`] ([`io::open_model`]: any model file by content), [`io::uai`] (`.uai`, `.evid`, `.PR`, `.MAR`), [`io::safetensors`] (RBM files), [`io::datasets`], [`io::images`], [`io::atomic`] (temporary-then-rename writes, staged outputs), [`io::labels`] (label files), [`io::classifier`] (classifier manifests), [`io::sha256`] (checksums of the files manifests name), [`io::composite`] (composite manifests) |
 //! | [`metrics`] | AUROC, average precision, top-K, confusion matrix and accuracy |
-//! | [`linalg`] | the one dense matrix product (f32, over `gemm`) |
+//! | [`linalg`] | the matrix products (f32): dense over `gemm`, and binary-aware (sums of selected rows) for sparse 0/1 operands |
 //! | [`progress`] | the [`progress::Observer`] through which long algorithms report |
 //!
 //! Conventions (the sign of the energy, beta, +-1 spins versus 0/1 units, row-major sites) are

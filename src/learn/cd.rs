@@ -12,7 +12,8 @@
 //! (UTML TR 2010-003): weights N(0, init_std^2), visible biases ln(p_i / (1 - p_i)) of the
 //! training data's means, hidden biases 0.
 //!
-//! Parameters and statistics are f32 and every product is one GEMM ([`crate::linalg::matmul`]);
+//! Parameters and statistics are f32 and every product is one GEMM ([`crate::linalg::matmul`])
+//! or, for sparse binary operands, the binary-aware [`crate::linalg::binary_matmul`];
 //! monitoring figures and likelihoods are f64. All randomness comes from streams keyed by
 //! (seed, epoch, batch, row), so a run is identical for any number of threads, and a run resumed
 //! from a checkpoint of epoch e with the same [`CdParams`] (`epochs` included: the linear

@@ -6,12 +6,17 @@
 //! by a vectorisable sigmoid pass ([`sigmoid_rows`] with the polynomial [`exp_f32`]); Bernoulli
 //! draws ([`bernoulli_rows`]) take two 24-bit uniforms per `next_u64`, row r from its own
 //! generator, and rows run in parallel, so results do not depend on the number of threads.
+//!
+//! [`BinaryConditionals`] computes the same conditionals with the binary-aware kernel
+//! ([`crate::linalg::binary_matmul`]) when the conditioning layer is 0/1 and sparse enough: v W
+//! (and h W^T) is then a sum of selected rows of W (of W^T, transposed once per parameter
+//! update), not a product.
 
 use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::linalg::{View, matmul};
+use crate::linalg::{BinaryRows, KernelChoice, View, binary_matmul, matmul, transpose_into};
 use crate::model::Rbm;
 
 /// Matrices with fewer entries than this are processed on the calling thread (waking the pool
@@ -176,6 +181,96 @@ pub fn visible_probs(model: &RbmF32, h: &[f32], out: &mut [f32], beta: f32, offs
         1.0,
     );
     sigmoid_rows(out, beta, offset);
+}
+
+/// The conditionals [`hidden_probs`] and [`visible_probs`] with the kernel chosen per product:
+/// when the conditioning layer is binary (every entry 0.0 or 1.0) and its measured density
+/// (fraction of ones) passes [`KernelChoice::use_binary`], the activations are sums of rows of W
+/// (or of W^T) by [`binary_matmul`]; otherwise (probabilities, dense data) the dense GEMM.
+/// Both give the same values up to the f32 summation order.
+///
+/// Holds the scratch (the lists of ones, W^T) so that repeated calls allocate nothing. W^T is
+/// built at the first binary `h W^T` after [`BinaryConditionals::parameters_changed`], which the
+/// owner must call whenever the model's weights change.
+#[derive(Debug, Clone, Default)]
+pub struct BinaryConditionals {
+    choice: KernelChoice,
+    ones: BinaryRows,
+    /// W^T, row-major `n_hidden x n_visible`, valid when `transposed_fresh`.
+    transposed: Vec<f32>,
+    transposed_fresh: bool,
+}
+
+impl BinaryConditionals {
+    /// Kernels chosen by `choice` ([`KernelChoice::Auto`]: by density).
+    pub fn new(choice: KernelChoice) -> Self {
+        BinaryConditionals {
+            choice,
+            ..Self::default()
+        }
+    }
+
+    /// The kernel choice.
+    pub fn choice(&self) -> KernelChoice {
+        self.choice
+    }
+
+    /// Marks W^T stale: call after every change of the model's weights (or before using another
+    /// model).
+    pub fn parameters_changed(&mut self) {
+        self.transposed_fresh = false;
+    }
+
+    /// Lists the ones of `x` (`rows x cols`) when it is binary and the choice takes the binary
+    /// kernel at its density for a product `width` columns wide.
+    fn binary_operand(&mut self, x: &[f32], cols: usize, width: usize) -> bool {
+        // Decide on the width first: a product that cannot go binary is not scanned.
+        if cols == 0 || !self.choice.use_binary(0.0, width) {
+            return false;
+        }
+        self.ones.fill(x, x.len() / cols, cols)
+            && self.choice.use_binary(self.ones.density(), width)
+    }
+
+    /// [`hidden_probs`]: out = sigmoid(beta * v W + offset), for the rows of `v`.
+    pub fn hidden_probs(
+        &mut self,
+        model: &RbmF32,
+        v: &[f32],
+        out: &mut [f32],
+        beta: f32,
+        offset: &[f32],
+    ) {
+        if self.binary_operand(v, model.n_visible, model.n_hidden) {
+            binary_matmul(out, &self.ones, &model.weights, model.n_hidden, 0.0, 1.0);
+            sigmoid_rows(out, beta, offset);
+        } else {
+            hidden_probs(model, v, out, beta, offset);
+        }
+    }
+
+    /// [`visible_probs`]: out = sigmoid(beta * h W^T + offset), for the rows of `h`.
+    pub fn visible_probs(
+        &mut self,
+        model: &RbmF32,
+        h: &[f32],
+        out: &mut [f32],
+        beta: f32,
+        offset: &[f32],
+    ) {
+        if self.binary_operand(h, model.n_hidden, model.n_visible) {
+            let (nv, nh) = (model.n_visible, model.n_hidden);
+            if !self.transposed_fresh || self.transposed.len() != nv * nh {
+                self.transposed.resize(nv * nh, 0.0);
+                transpose_into(&mut self.transposed, &model.weights, nv, nh);
+                self.transposed_fresh = true;
+            }
+            binary_matmul(out, &self.ones, &self.transposed, nv, 0.0, 1.0);
+            sigmoid_rows(out, beta, offset);
+        } else {
+            visible_probs(model, h, out, beta, offset);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -194,7 +194,7 @@ pub trait LocalModel: EnergyModel + Clone + Send + std::fmt::Debug {
 
     /// The model's fields h_i and couplings (i, j, J_ij) when it is pairwise,
     /// E(s) = const - sum_i h_i s_i - sum_(i,j) J_ij s_i s_j (a pair listed twice counts
-    /// twice), for the score-table path ([`ScoreTable`]); None (the default) otherwise.
+    /// twice), for the score-table path (`ScoreTable`); None (the default) otherwise.
     fn pairwise_terms(&self) -> Option<PairwiseTerms> {
         None
     }
@@ -733,7 +733,7 @@ impl<M: LocalModel> ExactChain<M> {
         self
     }
 
-    /// True when the chain runs on the score-table path ([`ScoreTable`]).
+    /// True when the chain runs on the score-table path (`ScoreTable`).
     pub fn uses_score_table(&self) -> bool {
         self.table.is_some()
     }

@@ -550,7 +550,7 @@ pub fn lattice_observables(run: &LatticeRun, beta: f64) -> LatticeObservables {
 
 /// [`LatticeObservables`] of K independent chains of equal length on a lattice of `sites`
 /// sites, from each chain's E and M after every recorded sweep. Every per-sweep quantity (e,
-/// |m|, m, (e - <e>)^2, m^2, m^4) is averaged over the chains first, as the multi-chain UAI
+/// |m|, m, (e - `<e>`)^2, m^2, m^4) is averaged over the chains first, as the multi-chain UAI
 /// runs average their energies: the means are the pooled means, C, chi and U use the pooled
 /// moments, tau_int is that of one chain (the average of independent chains has the same
 /// autocorrelation), and its error sqrt(2 tau_int var / n) of the chain-averaged series is the

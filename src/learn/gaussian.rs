@@ -605,7 +605,8 @@ impl GaussianTrainer {
 
     /// A trainer that continues exactly where the one whose state ([`GaussianTrainer::theta`],
     /// [`GaussianTrainer::velocity`], [`GaussianTrainer::chains`]) was saved stopped: `theta` =
-    /// (W, b, c, ln sigma) as packed by [`pack`] (ln sigma itself, not ln of a stored sigma, so that the continuation is bit for bit the uninterrupted run),
+    /// (W, b, c, ln sigma) as packed by [`pack`] (ln sigma itself, not ln of a stored sigma,
+    /// so that the continuation is bit for bit the uninterrupted run),
     /// the momentum `velocity` of every parameter, the PCD `chains` (`batch x n_visible`, only
     /// read for PCD) and the number of completed epochs. Each epoch shuffles the previous
     /// epoch's order, so the order is rebuilt by replaying the shuffles of the completed epochs

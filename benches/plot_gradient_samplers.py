@@ -52,3 +52,36 @@ for name, title in TITLES.items():
     fig.tight_layout()
     fig.savefig(f"docs/img/gradient_{name}.png", dpi=80)
     print(f"docs/img/gradient_{name}.png")
+
+
+def plot_rbm_moments():
+    """docs/img/gradient_rbm_moments.png from target/rbm_sampler_moments.json (written by
+    benches/rbm_sampler_moments.py), when present."""
+    import json
+
+    path = "target/rbm_sampler_moments.json"
+    if not os.path.exists(path):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = json.load(open(path))
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name in ["gibbs", "gwg", "dmala"]:
+        pts = sorted((r["seconds"], r["rms"]) for r in rows if r["sampler"] == name)
+        label = {"gibbs": "block Gibbs", "gwg": "GWG", "dmala": "DMALA (alpha 0.2)"}[name]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds (64 chains, both cores)")
+    ax.set_ylabel("RMS distance of E[v_i] to reference")
+    ax.set_title("784 x 500 RBM trained on MNIST-5k")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig("docs/img/gradient_rbm_moments.png", dpi=100)
+    print("docs/img/gradient_rbm_moments.png")
+
+
+plot_rbm_moments()

@@ -249,6 +249,28 @@ fn collect_values(
     }
 }
 
+/// One cell of a `.csv` dataset as a finite number; `l` and `c` are the 0-based line and column,
+/// reported 1-based in the error.
+fn parse_csv_cell(cell: &str, l: usize, c: usize) -> Result<f64> {
+    let cell = cell.trim();
+    let value: f64 = cell.parse().map_err(|_| {
+        Error::parse(
+            l + 1,
+            format!(
+                "column {}: `{cell}` is not a number (a .csv dataset holds numbers only, without a header row)",
+                c + 1
+            ),
+        )
+    })?;
+    if !value.is_finite() {
+        return Err(Error::parse(
+            l + 1,
+            format!("column {}: `{cell}` is not a finite number", c + 1),
+        ));
+    }
+    Ok(value)
+}
+
 /// The rows of a `.csv` file as real numbers (every row the same length).
 fn parse_csv_real(text: &str) -> Result<RealDataset> {
     let mut data = Vec::new();
@@ -260,22 +282,7 @@ fn parse_csv_real(text: &str) -> Result<RealDataset> {
         }
         let start = data.len();
         for (c, cell) in line.split(',').enumerate() {
-            let cell = cell.trim();
-            let value: f64 = cell.parse().map_err(|_| {
-                Error::parse(
-                    l + 1,
-                    format!(
-                        "column {}: `{cell}` is not a number (a .csv dataset holds numbers only, without a header row)",
-                        c + 1
-                    ),
-                )
-            })?;
-            if !value.is_finite() {
-                return Err(Error::parse(
-                    l + 1,
-                    format!("column {}: `{cell}` is not a finite number", c + 1),
-                ));
-            }
+            let value = parse_csv_cell(cell, l, c)?;
             data.push(value);
         }
         let len = data.len() - start;
@@ -405,22 +412,7 @@ fn parse_csv(text: &str, threshold: f64) -> Result<Dataset> {
         }
         let start = rows.data.len();
         for (c, cell) in line.split(',').enumerate() {
-            let cell = cell.trim();
-            let value: f64 = cell.parse().map_err(|_| {
-                Error::parse(
-                    l + 1,
-                    format!(
-                        "column {}: `{cell}` is not a number (a .csv dataset holds numbers only, without a header row)",
-                        c + 1
-                    ),
-                )
-            })?;
-            if !value.is_finite() {
-                return Err(Error::parse(
-                    l + 1,
-                    format!("column {}: `{cell}` is not a finite number", c + 1),
-                ));
-            }
+            let value = parse_csv_cell(cell, l, c)?;
             rows.data.push((value >= threshold) as u8);
         }
         rows.end_row(start, l + 1)?;

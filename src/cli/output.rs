@@ -208,16 +208,101 @@ impl Outputs {
         self.stage(flag, |w| Ok(w.write_all(bytes)?))
     }
 
-    /// Renames every staged output into place, in the order declared.
+    /// Renames every staged output into place, in the order declared, all or nothing as far as
+    /// the file system allows.
+    ///
+    /// For each output in turn, an existing target that is not a folder is first set aside
+    /// (renamed over a fresh temporary file in its folder, named as in [`ebm::io::atomic`]),
+    /// then the staged file is flushed to disk and renamed to the target. The set-aside copies
+    /// are removed only once every rename succeeded. On a failure, what was done is undone in
+    /// reverse order (each new file is replaced by its set-aside copy, or removed when the
+    /// target did not exist before), every staged temporary is removed, and the error names the
+    /// file that failed; should a restoration itself fail, the error names the copy that holds
+    /// the previous content, which is then kept. A crash between two renames (power loss,
+    /// `kill -9`) can still leave some outputs replaced: several renames are not one atomic
+    /// operation.
     pub fn commit(self) -> anyhow::Result<()> {
+        let mut done: Vec<Committed> = Vec::new();
         for planned in self.planned {
-            if let Some(staged) = planned.staged {
-                staged
-                    .commit()
-                    .with_context(|| format!("writing {}", planned.path.display()))?;
+            let Some(staged) = planned.staged else {
+                continue;
+            };
+            let target = planned.path;
+            let aside = match set_aside(&target) {
+                Ok(aside) => aside,
+                Err(e) => return Err(undo(done, e, &target)),
+            };
+            let renamed = staged.commit();
+            done.push(Committed {
+                target: target.clone(),
+                aside,
+                renamed_in: renamed.is_ok(),
+            });
+            if let Err(e) = renamed {
+                return Err(undo(done, e.into(), &target));
             }
         }
+        // Every new file is in place: dropping the set-aside copies removes them.
         Ok(())
+    }
+}
+
+/// One output of a commit in progress: its target, the previous file set aside (if any) and
+/// whether the new file was renamed in.
+struct Committed {
+    target: PathBuf,
+    aside: Option<tempfile::TempPath>,
+    renamed_in: bool,
+}
+
+/// Moves an existing `target` (not a folder: renaming a file over a folder fails, and that
+/// failure is the one to report) to a fresh temporary name in its folder.
+fn set_aside(target: &Path) -> anyhow::Result<Option<tempfile::TempPath>> {
+    match std::fs::symlink_metadata(target) {
+        Ok(meta) if !meta.is_dir() => {
+            let aside = ebm::io::atomic::sibling_temporary(target)?;
+            std::fs::rename(target, &aside)
+                .with_context(|| format!("moving the existing {} aside", target.display()))?;
+            Ok(Some(aside))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Undoes the outputs of a failed commit, last first, and returns the error `cause` (which
+/// arose at `failed`) with what became of the outputs.
+fn undo(done: Vec<Committed>, cause: anyhow::Error, failed: &Path) -> anyhow::Error {
+    let mut problems = Vec::new();
+    for step in done.into_iter().rev() {
+        let shown = step.target.display();
+        match step.aside {
+            Some(mut aside) => {
+                // Renaming the old file back replaces the new one in one step. Either way the
+                // drop must not remove anything: the path is gone, or it holds the old content.
+                aside.disable_cleanup(true);
+                if let Err(e) = std::fs::rename(&aside, &step.target) {
+                    problems.push(format!(
+                        "could not restore {shown} ({e}); its previous content is in {}",
+                        aside.display()
+                    ));
+                }
+            }
+            None if step.renamed_in => {
+                if let Err(e) = std::fs::remove_file(&step.target) {
+                    problems.push(format!("could not remove the new {shown} ({e})"));
+                }
+            }
+            None => {}
+        }
+    }
+    let cause = cause.context(format!("writing {}", failed.display()));
+    if problems.is_empty() {
+        cause.context("no output file was changed")
+    } else {
+        cause.context(format!(
+            "the outputs could not all be restored: {}",
+            problems.join("; ")
+        ))
     }
 }
 
@@ -279,5 +364,69 @@ mod tests {
         drop(o);
         assert_eq!(std::fs::read(&a).unwrap(), b"1\n");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A commit whose second rename fails (a folder appeared at the second target after it was
+    /// declared and staged) changes nothing: the first output keeps its old content, or does
+    /// not appear when it did not exist before, the folder is untouched, no temporary (staged
+    /// file or set-aside copy) is left, and the error names the file that failed.
+    #[test]
+    fn a_failed_rename_undoes_the_whole_commit() {
+        for first_existed in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+            if first_existed {
+                std::fs::write(&a, b"old\n").unwrap();
+            }
+            let mut o = Outputs::new();
+            o.declare("--a", Some(&a), CSV, "a").unwrap();
+            o.declare("--b", Some(&b), CSV, "b").unwrap();
+            o.stage_bytes("--a", b"new a\n").unwrap();
+            o.stage_bytes("--b", b"new b\n").unwrap();
+            std::fs::create_dir(&b).unwrap();
+            std::fs::write(b.join("inside.txt"), b"kept").unwrap();
+            let e = o.commit().unwrap_err();
+            let m = format!("{e:#}");
+            assert!(
+                m.contains(&format!("writing {}", b.display())) && m.contains("no output"),
+                "{m}"
+            );
+            if first_existed {
+                assert_eq!(std::fs::read(&a).unwrap(), b"old\n");
+                assert_eq!(names(dir.path()), ["a.csv", "b.csv"]);
+            } else {
+                assert!(!a.exists());
+                assert_eq!(names(dir.path()), ["b.csv"]);
+            }
+            assert_eq!(names(&b), ["inside.txt"]);
+            assert_eq!(std::fs::read(b.join("inside.txt")).unwrap(), b"kept");
+        }
+    }
+
+    /// A successful commit over existing files replaces them and removes the set-aside copies.
+    #[test]
+    fn a_commit_over_existing_files_leaves_only_the_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+        std::fs::write(&a, b"old a\n").unwrap();
+        std::fs::write(&b, b"old b\n").unwrap();
+        let mut o = Outputs::new();
+        o.declare("--a", Some(&a), CSV, "a").unwrap();
+        o.declare("--b", Some(&b), CSV, "b").unwrap();
+        o.stage_bytes("--a", b"new a\n").unwrap();
+        o.stage_bytes("--b", b"new b\n").unwrap();
+        o.commit().unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a\n");
+        assert_eq!(std::fs::read(&b).unwrap(), b"new b\n");
+        assert_eq!(names(dir.path()), ["a.csv", "b.csv"]);
     }
 }

@@ -123,27 +123,41 @@ fn remove_stale_temporaries(dir: &Path, name: &OsStr) {
     }
 }
 
+/// A new empty file named as the module docs say, for `name` in `dir`.
+fn create_temporary(dir: &Path, name: &OsStr) -> Result<NamedTempFile> {
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(format!("{MARKER}{}-", std::process::id()));
+    let mut builder = tempfile::Builder::new();
+    builder
+        .prefix(&prefix)
+        .suffix(SUFFIX)
+        .rand_bytes(RANDOM_CHARS);
+    #[cfg(unix)]
+    {
+        // As `File::create`: read-write for all, less the umask (tempfile's default is 0600).
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o666));
+    }
+    Ok(builder.tempfile_in(dir)?)
+}
+
+/// A fresh, empty, closed temporary file next to `path`, named as the module docs say (so that
+/// a leftover of a killed process is removed by the next write of `path`); it is removed when
+/// the returned [`tempfile::TempPath`] is dropped, unless kept. Renaming a file over it is how
+/// a multi-file commit sets an existing output aside until every new file is in place.
+pub fn sibling_temporary(path: &Path) -> Result<tempfile::TempPath> {
+    let (dir, name) = split_target(path)?;
+    Ok(create_temporary(&dir, name)?.into_temp_path())
+}
+
 impl StagedFile {
     /// Creates the temporary file for `path`, after removing stale temporaries of `path` (see
     /// the module docs). Fails when the folder does not exist.
     pub fn new(path: &Path) -> Result<StagedFile> {
         let (dir, name) = split_target(path)?;
         remove_stale_temporaries(&dir, name);
-        let mut prefix = std::ffi::OsString::from(".");
-        prefix.push(name);
-        prefix.push(format!("{MARKER}{}-", std::process::id()));
-        let mut builder = tempfile::Builder::new();
-        builder
-            .prefix(&prefix)
-            .suffix(SUFFIX)
-            .rand_bytes(RANDOM_CHARS);
-        #[cfg(unix)]
-        {
-            // As `File::create`: read-write for all, less the umask (tempfile's default is 0600).
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(fs::Permissions::from_mode(0o666));
-        }
-        let file = builder.tempfile_in(&dir)?;
+        let file = create_temporary(&dir, name)?;
         Ok(StagedFile {
             target: path.to_path_buf(),
             writer: BufWriter::new(file),

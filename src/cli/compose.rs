@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use super::output::{DATASET, Outputs, PNG, SAFETENSORS, print_json, say};
+use super::ais_report::{AisReport, RAISE_FLAGS};
+use super::output::{DATASET, Outputs, PNG, SAFETENSORS, eprint_line, print_json, say};
 use super::sample::{SampleArgs, SamplerArg};
 use super::ui::{BarObserver, progress_enabled};
 use super::{GlobalArgs, UsageError};
@@ -176,49 +177,29 @@ struct ComponentReport {
     log_z: Option<LogZReport>,
 }
 
-/// A ln Z as printed: value, method, and the spread for AIS (`log_z_low` absent when it reaches
-/// ln 0 = -inf).
+/// A ln Z as printed: value, method, and for AIS the keys of [`AisReport`].
 #[derive(Debug, Serialize)]
 pub struct LogZReport {
     log_z: f64,
     log_z_method: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_z_low: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_z_high: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ais_betas: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ais_runs: Option<usize>,
+    #[serde(flatten)]
+    ais: AisReport,
 }
 
 impl LogZReport {
     fn of(z: &LogZ) -> LogZReport {
-        let ais = z.method == LogZMethod::Ais;
         LogZReport {
             log_z: z.value,
             log_z_method: z.method.name(),
-            log_z_low: (ais && z.low.is_finite()).then_some(z.low),
-            log_z_high: ais.then_some(z.high),
-            ais_betas: z.ais.map(|a| a.0),
-            ais_runs: z.ais.map(|a| a.1),
+            ais: AisReport::of_log_z(z),
         }
     }
 }
 
 fn describe_log_z(z: &LogZ) -> String {
-    match z.method {
-        LogZMethod::Exact => format!("{:.6} (exact)", z.value),
-        LogZMethod::Ais => format!(
-            "{:.6} (AIS; spread {} .. {:.6})",
-            z.value,
-            if z.low.is_finite() {
-                format!("{:.6}", z.low)
-            } else {
-                "-inf".into()
-            },
-            z.high
-        ),
+    match AisReport::of_log_z(z).spread_text(6) {
+        Some(spread) => format!("{:.6} (AIS; {spread})", z.value),
+        None => format!("{:.6} (exact)", z.value),
     }
 }
 
@@ -473,6 +454,14 @@ pub fn run(args: &ComposeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }
         say(global, &text);
     }
+    for (part, z) in parts.iter().zip(&log_zs) {
+        if let Some(w) = z
+            .as_ref()
+            .and_then(|z| AisReport::of_log_z(z).warning(RAISE_FLAGS))
+        {
+            eprint_line(&format!("warning: ln Z of {}: {w}", part.path.display()));
+        }
+    }
     outputs.commit()
 }
 
@@ -592,7 +581,7 @@ pub fn partition(
         model: path.display().to_string(),
     };
     if global.json {
-        print_json(&report)
+        print_json(&report)?;
     } else {
         say(
             global,
@@ -604,8 +593,12 @@ pub fn partition(
                 report.seconds
             ),
         );
-        Ok(())
     }
+    report.log_z.ais.warn_if_unreliable(
+        "ebm partition uses the default AIS settings; `ebm evaluate --method ais` with a \
+         larger --ais-betas estimates ln Z with more annealing steps",
+    );
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]
@@ -711,6 +704,7 @@ pub fn evaluate(
         seconds: start.elapsed().as_secs_f64(),
         seed: global.seed,
     };
+    report.log_z.ais.warn_if_unreliable(RAISE_FLAGS);
     if global.json {
         print_json(&report)
     } else {

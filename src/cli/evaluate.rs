@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::GlobalArgs;
+use super::ais_report::{AisReport, RAISE_FLAGS};
 use super::output::{print_json, say};
 use super::read_dataset;
 use super::ui::{BarObserver, progress_enabled};
@@ -77,14 +78,8 @@ struct Report {
     method: &'static str,
     /// Total probability of the distinct examples, sum_v exp(-F(v) - ln Z).
     probability_mass: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_z_low: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_z_high: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ais_betas: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ais_runs: Option<usize>,
+    #[serde(flatten)]
+    ais: AisReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     ais_base: Option<&'static str>,
     seconds: f64,
@@ -142,14 +137,7 @@ pub fn run(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         log_z: report.log_z,
         method: report.method,
         probability_mass: super::compose::probability_mass(rbm, &data, report.log_z),
-        log_z_low: report
-            .ais
-            .as_ref()
-            .map(|a| a.log_z_low)
-            .filter(|x| x.is_finite()),
-        log_z_high: report.ais.as_ref().map(|a| a.log_z_high),
-        ais_betas: report.ais.as_ref().map(|a| a.betas),
-        ais_runs: report.ais.as_ref().map(|a| a.runs),
+        ais: AisReport::of_estimate(report.ais.as_ref()),
         ais_base: report.ais.as_ref().map(|_| base),
         seconds: t0.elapsed().as_secs_f64(),
         seed: global.seed,
@@ -157,14 +145,10 @@ pub fn run(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if global.json {
         print_json(&out)?;
     } else {
-        let spread = match (&report.ais, out.log_z_low) {
-            (Some(a), Some(lo)) => format!(" (ln(mean ± 3 s.e.): {lo:.4} .. {:.4})", a.log_z_high),
-            (Some(a), None) => format!(
-                " (ln(mean + 3 s.e.): {:.4}; lower bound reaches 0)",
-                a.log_z_high
-            ),
-            _ => String::new(),
-        };
+        let spread = out
+            .ais
+            .spread_text(4)
+            .map_or_else(String::new, |s| format!(" ({s})"));
         say(
             global,
             &format!(
@@ -176,5 +160,6 @@ pub fn run(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             ),
         );
     }
+    out.ais.warn_if_unreliable(RAISE_FLAGS);
     Ok(())
 }

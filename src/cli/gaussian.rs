@@ -1117,14 +1117,11 @@ struct EvaluateReport {
     log_likelihood: f64,
     log_z: f64,
     method: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_z_low: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_z_high: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ais_betas: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ais_runs: Option<usize>,
+    /// AIS's ln(mean -+ 3 standard errors) of the weights, settings, ESS and flag; the
+    /// likelihood's interval is the reverse: log_likelihood_low = log_likelihood - (log_z_high
+    /// - log_z).
+    #[serde(flatten)]
+    ais: super::ais_report::AisReport,
     standardised: bool,
     /// The data were dequantised by this step (as the model's training data were).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1183,7 +1180,7 @@ pub fn evaluate(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     let log_jacobian = to_model_units(&file, &mut data);
     let ais = args.method == EvaluateMethodArg::Ais
         || (args.method == EvaluateMethodArg::Auto && file.model.n_hidden() > MAX_EXACT_HIDDEN);
-    let (log_z, spread) = if ais {
+    let (log_z, estimate) = if ais {
         let params = ebm::infer::ais::AisParams {
             betas: args.ais_betas,
             runs: args.ais_runs,
@@ -1191,7 +1188,7 @@ pub fn evaluate(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         };
         let est = ebm::infer::gaussian_ais::gaussian_ais_log_partition(&file.model, &params)
             .with_context(|| format!("AIS of ln Z of {}", args.model.display()))?;
-        (est.log_z, Some((est.log_z_low, est.log_z_high)))
+        (est.log_z, Some(est))
     } else {
         let log_z = file
             .model
@@ -1213,17 +1210,15 @@ pub fn evaluate(args: &EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         log_likelihood: ll,
         log_z,
         method: if ais { "ais" } else { "exact" },
-        // AIS's ln(mean -+ 3 standard errors) of the weights; the likelihood's interval is
-        // the reverse: log_likelihood_low = log_likelihood - (log_z_high - log_z).
-        log_z_low: spread.map(|s| s.0).filter(|x| x.is_finite()),
-        log_z_high: spread.map(|s| s.1),
-        ais_betas: ais.then_some(args.ais_betas),
-        ais_runs: ais.then_some(args.ais_runs),
+        ais: super::ais_report::AisReport::of_estimate(estimate.as_ref()),
         standardised: file.standardisation().is_some(),
         dequantise_step,
         seconds: start.elapsed().as_secs_f64(),
         seed: global.seed,
     };
+    report
+        .ais
+        .warn_if_unreliable(super::ais_report::RAISE_FLAGS);
     if global.json {
         print_json(&report)
     } else {

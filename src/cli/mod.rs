@@ -1,6 +1,7 @@
 //! Argument parsing and printing. Each subcommand has its own file: an args struct, a
 //! conversion to validated library parameters, the library call, and the output.
 
+mod ais_report;
 mod classify;
 mod compose;
 mod denoise;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use super::ais_report::{AisReport, RAISE_FLAGS};
 use super::output::{CSV, Outputs, print_json, say};
 use super::ui::{BarObserver, progress_enabled};
 use super::{GlobalArgs, UsageError, read_dataset, read_real_dataset};
@@ -112,14 +113,9 @@ struct Report {
     log_z_method: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_z_exact_method: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_z_low: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_z_high: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ais_betas: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ais_runs: Option<usize>,
+    /// With AIS: its spread, settings, effective sample size and flag.
+    #[serde(flatten)]
+    ais: AisReport,
     /// Mean ln p(v) in nats; null without ln Z (or when an example has probability 0).
     mean_log_likelihood: Option<f64>,
     /// With AIS: the mean log-likelihood at the high and low ends of ln Z's interval.
@@ -213,7 +209,7 @@ fn log_partition(
                 log_z: report.log_z,
                 method: report.method,
                 detail: (report.method == "exact").then_some("rbm"),
-                ais: report.ais,
+                ais: report.ais.as_ref().map(AisEstimate::to_log_z),
             })
         }
         (Scored::Composite(c), _) => {
@@ -229,17 +225,7 @@ fn log_partition(
                 log_z: lz.value,
                 method: lz.method.name(),
                 detail: (!derived).then_some(c.operation()),
-                ais: derived.then(|| {
-                    let (betas, runs) = lz.ais.unwrap_or((0, 0));
-                    AisEstimate {
-                        log_z: lz.value,
-                        log_z_low: lz.low,
-                        log_z_high: lz.high,
-                        log_z_base: f64::NAN,
-                        betas,
-                        runs,
-                    }
-                }),
+                ais: derived.then_some(lz),
             })
         }
         (Scored::Factors(_), LogZArg::Ais) => return Err(ais_for_rbms_only()),
@@ -390,7 +376,11 @@ pub fn run(args: &ScoreArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let (z_low, z_high) = lz
         .as_ref()
         .map_or((f64::NAN, f64::NAN), LogPartition::interval);
-    let is_ais = lz.as_ref().is_some_and(|l| l.ais.is_some());
+    let ais_report = lz
+        .as_ref()
+        .and_then(|l| l.ais.as_ref())
+        .map_or_else(AisReport::default, AisReport::of_log_z);
+    let is_ais = ais_report.is_ais();
     let (auroc_value, ap) = match &labels {
         Some(l) => {
             let positive = anomaly_labels(l).expect("checked on reading");
@@ -426,18 +416,7 @@ pub fn run(args: &ScoreArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         log_z,
         log_z_method: lz.as_ref().map(|l| l.method),
         log_z_exact_method: lz.as_ref().and_then(|l| l.detail),
-        log_z_low: is_ais.then_some(z_low).and_then(finite),
-        log_z_high: is_ais.then_some(z_high).and_then(finite),
-        ais_betas: lz
-            .as_ref()
-            .and_then(|l| l.ais.as_ref())
-            .map(|a| a.betas)
-            .filter(|&b| b > 0),
-        ais_runs: lz
-            .as_ref()
-            .and_then(|l| l.ais.as_ref())
-            .map(|a| a.runs)
-            .filter(|&r| r > 0),
+        ais: ais_report,
         mean_log_likelihood: mean_ll,
         // The interval of ln Z, carried over: a higher ln Z gives a lower likelihood.
         mean_log_likelihood_low: is_ais
@@ -484,6 +463,7 @@ pub fn run(args: &ScoreArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             }
         }
     }
+    report.ais.warn_if_unreliable(RAISE_FLAGS);
     outputs.commit()
 }
 
@@ -504,8 +484,8 @@ fn human_summary(r: &Report) -> String {
     match (r.log_z, r.log_z_method) {
         (Some(z), Some(m)) => {
             let _ = write!(line, "; ln Z = {z:.4} ({m}");
-            if let (Some(lo), Some(hi)) = (r.log_z_low, r.log_z_high) {
-                let _ = write!(line, ", ln(mean ± 3 s.e.) {lo:.4} .. {hi:.4}");
+            if let Some(spread) = r.ais.spread_text(4) {
+                let _ = write!(line, ", {spread}");
             }
             line.push(')');
             if let Some(ll) = r.mean_log_likelihood {

@@ -57,6 +57,8 @@ pub fn log_partition(model: &Composite, observer: &mut dyn Observer) -> Result<L
                     high: high.value(),
                     method: LogZMethod::Ais,
                     ais: None,
+                    ais_ess: None,
+                    unreliable: m.log_z().iter().any(|z| z.unreliable),
                 })
             }
         }
@@ -192,13 +194,7 @@ pub fn log_z_of(
                 }
             };
             let est = ais_log_partition(r, base, &params, observer)?;
-            Ok(LogZ {
-                value: est.log_z,
-                low: est.log_z_low,
-                high: est.log_z_high,
-                method: LogZMethod::Ais,
-                ais: Some((est.betas, est.runs)),
-            })
+            Ok(est.to_log_z())
         }
         _ => log_partition(model, observer),
     }
@@ -212,13 +208,7 @@ fn visible_log_z(
     observer: &mut dyn Observer,
 ) -> Result<LogZ> {
     let est = visible_ais_log_partition(model, base_marginals, params, observer)?;
-    Ok(LogZ {
-        value: est.log_z,
-        low: est.log_z_low,
-        high: est.log_z_high,
-        method: LogZMethod::Ais,
-        ais: Some((est.betas, est.runs)),
-    })
+    Ok(est.to_log_z())
 }
 
 /// Base rates are kept in [1e-3, 1 - 1e-3], so that no state is impossible under the base.

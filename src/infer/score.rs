@@ -8,8 +8,8 @@ use rayon::prelude::*;
 
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::infer::ais::AisEstimate;
 use crate::model::FreeEnergyModel;
+use crate::model::composite::LogZ;
 
 /// Rows per parallel task (fixed, so that nothing depends on the number of threads).
 const ROWS_PER_TASK: usize = 64;
@@ -52,8 +52,9 @@ pub struct LogPartition {
     pub method: &'static str,
     /// The exact method that ran (`"rbm"`, `"enumerate"`, `"eliminate"`), or `None` for AIS.
     pub detail: Option<&'static str>,
-    /// The AIS estimate with its spread, when AIS was used.
-    pub ais: Option<AisEstimate>,
+    /// The AIS estimate with its spread, settings and effective sample size, when AIS was used
+    /// (directly, or through the stored estimates of a mixture's components).
+    pub ais: Option<LogZ>,
 }
 
 impl LogPartition {
@@ -61,7 +62,7 @@ impl LogPartition {
     /// ln(mean -+ 3 standard errors) of the importance weights (the low end may be -inf).
     pub fn interval(&self) -> (f64, f64) {
         match &self.ais {
-            Some(a) => (a.log_z_low, a.log_z_high),
+            Some(a) => (a.low, a.high),
             None => (self.log_z, self.log_z),
         }
     }

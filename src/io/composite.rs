@@ -70,6 +70,10 @@ pub struct StoredLogZ {
     /// AIS runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ais_runs: Option<usize>,
+    /// Effective sample size of the AIS weights (absent in manifests written before it was
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ais_ess: Option<f64>,
 }
 
 impl StoredLogZ {
@@ -87,6 +91,7 @@ impl StoredLogZ {
             high: ais.then_some(z.high),
             ais_betas: z.ais.map(|a| a.0),
             ais_runs: z.ais.map(|a| a.1),
+            ais_ess: z.ais_ess,
         }
     }
 
@@ -100,6 +105,12 @@ impl StoredLogZ {
                 }
                 LogZ::exact(self.value)
             }
+            "ais" if self.ais_ess.is_some_and(|e| e < 0.0) => {
+                return Err(Error::Format(format!(
+                    "{key}.ais_ess: expected an effective sample size of at least 0, got {}",
+                    self.ais_ess.unwrap_or_default()
+                )));
+            }
             "ais" => LogZ {
                 value: self.value,
                 low: self.low.unwrap_or(f64::NEG_INFINITY),
@@ -108,6 +119,12 @@ impl StoredLogZ {
                 })?,
                 method: LogZMethod::Ais,
                 ais: self.ais_betas.zip(self.ais_runs),
+                ais_ess: self.ais_ess,
+                // Flagged as when it was estimated (the ESS and the runs are both stored).
+                unreliable: self
+                    .ais_ess
+                    .zip(self.ais_runs)
+                    .is_some_and(|(ess, runs)| ess < crate::infer::ais::ess_threshold(runs)),
             },
             other => {
                 return Err(Error::Format(format!(

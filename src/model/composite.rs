@@ -70,6 +70,12 @@ pub struct LogZ {
     pub method: LogZMethod,
     /// AIS settings (annealing steps, runs) when AIS was used directly.
     pub ais: Option<(usize, usize)>,
+    /// Effective sample size of the AIS weights when AIS was used directly and it is known
+    /// (see `crate::infer::ais::effective_sample_size`).
+    pub ais_ess: Option<f64>,
+    /// True when an AIS estimate behind this value is flagged unreliable (its effective sample
+    /// size is below `crate::infer::ais::ess_threshold`; for a mixture, any part's).
+    pub unreliable: bool,
 }
 
 impl LogZ {
@@ -81,6 +87,8 @@ impl LogZ {
             high: value,
             method: LogZMethod::Exact,
             ais: None,
+            ais_ess: None,
+            unreliable: false,
         }
     }
 

@@ -931,3 +931,69 @@ fn a_negation_too_large_to_enumerate_is_estimated_by_visible_ais() {
     // tight).
     assert!((e["log_z"].as_f64().unwrap() - v).abs() < 0.1, "{e}");
 }
+
+/// A mixture whose components' AIS ran with too few annealing steps: `compose` reports each
+/// component's `ais_ess` and `ais_unreliable: true` and warns on stderr naming the component;
+/// the manifest keeps the ESS, so `partition` of the mixture still says `ais_unreliable: true`
+/// and warns. With enough steps nothing is flagged. Fixed seed: 12 x 6 RBMs with weights up to
+/// 3 in size give an ESS of a few runs of 100 in 2 steps, and near 100 in 3000 steps.
+#[test]
+fn a_mixture_of_unreliable_ais_estimates_is_flagged_through_its_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (
+        save(dir.path(), "a.safetensors", &random_rbm(12, 6, 3.0, 31)),
+        save(dir.path(), "b.safetensors", &random_rbm(12, 6, 3.0, 32)),
+    );
+    let m = dir.path().join("m.json");
+    let compose = |betas: &str| {
+        ebm()
+            .args(["compose", "mixture", s(&pa), s(&pb), "--weights", "0.5,0.5"])
+            .args(["--log-z", "ais", "--ais-runs", "100", "--ais-betas", betas])
+            .args(["--output", s(&m), "--json"])
+            .output()
+            .unwrap()
+    };
+    let out = compose("2");
+    let r = json_of(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (k, path) in [&pa, &pb].iter().enumerate() {
+        let c = &r["components"][k];
+        let ess = c["ais_ess"].as_f64().unwrap();
+        assert!((1.0..10.0).contains(&ess), "component {k}: ESS {ess}");
+        assert_eq!(c["ais_unreliable"], true);
+        assert!(
+            stderr.contains(&format!("warning: ln Z of {}", path.display())),
+            "{stderr}"
+        );
+    }
+    assert_eq!(r["ais_unreliable"], true, "{r}");
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
+    assert!(
+        manifest["components"][0]["log_z"]["ais_ess"].is_number(),
+        "{manifest}"
+    );
+    let out = ebm()
+        .args(["partition", "--model", s(&m), "--json"])
+        .output()
+        .unwrap();
+    let z = json_of(&out);
+    assert_eq!(z["ais_unreliable"], true, "{z}");
+    assert!(
+        z.get("ais_ess").is_none(),
+        "a mixture has no ESS of its own: {z}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mixture component"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = compose("3000");
+    let r = json_of(&out);
+    assert_eq!(r["components"][0]["ais_unreliable"], false, "{r}");
+    assert_eq!(r["ais_unreliable"], false, "{r}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

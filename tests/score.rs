@@ -566,3 +566,69 @@ fn ais_for_a_uai_model_is_refused_before_any_work() {
         .code(2)
         .stdout(predicate::str::contains("RBMs only"));
 }
+
+/// AIS with too few annealing steps is flagged in `score` and `evaluate`: the JSON carries
+/// `ais_ess` (effective sample size of the weights, between 1 and the runs) and
+/// `ais_unreliable: true`, and stderr warns (even with --json) and names --ais-betas; with
+/// enough steps the same model is not flagged and nothing is warned. Fixed seed: a 16 x 8 RBM
+/// with weights up to 3 in size, annealed from the data's base rates in 2 steps, gives weights
+/// spread over many nats (ESS of a few runs of 100), and in 3000 steps an ESS near 100.
+#[test]
+fn ais_with_too_few_steps_is_flagged_and_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    write_rbm(&model, &RbmFile::new(random_rbm(16, 8, 3.0, 4))).unwrap();
+    let data = project_root().join("data/bars_stripes_4x4.txt");
+    let run = |command: &[&str], betas: &str| {
+        let out = ebm()
+            .args(command)
+            .args([
+                "--ais-betas",
+                betas,
+                "--ais-runs",
+                "100",
+                "--json",
+                "--model",
+            ])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .assert()
+            .success();
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        (json_of(&out), stderr)
+    };
+    for command in [
+        &["score", "--log-z", "ais"][..],
+        &["evaluate", "--method", "ais"][..],
+    ] {
+        let (r, stderr) = run(command, "2");
+        let ess = r["ais_ess"].as_f64().unwrap();
+        assert!((1.0..10.0).contains(&ess), "{command:?}: ESS {ess}");
+        assert_eq!(r["ais_unreliable"], true, "{command:?}");
+        assert!(
+            stderr.contains("warning")
+                && stderr.contains("effective sample size")
+                && stderr.contains("--ais-betas"),
+            "{command:?}: {stderr}"
+        );
+        let (r, stderr) = run(command, "3000");
+        let ess = r["ais_ess"].as_f64().unwrap();
+        assert!((10.0..=100.0).contains(&ess), "{command:?}: ESS {ess}");
+        assert_eq!(r["ais_unreliable"], false, "{command:?}");
+        assert!(!stderr.contains("warning"), "{command:?}: {stderr}");
+    }
+    // An exact ln Z has no AIS keys.
+    let out = ebm()
+        .args(["score", "--log-z", "exact", "--json", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .assert()
+        .success();
+    let r = json_of(&out);
+    assert!(
+        r.get("ais_ess").is_none() && r.get("ais_unreliable").is_none(),
+        "{r}"
+    );
+}

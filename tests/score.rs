@@ -516,22 +516,11 @@ fn ais_log_z_carries_its_spread_into_the_mean_log_likelihood() {
     let rbm = random_rbm(16, 8, 0.5, 21);
     write_rbm(&model, &RbmFile::new(rbm.clone())).unwrap();
     let data = project_root().join("data/bars_stripes_4x4.txt");
-    let out = ebm()
-        .args([
-            "score",
-            "--log-z",
-            "ais",
-            "--ais-betas",
-            "2000",
-            "--json",
-            "--model",
-        ])
-        .arg(&model)
-        .arg("--data")
-        .arg(&data)
-        .assert()
-        .success();
-    let r = json_of(&out);
+    let (r, _) = run_on(
+        &["score", "--log-z", "ais", "--ais-betas", "2000"],
+        &model,
+        &data,
+    );
     assert_eq!(r["log_z_method"], "ais");
     let exact = direct_log_z_over_hidden(&rbm);
     let (lo, hi) = (
@@ -567,6 +556,20 @@ fn ais_for_a_uai_model_is_refused_before_any_work() {
         .stdout(predicate::str::contains("RBMs only"));
 }
 
+/// Runs `command --json --model model --data data`, which must succeed: its JSON and stderr.
+fn run_on(command: &[&str], model: &Path, data: &Path) -> (serde_json::Value, String) {
+    let out = ebm()
+        .args(command)
+        .args(["--json", "--model"])
+        .arg(model)
+        .arg("--data")
+        .arg(data)
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    (json_of(&out), stderr)
+}
+
 /// AIS with too few annealing steps is flagged in `score` and `evaluate`: the JSON carries
 /// `ais_ess` (effective sample size of the weights, between 1 and the runs) and
 /// `ais_unreliable: true`, and stderr warns (even with --json) and names --ais-betas; with
@@ -580,23 +583,8 @@ fn ais_with_too_few_steps_is_flagged_and_warned() {
     write_rbm(&model, &RbmFile::new(random_rbm(16, 8, 3.0, 4))).unwrap();
     let data = project_root().join("data/bars_stripes_4x4.txt");
     let run = |command: &[&str], betas: &str| {
-        let out = ebm()
-            .args(command)
-            .args([
-                "--ais-betas",
-                betas,
-                "--ais-runs",
-                "100",
-                "--json",
-                "--model",
-            ])
-            .arg(&model)
-            .arg("--data")
-            .arg(&data)
-            .assert()
-            .success();
-        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-        (json_of(&out), stderr)
+        let settings = ["--ais-betas", betas, "--ais-runs", "100"];
+        run_on(&[command, &settings[..]].concat(), &model, &data)
     };
     for command in [
         &["score", "--log-z", "ais"][..],
@@ -619,14 +607,7 @@ fn ais_with_too_few_steps_is_flagged_and_warned() {
         assert!(!stderr.contains("warning"), "{command:?}: {stderr}");
     }
     // An exact ln Z has no AIS keys.
-    let out = ebm()
-        .args(["score", "--log-z", "exact", "--json", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(&data)
-        .assert()
-        .success();
-    let r = json_of(&out);
+    let (r, _) = run_on(&["score", "--log-z", "exact"], &model, &data);
     assert!(
         r.get("ais_ess").is_none() && r.get("ais_unreliable").is_none(),
         "{r}"

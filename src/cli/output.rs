@@ -366,13 +366,27 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
+    /// The names in `dir`.
+    fn names(dir: &Path) -> std::collections::BTreeSet<String> {
+        let entries = std::fs::read_dir(dir).unwrap();
+        entries
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
+            .collect()
+    }
+
+    fn set<const N: usize>(names: [&str; N]) -> std::collections::BTreeSet<String> {
+        names.map(String::from).into()
+    }
+
+    /// Outputs `--a` (a.csv) and `--b` (b.csv) in `dir`, declared and staged with new contents.
+    fn two_staged_outputs(dir: &Path) -> (Outputs, PathBuf, PathBuf) {
+        let (a, b) = (dir.join("a.csv"), dir.join("b.csv"));
+        let mut o = Outputs::new();
+        o.declare("--a", Some(&a), CSV, "a").unwrap();
+        o.declare("--b", Some(&b), CSV, "b").unwrap();
+        o.stage_bytes("--a", b"new a\n").unwrap();
+        o.stage_bytes("--b", b"new b\n").unwrap();
+        (o, a, b)
     }
 
     /// A commit whose second rename fails (a folder appeared at the second target after it was
@@ -383,15 +397,10 @@ mod tests {
     fn a_failed_rename_undoes_the_whole_commit() {
         for first_existed in [true, false] {
             let dir = tempfile::tempdir().unwrap();
-            let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
             if first_existed {
-                std::fs::write(&a, b"old\n").unwrap();
+                std::fs::write(dir.path().join("a.csv"), b"old\n").unwrap();
             }
-            let mut o = Outputs::new();
-            o.declare("--a", Some(&a), CSV, "a").unwrap();
-            o.declare("--b", Some(&b), CSV, "b").unwrap();
-            o.stage_bytes("--a", b"new a\n").unwrap();
-            o.stage_bytes("--b", b"new b\n").unwrap();
+            let (o, a, b) = two_staged_outputs(dir.path());
             std::fs::create_dir(&b).unwrap();
             std::fs::write(b.join("inside.txt"), b"kept").unwrap();
             let e = o.commit().unwrap_err();
@@ -402,12 +411,12 @@ mod tests {
             );
             if first_existed {
                 assert_eq!(std::fs::read(&a).unwrap(), b"old\n");
-                assert_eq!(names(dir.path()), ["a.csv", "b.csv"]);
+                assert_eq!(names(dir.path()), set(["a.csv", "b.csv"]));
             } else {
                 assert!(!a.exists());
-                assert_eq!(names(dir.path()), ["b.csv"]);
+                assert_eq!(names(dir.path()), set(["b.csv"]));
             }
-            assert_eq!(names(&b), ["inside.txt"]);
+            assert_eq!(names(&b), set(["inside.txt"]));
             assert_eq!(std::fs::read(b.join("inside.txt")).unwrap(), b"kept");
         }
     }
@@ -416,17 +425,12 @@ mod tests {
     #[test]
     fn a_commit_over_existing_files_leaves_only_the_outputs() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
-        std::fs::write(&a, b"old a\n").unwrap();
-        std::fs::write(&b, b"old b\n").unwrap();
-        let mut o = Outputs::new();
-        o.declare("--a", Some(&a), CSV, "a").unwrap();
-        o.declare("--b", Some(&b), CSV, "b").unwrap();
-        o.stage_bytes("--a", b"new a\n").unwrap();
-        o.stage_bytes("--b", b"new b\n").unwrap();
+        std::fs::write(dir.path().join("a.csv"), b"old a\n").unwrap();
+        std::fs::write(dir.path().join("b.csv"), b"old b\n").unwrap();
+        let (o, a, b) = two_staged_outputs(dir.path());
         o.commit().unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), b"new a\n");
         assert_eq!(std::fs::read(&b).unwrap(), b"new b\n");
-        assert_eq!(names(dir.path()), ["a.csv", "b.csv"]);
+        assert_eq!(names(dir.path()), set(["a.csv", "b.csv"]));
     }
 }

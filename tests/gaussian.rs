@@ -664,6 +664,11 @@ fn cli_evaluates_a_gaussian_rbm_by_ais() {
     let d_ll = f(&ais, "log_likelihood") - f(&exact, "log_likelihood");
     let d_z = f(&ais, "log_z") - f(&exact, "log_z");
     assert!((d_ll + d_z).abs() < 1e-9, "{d_ll} vs {d_z}");
+    // The effective sample size of the 50 runs' weights, and the flag below max(10, 50 / 10).
+    let ess = f(&ais, "ais_ess");
+    assert!((1.0..=50.0).contains(&ess), "{ess}");
+    assert_eq!(ais["ais_unreliable"], ess < 10.0);
+    assert!(exact.get("ais_ess").is_none() && exact.get("ais_unreliable").is_none());
 }
 
 /// The grey digits are on a grid of 17 levels (step 1/16); continuous draws are not quantised.

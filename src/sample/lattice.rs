@@ -635,9 +635,10 @@ impl ByteCheckerboard {
     /// True when the checkerboard applies: an even width, a bipartite vertical direction
     /// (open, even height, or height 1) and a uniform field.
     pub fn applies(model: &IsingLattice) -> bool {
-        let w_ok = model.width() % 2 == 0;
-        let h_ok =
-            model.boundary() == Boundary::Open || model.height() % 2 == 0 || model.height() == 1;
+        let w_ok = model.width().is_multiple_of(2);
+        let h_ok = model.boundary() == Boundary::Open
+            || model.height().is_multiple_of(2)
+            || model.height() == 1;
         w_ok && h_ok && model.site_field().is_none()
     }
 

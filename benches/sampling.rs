@@ -117,12 +117,24 @@ fn main() {
     );
     let only_multispin = std::env::args().any(|a| a == "multispin");
     let kernels: &[(Kernel, bool, &str)] = if only_multispin {
-        &[(Kernel::MultiSpin, false, "multi-spin 64/word")]
+        &[
+            (
+                Kernel::MultiSpin,
+                true,
+                "multi-spin 64/word, AVX-512 or AVX2 if available",
+            ),
+            (Kernel::MultiSpin, false, "multi-spin 64/word, portable"),
+        ]
     } else {
         &[
             (Kernel::Bytes, false, "bytes, baseline x86-64"),
             (Kernel::Bytes, true, "bytes, AVX2 if available"),
-            (Kernel::MultiSpin, false, "multi-spin 64/word"),
+            (
+                Kernel::MultiSpin,
+                true,
+                "multi-spin 64/word, AVX-512 or AVX2 if available",
+            ),
+            (Kernel::MultiSpin, false, "multi-spin 64/word, portable"),
         ]
     };
     for rule in [LocalRule::Metropolis, LocalRule::Gibbs] {

@@ -895,11 +895,13 @@ impl Checkerboard {
         }
     }
 
-    /// On the byte kernel, uses the baseline code path even where AVX2 is available (for
-    /// benchmarks and tests); the multi-spin kernel is plain 64-bit code either way.
+    /// With `false`, uses the portable code path even where AVX2 or AVX-512 is available (for
+    /// benchmarks and tests): on the byte kernel the baseline x86-64 copy, on the multi-spin
+    /// kernel the portable copy (which gives the same chain bit for bit).
     pub fn set_simd(&mut self, allow: bool) {
-        if let Inner::Bytes(b) = &mut self.inner {
-            b.set_simd(allow);
+        match &mut self.inner {
+            Inner::Bytes(b) => b.set_simd(allow),
+            Inner::Multi(m) => m.set_simd(allow),
         }
     }
 

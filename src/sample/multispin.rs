@@ -32,8 +32,8 @@
 //! every site's U, and for every site the word of threshold digits d_j (digit j of its class's
 //! t, selected by the class masks) is compared lexicographically:
 //! `lt |= eq & d_j & !r_j; eq &= !(d_j ^ r_j)`, starting from eq = the sites still undecided.
-//! Once eq is 0 every site is decided and no more digits are drawn (about log2(64) + 1.3 words
-//! per 64 sites); after digit 31, or after the last nonzero digit of every threshold, the sites
+//! Once eq is 0 every site is decided and no more digits are drawn (for a group of words: see
+//! below); after digit 31, or after the last nonzero digit of every threshold, the sites
 //! still equal have U >= t / 2^32 and stay. So a site flips with probability exactly t / 2^32,
 //! as on the byte path, independently of every other site: no random number is shared between
 //! sites (sharing one uniform across the sites of a word would not be exact: it correlates their
@@ -41,12 +41,27 @@
 //!
 //! # Bookkeeping and randomness
 //! A flip changes the bond sum by -2 s_i S_i = 4a - 8 and the magnetisation by -2 s_i, summed
-//! with popcounts over the flip mask. Packed row r' owns two Xoshiro256++ streams
-//! [`crate::rng::stream_for`]`(seed, Purpose::MultiSpinRow, 2r' + i)`, i = 0, 1, used for both
-//! colours and kept across sweeps: the words of a row are compared in pairs (k, k + 1), word
-//! k + i drawing from stream i, in one loop (two independent dependency chains, one loop exit
-//! per pair); the packing depends on the lattice only, so the chain does not depend on the
-//! number of rayon threads.
+//! with popcounts over the flip mask. The words of a packed row are updated in groups of
+//! [`LANES`] = 8 consecutive words (the last group of a row may be cut short by the row end: its
+//! missing lanes have no live sites). Packed row r' owns 8 Xoshiro256++ streams, kept across
+//! sweeps and used for both colours: lane i starts from the first four outputs of
+//! [`crate::rng::stream_for`]`(seed, Purpose::MultiSpinRow, 8 r' + i)`. In a group, word k + i
+//! takes its digits from lane i, and every lane draws one word per digit until every site of
+//! the group is decided (a decided word, or a missing lane, still draws its word, which is
+//! discarded), so a group draws as many digits as its slowest site needs: about
+//! log2(512) + 1.3, i.e. 10 words per word of sites. Every digit of every site is still a fresh
+//! random bit used once, and each site compares only its own digits, so the law is the exact
+//! one above (when to stop depends on digits already drawn, not on the ones still to come). The
+//! packing and the lane count depend on the lattice only, so the chain depends neither on the
+//! number of rayon threads nor on the CPU.
+//!
+//! # Instruction sets
+//! The row kernel has three copies, one chosen per chain by `is_x86_feature_detected!`: AVX-512
+//! (F and VPOPCNTDQ) intrinsics with one group per 512-bit register (the adders, class masks
+//! and comparison in ternary-logic instructions, the 8 generators by VPROLQ, the tallies by
+//! VPOPCNTQ), and the portable code over `[u64; 8]` arrays, compiled once with AVX2 enabled and
+//! once for any CPU. All do the same operations lane by lane, so they give the same chain bit
+//! for bit (tested); [`MultiSpin::set_simd`] forces the portable copy.
 
 // Index loops over the class and group arrays are the clearest form of the kernel.
 #![allow(clippy::needless_range_loop)]

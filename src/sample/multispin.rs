@@ -552,6 +552,8 @@ impl MultiSpin {
 /// copy built for the instruction set chosen when the chain was made (all copies compute the
 /// same bits: they are one generic function compiled with different target features).
 #[cfg(target_arch = "x86_64")]
+use avx2::update_row as avx2_update_row;
+#[cfg(target_arch = "x86_64")]
 use avx512::update_row as avx512_update_row;
 
 fn update_row_dispatch(
@@ -580,22 +582,9 @@ fn update_row_dispatch(
         Isa::Avx512 => unsafe { go!(avx512_update_row; 0 1 2 3 4 5 6 7 8 9 10) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` is chosen only when the CPU reported AVX2 and POPCNT.
-        Isa::Avx2 => unsafe { go!(update_row_avx2; 0 1 2 3 4 5 6 7 8 9 10) },
+        Isa::Avx2 => unsafe { go!(avx2_update_row; 0 1 2 3 4 5 6 7 8 9 10) },
         _ => go!(update_row; 0 1 2 3 4 5 6 7 8 9 10),
     }
-}
-
-/// [`update_row`] compiled for AVX2: one lane array is two 256-bit registers.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,popcnt")]
-unsafe fn update_row_avx2<const G: usize, const FIELD: bool>(
-    row: &mut [u64],
-    nb: &RowNeighbours<'_>,
-    p: &Packing,
-    rng: &mut LaneRng,
-    t: &AcceptTable,
-) -> Change {
-    update_row::<G, FIELD>(row, nb, p, rng, t)
 }
 
 /// The classes of the words of a group: the masks of the threshold groups, of the sites that
@@ -975,6 +964,294 @@ mod avx512 {
         let flips = _mm512_reduce_add_epi64(flips);
         let a_sum = _mm512_reduce_add_epi64(a_sum);
         let up_flips = _mm512_reduce_add_epi64(up_flips);
+        Change {
+            flips,
+            bonds: 4 * a_sum - 8 * flips,
+            magnetization: 2 * (flips - up_flips) - 2 * up_flips,
+        }
+    }
+}
+
+/// [`update_row`] written with AVX2 intrinsics, one group of [`LANES`] words in two 256-bit
+/// registers: the same operations lane by lane as the portable code, so the same flips and the
+/// same stream use.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{AcceptTable, Change, LANES, LaneRng, Lanes, Packing, RowNeighbours, gather};
+
+    /// One group of [`LANES`] words: lanes 0-3 and 4-7.
+    #[derive(Clone, Copy)]
+    struct V([__m256i; 2]);
+
+    macro_rules! lanewise {
+        ($name:ident, $op:ident) => {
+            #[inline]
+            #[target_feature(enable = "avx2")]
+            fn $name(a: V, b: V) -> V {
+                V([$op(a.0[0], b.0[0]), $op(a.0[1], b.0[1])])
+            }
+        };
+    }
+    lanewise!(and, _mm256_and_si256);
+    lanewise!(or, _mm256_or_si256);
+    lanewise!(xor, _mm256_xor_si256);
+    lanewise!(add, _mm256_add_epi64);
+    // !a & b.
+    lanewise!(andnot, _mm256_andnot_si256);
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn splat(x: u64) -> V {
+        let v = _mm256_set1_epi64x(x as i64);
+        V([v, v])
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn load(x: &[u64]) -> V {
+        assert!(x.len() >= LANES);
+        // SAFETY: the slice holds at least LANES words (checked); unaligned loads.
+        unsafe {
+            V([
+                _mm256_loadu_si256(x.as_ptr().cast()),
+                _mm256_loadu_si256(x.as_ptr().add(4).cast()),
+            ])
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn store(x: &mut [u64], v: V) {
+        assert!(x.len() >= LANES);
+        // SAFETY: the slice holds at least LANES words (checked); unaligned stores.
+        unsafe {
+            _mm256_storeu_si256(x.as_mut_ptr().cast(), v.0[0]);
+            _mm256_storeu_si256(x.as_mut_ptr().add(4).cast(), v.0[1]);
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn shl<const N: i32>(a: V) -> V {
+        V([
+            _mm256_slli_epi64::<N>(a.0[0]),
+            _mm256_slli_epi64::<N>(a.0[1]),
+        ])
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn shr<const N: i32>(a: V) -> V {
+        V([
+            _mm256_srli_epi64::<N>(a.0[0]),
+            _mm256_srli_epi64::<N>(a.0[1]),
+        ])
+    }
+
+    /// Rotation left by N (R = 64 - N).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn rol<const N: i32, const R: i32>(a: V) -> V {
+        or(shl::<N>(a), shr::<R>(a))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn any(a: V) -> bool {
+        let x = _mm256_or_si256(a.0[0], a.0[1]);
+        _mm256_testz_si256(x, x) == 0
+    }
+
+    /// Bits set in each 64-bit lane (nibble table by VPSHUFB, bytes summed by VPSADBW).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn popcnt(a: V) -> V {
+        let table = _mm256_setr_epi8(
+            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
+            3, 3, 4,
+        );
+        let low = _mm256_set1_epi8(0x0f);
+        let one = |x: __m256i| {
+            let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, low));
+            let hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi64::<4>(x), low));
+            _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256())
+        };
+        V([one(a.0[0]), one(a.0[1])])
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn sum(a: V) -> i64 {
+        let mut out = [0u64; LANES];
+        store(&mut out, a);
+        out.iter().sum::<u64>() as i64
+    }
+
+    /// `super::update_row::<G, FIELD>` for a CPU with AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2,popcnt")]
+    pub(super) fn update_row<const G: usize, const FIELD: bool>(
+        row: &mut [u64],
+        nb: &RowNeighbours<'_>,
+        p: &Packing,
+        rng: &mut LaneRng,
+        t: &AcceptTable,
+    ) -> Change {
+        let w2 = row.len();
+        let [mut s0, mut s1, mut s2, mut s3] = [
+            load(&rng.state[0]),
+            load(&rng.state[1]),
+            load(&rng.state[2]),
+            load(&rng.state[3]),
+        ];
+        let zero = splat(0);
+        let (mut flips, mut a_sum, mut up_flips) = (zero, zero, zero);
+        let valid = splat(p.valid);
+        let top = _mm256_set1_epi64x(p.bits as i64 - 1);
+        let mut k = 0;
+        while k < w2 {
+            let interior = k + LANES <= w2
+                && if nb.offset == 0 {
+                    k > 0
+                } else {
+                    k + LANES < w2
+                };
+            let (s, mut up, mut down, left, right, live);
+            if interior {
+                s = load(&row[k..]);
+                up = load(&nb.up[k..]);
+                down = load(&nb.down[k..]);
+                if nb.offset == 0 {
+                    left = load(&nb.mid[k - 1..]);
+                    right = load(&nb.mid[k..]);
+                } else {
+                    left = load(&nb.mid[k..]);
+                    right = load(&nb.mid[k + 1..]);
+                }
+                live = valid;
+            } else {
+                // Edge or last group: the portable gather (rotations applied below).
+                let raw = RowNeighbours {
+                    rotate_up: false,
+                    rotate_down: false,
+                    ..*nb
+                };
+                let (sl, n4, ll): (Lanes, [Lanes; 4], Lanes) = gather(row, &raw, p, k);
+                s = load(&sl);
+                up = load(&n4[0]);
+                down = load(&n4[1]);
+                left = load(&n4[2]);
+                right = load(&n4[3]);
+                live = load(&ll);
+            }
+            if nb.rotate_up {
+                // Bit b takes bit b - 1, bit 0 takes bit B - 1.
+                let wrap = V([
+                    _mm256_srlv_epi64(up.0[0], top),
+                    _mm256_srlv_epi64(up.0[1], top),
+                ]);
+                up = and(or(shl::<1>(up), wrap), valid);
+            }
+            if nb.rotate_down {
+                // Bit b takes bit b + 1, bit B - 1 takes bit 0.
+                let low = and(down, splat(1));
+                let wrap = V([
+                    _mm256_sllv_epi64(low.0[0], top),
+                    _mm256_sllv_epi64(low.0[1], top),
+                ]);
+                down = or(shr::<1>(down), wrap);
+            }
+            // Anti-aligned count by half adders (see `anti_aligned_count`).
+            let (x1, x2, x3, x4) = (xor(s, up), xor(s, down), xor(s, left), xor(s, right));
+            let (u1, c1) = (xor(x1, x2), and(x1, x2));
+            let (u2, c2) = (xor(x3, x4), and(x3, x4));
+            let (a0, c3) = (xor(u1, u2), and(u1, u2));
+            let a1 = xor(xor(c1, c2), c3);
+            let a2 = and(c1, c2);
+            // One-hot masks of a = 0..=4 (see `count_masks`).
+            let ones = splat(!0);
+            let by_count = [
+                andnot(or(or(a0, a1), a2), ones),
+                andnot(or(a1, a2), a0),
+                andnot(a0, a1),
+                and(a0, a1),
+                a2,
+            ];
+            let mut class = [zero; 10];
+            if FIELD {
+                for a in 0..5 {
+                    class[a] = andnot(s, by_count[a]);
+                    class[a + 5] = and(by_count[a], s);
+                }
+            } else {
+                class[..5].copy_from_slice(&by_count);
+            }
+            let classes = if FIELD { 10 } else { 5 };
+            let mut always = zero;
+            for q in 0..classes {
+                if t.always[q] != 0 {
+                    always = or(always, class[q]);
+                }
+            }
+            let mut group = [zero; G];
+            let mut undecided = zero;
+            for g in 0..G {
+                for q in 0..classes {
+                    if t.member[g][q] != 0 {
+                        group[g] = or(group[g], class[q]);
+                    }
+                }
+                undecided = or(undecided, group[g]);
+            }
+            // Digit-by-digit comparison (see `flip_masks`).
+            let mut eq = and(undecided, live);
+            let mut lt = zero;
+            let mut d = 0;
+            while d < t.last_digit && any(eq) {
+                let r = add(rol::<23, 41>(add(s0, s3)), s0);
+                let tt = shl::<17>(s1);
+                s2 = xor(s2, s0);
+                s3 = xor(s3, s1);
+                s1 = xor(s1, s2);
+                s0 = xor(s0, s3);
+                s2 = xor(s2, tt);
+                s3 = rol::<45, 19>(s3);
+                let mut digit = zero;
+                for g in 0..G {
+                    digit = or(digit, and(group[g], splat(t.digit[d][g])));
+                }
+                // lt |= eq & digit & !r; eq &= !(digit ^ r).
+                lt = or(lt, and(eq, andnot(r, digit)));
+                eq = andnot(xor(digit, r), eq);
+                d += 1;
+            }
+            let f = and(or(lt, always), live);
+            flips = add(flips, popcnt(f));
+            let weighted = add(
+                popcnt(and(f, a0)),
+                shl::<1>(add(popcnt(and(f, a1)), shl::<1>(popcnt(and(f, a2))))),
+            );
+            a_sum = add(a_sum, weighted);
+            up_flips = add(up_flips, popcnt(and(f, s)));
+            let new = xor(s, f);
+            if k + LANES <= w2 {
+                store(&mut row[k..], new);
+            } else {
+                let mut out = [0u64; LANES];
+                store(&mut out, new);
+                let n = w2 - k;
+                row[k..].copy_from_slice(&out[..n]);
+            }
+            k += LANES;
+        }
+        for (i, v) in [s0, s1, s2, s3].into_iter().enumerate() {
+            store(&mut rng.state[i], v);
+        }
+        let flips = sum(flips);
+        let a_sum = sum(a_sum);
+        let up_flips = sum(up_flips);
         Change {
             flips,
             bonds: 4 * a_sum - 8 * flips,

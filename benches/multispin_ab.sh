@@ -1,25 +1,24 @@
 #!/usr/bin/env bash
-# Multi-spin checkerboard throughput, two builds of the `sampling` bench side by side.
+# Multi-spin checkerboard throughput, builds of the `sampling` bench side by side.
 #
-#   benches/multispin_ab.sh BEFORE_BENCH AFTER_BENCH [PAIRS]
+#   benches/multispin_ab.sh ROUNDS BENCH...
 #
-# BEFORE_BENCH and AFTER_BENCH are copies of target/release/deps/sampling-* built with
-# `cargo bench --bench sampling --no-run` on the two commits. PAIRS rounds (default 5) run
-# `BEFORE kernel quick multispin` then `AFTER kernel quick multispin` (1024 x 1024 torus at
-# beta_c, Metropolis and Gibbs, 1 and 2 threads, each line a median of 3 x 100 sweeps), and the
-# script prints, for every line, the median and min-max over the rounds of flips per wall ns
-# and of flips per CPU-ns (per core). Run it on an idle machine for figures that mean anything.
+# Each BENCH is a copy of target/release/deps/sampling-* built with
+# `cargo bench --bench sampling --no-run` on some commit (say /tmp/before/sampling and
+# /tmp/after/sampling). ROUNDS rounds run `BENCH kernel quick multispin` for every BENCH in
+# turn (1024 x 1024 torus at beta_c, Metropolis and Gibbs, 1 and 2 threads, each line a median
+# of 3 x 100 sweeps), and the script prints, for every line of every BENCH (labelled by its
+# path), the median and min-max over the rounds of flips per wall ns and of flips per CPU-ns
+# (per core). Run it on an idle machine for figures that mean anything.
 set -euo pipefail
-before=${1:?usage: benches/multispin_ab.sh BEFORE_BENCH AFTER_BENCH [PAIRS]}
-after=${2:?usage: benches/multispin_ab.sh BEFORE_BENCH AFTER_BENCH [PAIRS]}
-pairs=${3:-5}
+rounds=${1:?usage: benches/multispin_ab.sh ROUNDS BENCH...}
+shift
+[ $# -gt 0 ] || { echo "usage: benches/multispin_ab.sh ROUNDS BENCH..." >&2; exit 2; }
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-for _ in $(seq "$pairs"); do
-    for which in before after; do
-        bin=$before
-        [ "$which" = after ] && bin=$after
-        "$bin" kernel quick multispin | grep 'checkerboard' | sed "s/^ */$which | /" >> "$out"
+for _ in $(seq "$rounds"); do
+    for bin in "$@"; do
+        "$bin" kernel quick multispin | grep 'checkerboard' | sed "s|^ *|$bin \| |" >> "$out"
     done
 done
 # Line: "<which> | checkerboard <rule>, <kernel>, <n> thread(s): <w> flips/ns wall, <c> flips per CPU-ns ..."

@@ -59,8 +59,9 @@
 //! The row kernel has three copies, one chosen per chain by `is_x86_feature_detected!`: AVX-512
 //! (F and VPOPCNTDQ) intrinsics with one group per 512-bit register (the adders, class masks
 //! and comparison in ternary-logic instructions, the 8 generators by VPROLQ, the tallies by
-//! VPOPCNTQ), and the portable code over `[u64; 8]` arrays, compiled once with AVX2 enabled and
-//! once for any CPU. All do the same operations lane by lane, so they give the same chain bit
+//! VPOPCNTQ), AVX2 intrinsics with a group in two 256-bit registers (rotations by two shifts,
+//! popcounts by a VPSHUFB nibble table and VPSADBW), and the portable code over `[u64; 8]`
+//! arrays for any CPU. All do the same operations lane by lane, so they give the same chain bit
 //! for bit (tested); [`MultiSpin::set_simd`] forces the portable copy.
 
 // Index loops over the class and group arrays are the clearest form of the kernel.
@@ -176,6 +177,7 @@ type Lanes = [u64; LANES];
 
 /// The instruction set the kernel was compiled for (chosen once per chain).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Isa {
     /// Plain 64-bit code (any CPU).
     Portable,
@@ -549,8 +551,8 @@ impl MultiSpin {
 }
 
 /// Picks the kernel compiled for the number of threshold groups and for a zero field, in the
-/// copy built for the instruction set chosen when the chain was made (all copies compute the
-/// same bits: they are one generic function compiled with different target features).
+/// copy for the instruction set chosen when the chain was made (all copies compute the same
+/// bits: the same operations lane by lane).
 #[cfg(target_arch = "x86_64")]
 use avx2::update_row as avx2_update_row;
 #[cfg(target_arch = "x86_64")]

@@ -399,7 +399,7 @@ fn npy_with_trailing_bytes_or_unknown_header_keys_is_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let npy = |header: &str, body: &[u8]| {
         let mut header = header.to_string();
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');

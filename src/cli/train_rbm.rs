@@ -372,7 +372,7 @@ impl TrainObserver for CliObserver<'_> {
                 write_bytes_atomic(path, self.csv.as_bytes())
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-            if self.checkpoint_every > 0 && s.epoch % self.checkpoint_every == 0 {
+            if self.checkpoint_every > 0 && s.epoch.is_multiple_of(self.checkpoint_every) {
                 self.save(state)?;
             }
             Ok(())

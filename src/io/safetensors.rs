@@ -152,13 +152,13 @@ pub fn decode_gaussian_rbm(bytes: &[u8]) -> Result<GaussianRbmFile> {
         )));
     }
     for name in STANDARDISATION_NAMES {
-        if let Some(t) = file.extra.get(name) {
-            if t.shape != [nv] {
-                return Err(Error::Format(format!(
-                    "tensor `{name}` has shape {:?}; expected [{nv}]",
-                    t.shape
-                )));
-            }
+        if let Some(t) = file.extra.get(name)
+            && t.shape != [nv]
+        {
+            return Err(Error::Format(format!(
+                "tensor `{name}` has shape {:?}; expected [{nv}]",
+                t.shape
+            )));
         }
     }
     if let Some(t) = file.extra.get(STANDARDISATION_NAMES[1])

@@ -654,7 +654,7 @@ pub fn train_with_estimator(
         }
         let due = params.evaluation.is_some()
             && (state.epoch == params.epochs
-                || (params.eval_every > 0 && state.epoch % params.eval_every == 0));
+                || (params.eval_every > 0 && state.epoch.is_multiple_of(params.eval_every)));
         let mut skip_evaluation = false;
         if state.epoch == params.epochs && observer.on_final_state(&state) == Control::Break && due
         {

@@ -1196,12 +1196,16 @@ mod tests {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                let bit = if state % 4 == 0 {
+                let bit = if state.is_multiple_of(4) {
                     1 - previous
                 } else {
                     previous
                 };
-                let bit = if state % 7 == 0 { 1 - bit } else { bit };
+                let bit = if state.is_multiple_of(7) {
+                    1 - bit
+                } else {
+                    bit
+                };
                 bits.push(bit);
                 previous = bit;
             }

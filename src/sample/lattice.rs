@@ -635,9 +635,10 @@ impl ByteCheckerboard {
     /// True when the checkerboard applies: an even width, a bipartite vertical direction
     /// (open, even height, or height 1) and a uniform field.
     pub fn applies(model: &IsingLattice) -> bool {
-        let w_ok = model.width() % 2 == 0;
-        let h_ok =
-            model.boundary() == Boundary::Open || model.height() % 2 == 0 || model.height() == 1;
+        let w_ok = model.width().is_multiple_of(2);
+        let h_ok = model.boundary() == Boundary::Open
+            || model.height().is_multiple_of(2)
+            || model.height() == 1;
         w_ok && h_ok && model.site_field().is_none()
     }
 
@@ -894,11 +895,13 @@ impl Checkerboard {
         }
     }
 
-    /// On the byte kernel, uses the baseline code path even where AVX2 is available (for
-    /// benchmarks and tests); the multi-spin kernel is plain 64-bit code either way.
+    /// With `false`, uses the portable code path even where AVX2 or AVX-512 is available (for
+    /// benchmarks and tests): on the byte kernel the baseline x86-64 copy, on the multi-spin
+    /// kernel the portable copy (which gives the same chain bit for bit).
     pub fn set_simd(&mut self, allow: bool) {
-        if let Inner::Bytes(b) = &mut self.inner {
-            b.set_simd(allow);
+        match &mut self.inner {
+            Inner::Bytes(b) => b.set_simd(allow),
+            Inner::Multi(m) => m.set_simd(allow),
         }
     }
 

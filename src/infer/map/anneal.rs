@@ -198,7 +198,7 @@ mod tests {
             let mut couplings = Vec::new();
             for i in 0..n {
                 for j in i + 1..n {
-                    if (i * 3 + j + seed as usize) % 3 == 0 {
+                    if (i * 3 + j + seed as usize).is_multiple_of(3) {
                         let c = ((i * j + seed as usize) % 7) as f64 - 3.0;
                         couplings.push((i, j, c * 0.4));
                     }

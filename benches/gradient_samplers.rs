@@ -11,6 +11,10 @@
 //! * `glass`: a frustrated 10 x 10 +-J spin glass with random +-fields (see [`spin_glass`]),
 //!   which mixes within seconds; exact marginals by variable elimination.
 //! * `throughput`: GWG proposals per second on one core for a random 784 x 500 RBM.
+//! * `proposals`: nanoseconds per DMALA / DULA proposal alone (no recording) on the lattice
+//!   and the spin glass, median of 7 runs of 2 s / 7 each, at several step sizes: the cost the
+//!   score-table path pays per proposal. Run an old and a new build of this bench alternately
+//!   to compare them on a shared machine.
 //!
 //! `quick` shortens every chain to 0.5 s. Rows marked "general path" run the same gradient
 //! sampler with the score tables switched off (`ExactChain::general_path`, the code before
@@ -332,6 +336,61 @@ fn throughput() {
     }
 }
 
+/// Nanoseconds per proposal of `sampler` on `model` (beta = 1) alone: chain.step() in a loop,
+/// median over 7 timed blocks of about 0.3 s each (after a warm-up block), with the min and max.
+fn proposal_cost(name: &str, model: &PairwiseMrf, sampler: GradientSampler) {
+    let mut rng = from_seed(1);
+    let s: Vec<Spin> = (0..model.num_vars())
+        .map(|_| if uniform_f64(&mut rng) < 0.5 { 1 } else { -1 })
+        .collect();
+    let mut chain = ExactChain::new(model.clone(), sampler, 1.0, s, rng).unwrap();
+    let block = 200_000u64;
+    let mut ns = Vec::new();
+    for rep in 0..8 {
+        let t = Instant::now();
+        let mut steps = 0u64;
+        while t.elapsed().as_secs_f64() < 0.3 {
+            for _ in 0..block / 10 {
+                chain.step();
+            }
+            steps += block / 10;
+        }
+        if rep > 0 {
+            ns.push(t.elapsed().as_secs_f64() * 1e9 / steps as f64);
+        }
+    }
+    ns.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let c = chain.counts();
+    println!(
+        "{name:<8} {:<22} {:>8.1} ns/proposal (min {:.1}, max {:.1}), acceptance {:.3}, {:.2} bits flipped",
+        Kind::Gradient(sampler).label(),
+        ns[ns.len() / 2],
+        ns[0],
+        ns[ns.len() - 1],
+        c.acceptance_rate(),
+        c.mean_bits_flipped()
+    );
+}
+
+fn proposals() {
+    let lattice = IsingLattice::new(5, 5, Boundary::Periodic, 0.2, 0.2)
+        .unwrap()
+        .to_pairwise()
+        .unwrap();
+    let glass = spin_glass();
+    println!("\ncost of one proposal alone (table path), beta = 1:");
+    for (name, model) in [("lattice", &lattice), ("glass", &glass)] {
+        for sampler in [
+            GradientSampler::Dula { step_size: 0.2 },
+            GradientSampler::Dmala { step_size: 0.1 },
+            GradientSampler::Dmala { step_size: 0.2 },
+            GradientSampler::Dmala { step_size: 0.5 },
+        ] {
+            proposal_cost(name, model, sampler);
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -340,7 +399,7 @@ fn main() {
     let quick = args.iter().any(|a| a == "quick");
     let seconds = if quick { 0.5 } else { 4.0 };
     let wants = |s: &str| args.iter().any(|a| a == s);
-    let any = ["lattice", "uai", "glass", "throughput"]
+    let any = ["lattice", "uai", "glass", "throughput", "proposals"]
         .iter()
         .any(|s| wants(s));
     if !any || wants("lattice") {
@@ -354,5 +413,8 @@ fn main() {
     }
     if !any || wants("throughput") {
         throughput();
+    }
+    if !any || wants("proposals") {
+        proposals();
     }
 }

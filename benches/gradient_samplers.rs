@@ -12,9 +12,9 @@
 //!   which mixes within seconds; exact marginals by variable elimination.
 //! * `throughput`: GWG proposals per second on one core for a random 784 x 500 RBM.
 //! * `proposals`: nanoseconds per DMALA / DULA proposal alone (no recording) on the lattice
-//!   and the spin glass, median of 7 runs of 2 s / 7 each, at several step sizes: the cost the
-//!   score-table path pays per proposal. Run an old and a new build of this bench alternately
-//!   to compare them on a shared machine.
+//!   and the spin glass at several step sizes, as CPU time of the thread (median of 7 blocks of
+//!   0.3 s): the cost of a proposal on the score-table path, little disturbed by other jobs.
+//!   Run an old and a new build of this bench alternately to compare them.
 //!
 //! `quick` shortens every chain to 0.5 s. Rows marked "general path" run the same gradient
 //! sampler with the score tables switched off (`ExactChain::general_path`, the code before
@@ -26,7 +26,8 @@
 //! budget each. A "sweep" is n single-site updates (Gibbs, Metropolis), n GWG proposals, or one
 //! DULA / DMALA proposal. After every sweep the running mean of each spin is updated; at
 //! log-spaced sweep counts the RMSE over sites of (running mean of P(s_i = +1)) - (exact
-//! marginal) is recorded with the elapsed seconds. ESS: sweeps / (2 tau_int) of the
+//! marginal) is recorded with the elapsed seconds (CPU time of the sampling thread on Linux, so
+//! that other jobs on a shared machine matter less; see [`Clock`]). ESS: sweeps / (2 tau_int) of the
 //! magnetisation series (Sokal's window, over the first 100 000 sweeps), per second of sampling.
 
 use std::io::Write;
@@ -131,6 +132,34 @@ impl Chain {
     }
 }
 
+/// The clock of the ESS-per-second comparison: the CPU time of the sampling thread where Linux
+/// reports it (/proc/thread-self/schedstat), so that other jobs on a shared machine, which
+/// take the core away for a while, do not count against whichever sampler was running; the
+/// wall-clock time elsewhere. (Cache and memory-bandwidth contention still count.)
+struct Clock {
+    wall: Instant,
+    cpu_ns: Option<u64>,
+}
+
+impl Clock {
+    const NAME: &str = "seconds: CPU time of the sampling thread on Linux, else wall time";
+
+    fn start() -> Self {
+        Clock {
+            wall: Instant::now(),
+            cpu_ns: thread_cpu_ns(),
+        }
+    }
+
+    /// Seconds since `start`.
+    fn seconds(&self) -> f64 {
+        match (self.cpu_ns, thread_cpu_ns()) {
+            (Some(a), Some(b)) => (b - a) as f64 * 1e-9,
+            _ => self.wall.elapsed().as_secs_f64(),
+        }
+    }
+}
+
 /// Runs every sampler on `model` for `seconds` per chain; writes `name`.csv rows
 /// (sampler, seed, sweeps, seconds, rmse) and prints ESS per second.
 fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], seconds: f64) {
@@ -138,7 +167,10 @@ fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], secon
     let path = format!("target/gradient_{name}.csv");
     let mut csv = std::fs::File::create(&path).unwrap();
     writeln!(csv, "sampler,seed,sweeps,seconds,rmse").unwrap();
-    println!("\n{name}: {n} variables, {seconds} s per chain, {SEEDS} chains per sampler");
+    println!(
+        "\n{name}: {n} variables, {seconds} s per chain ({}), {SEEDS} chains per sampler",
+        Clock::NAME
+    );
     println!(
         "{:<26} {:>12} {:>10} {:>10} {:>12} {:>14}",
         "sampler", "sweeps/s", "tau_int", "ESS/s", "final RMSE", "acceptance"
@@ -153,7 +185,7 @@ fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], secon
             let mut next_record = 1u64;
             let mut sweeps = 0u64;
             let mut paused = 0.0;
-            let start = Instant::now();
+            let start = Clock::start();
             let mut last_rmse: f64;
             loop {
                 chain.sweep();
@@ -166,8 +198,8 @@ fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], secon
                 }
                 mags.push(m as f64);
                 if sweeps == next_record {
-                    let t0 = Instant::now();
-                    let elapsed = start.elapsed().as_secs_f64() - paused;
+                    let t0 = Clock::start();
+                    let elapsed = start.seconds() - paused;
                     let mse = ones
                         .iter()
                         .zip(exact)
@@ -182,13 +214,13 @@ fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], secon
                     )
                     .unwrap();
                     next_record = (next_record as f64 * 1.2).ceil() as u64;
-                    paused += t0.elapsed().as_secs_f64();
+                    paused += t0.seconds();
                     if elapsed > seconds {
                         break;
                     }
                 }
             }
-            let elapsed = start.elapsed().as_secs_f64() - paused;
+            let elapsed = start.seconds() - paused;
             // tau_int from the first 100 000 sweeps (Sokal's window is O(n W) and a slowly
             // mixing chain has a wide window); ESS scales it to the whole run.
             let (_, tau) = stats::mean_with_error(&mags[..mags.len().min(100_000)]);
@@ -336,37 +368,56 @@ fn throughput() {
     }
 }
 
+/// Nanoseconds this thread has run on a CPU (Linux: /proc/thread-self/schedstat), so that
+/// time-slicing on a shared machine does not count; None elsewhere.
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// Nanoseconds per proposal of `sampler` on `model` (beta = 1) alone: chain.step() in a loop,
-/// median over 7 timed blocks of about 0.3 s each (after a warm-up block), with the min and max.
+/// over 7 timed blocks of about 0.3 s of wall time each (after a warm-up block). Prints the
+/// median, min and max over the blocks of the thread's CPU time per proposal (wall time where
+/// the CPU time is not available), and the median wall time.
 fn proposal_cost(name: &str, model: &PairwiseMrf, sampler: GradientSampler) {
     let mut rng = from_seed(1);
     let s: Vec<Spin> = (0..model.num_vars())
         .map(|_| if uniform_f64(&mut rng) < 0.5 { 1 } else { -1 })
         .collect();
     let mut chain = ExactChain::new(model.clone(), sampler, 1.0, s, rng).unwrap();
-    let block = 200_000u64;
-    let mut ns = Vec::new();
+    let (mut cpu, mut wall) = (Vec::new(), Vec::new());
     for rep in 0..8 {
         let t = Instant::now();
+        let c0 = thread_cpu_ns();
         let mut steps = 0u64;
         while t.elapsed().as_secs_f64() < 0.3 {
-            for _ in 0..block / 10 {
+            for _ in 0..20_000 {
                 chain.step();
             }
-            steps += block / 10;
+            steps += 20_000;
         }
+        let wall_ns = t.elapsed().as_secs_f64() * 1e9;
+        let cpu_ns = match (c0, thread_cpu_ns()) {
+            (Some(a), Some(b)) => (b - a) as f64,
+            _ => wall_ns,
+        };
         if rep > 0 {
-            ns.push(t.elapsed().as_secs_f64() * 1e9 / steps as f64);
+            cpu.push(cpu_ns / steps as f64);
+            wall.push(wall_ns / steps as f64);
         }
     }
-    ns.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let sort = |v: &mut Vec<f64>| v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    sort(&mut cpu);
+    sort(&mut wall);
     let c = chain.counts();
     println!(
-        "{name:<8} {:<22} {:>8.1} ns/proposal (min {:.1}, max {:.1}), acceptance {:.3}, {:.2} bits flipped",
+        "{name:<8} {:<20} {:>7.1} ns/proposal CPU (min {:.1}, max {:.1}; wall {:.1}), \
+         acceptance {:.3}, {:.2} bits flipped",
         Kind::Gradient(sampler).label(),
-        ns[ns.len() / 2],
-        ns[0],
-        ns[ns.len() - 1],
+        cpu[cpu.len() / 2],
+        cpu[0],
+        cpu[cpu.len() - 1],
+        wall[wall.len() / 2],
         c.acceptance_rate(),
         c.mean_bits_flipped()
     );

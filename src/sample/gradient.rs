@@ -271,47 +271,106 @@ pub fn log_stay_probability(t: u32) -> f64 {
 
 /// Draws the independent flips of a Langevin proposal: bit i flips with probability exactly
 /// `thresholds[i]` / 2^32, and the indices of the bits that flip are written, in increasing
-/// order, to `out[..m]`; returns m. `out` must be at least as long as `thresholds`.
+/// order, to `out[..m]`; returns m. `out` must be at least as long as `thresholds`. (Packs the
+/// thresholds' high pieces into a new array, then [`draw_flips_packed`]; the chains keep the
+/// packed array instead.)
+pub fn draw_flips<R: Rng + Clone>(rng: &mut R, thresholds: &[u32], out: &mut [u32]) -> usize {
+    let mut packed = vec![0; thresholds.len().div_ceil(4)];
+    pack_high_pieces(thresholds, &mut packed);
+    draw_flips_packed(rng, &packed, thresholds, out)
+}
+
+/// Lane k (bits 16k..16k + 15) of `packed[w]` := thresholds[4w + k] / 2^16 (integer part;
+/// lanes past the end 0).
+fn pack_high_pieces(thresholds: &[u32], packed: &mut [u64]) {
+    for (p, four) in packed.iter_mut().zip(thresholds.chunks(4)) {
+        *p = four
+            .iter()
+            .enumerate()
+            .fold(0, |acc, (k, &t)| acc | ((t >> 16) as u64) << (16 * k));
+    }
+}
+
+/// Sets lane i mod 4 of `packed[i / 4]` to t / 2^16.
+#[inline(always)]
+fn set_high_piece(packed: &mut [u64], i: usize, t: u32) {
+    let shift = 16 * (i % 4);
+    let p = &mut packed[i / 4];
+    *p = (*p & !(0xffff << shift)) | ((t >> 16) as u64) << shift;
+}
+
+/// The top bit of each 16-bit lane.
+const LANE_TOPS: u64 = 0x8000_8000_8000_8000;
+
+/// The four lane top bits of `v` (bits 15, 31, 47, 63) gathered into bits 0..3: shifted to
+/// 0, 16, 32, 48 and multiplied so that lane k's bit lands on bit 48 + k (the other products
+/// fall on distinct bits below 48 or beyond 63, so no carry reaches 48..51).
+#[inline(always)]
+fn lane_tops_to_nibble(v: u64) -> u64 {
+    const GATHER: u64 = (1 << 48) | (1 << 33) | (1 << 18) | (1 << 3);
+    ((v >> 15).wrapping_mul(GATHER) >> 48) & 0xf
+}
+
+/// [`draw_flips`] with the high pieces already packed ([`pack_high_pieces`]).
 ///
 /// Each bit compares a 32-bit uniform U with its threshold t (flip iff U < t). U is built
-/// lazily from 16-bit pieces: one 64-bit word of `rng` gives the high halves of four bits' U;
-/// a bit flips when its high half is below t / 2^16 (integer part) and stays when above; only
-/// when they are equal (probability 2^-16) is the low half drawn, as the low 16 bits of a fresh
-/// word, and compared with t mod 2^16. So P(flip) = t / 2^32 exactly, at a quarter of a
-/// random word per bit, with no floating-point work and no branch that is hard to predict.
-#[inline]
-pub fn draw_flips<R: Rng + Clone>(rng: &mut R, thresholds: &[u32], out: &mut [u32]) -> usize {
-    assert!(out.len() >= thresholds.len());
+/// lazily from 16-bit pieces. The bits go in groups of 64 (the last one shorter); word w of a
+/// group, one 64-bit draw from `rng`, gives in its lane k (bits 16k..16k + 15) the high piece
+/// of bit 4w + k of the group. A bit flips when its high piece is below floor(t / 2^16) and
+/// stays when above; only when they are equal (probability 2^-16) is a low piece needed: after
+/// the group's words, each such tie, in increasing bit order, draws a fresh word and flips iff
+/// its low 16 bits are below t mod 2^16. So P(flip) = t / 2^32 exactly and the bits are
+/// independent. The four lanes of a word are compared at once in 64-bit integer arithmetic
+/// (SWAR: lane-wise unsigned less-than and equality without borrows crossing lanes), so a bit
+/// costs a quarter of a random word and about five integer operations, with no branch that is
+/// hard to predict.
+fn draw_flips_packed<R: Rng + Clone>(
+    rng: &mut R,
+    packed: &[u64],
+    thresholds: &[u32],
+    out: &mut [u32],
+) -> usize {
+    let n = thresholds.len();
+    assert!(out.len() >= n && packed.len() >= n.div_ceil(4));
     // A local copy keeps the generator's state in registers.
     let mut r = rng.clone();
     let mut m = 0;
-    let decide = |r: &mut R, word: u64, k: usize, t: u32| -> bool {
-        let high = (word >> (16 * k)) as u32 & 0xffff;
-        let t_high = t >> 16;
-        if high != t_high {
-            high < t_high
+    for (g, group) in packed[..n.div_ceil(4)].chunks(16).enumerate() {
+        let (mut flips, mut ties) = (0u64, 0u64);
+        for &y in group {
+            let x = r.next_u64();
+            // Lane-wise x < y: the top bits decide where they differ; else the low 15 bits,
+            // compared through d = (x | tops) - (y & !tops), whose lane top bit is set iff the
+            // low 15 bits of x are >= those of y (no borrow leaves a lane).
+            let d = (x | LANE_TOPS) - (y & !LANE_TOPS);
+            let below = ((!x & y) | (!(x ^ y) & !d)) & LANE_TOPS;
+            // Lane-wise x == y: a lane of z = x ^ y is nonzero iff its top bit or (its low 15
+            // bits + 0x7fff) has the top bit set.
+            let z = x ^ y;
+            let nonzero = (((z & !LANE_TOPS) + !LANE_TOPS) | z) & LANE_TOPS;
+            // Shift the nibbles in from the top: after 16 words bit 4w + k is lane k of word w.
+            flips = (flips >> 4) | lane_tops_to_nibble(below) << 60;
+            ties = (ties >> 4) | lane_tops_to_nibble(!nonzero & LANE_TOPS) << 60;
+        }
+        let unused = 4 * (16 - group.len());
+        let bits = (n - 64 * g).min(64);
+        let valid = if bits == 64 {
+            u64::MAX
         } else {
-            (r.next_u64() as u32 & 0xffff) < (t & 0xffff)
+            (1 << bits) - 1
+        };
+        flips = (flips >> unused) & valid;
+        ties = (ties >> unused) & valid;
+        while ties != 0 {
+            let bit = ties.trailing_zeros() as usize;
+            ties &= ties - 1;
+            let low = r.next_u64() as u32 & 0xffff;
+            flips |= ((low < (thresholds[64 * g + bit] & 0xffff)) as u64) << bit;
         }
-    };
-    let chunks = thresholds.chunks_exact(4);
-    let rest = chunks.remainder();
-    let mut base = 0;
-    for chunk in chunks {
-        let word = r.next_u64();
-        for (k, &t) in chunk.iter().enumerate() {
-            let flip = decide(&mut r, word, k, t);
-            out[m] = (base + k) as u32;
-            m += flip as usize;
-        }
-        base += 4;
-    }
-    if !rest.is_empty() {
-        let word = r.next_u64();
-        for (k, &t) in rest.iter().enumerate() {
-            let flip = decide(&mut r, word, k, t);
-            out[m] = (base + k) as u32;
-            m += flip as usize;
+        while flips != 0 {
+            out[m] = (64 * g) as u32 + flips.trailing_zeros();
+            m += 1;
+            flips &= flips - 1;
         }
     }
     *rng = r;
@@ -498,14 +557,17 @@ struct ScoreTable {
     threshold: Vec<u32>,
     log_flip: Vec<f64>,
     log_stay: Vec<f64>,
-    /// Number of variables in each class (as f64, for W = sum count * weight).
+    /// GWG: number of variables in each class (as f64, for W = sum count * weight; not kept
+    /// for DULA and DMALA).
     count: Vec<f64>,
     /// GWG: W of the current state (`total()`, kept so that a proposal computes it once).
     current_total: f64,
     /// GWG: the weight of every variable (the linear scan's array).
     var_weight: Vec<f64>,
-    /// DULA, DMALA: the flip threshold of every variable (the array [`draw_flips`] reads).
+    /// DULA, DMALA: the flip threshold of every variable, and their high pieces packed four to
+    /// a word (the arrays [`draw_flips_packed`] reads).
     var_threshold: Vec<u32>,
+    packed_high: Vec<u64>,
     /// True for DULA and DMALA (keep `var_threshold`), false for GWG (keep `var_weight`).
     langevin: bool,
     /// Variables whose class the current proposal changed, with their class before it.
@@ -600,6 +662,7 @@ impl ScoreTable {
             current_total: 0.0,
             var_weight: vec![0.0; n],
             var_threshold: vec![0; n],
+            packed_high: vec![0; n.div_ceil(4)],
             langevin: sampler.step_size().is_some(),
             undo: Vec::with_capacity(n),
             stamp: vec![0; n],
@@ -613,6 +676,7 @@ impl ScoreTable {
             table.var_weight[i] = table.weight[c as usize];
             table.var_threshold[i] = table.threshold[c as usize];
         }
+        pack_high_pieces(&table.var_threshold, &mut table.packed_high);
         table.current_total = table.total();
         Some(table)
     }
@@ -653,12 +717,14 @@ impl ScoreTable {
             self.stamp[j] = self.now;
             self.undo.push((j as u32, old));
         }
-        self.count[old as usize] -= 1.0;
-        self.count[c as usize] += 1.0;
         self.class[j] = c;
         if self.langevin {
-            self.var_threshold[j] = self.threshold[c as usize];
+            let t = self.threshold[c as usize];
+            self.var_threshold[j] = t;
+            set_high_piece(&mut self.packed_high, j, t);
         } else {
+            self.count[old as usize] -= 1.0;
+            self.count[c as usize] += 1.0;
             self.var_weight[j] = self.weight[c as usize];
         }
     }
@@ -718,9 +784,11 @@ pub struct ExactChain<M: LocalModel> {
     flipped: Vec<usize>,
     /// DULA, DMALA: the flips drawn by [`draw_flips`] (its output, n entries).
     drawn: Vec<u32>,
-    /// DULA, DMALA on the general path: every variable's flip threshold at the current state,
-    /// and whether the current proposal flips it.
+    /// DULA, DMALA on the general path: every variable's flip threshold at the current state
+    /// (and their high pieces packed, see [`draw_flips_packed`]), and whether the current
+    /// proposal flips it.
     thresholds: Vec<u32>,
+    packed_high: Vec<u64>,
     in_move: Vec<bool>,
     /// Scores changed by the current proposal, with their old values (restored on rejection).
     undo: Vec<(usize, f64)>,
@@ -784,6 +852,7 @@ impl<M: LocalModel> ExactChain<M> {
             flipped: Vec::with_capacity(n),
             drawn: vec![0; n],
             thresholds: vec![0; n],
+            packed_high: vec![0; n.div_ceil(4)],
             in_move: vec![false; n],
             undo: Vec::with_capacity(n),
             stamp: vec![0; n],
@@ -996,7 +1065,12 @@ impl<M: LocalModel> ExactChain<M> {
     /// [`ExactChain::apply_table_move`].
     fn langevin_table_step(&mut self, corrected: bool) -> u64 {
         let t = self.table.as_ref().expect("table path");
-        let m = draw_flips(&mut self.rng, &t.var_threshold, &mut self.drawn);
+        let m = draw_flips_packed(
+            &mut self.rng,
+            &t.packed_high,
+            &t.var_threshold,
+            &mut self.drawn,
+        );
         if m == 0 {
             return 0;
         }
@@ -1130,7 +1204,13 @@ impl<M: LocalModel> ExactChain<M> {
         for (t, &d) in self.thresholds.iter_mut().zip(&self.scores) {
             *t = flip_threshold(0.5 * d - shift);
         }
-        let m = draw_flips(&mut self.rng, &self.thresholds, &mut self.drawn);
+        pack_high_pieces(&self.thresholds, &mut self.packed_high);
+        let m = draw_flips_packed(
+            &mut self.rng,
+            &self.packed_high,
+            &self.thresholds,
+            &mut self.drawn,
+        );
         if m == 0 {
             return 0;
         }
@@ -2054,8 +2134,18 @@ mod tests {
             }
             let t = chain.table.as_ref().unwrap();
             let w: f64 = exact.iter().map(|d| (0.5 * d).exp()).sum();
-            assert!((t.total() - w).abs() < 1e-12 * w, "{sampler:?}");
+            if let Some(a) = sampler.step_size() {
+                // The kept thresholds (and their packed high pieces) are those of the scores.
+                let th: Vec<u32> = (exact.iter())
+                    .map(|d| flip_threshold(0.5 * d - 0.5 / a))
+                    .collect();
+                assert_eq!(t.var_threshold, th, "{sampler:?}");
+                let mut packed = vec![0; n.div_ceil(4)];
+                pack_high_pieces(&th, &mut packed);
+                assert_eq!(t.packed_high, packed, "{sampler:?}");
+            }
             if sampler == GradientSampler::Gwg {
+                assert!((t.total() - w).abs() < 1e-12 * w, "{sampler:?}");
                 assert_eq!(chain.leaves, 128);
                 assert!((chain.tree[1] - w).abs() < 1e-12 * w);
             }
@@ -2155,7 +2245,8 @@ mod tests {
     /// of the pieces, all 2^16 values of its high piece and, where that equals t / 2^16, all
     /// 2^16 values of the low piece of the extra word are run through the function, and the
     /// number of flipping (high, low) pairs is t. Words consumed: one per four bits, plus one
-    /// per tie.
+    /// per tie. A second check draws 150 bits (three groups) with random thresholds and words
+    /// and compares with a plain bit-by-bit reading of the same words.
     #[test]
     fn draw_flips_flips_with_probability_exactly_t_over_2_32() {
         let thresholds = [
@@ -2191,8 +2282,8 @@ mod tests {
                     for low in lows {
                         let mut script = words.clone();
                         if ties {
-                            // The tie draws its extra word right after the bit's own word.
-                            script.insert(pos / 4 + 1, 0xabcd_0000_0000_0000 | low);
+                            // The tie draws its extra word after the group's words.
+                            script.push(0xabcd_0000_0000_0000 | low);
                         }
                         let mut rng = Scripted {
                             words: script.clone(),
@@ -2209,6 +2300,47 @@ mod tests {
                 assert_eq!(flips, t as u64, "t {t:#x} at {pos} of {len}");
             }
         }
+        // Many groups: a plain reading of the same words, bit by bit. Every fifth bit is given
+        // a threshold whose high piece ties with its word's piece.
+        let mut source = rng::from_seed(77);
+        let n: usize = 150;
+        let groups = n.div_ceil(64);
+        let words: Vec<u64> = (0..n.div_ceil(4) + n).map(|_| source.next_u64()).collect();
+        let mut th: Vec<u32> = (0..n).map(|_| source.next_u64() as u32).collect();
+        let mut next_word = 0;
+        let mut expected = Vec::new();
+        for g in 0..groups {
+            let bits = (g * 64..n.min(g * 64 + 64)).collect::<Vec<_>>();
+            let first = next_word;
+            next_word += bits.len().div_ceil(4);
+            let mut ties = Vec::new();
+            for &i in &bits {
+                let b = i - g * 64;
+                let high = (words[first + b / 4] >> (16 * (b % 4))) as u32 & 0xffff;
+                if i % 5 == 0 {
+                    th[i] = high << 16 | (th[i] & 0xffff);
+                }
+                if high < th[i] >> 16 {
+                    expected.push(i as u32);
+                } else if high == th[i] >> 16 {
+                    ties.push(i);
+                }
+            }
+            for i in ties {
+                let low = words[next_word] as u32 & 0xffff;
+                next_word += 1;
+                if low < (th[i] & 0xffff) {
+                    expected.push(i as u32);
+                }
+            }
+            expected.sort_unstable();
+        }
+        let mut rng = Scripted { words, next: 0 };
+        let mut out = vec![0u32; n];
+        let m = draw_flips(&mut rng, &th, &mut out);
+        assert_eq!(&out[..m], &expected[..]);
+        assert_eq!(rng.next, next_word);
+        assert!(m > 10 && m < 140);
         // The thresholds: sigmoid(z) 2^32 rounded, both outcomes kept possible.
         assert_eq!(flip_threshold(0.0), 1 << 31);
         assert_eq!(flip_threshold(-1e6), 1);

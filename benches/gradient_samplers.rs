@@ -11,6 +11,8 @@
 //! * `glass`: a frustrated 10 x 10 +-J spin glass with random +-fields (see [`spin_glass`]),
 //!   which mixes within seconds; exact marginals by variable elimination.
 //! * `throughput`: GWG proposals per second on one core for a random 784 x 500 RBM.
+//! * `alpha`: DMALA at step sizes 0.05 .. 1 on the lattice and the spin glass, with random-scan
+//!   Gibbs as the reference (chains of half the usual length).
 //! * `proposals`: nanoseconds per DMALA / DULA proposal alone (no recording) on the lattice
 //!   and the spin glass at several step sizes, as CPU time of the thread (median of 7 blocks of
 //!   0.3 s): the cost of a proposal on the score-table path, little disturbed by other jobs.
@@ -180,7 +182,10 @@ fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], secon
             (vec![], vec![], vec![], vec![], vec![]);
         for seed in 0..SEEDS {
             let mut chain = Chain::new(model, kind, 1000 + seed);
-            let mut ones = vec![0u64; n];
+            // 32-bit counters (a run of 4 s makes far fewer than 2^32 sweeps): the recording
+            // after every sweep, the same for every sampler, stays a small part of the cheapest
+            // sweeps (one DMALA proposal).
+            let mut ones = vec![0u32; n];
             let mut mags: Vec<f64> = Vec::with_capacity(1 << 20);
             let mut next_record = 1u64;
             let mut sweeps = 0u64;
@@ -191,10 +196,10 @@ fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], secon
                 chain.sweep();
                 sweeps += 1;
                 let s = chain.spins();
-                let mut m = 0i64;
+                let mut m = 0i32;
                 for (c, &x) in ones.iter_mut().zip(s) {
-                    *c += (x > 0) as u64;
-                    m += x as i64;
+                    *c += (x > 0) as u32;
+                    m += x as i32;
                 }
                 mags.push(m as f64);
                 if sweeps == next_record {
@@ -271,7 +276,8 @@ fn kinds(dmala_alpha: f64, general: bool) -> Vec<Kind> {
     kinds
 }
 
-fn lattice(seconds: f64) {
+/// The 5x5 lattice of section `lattice` and its exact marginals.
+fn lattice_model() -> (PairwiseMrf, Vec<f64>) {
     let lattice = IsingLattice::new(5, 5, Boundary::Periodic, 0.2, 0.2).unwrap();
     let model = lattice.to_pairwise().unwrap();
     let t = Instant::now();
@@ -281,7 +287,26 @@ fn lattice(seconds: f64) {
         t.elapsed().as_secs_f64(),
         exact[0]
     );
+    (model, exact)
+}
+
+fn lattice(seconds: f64) {
+    let (model, exact) = lattice_model();
     compare("lattice", &model, &exact, &kinds(0.5, true), seconds);
+}
+
+/// Section `alpha`: DMALA's ESS per second against its step size on the lattice and the spin
+/// glass, random-scan Gibbs alongside as the reference (curves in target/gradient_*_alpha.csv).
+fn alpha_scan(seconds: f64) {
+    let mut kinds = vec![Kind::RandomScan(LocalRule::Gibbs)];
+    for step_size in [0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0] {
+        kinds.push(Kind::Gradient(GradientSampler::Dmala { step_size }));
+    }
+    let (model, exact) = lattice_model();
+    compare("lattice_alpha", &model, &exact, &kinds, seconds);
+    let glass = spin_glass();
+    let exact = marginals_pairwise(&glass, 1.0, &EliminateOptions::default()).unwrap();
+    compare("glass_alpha", &glass, &exact, &kinds, seconds);
 }
 
 fn uai(seconds: f64) {
@@ -450,9 +475,16 @@ fn main() {
     let quick = args.iter().any(|a| a == "quick");
     let seconds = if quick { 0.5 } else { 4.0 };
     let wants = |s: &str| args.iter().any(|a| a == s);
-    let any = ["lattice", "uai", "glass", "throughput", "proposals"]
-        .iter()
-        .any(|s| wants(s));
+    let any = [
+        "lattice",
+        "uai",
+        "glass",
+        "throughput",
+        "proposals",
+        "alpha",
+    ]
+    .iter()
+    .any(|s| wants(s));
     if !any || wants("lattice") {
         lattice(seconds);
     }
@@ -467,5 +499,8 @@ fn main() {
     }
     if !any || wants("proposals") {
         proposals();
+    }
+    if !any || wants("alpha") {
+        alpha_scan(seconds / 2.0);
     }
 }

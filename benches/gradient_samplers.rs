@@ -29,8 +29,9 @@
 //! DULA / DMALA proposal. After every sweep the running mean of each spin is updated; at
 //! log-spaced sweep counts the RMSE over sites of (running mean of P(s_i = +1)) - (exact
 //! marginal) is recorded with the elapsed seconds (CPU time of the sampling thread on Linux, so
-//! that other jobs on a shared machine matter less; see [`Clock`]). ESS: sweeps / (2 tau_int) of the
-//! magnetisation series (Sokal's window, over the first 100 000 sweeps), per second of sampling.
+//! that other jobs on a shared machine matter less; see [`Clock`]). ESS: sweeps / (2 tau_int)
+//! of the magnetisation series (Sokal's window, over the first 100 000 sweeps), per second of
+//! sampling.
 
 use std::io::Write;
 use std::time::Instant;

@@ -36,7 +36,7 @@
 //!
 //! # Quantised flip probabilities ([`ExactChain`])
 //! On pairwise models, lattices and factor graphs each bit's flip probability sigmoid(z_i) is
-//! rounded to a multiple of 2^-32, t_i / 2^32 with t_i = [`flip_threshold`](z_i) in
+//! rounded to a multiple of 2^-32, t_i / 2^32 with t_i = [`flip_threshold`] of z_i in
 //! [1, 2^32 - 1], and the flips are drawn with exactly these probabilities by integer compares
 //! of 16-bit pieces of random words, four bits per word ([`draw_flips`]). DMALA's ratio uses
 //! the same t_i (ln t_i / 2^32 and ln(1 - t_i / 2^32)), so the chain is exactly reversible for
@@ -283,7 +283,7 @@ pub fn log_stay_probability(t: u32) -> f64 {
 /// Draws the independent flips of a Langevin proposal: bit i flips with probability exactly
 /// `thresholds[i]` / 2^32, and the indices of the bits that flip are written, in increasing
 /// order, to `out[..m]`; returns m. `out` must be at least as long as `thresholds`. (Packs the
-/// thresholds' high pieces into a new array, then [`draw_flips_packed`]; the chains keep the
+/// thresholds' high pieces into a new array, then `draw_flips_packed`; the chains keep the
 /// packed array instead.)
 pub fn draw_flips<R: Rng + Clone>(rng: &mut R, thresholds: &[u32], out: &mut [u32]) -> usize {
     let mut packed = vec![0; thresholds.len().div_ceil(4)];
@@ -389,7 +389,7 @@ fn draw_flips_packed<R: Rng + Clone>(
 }
 
 /// ln q(x' | x) of the Langevin proposal as [`ExactChain`] draws it: the sum over flipped i of
-/// ln(t_i / 2^32) and over the others of ln(1 - t_i / 2^32), t_i = [`flip_threshold`](z_i) with
+/// ln(t_i / 2^32) and over the others of ln(1 - t_i / 2^32), t_i = [`flip_threshold`] of z_i with
 /// z_i = d_i / 2 - 1 / (2 alpha), for `scores` d and flips `flipped`. (Unquantised, it would be
 /// sum over flipped i of z_i minus sum_i softplus(z_i).)
 pub fn langevin_log_proposal(scores: &[f64], flipped: &[bool], step_size: f64) -> f64 {
@@ -530,7 +530,7 @@ fn quantise(values: &[f64]) -> Option<(f64, Vec<i64>)> {
 /// L_i = H_i + sum_j K_ij s_j gives Delta_i = 2 q s_i L_i, so the score
 /// d_i = -beta Delta_i = -2 beta q k_i depends only on the *key* k_i = s_i L_i, an integer in
 /// [-L_max, L_max]. Everything a proposal needs per variable (the GWG weight exp(d / 2), the
-/// Langevin flip threshold t = [`flip_threshold`](z) with z = d / 2 - 1 / (2 alpha), and
+/// Langevin flip threshold t = [`flip_threshold`] of z with z = d / 2 - 1 / (2 alpha), and
 /// ln(t / 2^32), ln(1 - t / 2^32)) is read from tables indexed by the *class* k_i + L_max,
 /// computed once; every variable's threshold is kept in an array next to its class, so that
 /// a Langevin proposal draws its flips by [`draw_flips`] (integer compares, a quarter of a
@@ -1205,7 +1205,7 @@ impl<M: LocalModel> ExactChain<M> {
         }
     }
 
-    /// DULA / DMALA on the general path: the thresholds [`flip_threshold`](d_i / 2 - shift)
+    /// DULA / DMALA on the general path: the thresholds ([`flip_threshold`] of d_i / 2 - shift)
     /// of every variable, the flips drawn by [`draw_flips`] (the same draws as the table path),
     /// and for DMALA the Metropolis-Hastings test of [`ExactChain::apply_general_move`].
     fn langevin_step(&mut self, step_size: f64, corrected: bool) -> u64 {

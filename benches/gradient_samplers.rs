@@ -11,6 +11,12 @@
 //! * `glass`: a frustrated 10 x 10 +-J spin glass with random +-fields (see [`spin_glass`]),
 //!   which mixes within seconds; exact marginals by variable elimination.
 //! * `throughput`: GWG proposals per second on one core for a random 784 x 500 RBM.
+//! * `alpha`: DMALA at step sizes 0.05 .. 1 on the lattice and the spin glass, with random-scan
+//!   Gibbs as the reference (chains of half the usual length).
+//! * `proposals`: nanoseconds per DMALA / DULA proposal alone (no recording) on the lattice
+//!   and the spin glass at several step sizes, as CPU time of the thread (median of 7 blocks of
+//!   0.3 s): the cost of a proposal on the score-table path, little disturbed by other jobs.
+//!   Run an old and a new build of this bench alternately to compare them.
 //!
 //! `quick` shortens every chain to 0.5 s. Rows marked "general path" run the same gradient
 //! sampler with the score tables switched off (`ExactChain::general_path`, the code before
@@ -22,8 +28,10 @@
 //! budget each. A "sweep" is n single-site updates (Gibbs, Metropolis), n GWG proposals, or one
 //! DULA / DMALA proposal. After every sweep the running mean of each spin is updated; at
 //! log-spaced sweep counts the RMSE over sites of (running mean of P(s_i = +1)) - (exact
-//! marginal) is recorded with the elapsed seconds. ESS: sweeps / (2 tau_int) of the
-//! magnetisation series (Sokal's window, over the first 100 000 sweeps), per second of sampling.
+//! marginal) is recorded with the elapsed seconds (CPU time of the sampling thread on Linux, so
+//! that other jobs on a shared machine matter less; see [`Clock`]). ESS: sweeps / (2 tau_int)
+//! of the magnetisation series (Sokal's window, over the first 100 000 sweeps), per second of
+//! sampling.
 
 use std::io::Write;
 use std::time::Instant;
@@ -127,6 +135,34 @@ impl Chain {
     }
 }
 
+/// The clock of the ESS-per-second comparison: the CPU time of the sampling thread where Linux
+/// reports it (/proc/thread-self/schedstat), so that other jobs on a shared machine, which
+/// take the core away for a while, do not count against whichever sampler was running; the
+/// wall-clock time elsewhere. (Cache and memory-bandwidth contention still count.)
+struct Clock {
+    wall: Instant,
+    cpu_ns: Option<u64>,
+}
+
+impl Clock {
+    const NAME: &str = "seconds: CPU time of the sampling thread on Linux, else wall time";
+
+    fn start() -> Self {
+        Clock {
+            wall: Instant::now(),
+            cpu_ns: thread_cpu_ns(),
+        }
+    }
+
+    /// Seconds since `start`.
+    fn seconds(&self) -> f64 {
+        match (self.cpu_ns, thread_cpu_ns()) {
+            (Some(a), Some(b)) => (b - a) as f64 * 1e-9,
+            _ => self.wall.elapsed().as_secs_f64(),
+        }
+    }
+}
+
 /// Runs every sampler on `model` for `seconds` per chain; writes `name`.csv rows
 /// (sampler, seed, sweeps, seconds, rmse) and prints ESS per second.
 fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], seconds: f64) {
@@ -134,7 +170,10 @@ fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], secon
     let path = format!("target/gradient_{name}.csv");
     let mut csv = std::fs::File::create(&path).unwrap();
     writeln!(csv, "sampler,seed,sweeps,seconds,rmse").unwrap();
-    println!("\n{name}: {n} variables, {seconds} s per chain, {SEEDS} chains per sampler");
+    println!(
+        "\n{name}: {n} variables, {seconds} s per chain ({}), {SEEDS} chains per sampler",
+        Clock::NAME
+    );
     println!(
         "{:<26} {:>12} {:>10} {:>10} {:>12} {:>14}",
         "sampler", "sweeps/s", "tau_int", "ESS/s", "final RMSE", "acceptance"
@@ -144,26 +183,29 @@ fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], secon
             (vec![], vec![], vec![], vec![], vec![]);
         for seed in 0..SEEDS {
             let mut chain = Chain::new(model, kind, 1000 + seed);
-            let mut ones = vec![0u64; n];
+            // 32-bit counters (a run of 4 s makes far fewer than 2^32 sweeps): the recording
+            // after every sweep, the same for every sampler, stays a small part of the cheapest
+            // sweeps (one DMALA proposal).
+            let mut ones = vec![0u32; n];
             let mut mags: Vec<f64> = Vec::with_capacity(1 << 20);
             let mut next_record = 1u64;
             let mut sweeps = 0u64;
             let mut paused = 0.0;
-            let start = Instant::now();
+            let start = Clock::start();
             let mut last_rmse: f64;
             loop {
                 chain.sweep();
                 sweeps += 1;
                 let s = chain.spins();
-                let mut m = 0i64;
+                let mut m = 0i32;
                 for (c, &x) in ones.iter_mut().zip(s) {
-                    *c += (x > 0) as u64;
-                    m += x as i64;
+                    *c += (x > 0) as u32;
+                    m += x as i32;
                 }
                 mags.push(m as f64);
                 if sweeps == next_record {
-                    let t0 = Instant::now();
-                    let elapsed = start.elapsed().as_secs_f64() - paused;
+                    let t0 = Clock::start();
+                    let elapsed = start.seconds() - paused;
                     let mse = ones
                         .iter()
                         .zip(exact)
@@ -178,13 +220,13 @@ fn compare(name: &str, model: &PairwiseMrf, exact: &[f64], kinds: &[Kind], secon
                     )
                     .unwrap();
                     next_record = (next_record as f64 * 1.2).ceil() as u64;
-                    paused += t0.elapsed().as_secs_f64();
+                    paused += t0.seconds();
                     if elapsed > seconds {
                         break;
                     }
                 }
             }
-            let elapsed = start.elapsed().as_secs_f64() - paused;
+            let elapsed = start.seconds() - paused;
             // tau_int from the first 100 000 sweeps (Sokal's window is O(n W) and a slowly
             // mixing chain has a wide window); ESS scales it to the whole run.
             let (_, tau) = stats::mean_with_error(&mags[..mags.len().min(100_000)]);
@@ -235,7 +277,8 @@ fn kinds(dmala_alpha: f64, general: bool) -> Vec<Kind> {
     kinds
 }
 
-fn lattice(seconds: f64) {
+/// The 5x5 lattice of section `lattice` and its exact marginals.
+fn lattice_model() -> (PairwiseMrf, Vec<f64>) {
     let lattice = IsingLattice::new(5, 5, Boundary::Periodic, 0.2, 0.2).unwrap();
     let model = lattice.to_pairwise().unwrap();
     let t = Instant::now();
@@ -245,7 +288,26 @@ fn lattice(seconds: f64) {
         t.elapsed().as_secs_f64(),
         exact[0]
     );
+    (model, exact)
+}
+
+fn lattice(seconds: f64) {
+    let (model, exact) = lattice_model();
     compare("lattice", &model, &exact, &kinds(0.5, true), seconds);
+}
+
+/// Section `alpha`: DMALA's ESS per second against its step size on the lattice and the spin
+/// glass, random-scan Gibbs alongside as the reference (curves in target/gradient_*_alpha.csv).
+fn alpha_scan(seconds: f64) {
+    let mut kinds = vec![Kind::RandomScan(LocalRule::Gibbs)];
+    for step_size in [0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0] {
+        kinds.push(Kind::Gradient(GradientSampler::Dmala { step_size }));
+    }
+    let (model, exact) = lattice_model();
+    compare("lattice_alpha", &model, &exact, &kinds, seconds);
+    let glass = spin_glass();
+    let exact = marginals_pairwise(&glass, 1.0, &EliminateOptions::default()).unwrap();
+    compare("glass_alpha", &glass, &exact, &kinds, seconds);
 }
 
 fn uai(seconds: f64) {
@@ -332,6 +394,80 @@ fn throughput() {
     }
 }
 
+/// Nanoseconds this thread has run on a CPU (Linux: /proc/thread-self/schedstat), so that
+/// time-slicing on a shared machine does not count; None elsewhere.
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Nanoseconds per proposal of `sampler` on `model` (beta = 1) alone: chain.step() in a loop,
+/// over 7 timed blocks of about 0.3 s of wall time each (after a warm-up block). Prints the
+/// median, min and max over the blocks of the thread's CPU time per proposal (wall time where
+/// the CPU time is not available), and the median wall time.
+fn proposal_cost(name: &str, model: &PairwiseMrf, sampler: GradientSampler) {
+    let mut rng = from_seed(1);
+    let s: Vec<Spin> = (0..model.num_vars())
+        .map(|_| if uniform_f64(&mut rng) < 0.5 { 1 } else { -1 })
+        .collect();
+    let mut chain = ExactChain::new(model.clone(), sampler, 1.0, s, rng).unwrap();
+    let (mut cpu, mut wall) = (Vec::new(), Vec::new());
+    for rep in 0..8 {
+        let t = Instant::now();
+        let c0 = thread_cpu_ns();
+        let mut steps = 0u64;
+        while t.elapsed().as_secs_f64() < 0.3 {
+            for _ in 0..20_000 {
+                chain.step();
+            }
+            steps += 20_000;
+        }
+        let wall_ns = t.elapsed().as_secs_f64() * 1e9;
+        let cpu_ns = match (c0, thread_cpu_ns()) {
+            (Some(a), Some(b)) => (b - a) as f64,
+            _ => wall_ns,
+        };
+        if rep > 0 {
+            cpu.push(cpu_ns / steps as f64);
+            wall.push(wall_ns / steps as f64);
+        }
+    }
+    let sort = |v: &mut Vec<f64>| v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    sort(&mut cpu);
+    sort(&mut wall);
+    let c = chain.counts();
+    println!(
+        "{name:<8} {:<20} {:>7.1} ns/proposal CPU (min {:.1}, max {:.1}; wall {:.1}), \
+         acceptance {:.3}, {:.2} bits flipped",
+        Kind::Gradient(sampler).label(),
+        cpu[cpu.len() / 2],
+        cpu[0],
+        cpu[cpu.len() - 1],
+        wall[wall.len() / 2],
+        c.acceptance_rate(),
+        c.mean_bits_flipped()
+    );
+}
+
+fn proposals() {
+    let lattice = IsingLattice::new(5, 5, Boundary::Periodic, 0.2, 0.2)
+        .unwrap()
+        .to_pairwise()
+        .unwrap();
+    let glass = spin_glass();
+    println!("\ncost of one proposal alone (table path), beta = 1:");
+    for (name, model) in [("lattice", &lattice), ("glass", &glass)] {
+        for sampler in [
+            GradientSampler::Dula { step_size: 0.2 },
+            GradientSampler::Dmala { step_size: 0.1 },
+            GradientSampler::Dmala { step_size: 0.2 },
+            GradientSampler::Dmala { step_size: 0.5 },
+        ] {
+            proposal_cost(name, model, sampler);
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -340,9 +476,16 @@ fn main() {
     let quick = args.iter().any(|a| a == "quick");
     let seconds = if quick { 0.5 } else { 4.0 };
     let wants = |s: &str| args.iter().any(|a| a == s);
-    let any = ["lattice", "uai", "glass", "throughput"]
-        .iter()
-        .any(|s| wants(s));
+    let any = [
+        "lattice",
+        "uai",
+        "glass",
+        "throughput",
+        "proposals",
+        "alpha",
+    ]
+    .iter()
+    .any(|s| wants(s));
     if !any || wants("lattice") {
         lattice(seconds);
     }
@@ -354,5 +497,11 @@ fn main() {
     }
     if !any || wants("throughput") {
         throughput();
+    }
+    if !any || wants("proposals") {
+        proposals();
+    }
+    if !any || wants("alpha") {
+        alpha_scan(seconds / 2.0);
     }
 }

@@ -43,7 +43,7 @@ for name, title in TITLES.items():
     axes[0].set_xscale("log")
     axes[0].set_xlabel("sweeps (n site updates / n GWG proposals / 1 DULA-DMALA proposal)")
     axes[1].set_xscale("log")
-    axes[1].set_xlabel("seconds (one core)")
+    axes[1].set_xlabel("seconds (CPU time of one core)")
     for ax in axes:
         ax.set_ylabel("log10 RMSE of running marginals")
         ax.grid(alpha=0.3)

@@ -34,6 +34,17 @@
 //!   product of the per-bit probabilities. With z_i = d_i / 2 - 1 / (2 alpha),
 //!   ln q(x' | x) = sum_{i flipped} z_i - sum_i softplus(z_i). Reversible with respect to p.
 //!
+//! # Quantised flip probabilities ([`ExactChain`])
+//! On pairwise models, lattices and factor graphs each bit's flip probability sigmoid(z_i) is
+//! rounded to a multiple of 2^-32, t_i / 2^32 with t_i = [`flip_threshold`] of z_i in
+//! [1, 2^32 - 1], and the flips are drawn with exactly these probabilities by integer compares
+//! of 16-bit pieces of random words, four bits per word ([`draw_flips`]). DMALA's ratio uses
+//! the same t_i (ln t_i / 2^32 and ln(1 - t_i / 2^32)), so the chain is exactly reversible for
+//! the proposal it makes; the proposal differs from the unrounded one by at most 2^-33 per bit
+//! (DULA's bias, already of order 1e-2 at alpha = 0.2, is unchanged in practice).
+//! [`exact_kernel`] enumerates this quantised proposal. The RBM chain ([`RbmChain`]), whose
+//! proposals are dominated by matrix-vector products, draws one f64 uniform per bit.
+//!
 //! One *sweep* is n proposals of GWG (n = number of variables: as many single-flip
 //! proposals as a sweep of single-site Gibbs has updates) and one proposal of DULA or DMALA
 //! (each bit once offered a flip). Per-step work allocates nothing: every buffer is made when
@@ -41,6 +52,7 @@
 //! `rng::stream_for(seed, Purpose::GradientChain, k)`, so results do not depend on the number
 //! of threads.
 
+use rand::Rng;
 use rayon::prelude::*;
 
 use super::general::{MARGINAL_BATCHES, ModelRun, repair_start};
@@ -237,16 +249,161 @@ impl LocalModel for FactorGraph {
     }
 }
 
-/// ln q(x' | x) of the Langevin proposal: sum over flipped i of z_i minus sum_i softplus(z_i)
-/// with z_i = d_i / 2 - 1 / (2 alpha), for `scores` d and flips `flipped`.
+/// 2^32: the Langevin flip probabilities of [`ExactChain`] are multiples of 1 / 2^32.
+const PROBABILITY_ONE: f64 = 4_294_967_296.0;
+
+/// The flip threshold t of the Langevin proposal at z = d / 2 - 1 / (2 alpha): the flip
+/// probability sigmoid(z) rounded to a multiple of 2^-32, t = round(2^32 sigmoid(z)), clamped to
+/// [1, 2^32 - 1] so that both outcomes keep a positive probability. [`ExactChain`] flips the bit
+/// with probability exactly t / 2^32 (see [`draw_flips`]) and uses exactly that probability in
+/// DMALA's Metropolis-Hastings ratio ([`log_flip_probability`], [`log_stay_probability`]), so
+/// the chain is exactly reversible for the proposal it draws from; the rounding moves each
+/// probability by at most 2^-33 from sigmoid(z) (more, relatively, only below 2^-32, where the
+/// clamp keeps it at 2^-32).
+pub fn flip_threshold(z: f64) -> u32 {
+    let t = (crate::logspace::sigmoid(z) * PROBABILITY_ONE).round();
+    if t >= 1.0 {
+        t.min(PROBABILITY_ONE - 1.0) as u32
+    } else {
+        1 // also for a NaN z
+    }
+}
+
+/// ln(t / 2^32): the log probability that a bit of threshold t flips (computed from the integer
+/// t, so the drawing probability and the one in the ratio are the same number).
+pub fn log_flip_probability(t: u32) -> f64 {
+    (t as f64 / PROBABILITY_ONE).ln()
+}
+
+/// ln(1 - t / 2^32) = ln((2^32 - t) / 2^32): the log probability that a bit of threshold t stays.
+pub fn log_stay_probability(t: u32) -> f64 {
+    ((PROBABILITY_ONE - t as f64) / PROBABILITY_ONE).ln()
+}
+
+/// Draws the independent flips of a Langevin proposal: bit i flips with probability exactly
+/// `thresholds[i]` / 2^32, and the indices of the bits that flip are written, in increasing
+/// order, to `out[..m]`; returns m. `out` must be at least as long as `thresholds`. (Packs the
+/// thresholds' high pieces into a new array, then `draw_flips_packed`; the chains keep the
+/// packed array instead.)
+pub fn draw_flips<R: Rng + Clone>(rng: &mut R, thresholds: &[u32], out: &mut [u32]) -> usize {
+    let mut packed = vec![0; thresholds.len().div_ceil(4)];
+    pack_high_pieces(thresholds, &mut packed);
+    draw_flips_packed(rng, &packed, thresholds, out)
+}
+
+/// Lane k (bits 16k..16k + 15) of `packed[w]` := thresholds[4w + k] / 2^16 (integer part;
+/// lanes past the end 0).
+fn pack_high_pieces(thresholds: &[u32], packed: &mut [u64]) {
+    for (p, four) in packed.iter_mut().zip(thresholds.chunks(4)) {
+        *p = four
+            .iter()
+            .enumerate()
+            .fold(0, |acc, (k, &t)| acc | ((t >> 16) as u64) << (16 * k));
+    }
+}
+
+/// Sets lane i mod 4 of `packed[i / 4]` to t / 2^16.
+#[inline(always)]
+fn set_high_piece(packed: &mut [u64], i: usize, t: u32) {
+    let shift = 16 * (i % 4);
+    let p = &mut packed[i / 4];
+    *p = (*p & !(0xffff << shift)) | ((t >> 16) as u64) << shift;
+}
+
+/// The top bit of each 16-bit lane.
+const LANE_TOPS: u64 = 0x8000_8000_8000_8000;
+
+/// The four lane top bits of `v` (bits 15, 31, 47, 63) gathered into bits 0..3: shifted to
+/// 0, 16, 32, 48 and multiplied so that lane k's bit lands on bit 48 + k (the other products
+/// fall on distinct bits below 48 or beyond 63, so no carry reaches 48..51).
+#[inline(always)]
+fn lane_tops_to_nibble(v: u64) -> u64 {
+    const GATHER: u64 = (1 << 48) | (1 << 33) | (1 << 18) | (1 << 3);
+    ((v >> 15).wrapping_mul(GATHER) >> 48) & 0xf
+}
+
+/// [`draw_flips`] with the high pieces already packed ([`pack_high_pieces`]).
+///
+/// Each bit compares a 32-bit uniform U with its threshold t (flip iff U < t). U is built
+/// lazily from 16-bit pieces. The bits go in groups of 64 (the last one shorter); word w of a
+/// group, one 64-bit draw from `rng`, gives in its lane k (bits 16k..16k + 15) the high piece
+/// of bit 4w + k of the group. A bit flips when its high piece is below floor(t / 2^16) and
+/// stays when above; only when they are equal (probability 2^-16) is a low piece needed: after
+/// the group's words, each such tie, in increasing bit order, draws a fresh word and flips iff
+/// its low 16 bits are below t mod 2^16. So P(flip) = t / 2^32 exactly and the bits are
+/// independent. The four lanes of a word are compared at once in 64-bit integer arithmetic
+/// (SWAR: lane-wise unsigned less-than and equality without borrows crossing lanes), so a bit
+/// costs a quarter of a random word and about five integer operations, with no branch that is
+/// hard to predict.
+fn draw_flips_packed<R: Rng + Clone>(
+    rng: &mut R,
+    packed: &[u64],
+    thresholds: &[u32],
+    out: &mut [u32],
+) -> usize {
+    let n = thresholds.len();
+    assert!(out.len() >= n && packed.len() >= n.div_ceil(4));
+    // A local copy keeps the generator's state in registers.
+    let mut r = rng.clone();
+    let mut m = 0;
+    for (g, group) in packed[..n.div_ceil(4)].chunks(16).enumerate() {
+        let (mut flips, mut ties) = (0u64, 0u64);
+        for &y in group {
+            let x = r.next_u64();
+            // Lane-wise x < y: the top bits decide where they differ; else the low 15 bits,
+            // compared through d = (x | tops) - (y & !tops), whose lane top bit is set iff the
+            // low 15 bits of x are >= those of y (no borrow leaves a lane).
+            let d = (x | LANE_TOPS) - (y & !LANE_TOPS);
+            let below = ((!x & y) | (!(x ^ y) & !d)) & LANE_TOPS;
+            // Lane-wise x == y: a lane of z = x ^ y is nonzero iff its top bit or (its low 15
+            // bits + 0x7fff) has the top bit set.
+            let z = x ^ y;
+            let nonzero = (((z & !LANE_TOPS) + !LANE_TOPS) | z) & LANE_TOPS;
+            // Shift the nibbles in from the top: after 16 words bit 4w + k is lane k of word w.
+            flips = (flips >> 4) | lane_tops_to_nibble(below) << 60;
+            ties = (ties >> 4) | lane_tops_to_nibble(!nonzero & LANE_TOPS) << 60;
+        }
+        let unused = 4 * (16 - group.len());
+        let bits = (n - 64 * g).min(64);
+        let valid = if bits == 64 {
+            u64::MAX
+        } else {
+            (1 << bits) - 1
+        };
+        flips = (flips >> unused) & valid;
+        ties = (ties >> unused) & valid;
+        while ties != 0 {
+            let bit = ties.trailing_zeros() as usize;
+            ties &= ties - 1;
+            let low = r.next_u64() as u32 & 0xffff;
+            flips |= ((low < (thresholds[64 * g + bit] & 0xffff)) as u64) << bit;
+        }
+        while flips != 0 {
+            out[m] = (64 * g) as u32 + flips.trailing_zeros();
+            m += 1;
+            flips &= flips - 1;
+        }
+    }
+    *rng = r;
+    m
+}
+
+/// ln q(x' | x) of the Langevin proposal as [`ExactChain`] draws it: the sum over flipped i of
+/// ln(t_i / 2^32) and over the others of ln(1 - t_i / 2^32), t_i = [`flip_threshold`] of z_i with
+/// z_i = d_i / 2 - 1 / (2 alpha), for `scores` d and flips `flipped`. (Unquantised, it would be
+/// sum over flipped i of z_i minus sum_i softplus(z_i).)
 pub fn langevin_log_proposal(scores: &[f64], flipped: &[bool], step_size: f64) -> f64 {
     let shift = 0.5 / step_size;
     scores
         .iter()
         .zip(flipped)
         .map(|(&d, &f)| {
-            let z = 0.5 * d - shift;
-            if f { -softplus(-z) } else { -softplus(z) }
+            let t = flip_threshold(0.5 * d - shift);
+            if f {
+                log_flip_probability(t)
+            } else {
+                log_stay_probability(t)
+            }
         })
         .sum()
 }
@@ -270,7 +427,9 @@ pub fn exact_scores<M: EnergyModel + ?Sized>(model: &M, beta: f64, s: &[Spin]) -
 /// The transition probabilities K(x, y) of one proposal of `sampler` (with exact scores) from
 /// `x` to every state y of a small model (state index: bit i set when spin i is +1), computed
 /// by enumerating the proposal and the acceptance probability: the reference the chains are
-/// checked against (tests/gradient_samplers.rs). Needs n <= 20.
+/// checked against (tests/gradient_samplers.rs). For DULA and DMALA the proposal is the one the
+/// chains draw from, with per-bit flip probabilities [`flip_threshold`] / 2^32 (see
+/// [`langevin_log_proposal`]); a move to a state of zero probability is refused. Needs n <= 20.
 pub fn exact_kernel<M: EnergyModel + ?Sized>(
     model: &M,
     sampler: GradientSampler,
@@ -313,7 +472,9 @@ pub fn exact_kernel<M: EnergyModel + ?Sized>(
                     .map(|i| if flipped[i] { -x[i] } else { x[i] })
                     .collect();
                 let fwd = langevin_log_proposal(&dx, &flipped, step_size);
-                let a = if corrected && mask != 0 {
+                let a = if mask != 0 && log_p(&y) == f64::NEG_INFINITY {
+                    0.0 // the chains refuse a state of zero probability (both samplers)
+                } else if corrected && mask != 0 {
                     let dy = exact_scores(model, beta, &y);
                     let rev = langevin_log_proposal(&dy, &flipped, step_size);
                     (log_p(&y) - log_p(x) + rev - fwd).min(0.0).exp()
@@ -369,8 +530,11 @@ fn quantise(values: &[f64]) -> Option<(f64, Vec<i64>)> {
 /// L_i = H_i + sum_j K_ij s_j gives Delta_i = 2 q s_i L_i, so the score
 /// d_i = -beta Delta_i = -2 beta q k_i depends only on the *key* k_i = s_i L_i, an integer in
 /// [-L_max, L_max]. Everything a proposal needs per variable (the GWG weight exp(d / 2), the
-/// Langevin flip probability sigmoid(z) with z = d / 2 - 1 / (2 alpha), ln sigmoid(z) and
-/// ln(1 - sigmoid(z))) is read from tables indexed by the *class* k_i + L_max, computed once.
+/// Langevin flip threshold t = [`flip_threshold`] of z with z = d / 2 - 1 / (2 alpha), and
+/// ln(t / 2^32), ln(1 - t / 2^32)) is read from tables indexed by the *class* k_i + L_max,
+/// computed once; every variable's threshold is kept in an array next to its class, so that
+/// a Langevin proposal draws its flips by [`draw_flips`] (integer compares, a quarter of a
+/// random word per bit).
 /// A flip of i negates k_i and adds 2 K_ij s_i (new s_i) to each neighbour's L_j: integer
 /// work, no exp or log per proposal, and the exact change of log p of a move is -2 beta q times
 /// the integer sum of the keys met while its flips are applied one after another.
@@ -381,7 +545,9 @@ fn quantise(values: &[f64]) -> Option<(f64, Vec<i64>)> {
 /// = W(x) / W(x'), W the sum of the weights, kept as sum over classes of (count x weight) (an
 /// exact function of the state, no running-sum drift). DMALA's ratio only involves the
 /// variables whose class changed (the flipped ones and their neighbours): the other factors
-/// of q(x' | x) and q(x | x') are the same table entries and cancel.
+/// of q(x' | x) and q(x | x') are the same table entries and cancel. The factors are the logs
+/// of the same quantised probabilities t / 2^32 the flips were drawn with, so the
+/// Metropolis-Hastings test is exact for the proposal actually made.
 #[derive(Debug, Clone)]
 struct ScoreTable {
     /// Compressed rows of the integer couplings: neighbours of i at `row[i]..row[i + 1]`.
@@ -396,24 +562,31 @@ struct ScoreTable {
     offset: i32,
     /// -2 beta q: the score of key k is unit * k.
     unit: f64,
-    /// Per class: exp(d / 2) (GWG), the flip probability, ln of it and ln of its complement
-    /// (DULA, DMALA).
+    /// Per class c: exp(d / 2) (GWG), the flip threshold t (the flip probability is t / 2^32)
+    /// and, at index 2c + f, ln(1 - t / 2^32) (f = 0: the bit stays) or ln(t / 2^32) (f = 1:
+    /// it flips) (DULA, DMALA).
     weight: Vec<f64>,
-    flip: Vec<f64>,
-    log_flip: Vec<f64>,
-    log_stay: Vec<f64>,
-    /// Number of variables in each class (as f64, for W = sum count * weight).
+    threshold: Vec<u32>,
+    log_factor: Vec<f64>,
+    /// GWG: number of variables in each class (as f64, for W = sum count * weight; not kept
+    /// for DULA and DMALA).
     count: Vec<f64>,
     /// GWG: W of the current state (`total()`, kept so that a proposal computes it once).
     current_total: f64,
     /// GWG: the weight of every variable (the linear scan's array).
     var_weight: Vec<f64>,
+    /// DULA, DMALA: the flip threshold of every variable, and their high pieces packed four to
+    /// a word (the arrays [`draw_flips_packed`] reads).
+    var_threshold: Vec<u32>,
+    packed_high: Vec<u64>,
+    /// True for DULA and DMALA (keep `var_threshold`), false for GWG (keep `var_weight`).
+    langevin: bool,
     /// Variables whose class the current proposal changed, with their class before it.
     undo: Vec<(u32, u8)>,
     /// Per variable: the proposal that last touched it (visit each once), and whether the
-    /// current proposal flips it.
+    /// current proposal flips it (1) or not (0).
     stamp: Vec<u64>,
-    in_move: Vec<bool>,
+    in_move: Vec<u8>,
     now: u64,
 }
 
@@ -473,7 +646,7 @@ impl ScoreTable {
         let shift = sampler.step_size().map_or(f64::INFINITY, |a| 0.5 / a);
         let score = |c: usize| unit * (c as i32 - offset) as f64;
         let z = |c: usize| 0.5 * score(c) - shift;
-        let corrected = matches!(sampler, GradientSampler::Dmala { .. });
+        let threshold: Vec<u32> = (0..classes).map(|c| flip_threshold(z(c))).collect();
         let mut table = ScoreTable {
             local: (0..n)
                 .map(|i| {
@@ -491,25 +664,21 @@ impl ScoreTable {
             offset,
             unit,
             weight: (0..classes).map(|c| (0.5 * score(c)).exp()).collect(),
-            // The same expressions as the general path's (DMALA: exp(z - softplus z), DULA:
-            // sigmoid z), so both draw the same flips from the same uniforms.
-            flip: (0..classes)
-                .map(|c| {
-                    if corrected {
-                        (z(c) - softplus(z(c))).exp()
-                    } else {
-                        crate::logspace::sigmoid(z(c))
-                    }
-                })
+            // The same function as the general path's, so both draw the same flips from the
+            // same random words.
+            log_factor: (threshold.iter())
+                .flat_map(|&t| [log_stay_probability(t), log_flip_probability(t)])
                 .collect(),
-            log_flip: (0..classes).map(|c| -softplus(-z(c))).collect(),
-            log_stay: (0..classes).map(|c| -softplus(z(c))).collect(),
+            threshold,
             count: vec![0.0; classes],
             current_total: 0.0,
             var_weight: vec![0.0; n],
+            var_threshold: vec![0; n],
+            packed_high: vec![0; n.div_ceil(4)],
+            langevin: sampler.step_size().is_some(),
             undo: Vec::with_capacity(n),
             stamp: vec![0; n],
-            in_move: vec![false; n],
+            in_move: vec![0; n],
             now: 0,
         };
         for (i, &si) in s.iter().enumerate() {
@@ -517,7 +686,9 @@ impl ScoreTable {
             table.class[i] = c;
             table.count[c as usize] += 1.0;
             table.var_weight[i] = table.weight[c as usize];
+            table.var_threshold[i] = table.threshold[c as usize];
         }
+        pack_high_pieces(&table.var_threshold, &mut table.packed_high);
         table.current_total = table.total();
         Some(table)
     }
@@ -558,10 +729,16 @@ impl ScoreTable {
             self.stamp[j] = self.now;
             self.undo.push((j as u32, old));
         }
-        self.count[old as usize] -= 1.0;
-        self.count[c as usize] += 1.0;
         self.class[j] = c;
-        self.var_weight[j] = self.weight[c as usize];
+        if self.langevin {
+            let t = self.threshold[c as usize];
+            self.var_threshold[j] = t;
+            set_high_piece(&mut self.packed_high, j, t);
+        } else {
+            self.count[old as usize] -= 1.0;
+            self.count[c as usize] += 1.0;
+            self.var_weight[j] = self.weight[c as usize];
+        }
     }
 
     /// Flips s_i and updates the local fields and classes of i and its neighbours; returns the
@@ -617,6 +794,14 @@ pub struct ExactChain<M: LocalModel> {
     weights: Vec<f64>,
     /// Variables flipped by the current proposal.
     flipped: Vec<usize>,
+    /// DULA, DMALA: the flips drawn by [`draw_flips`] (its output, n entries).
+    drawn: Vec<u32>,
+    /// DULA, DMALA on the general path: every variable's flip threshold at the current state
+    /// (and their high pieces packed, see [`draw_flips_packed`]), and whether the current
+    /// proposal flips it.
+    thresholds: Vec<u32>,
+    packed_high: Vec<u64>,
+    in_move: Vec<bool>,
     /// Scores changed by the current proposal, with their old values (restored on rejection).
     undo: Vec<(usize, f64)>,
     /// Proposal stamp per variable, to visit each affected variable once.
@@ -677,6 +862,10 @@ impl<M: LocalModel> ExactChain<M> {
             scores,
             weights: vec![0.0; n],
             flipped: Vec::with_capacity(n),
+            drawn: vec![0; n],
+            thresholds: vec![0; n],
+            packed_high: vec![0; n.div_ceil(4)],
+            in_move: vec![false; n],
             undo: Vec::with_capacity(n),
             stamp: vec![0; n],
             rng,
@@ -763,11 +952,10 @@ impl<M: LocalModel> ExactChain<M> {
     }
 
     /// Recomputes the scores of the flipped variables and their neighbours, saving the old
-    /// values in `undo`; returns the change of sum_j softplus(z_j) (Langevin) over them.
-    fn refresh_scores(&mut self, shift: f64) -> f64 {
+    /// values in `undo`.
+    fn refresh_scores(&mut self) {
         self.undo.clear();
         let stamp = self.counts.proposals + 1;
-        let mut softplus_change = 0.0;
         for k in 0..self.flipped.len() {
             let i = self.flipped[k];
             let around = std::iter::once(i).chain(self.neighbours.of(i).iter().copied());
@@ -777,15 +965,10 @@ impl<M: LocalModel> ExactChain<M> {
                 }
                 self.stamp[j] = stamp;
                 let old = self.scores[j];
-                let new = -self.beta * self.model.flip_delta(&self.s, j);
                 self.undo.push((j, old));
-                self.scores[j] = new;
-                if shift.is_finite() {
-                    softplus_change += softplus(0.5 * new - shift) - softplus(0.5 * old - shift);
-                }
+                self.scores[j] = -self.beta * self.model.flip_delta(&self.s, j);
             }
         }
-        softplus_change
     }
 
     /// Flips the variables of the current proposal (applies it, or undoes it).
@@ -889,55 +1072,61 @@ impl<M: LocalModel> ExactChain<M> {
         0
     }
 
-    /// DULA / DMALA on the table path: every bit flips with its class's probability; DMALA
-    /// accepts with exp(delta + sum over changed classes of (reverse - forward) log factors).
+    /// DULA / DMALA on the table path: every bit flips with its class's probability (drawn by
+    /// [`draw_flips`] from the kept thresholds); DMALA accepts with the ratio of
+    /// [`ExactChain::apply_table_move`].
     fn langevin_table_step(&mut self, corrected: bool) -> u64 {
-        let t = self.table.as_mut().expect("table path");
-        self.flipped.clear();
-        for (i, &c) in t.class.iter().enumerate() {
-            if uniform_f64(&mut self.rng) < t.flip[c as usize] {
-                self.flipped.push(i);
-            }
-        }
-        if self.flipped.is_empty() {
+        let t = self.table.as_ref().expect("table path");
+        let m = draw_flips_packed(
+            &mut self.rng,
+            &t.packed_high,
+            &t.var_threshold,
+            &mut self.drawn,
+        );
+        if m == 0 {
             return 0;
         }
-        let flips = self.flipped.len() as u64;
+        let log_accept = self.apply_table_move(m, corrected);
+        if !corrected || log_accept >= 0.0 || uniform_f64(&mut self.rng) < log_accept.exp() {
+            return m as u64;
+        }
+        let t = self.table.as_mut().expect("table path");
         t.begin();
-        let mut key_sum = 0i64;
-        for &i in &self.flipped {
-            t.in_move[i] = true;
-            key_sum += t.flip(&mut self.s, i, corrected) as i64;
-        }
-        if !corrected {
-            for &i in &self.flipped {
-                t.in_move[i] = false;
-            }
-            return flips;
-        }
-        // ln p(x') - ln p(x) + ln q(x | x') - ln q(x' | x): the proposal factors of variables
-        // whose class did not change cancel.
-        let mut log_accept = t.unit * key_sum as f64;
-        for &(j, old) in &t.undo {
-            let (j, old) = (j as usize, old as usize);
-            let new = t.class[j] as usize;
-            log_accept += if t.in_move[j] {
-                t.log_flip[new] - t.log_flip[old]
-            } else {
-                t.log_stay[new] - t.log_stay[old]
-            };
-        }
-        for &i in &self.flipped {
-            t.in_move[i] = false;
-        }
-        if log_accept >= 0.0 || uniform_f64(&mut self.rng) < log_accept.exp() {
-            return flips;
-        }
-        t.begin();
-        for &i in self.flipped.iter().rev() {
-            t.flip(&mut self.s, i, false);
+        for &i in self.drawn[..m].iter().rev() {
+            t.flip(&mut self.s, i as usize, false);
         }
         0
+    }
+
+    /// Applies the flips `drawn[..m]` on the table path and, with `corrected` (DMALA), returns
+    /// ln of the Metropolis-Hastings ratio p(x') q(x | x') / (p(x) q(x' | x)) (0 without):
+    /// unit x (sum of the keys met as the flips are applied one after another) plus, over the
+    /// variables whose class changed, ln t'/2^32 - ln t/2^32 (flipped ones) or
+    /// ln(1 - t'/2^32) - ln(1 - t/2^32) (the others), t and t' their thresholds before and after.
+    fn apply_table_move(&mut self, m: usize, corrected: bool) -> f64 {
+        let t = self.table.as_mut().expect("table path");
+        let moves = &self.drawn[..m];
+        t.begin();
+        let mut key_sum = 0i64;
+        for &i in moves {
+            t.in_move[i as usize] = 1;
+            key_sum += t.flip(&mut self.s, i as usize, corrected) as i64;
+        }
+        let mut log_accept = 0.0;
+        if corrected {
+            // The proposal factors of variables whose class did not change cancel.
+            log_accept = t.unit * key_sum as f64;
+            for &(j, old) in &t.undo {
+                let (j, old) = (j as usize, old as usize);
+                let new = t.class[j] as usize;
+                let f = t.in_move[j] as usize;
+                log_accept += t.log_factor[2 * new + f] - t.log_factor[2 * old + f];
+            }
+        }
+        for &i in moves {
+            t.in_move[i as usize] = 0;
+        }
+        log_accept
     }
 
     /// GWG with the sum tree: O(degree log n) per proposal.
@@ -953,7 +1142,7 @@ impl<M: LocalModel> ExactChain<M> {
         self.s[i] = -self.s[i];
         self.flipped.clear();
         self.flipped.push(i);
-        self.refresh_scores(f64::INFINITY);
+        self.refresh_scores();
         let mut bounded = true;
         for k in 0..self.undo.len() {
             bounded &= self.set_leaf(self.undo[k].0);
@@ -1004,7 +1193,7 @@ impl<M: LocalModel> ExactChain<M> {
         self.s[i] = -self.s[i];
         self.flipped.clear();
         self.flipped.push(i);
-        self.refresh_scores(f64::INFINITY);
+        self.refresh_scores();
         let (max_rev, sum_rev) = self.softmax_weights();
         let log_rev = 0.5 * self.scores[i] - max_rev - sum_rev.ln();
         let log_accept = delta + log_rev - log_fwd;
@@ -1016,29 +1205,46 @@ impl<M: LocalModel> ExactChain<M> {
         }
     }
 
+    /// DULA / DMALA on the general path: the thresholds ([`flip_threshold`] of d_i / 2 - shift)
+    /// of every variable, the flips drawn by [`draw_flips`] (the same draws as the table path),
+    /// and for DMALA the Metropolis-Hastings test of [`ExactChain::apply_general_move`].
     fn langevin_step(&mut self, step_size: f64, corrected: bool) -> u64 {
         let shift = 0.5 / step_size;
-        self.flipped.clear();
-        // ln q(x' | x) = sum_{flipped} z_i - sum_i softplus(z_i) (DMALA only).
-        let (mut flipped_fwd, mut softplus_fwd) = (0.0, 0.0);
-        for (i, &d) in self.scores.iter().enumerate() {
-            let z = 0.5 * d - shift;
-            let p = if corrected {
-                let sp = softplus(z);
-                softplus_fwd += sp;
-                (z - sp).exp()
-            } else {
-                crate::logspace::sigmoid(z)
-            };
-            if uniform_f64(&mut self.rng) < p {
-                self.flipped.push(i);
-                flipped_fwd += z;
-            }
+        for (t, &d) in self.thresholds.iter_mut().zip(&self.scores) {
+            *t = flip_threshold(0.5 * d - shift);
         }
-        if self.flipped.is_empty() {
+        pack_high_pieces(&self.thresholds, &mut self.packed_high);
+        let m = draw_flips_packed(
+            &mut self.rng,
+            &self.packed_high,
+            &self.thresholds,
+            &mut self.drawn,
+        );
+        if m == 0 {
             return 0;
         }
-        let log_fwd = flipped_fwd - softplus_fwd;
+        self.flipped.clear();
+        self.flipped
+            .extend(self.drawn[..m].iter().map(|&i| i as usize));
+        let Some(log_accept) = self.apply_general_move(shift, corrected) else {
+            return 0;
+        };
+        if !corrected || log_accept >= 0.0 || uniform_f64(&mut self.rng) < log_accept.exp() {
+            m as u64
+        } else {
+            self.reject();
+            0
+        }
+    }
+
+    /// Applies the flips `flipped` on the general path (the scores of the flipped variables and
+    /// their neighbours refreshed) and returns ln of DMALA's Metropolis-Hastings ratio
+    /// p(x') q(x | x') / (p(x) q(x' | x)) (0 when not `corrected`): the exact change of log p
+    /// plus, over the refreshed variables, ln t'/2^32 - ln t/2^32 (flipped ones) or
+    /// ln(1 - t'/2^32) - ln(1 - t/2^32) (the others), t = `thresholds` (those drawn with) and
+    /// t' those of the new scores; the factors of the other variables cancel. None (the state
+    /// restored) for a move into a state of zero probability, which both samplers refuse.
+    fn apply_general_move(&mut self, shift: f64, corrected: bool) -> Option<f64> {
         // Exact change of log p: the flips applied one after another.
         let mut delta = 0.0;
         for k in 0..self.flipped.len() {
@@ -1059,29 +1265,31 @@ impl<M: LocalModel> ExactChain<M> {
             // A state of zero probability (hard constraints of a factor graph): refused by
             // both samplers (its scores are not even computed).
             self.flip_proposed();
-            return 0;
+            return None;
         }
-        let flips = self.flipped.len() as u64;
+        self.refresh_scores();
         if !corrected {
-            self.refresh_scores(f64::INFINITY);
-            return flips;
+            return Some(0.0);
         }
-        // ln q(x | x') = sum_{flipped} z'_i - sum_i softplus(z'_i): the second sum is the
-        // forward one plus its change at the refreshed scores.
-        let softplus_rev = softplus_fwd + self.refresh_scores(shift);
-        let flipped_rev: f64 = self
-            .flipped
-            .iter()
-            .map(|&i| 0.5 * self.scores[i] - shift)
-            .sum();
-        let log_rev = flipped_rev - softplus_rev;
-        let log_accept = delta + log_rev - log_fwd;
-        if log_accept >= 0.0 || uniform_f64(&mut self.rng) < log_accept.exp() {
-            flips
-        } else {
-            self.reject();
-            0
+        for &i in &self.flipped {
+            self.in_move[i] = true;
         }
+        let mut log_accept = delta;
+        for &(j, _) in &self.undo {
+            let (old, new) = (
+                self.thresholds[j],
+                flip_threshold(0.5 * self.scores[j] - shift),
+            );
+            log_accept += if self.in_move[j] {
+                log_flip_probability(new) - log_flip_probability(old)
+            } else {
+                log_stay_probability(new) - log_stay_probability(old)
+            };
+        }
+        for &i in &self.flipped {
+            self.in_move[i] = false;
+        }
+        Some(log_accept)
     }
 
     /// One sweep ([`GradientSampler::proposals_per_sweep`] proposals); returns bits flipped.
@@ -1935,8 +2143,18 @@ mod tests {
             }
             let t = chain.table.as_ref().unwrap();
             let w: f64 = exact.iter().map(|d| (0.5 * d).exp()).sum();
-            assert!((t.total() - w).abs() < 1e-12 * w, "{sampler:?}");
+            if let Some(a) = sampler.step_size() {
+                // The kept thresholds (and their packed high pieces) are those of the scores.
+                let th: Vec<u32> = (exact.iter())
+                    .map(|d| flip_threshold(0.5 * d - 0.5 / a))
+                    .collect();
+                assert_eq!(t.var_threshold, th, "{sampler:?}");
+                let mut packed = vec![0; n.div_ceil(4)];
+                pack_high_pieces(&th, &mut packed);
+                assert_eq!(t.packed_high, packed, "{sampler:?}");
+            }
             if sampler == GradientSampler::Gwg {
+                assert!((t.total() - w).abs() < 1e-12 * w, "{sampler:?}");
                 assert_eq!(chain.leaves, 128);
                 assert!((chain.tree[1] - w).abs() < 1e-12 * w);
             }
@@ -2006,6 +2224,268 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A generator that replays given 64-bit words (to drive [`draw_flips`] through every
+    /// outcome).
+    #[derive(Clone)]
+    struct Scripted {
+        words: Vec<u64>,
+        next: usize,
+    }
+
+    impl rand::TryRng for Scripted {
+        type Error = std::convert::Infallible;
+        fn try_next_u32(&mut self) -> std::result::Result<u32, Self::Error> {
+            unreachable!("draw_flips draws 64-bit words")
+        }
+        fn try_next_u64(&mut self) -> std::result::Result<u64, Self::Error> {
+            let w = self.words[self.next];
+            self.next += 1;
+            Ok(w)
+        }
+        fn try_fill_bytes(&mut self, _: &mut [u8]) -> std::result::Result<(), Self::Error> {
+            unreachable!("draw_flips draws 64-bit words")
+        }
+    }
+
+    /// `draw_flips` flips a bit of threshold t with probability exactly t / 2^32: for every
+    /// position of the bit in its word (the 16-bit piece it reads) and thresholds at the edges
+    /// of the pieces, all 2^16 values of its high piece and, where that equals t / 2^16, all
+    /// 2^16 values of the low piece of the extra word are run through the function, and the
+    /// number of flipping (high, low) pairs is t. Words consumed: one per four bits, plus one
+    /// per tie. A second check draws 150 bits (three groups) with random thresholds and words
+    /// and compares with a plain bit-by-bit reading of the same words.
+    #[test]
+    fn draw_flips_flips_with_probability_exactly_t_over_2_32() {
+        let thresholds = [
+            1u32,
+            2,
+            0xffff,
+            0x1_0000,
+            0x1_0001,
+            0x1234_5678,
+            0x8000_0000,
+            0xffff_0000,
+            u32::MAX,
+        ];
+        for &t in &thresholds {
+            for (len, pos) in [(4, 0), (4, 1), (4, 3), (7, 6), (2, 1)] {
+                // Other bits never flip (threshold 1, their pieces all ones) and never tie.
+                let mut th = vec![1u32; len];
+                th[pos] = t;
+                let mut out = vec![0u32; len];
+                let mut flips = 0u64;
+                for high in 0..=0xffffu64 {
+                    let word_of = |first: usize| -> u64 {
+                        let mut w = u64::MAX;
+                        if first / 4 == pos / 4 {
+                            w &= !(0xffff << (16 * (pos % 4)));
+                            w |= high << (16 * (pos % 4));
+                        }
+                        w
+                    };
+                    let words: Vec<u64> = (0..len.div_ceil(4)).map(|c| word_of(4 * c)).collect();
+                    let ties = high == (t >> 16) as u64;
+                    let lows = if ties { 0..=0xffffu64 } else { 0..=0 };
+                    for low in lows {
+                        let mut script = words.clone();
+                        if ties {
+                            // The tie draws its extra word after the group's words.
+                            script.push(0xabcd_0000_0000_0000 | low);
+                        }
+                        let mut rng = Scripted {
+                            words: script.clone(),
+                            next: 0,
+                        };
+                        let m = draw_flips(&mut rng, &th, &mut out);
+                        assert_eq!(rng.next, script.len(), "t {t:#x} at {pos} of {len}");
+                        assert!(m <= 1 && (m == 0 || out[0] == pos as u32));
+                        // Without a tie the low piece is never drawn: all 2^16 values of it
+                        // give this outcome.
+                        flips += m as u64 * if ties { 1 } else { 1 << 16 };
+                    }
+                }
+                assert_eq!(flips, t as u64, "t {t:#x} at {pos} of {len}");
+            }
+        }
+        // Many groups: a plain reading of the same words, bit by bit. Every fifth bit is given
+        // a threshold whose high piece ties with its word's piece.
+        let mut source = rng::from_seed(77);
+        let n: usize = 150;
+        let groups = n.div_ceil(64);
+        let words: Vec<u64> = (0..n.div_ceil(4) + n).map(|_| source.next_u64()).collect();
+        let mut th: Vec<u32> = (0..n).map(|_| source.next_u64() as u32).collect();
+        let mut next_word = 0;
+        let mut expected = Vec::new();
+        for g in 0..groups {
+            let bits = (g * 64..n.min(g * 64 + 64)).collect::<Vec<_>>();
+            let first = next_word;
+            next_word += bits.len().div_ceil(4);
+            let mut ties = Vec::new();
+            for &i in &bits {
+                let b = i - g * 64;
+                let high = (words[first + b / 4] >> (16 * (b % 4))) as u32 & 0xffff;
+                if i % 5 == 0 {
+                    th[i] = high << 16 | (th[i] & 0xffff);
+                }
+                if high < th[i] >> 16 {
+                    expected.push(i as u32);
+                } else if high == th[i] >> 16 {
+                    ties.push(i);
+                }
+            }
+            for i in ties {
+                let low = words[next_word] as u32 & 0xffff;
+                next_word += 1;
+                if low < (th[i] & 0xffff) {
+                    expected.push(i as u32);
+                }
+            }
+            expected.sort_unstable();
+        }
+        let mut rng = Scripted { words, next: 0 };
+        let mut out = vec![0u32; n];
+        let m = draw_flips(&mut rng, &th, &mut out);
+        assert_eq!(&out[..m], &expected[..]);
+        assert_eq!(rng.next, next_word);
+        assert!(m > 10 && m < 140);
+        // The thresholds: sigmoid(z) 2^32 rounded, both outcomes kept possible.
+        assert_eq!(flip_threshold(0.0), 1 << 31);
+        assert_eq!(flip_threshold(-1e6), 1);
+        assert_eq!(flip_threshold(f64::NEG_INFINITY), 1);
+        assert_eq!(flip_threshold(1e6), u32::MAX);
+        assert_eq!(flip_threshold(f64::NAN), 1);
+        let t = flip_threshold(-2.5);
+        let p = crate::logspace::sigmoid(-2.5);
+        assert!((t as f64 / PROBABILITY_ONE - p).abs() <= 0.5 / PROBABILITY_ONE);
+        assert_eq!(log_flip_probability(1 << 31), 0.5f64.ln());
+        assert_eq!(log_stay_probability(3 << 30), 0.25f64.ln());
+    }
+
+    /// The probabilities in DMALA's Metropolis-Hastings ratio are exactly the ones the flips are
+    /// drawn with, on both paths: from every state x of a 4-variable model and for every
+    /// nonempty set of flips, the chain's log ratio (`apply_table_move` on a quantised pairwise
+    /// model, `apply_general_move` on a factor graph and on the same pairwise model) equals
+    /// ln p(y) - ln p(x) + ln q(x | y) - ln q(y | x) with q the product over all four bits of
+    /// t_i / 2^32 or 1 - t_i / 2^32, t_i the thresholds the chain draws from at x (kept in its
+    /// arrays, read before the move) and at y (read after it), to 1e-12 (rounding of the sums).
+    /// The thresholds also equal `flip_threshold` of the exact scores, so the chain draws from
+    /// the proposal `exact_kernel` enumerates.
+    #[test]
+    fn dmala_ratio_uses_exactly_the_drawing_probabilities() {
+        let pairwise = PairwiseMrf::new(
+            vec![0.5, -0.25, 0.0, 0.75],
+            &[
+                (0, 1, 1.0),
+                (1, 2, -0.5),
+                (2, 3, 0.75),
+                (0, 3, -0.25),
+                (0, 2, 0.5),
+            ],
+        )
+        .unwrap();
+        let graph = FactorGraph::new(
+            4,
+            vec![
+                crate::model::Factor::new(vec![0, 1], vec![2.0, 0.5, 0.7, 1.5]).unwrap(),
+                crate::model::Factor::new(
+                    vec![1, 2, 3],
+                    vec![1.0, 3.0, 0.2, 1.1, 0.6, 2.5, 1.7, 0.4],
+                )
+                .unwrap(),
+                crate::model::Factor::new(vec![0, 2], vec![1.4, 0.6, 0.9, 2.2]).unwrap(),
+            ],
+        )
+        .unwrap();
+        let beta = 0.9;
+        let spins = |x: usize| -> Vec<Spin> {
+            (0..4)
+                .map(|i| if x >> i & 1 == 1 { 1 } else { -1 })
+                .collect()
+        };
+        // ln q(y | x) from the thresholds the chain holds and the flips.
+        let log_q = |th: &[u32], mask: usize| -> f64 {
+            (0..4)
+                .map(|i| {
+                    if mask >> i & 1 == 1 {
+                        log_flip_probability(th[i])
+                    } else {
+                        log_stay_probability(th[i])
+                    }
+                })
+                .sum()
+        };
+        fn check<M: LocalModel>(
+            name: &str,
+            model: &M,
+            beta: f64,
+            table: bool,
+            spins: &dyn Fn(usize) -> Vec<Spin>,
+            log_q: &dyn Fn(&[u32], usize) -> f64,
+        ) {
+            for step_size in [0.1, 0.4, 3.0] {
+                let sampler = GradientSampler::Dmala { step_size };
+                let shift = 0.5 / step_size;
+                for x in 0..16 {
+                    for mask in 1..16usize {
+                        let c = ExactChain::new(
+                            model.clone(),
+                            sampler,
+                            beta,
+                            spins(x),
+                            rng::from_seed(1),
+                        )
+                        .unwrap();
+                        let mut c = if table { c } else { c.general_path() };
+                        assert_eq!(c.uses_score_table(), table, "{name}");
+                        let thresholds = |c: &ExactChain<M>| -> Vec<u32> {
+                            match &c.table {
+                                Some(t) => t.var_threshold.clone(),
+                                None => (c.scores.iter())
+                                    .map(|d| flip_threshold(0.5 * d - shift))
+                                    .collect(),
+                            }
+                        };
+                        let before = thresholds(&c);
+                        let exact: Vec<u32> = exact_scores(model, beta, &spins(x))
+                            .iter()
+                            .map(|d| flip_threshold(0.5 * d - shift))
+                            .collect();
+                        assert_eq!(before, exact, "{name} x {x}");
+                        let m = (0..4).filter(|i| mask >> i & 1 == 1).count();
+                        let mut k = 0;
+                        for i in 0..4u32 {
+                            if mask >> i & 1 == 1 {
+                                c.drawn[k] = i;
+                                k += 1;
+                            }
+                        }
+                        let ratio = if table {
+                            c.apply_table_move(m, true)
+                        } else {
+                            c.thresholds.copy_from_slice(&before);
+                            c.flipped.clear();
+                            c.flipped.extend(c.drawn[..m].iter().map(|&i| i as usize));
+                            c.apply_general_move(shift, true).expect("positive state")
+                        };
+                        let y = x ^ mask;
+                        assert_eq!(c.spins(), &spins(y)[..], "{name}");
+                        let after = thresholds(&c);
+                        let expected = -beta * (model.energy(&spins(y)) - model.energy(&spins(x)))
+                            + log_q(&after, mask)
+                            - log_q(&before, mask);
+                        assert!(
+                            (ratio - expected).abs() < 1e-12,
+                            "{name} alpha {step_size} x {x} mask {mask}: {ratio} vs {expected}"
+                        );
+                    }
+                }
+            }
+        }
+        check("pairwise, table", &pairwise, beta, true, &spins, &log_q);
+        check("pairwise, general", &pairwise, beta, false, &spins, &log_q);
+        check("factor graph, general", &graph, beta, false, &spins, &log_q);
     }
 
     #[test]

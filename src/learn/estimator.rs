@@ -19,7 +19,9 @@
 //! for the statistics V^T P(h | V)): the same values as the dense GEMM up to the f32 summation
 //! order, chosen by [`ContrastiveDivergence::with_kernels`] (by density by default).
 
-use crate::linalg::{BinaryRows, KernelChoice, View, binary_matmul, matmul};
+use crate::linalg::{
+    BinaryRows, KernelChoice, PanelTerm, Panels, View, binary_matmul, binary_matmul_panels, matmul,
+};
 use crate::model::rbm_f32::{BinaryConditionals, RbmF32, bernoulli_rows};
 use rayon::prelude::*;
 
@@ -110,8 +112,13 @@ pub struct ContrastiveDivergence {
     gradient_chains: Vec<RbmChain>,
     /// The conditionals' kernels and scratch.
     kernels: BinaryConditionals,
-    /// The ones of the transposed visible states, for the weight statistics.
+    /// The ones of the transposed visible states, for the weight statistics: of the data
+    /// batch, and of the negative samples.
     ones_t: BinaryRows,
+    ones_xt: BinaryRows,
+    /// P(h | data) and P(h | negative samples) in panels, for the fused weight statistics.
+    ph_panels: Panels,
+    phx_panels: Panels,
 }
 
 impl ContrastiveDivergence {
@@ -172,6 +179,9 @@ impl ContrastiveDivergence {
             gradient_chains: Vec::new(),
             kernels: BinaryConditionals::new(KernelChoice::Auto),
             ones_t: BinaryRows::new(),
+            ones_xt: BinaryRows::new(),
+            ph_panels: Panels::new(),
+            phx_panels: Panels::new(),
         }
     }
 
@@ -300,6 +310,33 @@ impl GradientEstimator for ContrastiveDivergence {
         kernels.hidden_probs(model, x, phx, 1.0, &model.hidden_bias);
         // grad_w = V^T P(h|V) / rows - X^T P(h|X) / neg.
         let choice = kernels.choice();
+        let binary = |ones: &mut BinaryRows, x: &[f32]| {
+            choice.use_binary(0.0, nh)
+                && ones.fill_transposed(x, x.len() / nv, nv)
+                && choice.use_binary(ones.density(), nh)
+        };
+        if binary(&mut self.ones_t, v) && binary(&mut self.ones_xt, x) {
+            // Both statistics in one pass over grad_w (the same bits as the two products
+            // below: binary_matmul_panels combines the terms in this order).
+            self.ph_panels.pack(ph, rows, nh);
+            self.phx_panels.pack(phx, neg, nh);
+            let terms = [
+                PanelTerm {
+                    s: &self.ones_t,
+                    b: &self.ph_panels,
+                    beta: 1.0 / rows as f32,
+                },
+                PanelTerm {
+                    s: &self.ones_xt,
+                    b: &self.phx_panels,
+                    beta: -1.0 / neg as f32,
+                },
+            ];
+            binary_matmul_panels(&mut grad.weights, 0.0, &terms);
+            mean_difference(&mut grad.visible_bias, v, x);
+            mean_difference(&mut grad.hidden_bias, ph, phx);
+            return;
+        }
         add_weight_statistics(
             &mut grad.weights,
             v,

@@ -16,7 +16,9 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::linalg::{BinaryRows, KernelChoice, View, binary_matmul, matmul, transpose_into};
+use crate::linalg::{
+    BinaryRows, KernelChoice, PanelTerm, Panels, View, binary_matmul_panels, matmul,
+};
 use crate::model::Rbm;
 
 /// Matrices with fewer entries than this are processed on the calling thread (waking the pool
@@ -189,15 +191,20 @@ pub fn visible_probs(model: &RbmF32, h: &[f32], out: &mut [f32], beta: f32, offs
 /// (or of W^T) by [`binary_matmul`]; otherwise (probabilities, dense data) the dense GEMM.
 /// Both give the same values up to the f32 summation order.
 ///
-/// Holds the scratch (the lists of ones, W^T) so that repeated calls allocate nothing. W^T is
-/// built at the first binary `h W^T` after [`BinaryConditionals::parameters_changed`], which the
-/// owner must call whenever the model's weights change.
+/// The binary products run on W and W^T packed in column panels ([`Panels`], for
+/// [`binary_matmul_panels`]): W is packed at the first binary `v W`, W^T at the first binary
+/// `h W^T` after [`BinaryConditionals::parameters_changed`], which the owner must call whenever
+/// the model's weights change. The scratch (lists of ones, panels) is kept, so that repeated
+/// calls allocate nothing.
 #[derive(Debug, Clone, Default)]
 pub struct BinaryConditionals {
     choice: KernelChoice,
     ones: BinaryRows,
-    /// W^T, row-major `n_hidden x n_visible`, valid when `transposed_fresh`.
-    transposed: Vec<f32>,
+    /// W (`n_visible x n_hidden`) in panels, valid when `weights_fresh`.
+    weights: Panels,
+    weights_fresh: bool,
+    /// W^T (`n_hidden x n_visible`) in panels, valid when `transposed_fresh`.
+    transposed: Panels,
     transposed_fresh: bool,
 }
 
@@ -218,6 +225,7 @@ impl BinaryConditionals {
     /// Marks W^T stale: call after every change of the model's weights (or before using another
     /// model).
     pub fn parameters_changed(&mut self) {
+        self.weights_fresh = false;
         self.transposed_fresh = false;
     }
 
@@ -242,7 +250,17 @@ impl BinaryConditionals {
         offset: &[f32],
     ) {
         if self.binary_operand(v, model.n_visible, model.n_hidden) {
-            binary_matmul(out, &self.ones, &model.weights, model.n_hidden, 0.0, 1.0);
+            let (nv, nh) = (model.n_visible, model.n_hidden);
+            if !self.weights_fresh || self.weights.rows() != nv || self.weights.cols() != nh {
+                self.weights.pack(&model.weights, nv, nh);
+                self.weights_fresh = true;
+            }
+            let term = PanelTerm {
+                s: &self.ones,
+                b: &self.weights,
+                beta: 1.0,
+            };
+            binary_matmul_panels(out, 0.0, &[term]);
             sigmoid_rows(out, beta, offset);
         } else {
             hidden_probs(model, v, out, beta, offset);
@@ -260,12 +278,19 @@ impl BinaryConditionals {
     ) {
         if self.binary_operand(h, model.n_hidden, model.n_visible) {
             let (nv, nh) = (model.n_visible, model.n_hidden);
-            if !self.transposed_fresh || self.transposed.len() != nv * nh {
-                self.transposed.resize(nv * nh, 0.0);
-                transpose_into(&mut self.transposed, &model.weights, nv, nh);
+            if !self.transposed_fresh
+                || self.transposed.rows() != nh
+                || self.transposed.cols() != nv
+            {
+                self.transposed.pack_transposed(&model.weights, nv, nh);
                 self.transposed_fresh = true;
             }
-            binary_matmul(out, &self.ones, &self.transposed, nv, 0.0, 1.0);
+            let term = PanelTerm {
+                s: &self.ones,
+                b: &self.transposed,
+                beta: 1.0,
+            };
+            binary_matmul_panels(out, 0.0, &[term]);
             sigmoid_rows(out, beta, offset);
         } else {
             visible_probs(model, h, out, beta, offset);

@@ -313,6 +313,12 @@ fn phases() {
     kernels.hidden_probs(model, &x, &mut ph, 1.0, &model.hidden_bias);
     bernoulli_rows(&ph, &mut hx, nh, &mut rngs);
     let density = hx.iter().sum::<f32>() / hx.len() as f32;
+    let dens = |a: &[f32]| a.iter().sum::<f32>() / a.len() as f32;
+    println!(
+        "densities: data {:.3}, persistent chains {:.3}",
+        dens(&v),
+        dens(&x)
+    );
     let reps = 51;
     let mut ones = BinaryRows::new();
     let mut wt = vec![0.0f32; nv * nh];
@@ -327,6 +333,31 @@ fn phases() {
             kernels.hidden_probs(model, &v, black_box(&mut ph), 1.0, &model.hidden_bias)
         }),
     );
+    {
+        let mut junk = vec![0.0f32; 1 << 22];
+        let mut times = Vec::new();
+        for rep in 0..reps {
+            for (k, j) in junk.iter_mut().enumerate() {
+                *j += (k + rep) as f32;
+            }
+            black_box(&junk);
+            kernels.parameters_changed();
+            let t = Instant::now();
+            kernels.hidden_probs(model, &v, black_box(&mut ph), 1.0, &model.hidden_bias);
+            let first = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            kernels.hidden_probs(model, &x, black_box(&mut ph), 1.0, &model.hidden_bias);
+            times.push((first, t.elapsed().as_secs_f64()));
+        }
+        show(
+            "V W + sigmoid after a cache flush, W packed in it",
+            times.iter().map(|t| t.0).collect(),
+        );
+        show(
+            "  then X W + sigmoid (W packed)",
+            times.iter().map(|t| t.1).collect(),
+        );
+    }
     ones.fill(&v, m, nv);
     show(
         "  of which listing the ones of V",

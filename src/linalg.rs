@@ -628,12 +628,31 @@ impl Panels {
         if cols == 0 {
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = SimdLevel::get() != SimdLevel::Baseline;
         let kernel = |(p, panel): (usize, &mut [f32])| {
             let r0 = p * PANEL_WIDTH;
             let h = PANEL_WIDTH.min(rows - r0);
+            let mut j0 = 0;
+            // With AVX2 and 16 source rows: 8 x 8 tiles transposed in registers, the rows
+            // r0 .. r0 + 8 of `a` into lanes 0-7 of 8 panel rows, r0 + 8 .. r0 + 16 into 8-15.
+            #[cfg(target_arch = "x86_64")]
+            if avx2 && h == PANEL_WIDTH {
+                while j0 + 8 <= cols {
+                    for half in 0..2 {
+                        let src = &a[(r0 + 8 * half) * cols + j0..];
+                        let dst = &mut panel[j0 * PANEL_WIDTH + 8 * half..];
+                        // SAFETY: AVX2 is available (SimdLevel covers it); the tile's 8 source
+                        // rows (stride `cols`) and 8 destination rows (stride 16) lie in the
+                        // slices, which transpose_8x8_avx2 asserts.
+                        unsafe { transpose_8x8_avx2(src, cols, dst, PANEL_WIDTH) };
+                    }
+                    j0 += 8;
+                }
+            }
             // Tiles of 16 source columns: 16 x 16 floats, read row by row, written column by
             // column into 16 consecutive panel rows (1 KiB, in L1).
-            for j0 in (0..cols).step_by(PANEL_WIDTH) {
+            for j0 in (j0..cols).step_by(PANEL_WIDTH) {
                 let jw = PANEL_WIDTH.min(cols - j0);
                 let tile = &mut panel[j0 * PANEL_WIDTH..(j0 + jw) * PANEL_WIDTH];
                 for t in 0..PANEL_WIDTH {
@@ -734,18 +753,50 @@ fn binary_matmul_panels_with(
         return;
     }
     let dst = SharedOut(out.as_mut_ptr());
-    let kernel = |p: usize| {
-        // SAFETY: task p writes only the columns 16p .. 16p + 16 (below n) of the m rows of
-        // `out`, which outlives the tasks; no two tasks write the same entry.
-        // `level` is what the CPU supports (`SimdLevel::get`) or less.
-        unsafe { panel_task(level, &dst, n, p, alpha, terms) }
-    };
-    let panels = first.b.panels();
-    if work < PARALLEL_MIN_FLOPS {
-        (0..panels).for_each(kernel);
+    let parallel = work >= PARALLEL_MIN_FLOPS;
+    // `level` is what the CPU supports (`SimdLevel::get`) or less; each job below writes
+    // entries of `out` (which outlives the jobs) that no other concurrent job touches.
+    let run = |job: Job| unsafe { panel_task(level, &dst, n, alpha, terms, job) };
+    let panel_bytes: usize = terms.iter().map(|t| t.b.panels() * t.b.rows() * 64).sum();
+    if panel_bytes > ROW_ORDER_MAX_BYTES {
+        // Panel after panel: job p writes only the columns of panel p.
+        let panels = first.b.panels();
+        if parallel {
+            (0..panels).into_par_iter().for_each(|p| run(Job::Panel(p)));
+        } else {
+            (0..panels).for_each(|p| run(Job::Panel(p)));
+        }
     } else {
-        (0..panels).into_par_iter().for_each(kernel);
+        // Small B (CD's statistics: P is batch x hidden): rows after rows, all panels of a row
+        // at once, so each output row is written in one sweep. Term by term (term t + 1 reads
+        // what term t wrote); a job writes only its rows.
+        for t in 0..terms.len() {
+            let jobs = m.div_ceil(ROWS_PER_JOB);
+            let job = |k: usize| Job::Rows(t, k * ROWS_PER_JOB..((k + 1) * ROWS_PER_JOB).min(m));
+            if parallel {
+                (0..jobs).into_par_iter().for_each(|k| run(job(k)));
+            } else {
+                (0..jobs).for_each(|k| run(job(k)));
+            }
+        }
     }
+}
+
+/// Above this size of all the panels of B (in bytes), [`binary_matmul_panels`] goes panel after
+/// panel, each staying in L1 for all the rows; at or below it (B then sits in L2 whole), row
+/// groups after row groups, each output row written in one sweep.
+const ROW_ORDER_MAX_BYTES: usize = 256 << 10;
+
+/// Rows of one job of the row order of [`binary_matmul_panels`] (a multiple of 8: whole groups).
+const ROWS_PER_JOB: usize = 64;
+
+/// What one task of [`binary_matmul_panels`] computes.
+#[derive(Debug, Clone)]
+enum Job {
+    /// Panel p of every term, for every row.
+    Panel(usize),
+    /// Term t, every panel, for the rows at these positions of the term's order by count.
+    Rows(usize, std::ops::Range<usize>),
 }
 
 /// The output matrix shared by the tasks of [`binary_matmul_panels`], each writing its own
@@ -766,18 +817,18 @@ unsafe fn panel_task(
     level: SimdLevel,
     dst: &SharedOut,
     n: usize,
-    p: usize,
     alpha: f32,
     terms: &[PanelTerm<'_>],
+    job: Job,
 ) {
     // SAFETY: forwarded from the caller.
     unsafe {
         match level {
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 => panel_task_avx512(dst, n, p, alpha, terms),
+            SimdLevel::Avx512 => panel_task_avx512(dst, n, alpha, terms, job),
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => panel_task_avx2(dst, n, p, alpha, terms),
-            SimdLevel::Baseline => panel_task_portable(dst, n, p, alpha, terms),
+            SimdLevel::Avx2 => panel_task_avx2(dst, n, alpha, terms, job),
+            SimdLevel::Baseline => panel_task_portable(dst, n, alpha, terms, job),
         }
     }
 }
@@ -791,12 +842,12 @@ unsafe fn panel_task(
 unsafe fn panel_task_avx512(
     dst: &SharedOut,
     n: usize,
-    p: usize,
     alpha: f32,
     terms: &[PanelTerm<'_>],
+    job: Job,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { panel_task_portable(dst, n, p, alpha, terms) }
+    unsafe { panel_task_portable(dst, n, alpha, terms, job) }
 }
 
 /// [`panel_task_portable`] compiled for AVX2: each 16-wide sum is two ymm registers.
@@ -808,12 +859,12 @@ unsafe fn panel_task_avx512(
 unsafe fn panel_task_avx2(
     dst: &SharedOut,
     n: usize,
-    p: usize,
     alpha: f32,
     terms: &[PanelTerm<'_>],
+    job: Job,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { panel_task_portable(dst, n, p, alpha, terms) }
+    unsafe { panel_task_portable(dst, n, alpha, terms, job) }
 }
 
 /// One 16-wide row of a panel.
@@ -839,14 +890,45 @@ fn add_line(acc: &mut Line, src: &Line) {
 unsafe fn panel_task_portable(
     dst: &SharedOut,
     n: usize,
-    p: usize,
     alpha: f32,
     terms: &[PanelTerm<'_>],
+    job: Job,
+) {
+    // SAFETY (both arms): forwarded from the caller.
+    match job {
+        Job::Panel(p) => {
+            for (t, term) in terms.iter().enumerate() {
+                unsafe { panel_rows(dst, n, alpha, t, term, p, term.s.by_count()) };
+            }
+        }
+        Job::Rows(t, range) => {
+            let term = &terms[t];
+            for p in 0..term.b.panels() {
+                unsafe { panel_rows(dst, n, alpha, t, term, p, &term.s.by_count()[range.clone()]) };
+            }
+        }
+    }
+}
+
+/// Panel p of term t for the output rows `rows`: groups of 8, then the rest one by one (see
+/// [`panel_task_portable`]).
+///
+/// # Safety
+/// As [`panel_task`], for the entries (rows, columns of panel p).
+#[inline(always)]
+unsafe fn panel_rows(
+    dst: &SharedOut,
+    n: usize,
+    alpha: f32,
+    t: usize,
+    term: &PanelTerm<'_>,
+    p: usize,
+    rows: &[u32],
 ) {
     const W: usize = PANEL_WIDTH;
     let c0 = p * W;
     let width = W.min(n - c0);
-    for (t, term) in terms.iter().enumerate() {
+    {
         let panel = term.b.panel(p);
         let s = term.s;
         let (starts, indices) = (&s.starts[..], &s.indices[..]);
@@ -864,7 +946,7 @@ unsafe fn panel_task_portable(
                 *o = combine(t, alpha, *o, term.beta, x);
             }
         };
-        let mut groups = s.by_count().chunks_exact(8);
+        let mut groups = rows.chunks_exact(8);
         for group in &mut groups {
             let mut begin = [0usize; 8];
             let mut end = [0usize; 8];

@@ -371,32 +371,20 @@ impl GradientEstimator for ContrastiveDivergence {
 }
 
 /// out[j] = mean over the rows of `a` of a[., j] minus the same mean of `b` (rows of
-/// `out.len()` columns): out[j] = sum_r a[r, j] / rows_a - sum_r b[r, j] / rows_b, each term
-/// divided before it is added, in row order. Blocks of columns run in parallel when the
-/// matrices are large (the same sums whatever the number of threads).
+/// `out.len()` columns).
 fn mean_difference(out: &mut [f32], a: &[f32], b: &[f32]) {
-    const BLOCK: usize = 64;
     let cols = out.len();
+    out.fill(0.0);
     let (ra, rb) = (a.len() / cols, b.len() / cols);
-    let block = |(k, o): (usize, &mut [f32])| {
-        let c0 = k * BLOCK;
-        let w = o.len();
-        o.fill(0.0);
-        for row in a.chunks_exact(cols) {
-            for (o, &x) in o.iter_mut().zip(&row[c0..c0 + w]) {
-                *o += x / ra as f32;
-            }
+    for row in a.chunks_exact(cols) {
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o += x / ra as f32;
         }
-        for row in b.chunks_exact(cols) {
-            for (o, &x) in o.iter_mut().zip(&row[c0..c0 + w]) {
-                *o -= x / rb as f32;
-            }
+    }
+    for row in b.chunks_exact(cols) {
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o -= x / rb as f32;
         }
-    };
-    if a.len() + b.len() < 1 << 16 {
-        out.chunks_mut(BLOCK).enumerate().for_each(block);
-    } else {
-        out.par_chunks_mut(BLOCK).enumerate().for_each(block);
     }
 }
 

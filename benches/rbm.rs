@@ -129,6 +129,10 @@ fn kernels() {
             };
             binary_matmul_panels(black_box(&mut out_h), 0.0, &[term]);
         });
+        let vw_rows = samples(reps, || {
+            ones.fill(&v, m, nv);
+            binary_matmul(black_box(&mut out_h), &ones, &w, nh, 0.0, 1.0);
+        });
         let fill = samples(reps, || {
             black_box(ones.fill(&v, m, nv));
         });
@@ -170,10 +174,11 @@ fn kernels() {
             binary_matmul_panels(black_box(&mut out_w), 0.0, &[term]);
         });
         println!(
-            "  density {density:.2}: V W: GEMM {}, binary {} (listing the ones {}); \
+            "  density {density:.2}: V W: GEMM {}, binary {} (row kernel {}; listing the ones {}); \
              H W^T: GEMM {}, binary {} (W^T packed); V^T P: GEMM {}, binary {} (P packed in it)",
             us(vw_dense),
             us(vw_binary),
+            us(vw_rows),
             us(fill),
             us(hwt_dense),
             us(hwt_binary),

@@ -133,10 +133,10 @@ pub fn matmul(out: &mut [f32], a: View<'_>, b: View<'_>, alpha: f32, beta: f32) 
 /// costs (ones) x n additions of rows of B from L1-resident panels, plus one pass over the m k
 /// entries to list the ones (and, once per parameter update, packing W or W^T in panels).
 /// Measured on the development machine (`RAYON_NUM_THREADS=1 cargo bench --bench rbm --
-/// kernels`: 100 x 784 times 784 x 500, one thread, under load) the binary V W is 3.9x faster
-/// than GEMM at density 0.13 (MNIST), 1.4x at 0.5 and about even at 0.7 (H W^T: 1.8x at 0.5
-/// with W^T packed, 1.3x at 0.7); 0.5 keeps it where it wins with the packing counted.
-pub const BINARY_MAX_DENSITY: f64 = 0.5;
+/// kernels`: 100 x 784 times 784 x 500, one thread, under load), against GEMM's 800-850 us:
+/// binary V W 349 us at density 0.13 (MNIST), 575 at 0.35, 694 at 0.5; H W^T 280, 479, 677 plus
+/// 180-225 us to pack W^T once per update. 0.35 keeps the binary kernel where it clearly wins.
+pub const BINARY_MAX_DENSITY: f64 = 0.35;
 
 /// [`KernelChoice::Auto`] uses [`binary_matmul`] only for products at least this many columns
 /// wide: for narrow ones (16 or 25 hidden units) the dense kernel was faster in whole training
@@ -146,19 +146,20 @@ pub const BINARY_MIN_WIDTH: usize = 128;
 /// Which kernel a product with a binary operand uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KernelChoice {
-    /// [`binary_matmul`] when the operand's density is at most [`BINARY_MAX_DENSITY`] and the
+    /// The binary kernel when the operand's density is at most [`BINARY_MAX_DENSITY`] and the
     /// product at least [`BINARY_MIN_WIDTH`] columns wide, else the dense [`matmul`].
     #[default]
     Auto,
     /// Always the dense [`matmul`] (the reference).
     Dense,
-    /// Always [`binary_matmul`] (when the operand is binary).
+    /// Always the binary kernel (when the operand is binary).
     Binary,
 }
 
 impl KernelChoice {
     /// Whether a product of `width` output columns whose binary operand has this `density`
-    /// (fraction of ones) goes to [`binary_matmul`].
+    /// (fraction of ones) goes to the binary kernel ([`binary_matmul_panels`] or
+    /// [`binary_matmul`]).
     pub fn use_binary(self, density: f64, width: usize) -> bool {
         match self {
             KernelChoice::Auto => density <= BINARY_MAX_DENSITY && width >= BINARY_MIN_WIDTH,

@@ -15,8 +15,9 @@
 //! Gibbs: k proposals per update.
 //!
 //! The binary operands (the data batch, sampled layers) go to the binary-aware kernels when
-//! sparse enough ([`BinaryConditionals`] for the conditionals, [`crate::linalg::binary_matmul`]
-//! for the statistics V^T P(h | V)): the same values as the dense GEMM up to the f32 summation
+//! sparse enough ([`BinaryConditionals`] for the conditionals,
+//! [`crate::linalg::binary_matmul_panels`] for the statistics V^T P(h | V) - X^T P(h | X), both
+//! in one pass): the same values as the dense GEMM up to the f32 summation
 //! order, chosen by [`ContrastiveDivergence::with_kernels`] (by density by default).
 
 use crate::linalg::{

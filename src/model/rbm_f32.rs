@@ -8,9 +8,9 @@
 //! generator, and rows run in parallel, so results do not depend on the number of threads.
 //!
 //! [`BinaryConditionals`] computes the same conditionals with the binary-aware kernel
-//! ([`crate::linalg::binary_matmul`]) when the conditioning layer is 0/1 and sparse enough: v W
-//! (and h W^T) is then a sum of selected rows of W (of W^T, transposed once per parameter
-//! update), not a product.
+//! ([`crate::linalg::binary_matmul_panels`]) when the conditioning layer is 0/1 and sparse
+//! enough: v W (and h W^T) is then a sum of selected rows of W (of W^T), packed in column panels
+//! once per parameter update, not a product.
 
 use rand::Rng;
 use rayon::prelude::*;
@@ -189,7 +189,7 @@ pub fn visible_probs(model: &RbmF32, h: &[f32], out: &mut [f32], beta: f32, offs
 /// The conditionals [`hidden_probs`] and [`visible_probs`] with the kernel chosen per product:
 /// when the conditioning layer is binary (every entry 0.0 or 1.0) and its measured density
 /// (fraction of ones) passes [`KernelChoice::use_binary`], the activations are sums of rows of W
-/// (or of W^T) by [`binary_matmul`]; otherwise (probabilities, dense data) the dense GEMM.
+/// (or of W^T) by [`binary_matmul_panels`]; otherwise (probabilities, dense data) the dense GEMM.
 /// Both give the same values up to the f32 summation order.
 ///
 /// The binary products run on W and W^T packed in column panels ([`Panels`], for

@@ -1,5 +1,5 @@
 //! RBM kernels and training epochs, timed side by side (`cargo bench --bench rbm [-- SECTION]`,
-//! SECTION one of `passes`, `kernels`, `epochs`; all three without).
+//! SECTION one of `passes`, `kernels`, `epochs`, `phases`; all four without).
 //!
 //! Prints the median of several repetitions for: the sigmoid pass with the in-project
 //! polynomial exp versus `f32::exp`; the Bernoulli pass; block Gibbs sweeps of 100 chains of a
@@ -13,8 +13,14 @@ use std::time::Instant;
 use ebm::io::datasets::read_dataset;
 use ebm::learn::cd::{CdParams, LrSchedule};
 use ebm::learn::train_rbm;
-use ebm::linalg::{BinaryRows, View, binary_matmul, matmul, transpose_into};
+use ebm::learn::{ContrastiveDivergence, Gradient, GradientEstimator, Momentum};
+use ebm::linalg::KernelChoice;
+use ebm::linalg::{
+    BinaryRows, PanelTerm, Panels, View, binary_matmul, binary_matmul_panels, matmul,
+    transpose_into,
+};
 use ebm::model::Rbm;
+use ebm::model::rbm_f32::BinaryConditionals;
 use ebm::progress::Silent;
 use ebm::rng::{EbmRng, Purpose, stream_for};
 use ebm::sample::rbm::{GibbsChains, RbmF32, bernoulli_rows, sigmoid_rows};
@@ -61,6 +67,9 @@ fn main() {
     if wanted("epochs") {
         epochs();
     }
+    if wanted("phases") {
+        phases();
+    }
 }
 
 /// A 0/1 matrix with about `density` ones, from a fixed linear congruential sequence.
@@ -77,9 +86,10 @@ fn binary_matrix(rows: usize, cols: usize, density: f64, salt: u64) -> Vec<f32> 
         .collect()
 }
 
-/// The binary-aware products against the dense GEMM, for the shapes of a batch of 100 on a
-/// 784 x 500 RBM: V W (the hidden activations), H W^T (the visible ones, W^T built by the
-/// transpose, which is timed with it) and V^T P (the weight statistics).
+/// The binary-aware products (`binary_matmul_panels`) against the dense GEMM, for the shapes of
+/// a batch of 100 on a 784 x 500 RBM: V W (the hidden activations), H W^T (the visible ones)
+/// and V^T P (the weight statistics, P packed in the timing); W and W^T are packed once per
+/// parameter update in training, timed separately.
 fn kernels() {
     let (m, nv, nh) = (100, 784, 500);
     let w: Vec<f32> = (0..nv * nh)
@@ -91,6 +101,9 @@ fn kernels() {
     let mut out_v = vec![0.0f32; m * nv];
     let mut out_w = vec![0.0f32; nv * nh];
     let mut ones = BinaryRows::new();
+    let (mut w_panels, mut wt_panels, mut p_panels) = (Panels::new(), Panels::new(), Panels::new());
+    w_panels.pack(&w, nv, nh);
+    wt_panels.pack_transposed(&w, nv, nh);
     let reps = 31;
     println!(
         "binary-aware products vs GEMM, batch {m}, {nv} x {nh}, microseconds: median (min) of {reps}"
@@ -109,6 +122,15 @@ fn kernels() {
         });
         let vw_binary = samples(reps, || {
             ones.fill(&v, m, nv);
+            let term = PanelTerm {
+                s: &ones,
+                b: &w_panels,
+                beta: 1.0,
+            };
+            binary_matmul_panels(black_box(&mut out_h), 0.0, &[term]);
+        });
+        let vw_rows = samples(reps, || {
+            ones.fill(&v, m, nv);
             binary_matmul(black_box(&mut out_h), &ones, &w, nh, 0.0, 1.0);
         });
         let fill = samples(reps, || {
@@ -123,10 +145,14 @@ fn kernels() {
                 1.0,
             )
         });
-        transpose_into(&mut wt, &w, nv, nh);
         let hwt_binary = samples(reps, || {
             ones.fill(&h, m, nh);
-            binary_matmul(black_box(&mut out_v), &ones, &wt, nv, 0.0, 1.0);
+            let term = PanelTerm {
+                s: &ones,
+                b: &wt_panels,
+                beta: 1.0,
+            };
+            binary_matmul_panels(black_box(&mut out_v), 0.0, &[term]);
         });
         let vtp_dense = samples(reps, || {
             matmul(
@@ -139,13 +165,20 @@ fn kernels() {
         });
         let vtp_binary = samples(reps, || {
             ones.fill_transposed(&v, m, nv);
-            binary_matmul(black_box(&mut out_w), &ones, &p, nh, 0.0, 1.0);
+            p_panels.pack(&p, m, nh);
+            let term = PanelTerm {
+                s: &ones,
+                b: &p_panels,
+                beta: 1.0,
+            };
+            binary_matmul_panels(black_box(&mut out_w), 0.0, &[term]);
         });
         println!(
-            "  density {density:.2}: V W: GEMM {}, binary {} (listing the ones {}); \
-             H W^T: GEMM {}, binary {} (W^T given); V^T P: GEMM {}, binary {}",
+            "  density {density:.2}: V W: GEMM {}, binary {} (row kernel {}; listing the ones {}); \
+             H W^T: GEMM {}, binary {} (W^T packed); V^T P: GEMM {}, binary {} (P packed in it)",
             us(vw_dense),
             us(vw_binary),
+            us(vw_rows),
             us(fill),
             us(hwt_dense),
             us(hwt_binary),
@@ -155,6 +188,10 @@ fn kernels() {
     }
     let t = samples(reps, || transpose_into(black_box(&mut wt), &w, nv, nh));
     println!("  transpose of W ({nv} x {nh}): {}", us(t));
+    let t = samples(reps, || w_panels.pack(black_box(&w), nv, nh));
+    println!("  W packed in panels: {}", us(t));
+    let t = samples(reps, || wt_panels.pack_transposed(black_box(&w), nv, nh));
+    println!("  W^T packed in panels: {}", us(t));
 }
 
 fn passes() {
@@ -249,4 +286,168 @@ fn epochs() {
             t
         );
     }
+}
+
+/// The parts of one PCD-1 update (batch 100, 100 chains) of a 784 x 500 RBM trained for two
+/// epochs on MNIST-5k (so that the hidden layers have their training-time density), each timed
+/// alone on the default rayon pool: median (min) of 51, microseconds; and the whole update.
+fn phases() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mnist = read_dataset(&root.join("data/mnist5k_train.txt"), None).unwrap();
+    let params = CdParams {
+        hidden: 500,
+        batch_size: 100,
+        chains: 100,
+        persistent: true,
+        epochs: 2,
+        ..CdParams::default()
+    };
+    let state = train_rbm(&mnist, None, &params, None, &mut Silent)
+        .unwrap()
+        .state;
+    let model = &state.model;
+    let (m, nv, nh) = (100, 784, 500);
+    let v: Vec<f32> = mnist.data()[..m * nv].iter().map(|&x| x as f32).collect();
+    let x = state.chains.clone();
+    let mut rngs: Vec<EbmRng> = (0..m as u64)
+        .map(|r| stream_for(1, Purpose::Training, r))
+        .collect();
+    let mut kernels = BinaryConditionals::new(KernelChoice::Auto);
+    let (mut ph, mut hx) = (vec![0.0f32; m * nh], vec![0.0f32; m * nh]);
+    let mut px = vec![0.0f32; m * nv];
+    kernels.hidden_probs(model, &x, &mut ph, 1.0, &model.hidden_bias);
+    bernoulli_rows(&ph, &mut hx, nh, &mut rngs);
+    let density = hx.iter().sum::<f32>() / hx.len() as f32;
+    let dens = |a: &[f32]| a.iter().sum::<f32>() / a.len() as f32;
+    println!(
+        "densities: data {:.3}, persistent chains {:.3}",
+        dens(&v),
+        dens(&x)
+    );
+    let reps = 51;
+    let mut ones = BinaryRows::new();
+    let mut wt = vec![0.0f32; nv * nh];
+    let mut gw = vec![0.0f32; nv * nh];
+    println!(
+        "PCD-1 update of 784 x 500 on MNIST-5k after 2 epochs, batch {m}; sampled hidden density {density:.2}; microseconds, median (min) of {reps}"
+    );
+    let show = |name: &str, xs: Vec<f64>| println!("  {name}: {}", us(xs));
+    show(
+        "V W + sigmoid (binary, listing included)",
+        samples(reps, || {
+            kernels.hidden_probs(model, &v, black_box(&mut ph), 1.0, &model.hidden_bias)
+        }),
+    );
+    {
+        let mut junk = vec![0.0f32; 1 << 22];
+        let mut times = Vec::new();
+        for rep in 0..reps {
+            for (k, j) in junk.iter_mut().enumerate() {
+                *j += (k + rep) as f32;
+            }
+            black_box(&junk);
+            kernels.parameters_changed();
+            let t = Instant::now();
+            kernels.hidden_probs(model, &v, black_box(&mut ph), 1.0, &model.hidden_bias);
+            let first = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            kernels.hidden_probs(model, &x, black_box(&mut ph), 1.0, &model.hidden_bias);
+            times.push((first, t.elapsed().as_secs_f64()));
+        }
+        show(
+            "V W + sigmoid after a cache flush, W packed in it",
+            times.iter().map(|t| t.0).collect(),
+        );
+        show(
+            "  then X W + sigmoid (W packed)",
+            times.iter().map(|t| t.1).collect(),
+        );
+    }
+    ones.fill(&v, m, nv);
+    show(
+        "  of which listing the ones of V",
+        samples(reps, || {
+            black_box(ones.fill(&v, m, nv));
+        }),
+    );
+    show(
+        "  of which sigmoid 100 x 500",
+        samples(reps, || {
+            sigmoid_rows(black_box(&mut ph), 0.0, &model.hidden_bias)
+        }),
+    );
+    kernels.hidden_probs(model, &x, &mut ph, 1.0, &model.hidden_bias);
+    show(
+        "Bernoulli 100 x 500",
+        samples(reps, || {
+            bernoulli_rows(&ph, black_box(&mut hx), nh, &mut rngs)
+        }),
+    );
+    show(
+        "transpose of W",
+        samples(reps, || {
+            transpose_into(black_box(&mut wt), &model.weights, nv, nh)
+        }),
+    );
+    show(
+        "H W^T + sigmoid (binary, W^T given, listing included)",
+        samples(reps, || {
+            kernels.visible_probs(model, &hx, black_box(&mut px), 1.0, &model.visible_bias)
+        }),
+    );
+    let mut forced = BinaryConditionals::new(KernelChoice::Binary);
+    show(
+        "H W^T + sigmoid (binary forced, W^T packed, listing included)",
+        samples(reps, || {
+            forced.visible_probs(model, &hx, black_box(&mut px), 1.0, &model.visible_bias)
+        }),
+    );
+    let mut dense = BinaryConditionals::new(KernelChoice::Dense);
+    show(
+        "H W^T + sigmoid (GEMM)",
+        samples(reps, || {
+            dense.visible_probs(model, &hx, black_box(&mut px), 1.0, &model.visible_bias)
+        }),
+    );
+    show(
+        "Bernoulli 100 x 784",
+        samples(reps, || {
+            let mut out = vec![0.0f32; 0];
+            out.resize(m * nv, 0.0);
+            bernoulli_rows(&px, black_box(&mut out), nv, &mut rngs)
+        }),
+    );
+    show(
+        "V^T P (binary, listing included)",
+        samples(reps, || {
+            ones.fill_transposed(&v, m, nv);
+            binary_matmul(black_box(&mut gw), &ones, &ph, nh, 0.0, 1.0);
+        }),
+    );
+    let mut velocity = vec![0.0f32; nv * nh];
+    let (mut vb, mut vh) = (vec![0.0f32; nv], vec![0.0f32; nh]);
+    let mut model2 = model.clone();
+    let grad = Gradient {
+        weights: gw.clone(),
+        visible_bias: vec![0.0; nv],
+        hidden_bias: vec![0.0; nh],
+    };
+    let optimizer = Momentum {
+        momentum: 0.5,
+        weight_decay: 1e-4,
+    };
+    show(
+        "optimizer step",
+        samples(reps, || {
+            optimizer.step(&mut model2, &mut velocity, &mut vb, &mut vh, &grad, 1e-9)
+        }),
+    );
+    let mut cd = ContrastiveDivergence::new(model, m, 1, x.clone());
+    let mut g = Gradient::zeros(nv, nh);
+    show(
+        "whole gradient (ContrastiveDivergence)",
+        samples(reps, || {
+            cd.gradient(model, &v, &mut rngs, black_box(&mut g))
+        }),
+    );
 }

@@ -1,5 +1,8 @@
 //! The matrix products of `ebm`: the dense f32 [`matmul`] over the `gemm` crate, and the
-//! binary-aware [`binary_matmul`] for products whose left operand is a 0/1 matrix.
+//! binary-aware products for a left operand that is a 0/1 matrix: [`binary_matmul`] (B
+//! row-major, the simple form) and [`binary_matmul_panels`] (B packed in 16-column
+//! [`Panels`], rows of S in groups, several products fused; the same bits, faster), which RBM
+//! training uses.
 //!
 //! Every matrix is a [`View`] (pointer-free: a slice, a shape and row/column strides), so that
 //! transposes are free: `View::row_major(a, m, k).t()` is A^T without a copy.
@@ -123,16 +126,17 @@ pub fn matmul(out: &mut [f32], a: View<'_>, b: View<'_>, alpha: f32, beta: f32) 
     }
 }
 
-/// [`KernelChoice::Auto`] uses [`binary_matmul`] when at most this fraction of the binary
-/// operand's entries are ones, and the dense [`matmul`] above it.
+/// [`KernelChoice::Auto`] uses the binary kernel ([`binary_matmul_panels`]) when at most this
+/// fraction of the binary operand's entries are ones, and the dense [`matmul`] above it.
 ///
 /// A dense product costs m k n multiply-adds in `gemm`'s register-blocked kernel; the binary one
-/// costs (ones) x n additions of rows of B gathered from memory, plus one pass over the m k
-/// entries to list the ones. Measured on the development machine (`cargo bench --bench rbm --
-/// kernels`: 100 x 784 times 784 x 500, one thread, under load) the binary product is 1.9-2.2x
-/// faster at density 0.13 (MNIST), about even at 0.25-0.3 and slower beyond; 0.25 keeps it
-/// where it wins.
-pub const BINARY_MAX_DENSITY: f64 = 0.25;
+/// costs (ones) x n additions of rows of B from L1-resident panels, plus one pass over the m k
+/// entries to list the ones (and, once per parameter update, packing W or W^T in panels).
+/// Measured on the development machine (`RAYON_NUM_THREADS=1 cargo bench --bench rbm --
+/// kernels`: 100 x 784 times 784 x 500, one thread, under load), against GEMM's 800-850 us:
+/// binary V W 349 us at density 0.13 (MNIST), 575 at 0.35, 694 at 0.5; H W^T 280, 479, 677 plus
+/// 180-225 us to pack W^T once per update. 0.35 keeps the binary kernel where it clearly wins.
+pub const BINARY_MAX_DENSITY: f64 = 0.35;
 
 /// [`KernelChoice::Auto`] uses [`binary_matmul`] only for products at least this many columns
 /// wide: for narrow ones (16 or 25 hidden units) the dense kernel was faster in whole training
@@ -142,19 +146,20 @@ pub const BINARY_MIN_WIDTH: usize = 128;
 /// Which kernel a product with a binary operand uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KernelChoice {
-    /// [`binary_matmul`] when the operand's density is at most [`BINARY_MAX_DENSITY`] and the
+    /// The binary kernel when the operand's density is at most [`BINARY_MAX_DENSITY`] and the
     /// product at least [`BINARY_MIN_WIDTH`] columns wide, else the dense [`matmul`].
     #[default]
     Auto,
     /// Always the dense [`matmul`] (the reference).
     Dense,
-    /// Always [`binary_matmul`] (when the operand is binary).
+    /// Always the binary kernel (when the operand is binary).
     Binary,
 }
 
 impl KernelChoice {
     /// Whether a product of `width` output columns whose binary operand has this `density`
-    /// (fraction of ones) goes to [`binary_matmul`].
+    /// (fraction of ones) goes to the binary kernel ([`binary_matmul_panels`] or
+    /// [`binary_matmul`]).
     pub fn use_binary(self, density: f64, width: usize) -> bool {
         match self {
             KernelChoice::Auto => density <= BINARY_MAX_DENSITY && width >= BINARY_MIN_WIDTH,
@@ -178,6 +183,8 @@ pub struct BinaryRows {
     indices: Vec<u32>,
     /// Per column counts, the scratch of [`BinaryRows::fill_transposed`].
     counts: Vec<usize>,
+    /// The rows in increasing order of their numbers of ones (ties by index).
+    by_count: Vec<u32>,
 }
 
 impl BinaryRows {
@@ -189,7 +196,10 @@ impl BinaryRows {
     /// Lists the ones of the row-major `rows x cols` matrix `data`. Returns `false` (and leaves
     /// the lists unusable) when an entry is neither 0.0 nor 1.0: the matrix is not binary.
     pub fn fill(&mut self, data: &[f32], rows: usize, cols: usize) -> bool {
-        assert!(cols <= u32::MAX as usize, "BinaryRows: too many columns");
+        assert!(
+            cols <= u32::MAX as usize && rows <= u32::MAX as usize,
+            "BinaryRows: too many rows or columns"
+        );
         assert_eq!(
             data.len(),
             rows * cols,
@@ -221,6 +231,9 @@ impl BinaryRows {
         } else {
             self.starts.resize(rows + 1, 0);
         }
+        if binary {
+            self.sort_by_count();
+        }
         binary
     }
 
@@ -242,6 +255,7 @@ impl BinaryRows {
         self.starts.push(0);
         if cols == 0 {
             self.starts.resize(cols + 1, 0);
+            self.by_count.clear();
             return true;
         }
         let mut binary = true;
@@ -278,7 +292,38 @@ impl BinaryRows {
                 }
             }
         }
+        self.sort_by_count();
         true
+    }
+
+    /// Fills `by_count` by a counting sort of the rows on their numbers of ones (stable).
+    fn sort_by_count(&mut self) {
+        let longest = (0..self.rows)
+            .map(|r| self.starts[r + 1] - self.starts[r])
+            .max()
+            .unwrap_or(0);
+        self.counts.clear();
+        self.counts.resize(longest + 2, 0);
+        for r in 0..self.rows {
+            self.counts[self.starts[r + 1] - self.starts[r] + 1] += 1;
+        }
+        for c in 1..self.counts.len() {
+            self.counts[c] += self.counts[c - 1];
+        }
+        // counts[len] is now the first slot of the rows with `len` ones.
+        self.by_count.clear();
+        self.by_count.resize(self.rows, 0);
+        for r in 0..self.rows {
+            let len = self.starts[r + 1] - self.starts[r];
+            self.by_count[self.counts[len]] = r as u32;
+            self.counts[len] += 1;
+        }
+    }
+
+    /// The rows in increasing order of their numbers of ones (rows with equal counts in
+    /// increasing order), as of the last fill.
+    pub fn by_count(&self) -> &[u32] {
+        &self.by_count
     }
 
     /// Number of rows of the listed matrix.
@@ -346,15 +391,15 @@ pub fn binary_matmul(out: &mut [f32], s: &BinaryRows, b: &[f32], n: usize, alpha
     if m == 0 || n == 0 {
         return;
     }
-    let level = SimdLevel::detect();
+    let level = SimdLevel::get();
     let kernel = |(r, row): (usize, &mut [f32])| {
         let list = s.row(r);
         match level {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU supports AVX-512F (checked by `SimdLevel::detect`).
+            // SAFETY: the CPU supports AVX-512F (checked by `SimdLevel::get`).
             SimdLevel::Avx512 => unsafe { sum_rows_avx512(row, list, b, alpha, beta) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU supports AVX2 (checked by `SimdLevel::detect`).
+            // SAFETY: the CPU supports AVX2 (checked by `SimdLevel::get`).
             SimdLevel::Avx2 => unsafe { sum_rows_avx2(row, list, b, alpha, beta) },
             SimdLevel::Baseline => sum_rows::<32>(row, list, b, alpha, beta),
         }
@@ -377,17 +422,21 @@ enum SimdLevel {
 }
 
 impl SimdLevel {
-    fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return SimdLevel::Avx512;
+    /// Detected at the first call, then remembered.
+    fn get() -> Self {
+        static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    return SimdLevel::Avx512;
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    return SimdLevel::Avx2;
+                }
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return SimdLevel::Avx2;
-            }
-        }
-        SimdLevel::Baseline
+            SimdLevel::Baseline
+        })
     }
 }
 
@@ -471,6 +520,495 @@ fn sum_block<const W: usize>(
         for k in 0..W {
             dst[k] = alpha * dst[k] + beta * acc[k];
         }
+    }
+}
+
+/// Width of the panels of [`Panels`]: 16 f32, one cache line, one AVX-512 register.
+pub const PANEL_WIDTH: usize = 16;
+
+/// A dense `rows x cols` matrix B stored as panels of [`PANEL_WIDTH`] columns: panel p holds
+/// columns 16p .. 16p + 16 of every row, row after row (`rows x 16`, contiguous, the columns
+/// past `cols` zero), so that row l of a panel is one aligned cache line and a whole panel of a
+/// few hundred rows stays in the L1 cache. The layout [`binary_matmul_panels`] reads.
+///
+/// The buffer is kept between packings: repacking a matrix of the same size allocates nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Panels {
+    rows: usize,
+    cols: usize,
+    /// The panels start at `data[offset]`, the first entry on a 64-byte (cache line) boundary.
+    data: Vec<f32>,
+    offset: usize,
+}
+
+impl Panels {
+    /// Empty (fill with [`Panels::pack`] or [`Panels::pack_transposed`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of rows of the packed matrix.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns of the packed matrix.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn panels(&self) -> usize {
+        self.cols.div_ceil(PANEL_WIDTH)
+    }
+
+    /// Panel p: `rows x 16`, row-major, starting on a 64-byte boundary.
+    fn panel(&self, p: usize) -> &[f32] {
+        let len = self.rows * PANEL_WIDTH;
+        &self.data[self.offset + p * len..self.offset + (p + 1) * len]
+    }
+
+    /// All the panels, one after the other.
+    fn panels_mut(&mut self) -> &mut [f32] {
+        let len = self.panels() * self.rows * PANEL_WIDTH;
+        &mut self.data[self.offset..self.offset + len]
+    }
+
+    fn resize(&mut self, rows: usize, cols: usize) {
+        self.rows = rows;
+        self.cols = cols;
+        let len = cols.div_ceil(PANEL_WIDTH) * PANEL_WIDTH * rows;
+        // Room to start on a cache line boundary (the allocation is only 4-byte aligned).
+        self.data.resize(len + PANEL_WIDTH, 0.0);
+        let misaligned = self.data.as_ptr() as usize % 64 / 4;
+        self.offset = (PANEL_WIDTH - misaligned) % PANEL_WIDTH;
+    }
+
+    /// Packs the row-major `rows x cols` matrix `b` (an exact copy).
+    pub fn pack(&mut self, b: &[f32], rows: usize, cols: usize) {
+        assert_eq!(b.len(), rows * cols, "Panels: matrix has the wrong size");
+        self.resize(rows, cols);
+        if rows == 0 {
+            return;
+        }
+        let kernel = |(p, panel): (usize, &mut [f32])| {
+            let c0 = p * PANEL_WIDTH;
+            let w = PANEL_WIDTH.min(cols - c0);
+            let rows = panel
+                .chunks_exact_mut(PANEL_WIDTH)
+                .zip(b.chunks_exact(cols));
+            if w == PANEL_WIDTH {
+                for (dst, src) in rows {
+                    let src: &[f32; PANEL_WIDTH] =
+                        src[c0..c0 + PANEL_WIDTH].try_into().expect("16 entries");
+                    dst.copy_from_slice(src);
+                }
+            } else {
+                for (dst, src) in rows {
+                    dst[..w].copy_from_slice(&src[c0..c0 + w]);
+                    dst[w..].fill(0.0);
+                }
+            }
+        };
+        let chunk = rows * PANEL_WIDTH;
+        let panels = self.panels_mut();
+        if rows * cols < 1 << 16 {
+            panels.chunks_exact_mut(chunk).enumerate().for_each(kernel);
+        } else {
+            panels
+                .par_chunks_exact_mut(chunk)
+                .enumerate()
+                .for_each(kernel);
+        }
+    }
+
+    /// Packs the TRANSPOSE of the row-major `rows x cols` matrix `a` (so the packed matrix is
+    /// `cols x rows`; an exact copy): panel p holds rows 16p .. 16p + 16 of `a`, transposed.
+    pub fn pack_transposed(&mut self, a: &[f32], rows: usize, cols: usize) {
+        assert_eq!(a.len(), rows * cols, "Panels: matrix has the wrong size");
+        self.resize(cols, rows);
+        if cols == 0 {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = SimdLevel::get() != SimdLevel::Baseline;
+        let kernel = |(p, panel): (usize, &mut [f32])| {
+            let r0 = p * PANEL_WIDTH;
+            let h = PANEL_WIDTH.min(rows - r0);
+            let mut j0 = 0;
+            // With AVX2 and 16 source rows: 8 x 8 tiles transposed in registers, the rows
+            // r0 .. r0 + 8 of `a` into lanes 0-7 of 8 panel rows, r0 + 8 .. r0 + 16 into 8-15.
+            #[cfg(target_arch = "x86_64")]
+            if avx2 && h == PANEL_WIDTH {
+                while j0 + 8 <= cols {
+                    for half in 0..2 {
+                        let src = &a[(r0 + 8 * half) * cols + j0..];
+                        let dst = &mut panel[j0 * PANEL_WIDTH + 8 * half..];
+                        // SAFETY: AVX2 is available (SimdLevel covers it); the tile's 8 source
+                        // rows (stride `cols`) and 8 destination rows (stride 16) lie in the
+                        // slices, which transpose_8x8_avx2 asserts.
+                        unsafe { transpose_8x8_avx2(src, cols, dst, PANEL_WIDTH) };
+                    }
+                    j0 += 8;
+                }
+            }
+            // Tiles of 16 source columns: 16 x 16 floats, read row by row, written column by
+            // column into 16 consecutive panel rows (1 KiB, in L1).
+            for j0 in (j0..cols).step_by(PANEL_WIDTH) {
+                let jw = PANEL_WIDTH.min(cols - j0);
+                let tile = &mut panel[j0 * PANEL_WIDTH..(j0 + jw) * PANEL_WIDTH];
+                for t in 0..PANEL_WIDTH {
+                    if t < h {
+                        let src = &a[(r0 + t) * cols + j0..(r0 + t) * cols + j0 + jw];
+                        for (j, &x) in src.iter().enumerate() {
+                            tile[j * PANEL_WIDTH + t] = x;
+                        }
+                    } else {
+                        for j in 0..jw {
+                            tile[j * PANEL_WIDTH + t] = 0.0;
+                        }
+                    }
+                }
+            }
+        };
+        let chunk = cols * PANEL_WIDTH;
+        let panels = self.panels_mut();
+        if rows * cols < 1 << 16 {
+            panels.chunks_exact_mut(chunk).enumerate().for_each(kernel);
+        } else {
+            panels
+                .par_chunks_exact_mut(chunk)
+                .enumerate()
+                .for_each(kernel);
+        }
+    }
+}
+
+/// One term beta * S B of [`binary_matmul_panels`]: `s` lists the ones of S (`m x k`), `b` is
+/// B (`k x n`) in panels.
+#[derive(Debug, Clone, Copy)]
+pub struct PanelTerm<'a> {
+    /// The ones of the binary factor S.
+    pub s: &'a BinaryRows,
+    /// The dense factor B, packed.
+    pub b: &'a Panels,
+    /// The scale of the term.
+    pub beta: f32,
+}
+
+/// `out = alpha * out + beta_1 S_1 B_1 + beta_2 S_2 B_2 + ...` for binary S_t (`m x k_t`,
+/// their [`BinaryRows`]) and dense B_t (`k_t x n`, packed in [`Panels`]), `out` row-major
+/// `m x n`: the same sums as [`binary_matmul`], bit for bit, computed faster.
+///
+/// Each sum is the one of [`binary_matmul`]: out[r, j] gets sum_{l: S[r, l] = 1} B[l, j] summed
+/// in f32 from 0 over increasing l; the terms are then combined in order, each operation
+/// rounded to f32: t_1 = alpha * out + beta_1 sum_1 (beta_1 sum_1 when `alpha == 0`, the old
+/// content ignored), t_2 = t_1 + beta_2 sum_2, and so on (what successive [`binary_matmul`] calls
+/// with alpha = 1 for the later terms give, in one pass over `out`: CD's two weight statistics
+/// V^T P / m - X^T P_X / m' need no intermediate write of the output).
+///
+/// Loop order: for each panel of 16 columns (tasks, in parallel when the work is large), the
+/// rows of S in groups of 8 of similar numbers of ones ([`BinaryRows`] keeps them sorted by
+/// count); the 8 rows' sums advance together, one 16-wide accumulator each, so the adds form 8
+/// independent chains, and every row of B read is a cache line of a panel that stays in L1
+/// (a `k x 16` panel is 32-50 KiB for k = 500-784). Whatever the number of threads and the
+/// instruction set chosen at run time (AVX-512, AVX2 or the baseline), every entry's sum runs
+/// in the same order, so the output bits are the same.
+///
+/// # Panics
+/// If the sizes disagree.
+pub fn binary_matmul_panels(out: &mut [f32], alpha: f32, terms: &[PanelTerm<'_>]) {
+    binary_matmul_panels_with(SimdLevel::get(), out, alpha, terms)
+}
+
+fn binary_matmul_panels_with(
+    level: SimdLevel,
+    out: &mut [f32],
+    alpha: f32,
+    terms: &[PanelTerm<'_>],
+) {
+    let Some(first) = terms.first() else {
+        return;
+    };
+    let (m, n) = (first.s.rows(), first.b.cols());
+    assert_eq!(out.len(), m * n, "binary_matmul: output has the wrong size");
+    let mut work = m * n;
+    for t in terms {
+        assert_eq!(
+            t.s.rows(),
+            m,
+            "binary_matmul: S has the wrong number of rows"
+        );
+        assert_eq!(
+            t.b.cols(),
+            n,
+            "binary_matmul: B has the wrong number of columns"
+        );
+        assert_eq!(
+            t.s.cols(),
+            t.b.rows(),
+            "binary_matmul: inner dimensions differ"
+        );
+        work += t.s.ones() * n;
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    let dst = SharedOut(out.as_mut_ptr());
+    let parallel = work >= PARALLEL_MIN_FLOPS;
+    // `level` is what the CPU supports (`SimdLevel::get`) or less; each job below writes
+    // entries of `out` (which outlives the jobs) that no other concurrent job touches.
+    let run = |job: Job| unsafe { panel_task(level, &dst, n, alpha, terms, job) };
+    let panel_bytes: usize = terms.iter().map(|t| t.b.panels() * t.b.rows() * 64).sum();
+    if panel_bytes > ROW_ORDER_MAX_BYTES {
+        // Panel after panel: job p writes only the columns of panel p.
+        let panels = first.b.panels();
+        if parallel {
+            (0..panels).into_par_iter().for_each(|p| run(Job::Panel(p)));
+        } else {
+            (0..panels).for_each(|p| run(Job::Panel(p)));
+        }
+    } else {
+        // Small B (CD's statistics: P is batch x hidden): rows after rows, all panels of a row
+        // at once, so each output row is written in one sweep. Term by term (term t + 1 reads
+        // what term t wrote); a job writes only its rows.
+        for t in 0..terms.len() {
+            let jobs = m.div_ceil(ROWS_PER_JOB);
+            let job = |k: usize| Job::Rows(t, k * ROWS_PER_JOB..((k + 1) * ROWS_PER_JOB).min(m));
+            if parallel {
+                (0..jobs).into_par_iter().for_each(|k| run(job(k)));
+            } else {
+                (0..jobs).for_each(|k| run(job(k)));
+            }
+        }
+    }
+}
+
+/// Above this size of all the panels of B (in bytes), [`binary_matmul_panels`] goes panel after
+/// panel, each staying in L1 for all the rows; at or below it (B then sits in L2 whole), row
+/// groups after row groups, each output row written in one sweep.
+const ROW_ORDER_MAX_BYTES: usize = 256 << 10;
+
+/// Rows of one job of the row order of [`binary_matmul_panels`] (a multiple of 8: whole groups).
+const ROWS_PER_JOB: usize = 64;
+
+/// What one task of [`binary_matmul_panels`] computes.
+#[derive(Debug, Clone)]
+enum Job {
+    /// Panel p of every term, for every row.
+    Panel(usize),
+    /// Term t, every panel, for the rows at these positions of the term's order by count.
+    Rows(usize, std::ops::Range<usize>),
+}
+
+/// The output matrix shared by the tasks of [`binary_matmul_panels`], each writing its own
+/// columns.
+struct SharedOut(*mut f32);
+// SAFETY: the tasks write disjoint entries (see `binary_matmul_panels_with`).
+unsafe impl Sync for SharedOut {}
+
+/// Panel p of every term: the columns 16p .. min(16p + 16, n) of every row of the output,
+/// with the instructions of `level` ([`panel_task_avx512`], [`panel_task_avx2`] or the
+/// baseline build of [`panel_task_portable`]: the same code and arithmetic, so the same bits).
+///
+/// # Safety
+/// `level` must be supported by the CPU; `dst` points to a row-major `m x n` matrix (m the
+/// terms' rows) whose columns of panel p no one else reads or writes during the call; the
+/// terms passed the size checks of [`binary_matmul_panels_with`].
+unsafe fn panel_task(
+    level: SimdLevel,
+    dst: &SharedOut,
+    n: usize,
+    alpha: f32,
+    terms: &[PanelTerm<'_>],
+    job: Job,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => panel_task_avx512(dst, n, alpha, terms, job),
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => panel_task_avx2(dst, n, alpha, terms, job),
+            SimdLevel::Baseline => panel_task_portable(dst, n, alpha, terms, job),
+        }
+    }
+}
+
+/// [`panel_task_portable`] compiled for AVX-512F: each 16-wide sum is one zmm register.
+///
+/// # Safety
+/// AVX-512F must be available; otherwise as [`panel_task`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn panel_task_avx512(
+    dst: &SharedOut,
+    n: usize,
+    alpha: f32,
+    terms: &[PanelTerm<'_>],
+    job: Job,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { panel_task_portable(dst, n, alpha, terms, job) }
+}
+
+/// [`panel_task_portable`] compiled for AVX2: each 16-wide sum is two ymm registers.
+///
+/// # Safety
+/// AVX2 must be available; otherwise as [`panel_task`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn panel_task_avx2(
+    dst: &SharedOut,
+    n: usize,
+    alpha: f32,
+    terms: &[PanelTerm<'_>],
+    job: Job,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { panel_task_portable(dst, n, alpha, terms, job) }
+}
+
+/// One 16-wide row of a panel.
+type Line = [f32; PANEL_WIDTH];
+
+/// acc += src, lane by lane (one vector add once vectorised).
+#[inline(always)]
+fn add_line(acc: &mut Line, src: &Line) {
+    for k in 0..PANEL_WIDTH {
+        acc[k] += src[k];
+    }
+}
+
+/// The work of [`panel_task`]: for each term, the rows of S in its order by count of ones, in
+/// groups of 8 whose sums advance together (the first min-length entries of the eight lists
+/// interleaved: eight independent add chains), then each list's remainder, then the
+/// combination into the output ([`combine`]); the last rows (fewer than 8) one by one. Each
+/// row's sum runs over its own list in order either way.
+///
+/// # Safety
+/// As [`panel_task`] (without the CPU condition).
+#[inline(always)]
+unsafe fn panel_task_portable(
+    dst: &SharedOut,
+    n: usize,
+    alpha: f32,
+    terms: &[PanelTerm<'_>],
+    job: Job,
+) {
+    // SAFETY (both arms): forwarded from the caller.
+    match job {
+        Job::Panel(p) => {
+            for (t, term) in terms.iter().enumerate() {
+                unsafe { panel_rows(dst, n, alpha, t, term, p, term.s.by_count()) };
+            }
+        }
+        Job::Rows(t, range) => {
+            let term = &terms[t];
+            for p in 0..term.b.panels() {
+                unsafe { panel_rows(dst, n, alpha, t, term, p, &term.s.by_count()[range.clone()]) };
+            }
+        }
+    }
+}
+
+/// Panel p of term t for the output rows `rows`: groups of 8, then the rest one by one (see
+/// [`panel_task_portable`]).
+///
+/// # Safety
+/// As [`panel_task`], for the entries (rows, columns of panel p).
+#[inline(always)]
+unsafe fn panel_rows(
+    dst: &SharedOut,
+    n: usize,
+    alpha: f32,
+    t: usize,
+    term: &PanelTerm<'_>,
+    p: usize,
+    rows: &[u32],
+) {
+    const W: usize = PANEL_WIDTH;
+    let c0 = p * W;
+    let width = W.min(n - c0);
+    {
+        let panel = term.b.panel(p);
+        let s = term.s;
+        let (starts, indices) = (&s.starts[..], &s.indices[..]);
+        // Row l of the panel. SAFETY (of every call): l is an index of a list, below
+        // s.cols() == panel rows (BinaryRows' invariant and the size checks), so the 16
+        // floats at 16 l lie in the panel; [f32; 16] needs only f32 alignment.
+        let line =
+            |l: u32| -> &Line { unsafe { &*(panel.as_ptr().add(l as usize * W) as *const Line) } };
+        // Combines `sum` into output row r. SAFETY (of every call): entries (r, c0 .. c0 +
+        // width) lie in the matrix and belong to this task (the caller's contract).
+        let store = |r: u32, sum: &Line| {
+            let o =
+                unsafe { std::slice::from_raw_parts_mut(dst.0.add(r as usize * n + c0), width) };
+            for (o, &x) in o.iter_mut().zip(sum) {
+                *o = combine(t, alpha, *o, term.beta, x);
+            }
+        };
+        let mut groups = rows.chunks_exact(8);
+        for group in &mut groups {
+            let mut begin = [0usize; 8];
+            let mut end = [0usize; 8];
+            for g in 0..8 {
+                let r = group[g] as usize;
+                begin[g] = starts[r];
+                end[g] = starts[r + 1];
+            }
+            let common = (0..8).map(|g| end[g] - begin[g]).min().unwrap_or(0);
+            let heads: [&[u32]; 8] = [
+                &indices[begin[0]..begin[0] + common],
+                &indices[begin[1]..begin[1] + common],
+                &indices[begin[2]..begin[2] + common],
+                &indices[begin[3]..begin[3] + common],
+                &indices[begin[4]..begin[4] + common],
+                &indices[begin[5]..begin[5] + common],
+                &indices[begin[6]..begin[6] + common],
+                &indices[begin[7]..begin[7] + common],
+            ];
+            let (mut a0, mut a1, mut a2, mut a3) = ([0.0; W], [0.0; W], [0.0; W], [0.0; W]);
+            let (mut a4, mut a5, mut a6, mut a7) = ([0.0; W], [0.0; W], [0.0; W], [0.0; W]);
+            // Indexing the eight lists by j (not zipping them) keeps the loop simple for the
+            // vectoriser; the bounds checks go, every head being `common` long.
+            #[allow(clippy::needless_range_loop)]
+            for j in 0..common {
+                add_line(&mut a0, line(heads[0][j]));
+                add_line(&mut a1, line(heads[1][j]));
+                add_line(&mut a2, line(heads[2][j]));
+                add_line(&mut a3, line(heads[3][j]));
+                add_line(&mut a4, line(heads[4][j]));
+                add_line(&mut a5, line(heads[5][j]));
+                add_line(&mut a6, line(heads[6][j]));
+                add_line(&mut a7, line(heads[7][j]));
+            }
+            for (g, acc) in [a0, a1, a2, a3, a4, a5, a6, a7].iter_mut().enumerate() {
+                for &l in &indices[begin[g] + common..end[g]] {
+                    add_line(acc, line(l));
+                }
+                store(group[g], acc);
+            }
+        }
+        for &r in groups.remainder() {
+            let mut acc = [0.0f32; W];
+            for &l in s.row(r as usize) {
+                add_line(&mut acc, line(l));
+            }
+            store(r, &acc);
+        }
+    }
+}
+
+/// Term t's contribution to an output entry `o` holding the previous value (t = 0: the old
+/// content, else the sum of the earlier terms).
+#[inline(always)]
+fn combine(t: usize, alpha: f32, o: f32, beta: f32, acc: f32) -> f32 {
+    if t > 0 {
+        o + beta * acc
+    } else if alpha == 0.0 {
+        beta * acc
+    } else {
+        alpha * o + beta * acc
     }
 }
 
@@ -712,6 +1250,154 @@ mod tests {
                 .zip(run(3))
                 .all(|(x, y)| x.to_bits() == y.to_bits())
         );
+    }
+
+    /// Every SIMD level this CPU has, and the portable baseline.
+    fn levels() -> Vec<SimdLevel> {
+        let mut levels = vec![SimdLevel::Baseline];
+        if SimdLevel::get() != SimdLevel::Baseline {
+            levels.push(SimdLevel::get());
+        }
+        levels
+    }
+
+    fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    #[test]
+    fn panels_hold_the_matrix_and_its_transpose() {
+        for &(r, c) in &[(1, 1), (3, 16), (17, 33), (40, 7)] {
+            let a: Vec<f32> = (0..r * c).map(|x| x as f32 + 0.5).collect();
+            let mut p = Panels::new();
+            p.pack(&a, r, c);
+            assert_eq!((p.rows(), p.cols(), p.panels()), (r, c, c.div_ceil(16)));
+            for i in 0..r {
+                for j in 0..c {
+                    assert_eq!(p.panel(j / 16)[i * 16 + j % 16], a[i * c + j]);
+                }
+                for j in c..p.panels() * 16 {
+                    assert_eq!(p.panel(j / 16)[i * 16 + j % 16], 0.0);
+                }
+            }
+            assert_eq!(
+                p.panel(0).as_ptr() as usize % 64,
+                0,
+                "panels start on a cache line"
+            );
+            let mut t = Panels::new();
+            t.pack_transposed(&a, r, c);
+            assert_eq!((t.rows(), t.cols()), (c, r));
+            for i in 0..r {
+                for j in 0..c {
+                    assert_eq!(t.panel(i / 16)[j * 16 + i % 16], a[i * c + j]);
+                }
+            }
+        }
+    }
+
+    /// The panel kernel gives the bits of `binary_matmul` (same sums in the same order), with
+    /// the detected SIMD level and with the portable path, for one term and for two fused
+    /// terms (= two successive `binary_matmul` calls).
+    #[test]
+    fn panel_kernel_matches_binary_matmul_bit_for_bit() {
+        // Widths below, at and across the 16-column panels; row counts that leave groups of
+        // 8 incomplete; densities with empty and full rows.
+        for &(m, k, n) in &[
+            (3, 5, 4),
+            (20, 40, 500),
+            (9, 64, 16),
+            (19, 33, 17),
+            (40, 1, 3),
+        ] {
+            for density in [0.0, 0.13, 0.6, 1.0] {
+                let a = binary(m, k, density, (m * n + k) as u64);
+                let x = binary(m, k, 0.3, 11);
+                let b: Vec<f32> = (0..k * n)
+                    .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1.37e-3)
+                    .collect();
+                let c: Vec<f32> = (0..k * n).map(|i| ((i * 31 % 97) as f32) * 0.01).collect();
+                let (mut sa, mut sx) = (BinaryRows::new(), BinaryRows::new());
+                assert!(sa.fill(&a, m, k) && sx.fill(&x, m, k));
+                let (mut pb, mut pc) = (Panels::new(), Panels::new());
+                pb.pack(&b, k, n);
+                pc.pack(&c, k, n);
+                let old: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 - 2.0).collect();
+                // References: one term with alpha = 0 and with alpha = 0.5, two terms.
+                let mut one = old.clone();
+                binary_matmul(&mut one, &sa, &b, n, 0.0, 0.25);
+                let mut scaled = old.clone();
+                binary_matmul(&mut scaled, &sa, &b, n, 0.5, -2.0);
+                let mut two = old.clone();
+                binary_matmul(&mut two, &sa, &b, n, 0.0, 0.01);
+                binary_matmul(&mut two, &sx, &c, n, 1.0, -0.03);
+                for level in levels() {
+                    let term = |s, b, beta| PanelTerm { s, b, beta };
+                    let mut out = vec![f32::NAN; m * n];
+                    binary_matmul_panels_with(level, &mut out, 0.0, &[term(&sa, &pb, 0.25)]);
+                    assert!(same_bits(&out, &one), "{level:?} {m}x{k}x{n} {density}");
+                    let mut out = old.clone();
+                    binary_matmul_panels_with(level, &mut out, 0.5, &[term(&sa, &pb, -2.0)]);
+                    assert!(same_bits(&out, &scaled), "{level:?} alpha");
+                    let mut out = vec![f32::NAN; m * n];
+                    let terms = [term(&sa, &pb, 0.01), term(&sx, &pc, -0.03)];
+                    binary_matmul_panels_with(level, &mut out, 0.0, &terms);
+                    assert!(same_bits(&out, &two), "{level:?} two terms");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn panel_kernel_is_the_same_for_any_number_of_threads() {
+        // Large enough to run in parallel.
+        let (m, k, n) = (100, 784, 500);
+        let a = binary(m, k, 0.13, 5);
+        let b: Vec<f32> = (0..k * n)
+            .map(|x| ((x * 7919 % 1000) as f32 - 500.0) * 1e-4)
+            .collect();
+        let mut ones = BinaryRows::new();
+        assert!(ones.fill(&a, m, k));
+        assert!(ones.ones() * n > PARALLEL_MIN_FLOPS);
+        let mut panels = Panels::new();
+        panels.pack(&b, k, n);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut out = vec![0.0f32; m * n];
+            let term = PanelTerm {
+                s: &ones,
+                b: &panels,
+                beta: 1.0,
+            };
+            pool.install(|| binary_matmul_panels(&mut out, 0.0, &[term]));
+            out
+        };
+        let one = run(1);
+        assert!(same_bits(&one, &run(2)) && same_bits(&one, &run(3)));
+    }
+
+    #[test]
+    fn rows_are_ordered_by_their_numbers_of_ones() {
+        let (m, k) = (57, 30);
+        let a = binary(m, k, 0.4, 9);
+        let mut ones = BinaryRows::new();
+        assert!(ones.fill(&a, m, k));
+        let order = ones.by_count();
+        let mut seen = vec![false; m];
+        for w in order.windows(2) {
+            let (x, y) = (w[0] as usize, w[1] as usize);
+            let (lx, ly) = (ones.row(x).len(), ones.row(y).len());
+            assert!(lx < ly || (lx == ly && x < y));
+        }
+        for &r in order {
+            seen[r as usize] = true;
+        }
+        assert!(order.len() == m && seen.iter().all(|&s| s));
+        assert!(ones.fill_transposed(&a, m, k));
+        assert_eq!(ones.by_count().len(), k);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! training data's means, hidden biases 0.
 //!
 //! Parameters and statistics are f32 and every product is one GEMM ([`crate::linalg::matmul`])
-//! or, for sparse binary operands, the binary-aware [`crate::linalg::binary_matmul`];
+//! or, for sparse binary operands, the binary-aware [`crate::linalg::binary_matmul_panels`];
 //! monitoring figures and likelihoods are f64. All randomness comes from streams keyed by
 //! (seed, epoch, batch, row), so a run is identical for any number of threads, and a run resumed
 //! from a checkpoint of epoch e with the same [`CdParams`] (`epochs` included: the linear

@@ -57,14 +57,25 @@ impl Momentum {
     ) {
         let m = self.momentum;
         let wd = self.weight_decay;
-        for ((w, u), &g) in model
-            .weights
-            .iter_mut()
-            .zip(velocity_weights)
-            .zip(&grad.weights)
-        {
-            *u = m * *u + lr * (g - wd * *w);
-            *w += *u;
+        // Element by element (the same values for any number of threads); blocks of W in
+        // parallel when W is large.
+        let weights = |((w, u), g): ((&mut [f32], &mut [f32]), &[f32])| {
+            for ((w, u), &g) in w.iter_mut().zip(u).zip(g) {
+                *u = m * *u + lr * (g - wd * *w);
+                *w += *u;
+            }
+        };
+        const BLOCK: usize = 1 << 14;
+        if model.weights.len() < 4 * BLOCK {
+            weights(((&mut model.weights, velocity_weights), &grad.weights));
+        } else {
+            use rayon::prelude::*;
+            model
+                .weights
+                .par_chunks_mut(BLOCK)
+                .zip(velocity_weights.par_chunks_mut(BLOCK))
+                .zip(grad.weights.par_chunks(BLOCK))
+                .for_each(weights);
         }
         for ((b, u), &g) in model
             .visible_bias

@@ -8,20 +8,23 @@
 //! generator, and rows run in parallel, so results do not depend on the number of threads.
 //!
 //! [`BinaryConditionals`] computes the same conditionals with the binary-aware kernel
-//! ([`crate::linalg::binary_matmul`]) when the conditioning layer is 0/1 and sparse enough: v W
-//! (and h W^T) is then a sum of selected rows of W (of W^T, transposed once per parameter
-//! update), not a product.
+//! ([`crate::linalg::binary_matmul_panels`]) when the conditioning layer is 0/1 and sparse
+//! enough: v W (and h W^T) is then a sum of selected rows of W (of W^T), packed in column panels
+//! once per parameter update, not a product.
 
 use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::linalg::{BinaryRows, KernelChoice, View, binary_matmul, matmul, transpose_into};
+use crate::linalg::{
+    BinaryRows, KernelChoice, PanelTerm, Panels, View, binary_matmul_panels, matmul,
+};
 use crate::model::Rbm;
 
 /// Matrices with fewer entries than this are processed on the calling thread (waking the pool
-/// costs more than the work).
-const PARALLEL_MIN_ENTRIES: usize = 1 << 16;
+/// costs more than the work: a few microseconds, against about 1 ns per entry of a sigmoid or
+/// Bernoulli pass). 2^14 lets a batch of 100 x 500 (50 us of sigmoids) use every core.
+const PARALLEL_MIN_ENTRIES: usize = 1 << 14;
 
 /// An RBM with f32 parameters, the form used by the sampling and training kernels.
 ///
@@ -186,18 +189,23 @@ pub fn visible_probs(model: &RbmF32, h: &[f32], out: &mut [f32], beta: f32, offs
 /// The conditionals [`hidden_probs`] and [`visible_probs`] with the kernel chosen per product:
 /// when the conditioning layer is binary (every entry 0.0 or 1.0) and its measured density
 /// (fraction of ones) passes [`KernelChoice::use_binary`], the activations are sums of rows of W
-/// (or of W^T) by [`binary_matmul`]; otherwise (probabilities, dense data) the dense GEMM.
+/// (or of W^T) by [`binary_matmul_panels`]; otherwise (probabilities, dense data) the dense GEMM.
 /// Both give the same values up to the f32 summation order.
 ///
-/// Holds the scratch (the lists of ones, W^T) so that repeated calls allocate nothing. W^T is
-/// built at the first binary `h W^T` after [`BinaryConditionals::parameters_changed`], which the
-/// owner must call whenever the model's weights change.
+/// The binary products run on W and W^T packed in column panels ([`Panels`], for
+/// [`binary_matmul_panels`]): W is packed at the first binary `v W`, W^T at the first binary
+/// `h W^T` after [`BinaryConditionals::parameters_changed`], which the owner must call whenever
+/// the model's weights change. The scratch (lists of ones, panels) is kept, so that repeated
+/// calls allocate nothing.
 #[derive(Debug, Clone, Default)]
 pub struct BinaryConditionals {
     choice: KernelChoice,
     ones: BinaryRows,
-    /// W^T, row-major `n_hidden x n_visible`, valid when `transposed_fresh`.
-    transposed: Vec<f32>,
+    /// W (`n_visible x n_hidden`) in panels, valid when `weights_fresh`.
+    weights: Panels,
+    weights_fresh: bool,
+    /// W^T (`n_hidden x n_visible`) in panels, valid when `transposed_fresh`.
+    transposed: Panels,
     transposed_fresh: bool,
 }
 
@@ -218,6 +226,7 @@ impl BinaryConditionals {
     /// Marks W^T stale: call after every change of the model's weights (or before using another
     /// model).
     pub fn parameters_changed(&mut self) {
+        self.weights_fresh = false;
         self.transposed_fresh = false;
     }
 
@@ -242,7 +251,17 @@ impl BinaryConditionals {
         offset: &[f32],
     ) {
         if self.binary_operand(v, model.n_visible, model.n_hidden) {
-            binary_matmul(out, &self.ones, &model.weights, model.n_hidden, 0.0, 1.0);
+            let (nv, nh) = (model.n_visible, model.n_hidden);
+            if !self.weights_fresh || self.weights.rows() != nv || self.weights.cols() != nh {
+                self.weights.pack(&model.weights, nv, nh);
+                self.weights_fresh = true;
+            }
+            let term = PanelTerm {
+                s: &self.ones,
+                b: &self.weights,
+                beta: 1.0,
+            };
+            binary_matmul_panels(out, 0.0, &[term]);
             sigmoid_rows(out, beta, offset);
         } else {
             hidden_probs(model, v, out, beta, offset);
@@ -260,12 +279,19 @@ impl BinaryConditionals {
     ) {
         if self.binary_operand(h, model.n_hidden, model.n_visible) {
             let (nv, nh) = (model.n_visible, model.n_hidden);
-            if !self.transposed_fresh || self.transposed.len() != nv * nh {
-                self.transposed.resize(nv * nh, 0.0);
-                transpose_into(&mut self.transposed, &model.weights, nv, nh);
+            if !self.transposed_fresh
+                || self.transposed.rows() != nh
+                || self.transposed.cols() != nv
+            {
+                self.transposed.pack_transposed(&model.weights, nv, nh);
                 self.transposed_fresh = true;
             }
-            binary_matmul(out, &self.ones, &self.transposed, nv, 0.0, 1.0);
+            let term = PanelTerm {
+                s: &self.ones,
+                b: &self.transposed,
+                beta: 1.0,
+            };
+            binary_matmul_panels(out, 0.0, &[term]);
             sigmoid_rows(out, beta, offset);
         } else {
             visible_probs(model, h, out, beta, offset);

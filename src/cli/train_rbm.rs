@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::GlobalArgs;
 use super::evaluate::EvaluateMethodArg;
-use super::output::{CSV, Outputs, PNG, SAFETENSORS, print_json, say};
+use super::output::{CSV, Outputs, PNG, SAFETENSORS, eprint_line, print_json, say};
 use super::read_dataset;
 use super::sample_rbm::{square_side, tile_image};
 use super::ui::{BarObserver, progress_enabled};
@@ -300,6 +300,12 @@ struct Report {
     log_z_low: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_z_high: Option<f64>,
+    /// Effective sample size of the last AIS evaluation's weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ais_ess: Option<f64>,
+    /// The last AIS evaluation is flagged unreliable (ESS below max(10, runs / 10)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ais_unreliable: Option<bool>,
     reconstruction_error: f64,
     pseudo_log_likelihood: f64,
     seconds: f64,
@@ -774,12 +780,25 @@ pub fn run(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             .flatten(),
         log_z_low: last.and_then(|s| s.log_z_low).filter(|x| x.is_finite()),
         log_z_high: last.and_then(|s| s.log_z_high),
+        ais_ess: last.and_then(|s| s.ais_ess).filter(|x| x.is_finite()),
+        ais_unreliable: last.and_then(|s| s.ais_unreliable),
         reconstruction_error: last.map_or(f64::NAN, |s| s.reconstruction_error),
         pseudo_log_likelihood: last.map_or(f64::NAN, |s| s.pseudo_log_likelihood),
         seconds: outcome.train_seconds,
         seconds_per_epoch: outcome.train_seconds / runs.max(1) as f64,
         seed: global.seed,
     };
+    if report.ais_unreliable == Some(true) {
+        // On stderr in every mode: the reported likelihoods rest on this ln Z.
+        let ess = report.ais_ess.unwrap_or(f64::NAN);
+        eprint_line(&format!(
+            "warning: the AIS effective sample size of the last evaluation is {ess:.1} of {} \
+             runs, below {:.0}: ln Z is probably too low, so the reported log-likelihoods too \
+             high; raise --ais-betas (the number of annealing steps)",
+            args.ais_runs,
+            ebm::infer::ais::ess_threshold(args.ais_runs)
+        ));
+    }
     if global.json {
         print_json(&report)?;
     }

@@ -458,6 +458,11 @@ pub struct EpochStats {
     pub log_z_low: Option<f64>,
     /// AIS spread: upper bound.
     pub log_z_high: Option<f64>,
+    /// Effective sample size (sum w)^2 / sum w^2 of the AIS weights, when ln Z is from AIS.
+    pub ais_ess: Option<f64>,
+    /// The AIS estimate is flagged unreliable (ESS below
+    /// [`crate::infer::ais::ess_threshold`]), when ln Z is from AIS.
+    pub ais_unreliable: Option<bool>,
     /// The training objective averaged over this epoch's batches, each at the parameters
     /// before its update (pseudo-log-likelihood, ratio-matching loss or NCE's J, per example);
     /// `None` for CD and PCD.
@@ -675,6 +680,8 @@ pub fn train_with_estimator(
             log_z_method: None,
             log_z_low: None,
             log_z_high: None,
+            ais_ess: None,
+            ais_unreliable: None,
             objective,
             seconds,
         };
@@ -735,6 +742,8 @@ fn evaluate_likelihoods(
     stats.log_z_method = Some(report.method);
     stats.log_z_low = report.ais.as_ref().map(|a| a.log_z_low);
     stats.log_z_high = report.ais.as_ref().map(|a| a.log_z_high);
+    stats.ais_ess = report.ais.as_ref().map(|a| a.ess);
+    stats.ais_unreliable = report.ais.as_ref().map(|a| a.is_unreliable());
     stats.train_log_likelihood = Some(average_log_likelihood(&rbm, train, report.log_z)?);
     if let Some(t) = test {
         stats.test_log_likelihood = Some(average_log_likelihood(&rbm, t, report.log_z)?);

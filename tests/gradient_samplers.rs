@@ -480,12 +480,27 @@ fn one_proposal_of_the_table_path_follows_the_enumerated_kernel() {
     }
 }
 
+/// `chains` gradient-sampler chains on the lattice `m` run in a pool of `threads` threads.
+fn gradient_lattice_on_threads(
+    m: &ebm::model::IsingLattice,
+    params: &ebm::sample::LatticeParams,
+    threads: usize,
+    chains: usize,
+) -> ebm::sample::gradient::LatticeChainsRun {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        ebm::sample::gradient::sample_lattice_gradient(m, params, chains, &mut Silent).unwrap()
+    })
+}
+
 /// Multi-chain lattice runs: independent of the thread count, chain 0 is the single-chain run,
 /// and the combined energy per spin of 8 chains matches the exact value (enumeration of the
 /// 3x3 lattice) within 5 of its standard errors, which are smaller than one chain's.
 #[test]
 fn multi_chain_lattice_runs_combine_chains_and_ignore_threads() {
-    use ebm::sample::gradient::sample_lattice_gradient;
     use ebm::sample::{LatticeParams, lattice_observables, sample_lattice};
     let m = lattice();
     let params = LatticeParams {
@@ -494,13 +509,7 @@ fn multi_chain_lattice_runs_combine_chains_and_ignore_threads() {
         seed: 5,
         ..LatticeParams::new(LATTICE_BETA, SamplerKind::Gradient(DMALA))
     };
-    let run_on = |threads, chains| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| sample_lattice_gradient(&m, &params, chains, &mut Silent).unwrap())
-    };
+    let run_on = |threads, chains| gradient_lattice_on_threads(&m, &params, threads, chains);
     let (a, b) = (run_on(1, 8), run_on(2, 8));
     assert_eq!(a, b);
     let single = sample_lattice(&m, &params, &mut Silent).unwrap();
@@ -529,7 +538,6 @@ fn multi_chain_lattice_runs_combine_chains_and_ignore_threads() {
 /// the same result on 1 and 2 threads, and chain 0 is the single-chain run.
 #[test]
 fn table_path_lattice_runs_ignore_threads() {
-    use ebm::sample::gradient::sample_lattice_gradient;
     use ebm::sample::{LatticeParams, sample_lattice};
     let m = table_lattice();
     let state = initial_state(9, Start::Random, 1);
@@ -542,13 +550,7 @@ fn table_path_lattice_runs_ignore_threads() {
             seed: 6,
             ..LatticeParams::new(TABLE_BETA, SamplerKind::Gradient(sampler))
         };
-        let run_on = |threads, chains| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| sample_lattice_gradient(&m, &params, chains, &mut Silent).unwrap())
-        };
+        let run_on = |threads, chains| gradient_lattice_on_threads(&m, &params, threads, chains);
         let (a, b) = (run_on(1, 4), run_on(2, 4));
         assert_eq!(a, b, "{sampler:?}");
         let single = sample_lattice(&m, &params, &mut Silent).unwrap();

@@ -235,23 +235,38 @@ fn one_step_detailed_balance_holds_exactly_on_a_4_variable_model() {
 /// (chi-square at alpha 1e-4), for all three samplers.
 #[test]
 fn one_proposal_of_the_chain_follows_the_enumerated_kernel() {
-    let graph = four_variable_graph();
-    let beta = 0.8;
+    assert_one_proposal_follows_the_kernel("", &four_variable_graph(), 0.8, [0, 5, 14], 100, false);
+}
+
+/// From each start state `x` (bits of x, n = the model's size), 20 000 single proposals of an
+/// [`ExactChain`] (seeds drawn from `seed_base + x`) for GWG, DMALA and DULA land on the states y
+/// with the enumerated frequencies K(x, y) (chi-square at alpha 1e-4); with `table`, every chain
+/// must be on the score-table path.
+fn assert_one_proposal_follows_the_kernel<M: ebm::sample::gradient::LocalModel>(
+    name: &str,
+    model: &M,
+    beta: f64,
+    starts: [usize; 3],
+    seed_base: u64,
+    table: bool,
+) {
+    let n = model.num_vars();
     for sampler in [GWG, DMALA, GradientSampler::Dula { step_size: 0.3 }] {
-        for x in [0usize, 5, 14] {
-            let start = spins_of(x, 4);
-            let expected = exact_kernel(&graph, sampler, beta, &start);
-            let mut counts = vec![0u64; 16];
-            let mut rng = from_seed(x as u64 + 100);
+        for x in starts {
+            let start = spins_of(x, n);
+            let expected = exact_kernel(model, sampler, beta, &start);
+            let mut counts = vec![0u64; 1 << n];
+            let mut rng = from_seed(x as u64 + seed_base);
             for _ in 0..20_000 {
                 let seed = rng.next_u64();
                 let mut chain =
-                    ExactChain::new(graph.clone(), sampler, beta, start.clone(), from_seed(seed))
+                    ExactChain::new(model.clone(), sampler, beta, start.clone(), from_seed(seed))
                         .unwrap();
+                assert!(!table || chain.uses_score_table());
                 chain.step();
                 counts[index_of(chain.spins())] += 1;
             }
-            assert_fits(&format!("{sampler:?} from {x}"), &counts, &expected);
+            assert_fits(&format!("{name}{sampler:?} from {x}"), &counts, &expected);
         }
     }
 }
@@ -459,25 +474,7 @@ fn one_proposal_of_the_table_path_follows_the_enumerated_kernel() {
         ],
     )
     .unwrap();
-    let beta = 0.9;
-    for sampler in [GWG, DMALA, GradientSampler::Dula { step_size: 0.3 }] {
-        for x in [0usize, 11, 30] {
-            let start = spins_of(x, 5);
-            let expected = exact_kernel(&model, sampler, beta, &start);
-            let mut counts = vec![0u64; 32];
-            let mut rng = from_seed(x as u64 + 200);
-            for _ in 0..20_000 {
-                let seed = rng.next_u64();
-                let mut chain =
-                    ExactChain::new(model.clone(), sampler, beta, start.clone(), from_seed(seed))
-                        .unwrap();
-                assert!(chain.uses_score_table());
-                chain.step();
-                counts[index_of(chain.spins())] += 1;
-            }
-            assert_fits(&format!("table {sampler:?} from {x}"), &counts, &expected);
-        }
-    }
+    assert_one_proposal_follows_the_kernel("table ", &model, 0.9, [0, 11, 30], 200, true);
 }
 
 /// `chains` gradient-sampler chains on the lattice `m` run in a pool of `threads` threads.

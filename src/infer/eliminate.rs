@@ -1065,6 +1065,15 @@ mod tests {
     use crate::infer::exact;
     use crate::model::Factor;
 
+    /// Marginals `m` equal `reference` to 1e-12 each (the tolerance: both are exact up
+    /// to rounding), with the same length.
+    fn assert_all_close(m: &[f64], reference: &[f64], what: &str) {
+        assert_eq!(m.len(), reference.len(), "{what}: lengths");
+        for (i, (a, b)) in m.iter().zip(reference).enumerate() {
+            assert!((a - b).abs() < 1e-12, "{what}, variable {i}: {a} vs {b}");
+        }
+    }
+
     #[test]
     fn matches_enumeration_with_higher_arity_and_zeros() {
         let g = FactorGraph::new(
@@ -1091,9 +1100,7 @@ mod tests {
             assert!((e.log_z - reference).abs() < 1e-12 * reference.abs().max(1.0));
             let m = marginals_factor_graph(&g, &opts).unwrap();
             let mref = exact::marginals_factor_graph(&g).unwrap();
-            for (a, b) in m.iter().zip(&mref) {
-                assert!((a - b).abs() < 1e-12, "{a} vs {b}");
-            }
+            assert_all_close(&m, &mref, &format!("{h:?}"));
         }
     }
 
@@ -1168,20 +1175,8 @@ mod tests {
                     e.log_z
                 );
                 let (_, clamped) = clamped_marginals(n, log_factors_of_graph(&g), &e.plan);
-                for i in 0..n {
-                    assert!(
-                        (m[i] - reference[i]).abs() < 1e-12,
-                        "seed {seed} var {i}: {} vs {}",
-                        m[i],
-                        reference[i]
-                    );
-                    assert!(
-                        (m[i] - clamped[i]).abs() < 1e-12,
-                        "{} vs {}",
-                        m[i],
-                        clamped[i]
-                    );
-                }
+                assert_all_close(&m, &reference, &format!("seed {seed}, enumeration"));
+                assert_all_close(&m, &clamped, &format!("seed {seed}, clamping"));
                 if loose {
                     assert!((m[n - 1] - 0.5).abs() < 1e-15 && (m[n - 2] - 0.5).abs() < 1e-15);
                 }
@@ -1210,20 +1205,8 @@ mod tests {
             let m = marginals_pairwise(&model, beta, &Default::default()).unwrap();
             let plan = plan_pairwise(&model, Heuristic::MinFill);
             let (_, clamped) = clamped_marginals(n, log_factors_of_pairwise(&model, beta), &plan);
-            for i in 0..n {
-                assert!(
-                    (m[i] - reference[i]).abs() < 1e-12,
-                    "{} vs {}",
-                    m[i],
-                    reference[i]
-                );
-                assert!(
-                    (m[i] - clamped[i]).abs() < 1e-12,
-                    "{} vs {}",
-                    m[i],
-                    clamped[i]
-                );
-            }
+            assert_all_close(&m, &reference, &format!("n {n}, enumeration"));
+            assert_all_close(&m, &clamped, &format!("n {n}, clamping"));
         }
     }
 
@@ -1305,9 +1288,7 @@ mod tests {
         let (e2, two_pass) =
             eliminate_pairwise_marginals_with_plan(&pw, 0.9, plan, &Default::default()).unwrap();
         assert_eq!(e1.log_z.to_bits(), e2.log_z.to_bits());
-        for (a, b) in fallback.iter().zip(&two_pass) {
-            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
-        }
+        assert_all_close(&fallback, &two_pass, "fallback vs two-pass");
     }
 
     #[test]

@@ -335,7 +335,7 @@ fn phases() {
     show(
         "V W + sigmoid (binary, listing included)",
         samples(reps, || {
-            kernels.hidden_probs(model, &v, black_box(&mut ph), 1.0, &model.hidden_bias)
+            kernels.hidden_probs(model, &v, black_box(&mut ph), 1.0, &model.hidden_bias);
         }),
     );
     {
@@ -392,21 +392,21 @@ fn phases() {
     show(
         "H W^T + sigmoid (binary, W^T given, listing included)",
         samples(reps, || {
-            kernels.visible_probs(model, &hx, black_box(&mut px), 1.0, &model.visible_bias)
+            kernels.visible_probs(model, &hx, black_box(&mut px), 1.0, &model.visible_bias);
         }),
     );
     let mut forced = BinaryConditionals::new(KernelChoice::Binary);
     show(
         "H W^T + sigmoid (binary forced, W^T packed, listing included)",
         samples(reps, || {
-            forced.visible_probs(model, &hx, black_box(&mut px), 1.0, &model.visible_bias)
+            forced.visible_probs(model, &hx, black_box(&mut px), 1.0, &model.visible_bias);
         }),
     );
     let mut dense = BinaryConditionals::new(KernelChoice::Dense);
     show(
         "H W^T + sigmoid (GEMM)",
         samples(reps, || {
-            dense.visible_probs(model, &hx, black_box(&mut px), 1.0, &model.visible_bias)
+            dense.visible_probs(model, &hx, black_box(&mut px), 1.0, &model.visible_bias);
         }),
     );
     show(

@@ -177,15 +177,24 @@ impl KernelChoice {
 pub struct BinaryRows {
     rows: usize,
     cols: usize,
-    /// Row r's ones are `indices[starts[r]..starts[r + 1]]`; `rows + 1` entries.
-    starts: Vec<usize>,
-    /// Column indices (at least `rows * cols` long: rows are written without a branch).
+    /// Row r's ones are `indices[begins[r]..ends[r]]`, the rows one after the other
+    /// ([`BinaryRows::fill`] first lists row r in a slot of `cols` entries at `r * cols`, so
+    /// that rows are listed in parallel, then moves the lists together).
+    begins: Vec<usize>,
+    ends: Vec<usize>,
+    /// Column indices (`rows * cols` long after [`BinaryRows::fill`]: rows are written without a
+    /// branch).
     indices: Vec<u32>,
-    /// Per column counts, the scratch of [`BinaryRows::fill_transposed`].
+    /// Number of ones.
+    ones: usize,
+    /// Per column counts, the scratch of the transposing fills and of the sort by count.
     counts: Vec<usize>,
     /// The rows in increasing order of their numbers of ones (ties by index).
     by_count: Vec<u32>,
 }
+
+/// [`BinaryRows::fill`] lists rows in parallel from this many entries on.
+const FILL_PARALLEL_MIN_ENTRIES: usize = 1 << 15;
 
 impl BinaryRows {
     /// An empty list (fill it with [`BinaryRows::fill`] or [`BinaryRows::fill_transposed`]).
@@ -193,8 +202,9 @@ impl BinaryRows {
         Self::default()
     }
 
-    /// Lists the ones of the row-major `rows x cols` matrix `data`. Returns `false` (and leaves
-    /// the lists unusable) when an entry is neither 0.0 nor 1.0: the matrix is not binary.
+    /// Lists the ones of the row-major `rows x cols` matrix `data` (rows in parallel when the
+    /// matrix is large). Returns `false` (and leaves the lists unusable) when an entry is
+    /// neither 0.0 nor 1.0: the matrix is not binary.
     pub fn fill(&mut self, data: &[f32], rows: usize, cols: usize) -> bool {
         assert!(
             cols <= u32::MAX as usize && rows <= u32::MAX as usize,
@@ -207,31 +217,63 @@ impl BinaryRows {
         );
         self.rows = rows;
         self.cols = cols;
-        self.starts.clear();
-        self.starts.push(0);
+        self.begins.clear();
+        self.begins.extend((0..rows).map(|r| r * cols));
+        self.ends.clear();
+        self.ends.resize(rows, 0);
         if self.indices.len() < rows * cols {
             self.indices.resize(rows * cols, 0);
         }
-        let indices = &mut self.indices[..];
-        let mut n = 0;
-        let mut binary = true;
-        if cols > 0 {
-            for row in data.chunks_exact(cols) {
-                for (k, chunk) in row.chunks(32).enumerate() {
-                    let (mut mask, ok) = ones_mask(chunk);
-                    binary &= ok;
-                    while mask != 0 {
-                        indices[n] = (k * 32) as u32 + mask.trailing_zeros();
-                        n += 1;
-                        mask &= mask - 1;
-                    }
-                }
-                self.starts.push(n);
-            }
-        } else {
-            self.starts.resize(rows + 1, 0);
+        if cols == 0 {
+            self.ones = 0;
+            self.sort_by_count();
+            return true;
         }
+        // Row r into its slot indices[r * cols..]; ends[r] = r * cols + its number of ones.
+        let list_row = |r: usize, row: &[f32], slot: &mut [u32], end: &mut usize| {
+            let mut n = 0;
+            let mut binary = true;
+            for (k, chunk) in row.chunks(32).enumerate() {
+                let (mut mask, ok) = ones_mask(chunk);
+                binary &= ok;
+                while mask != 0 {
+                    slot[n] = (k * 32) as u32 + mask.trailing_zeros();
+                    n += 1;
+                    mask &= mask - 1;
+                }
+            }
+            *end = r * cols + n;
+            binary
+        };
+        let indices = &mut self.indices[..rows * cols];
+        let binary = if rows * cols < FILL_PARALLEL_MIN_ENTRIES {
+            data.chunks_exact(cols)
+                .zip(indices.chunks_exact_mut(cols))
+                .zip(self.ends.iter_mut())
+                .enumerate()
+                .map(|(r, ((row, slot), end))| list_row(r, row, slot, end))
+                .fold(true, |a, b| a & b)
+        } else {
+            data.par_chunks_exact(cols)
+                .zip(indices.par_chunks_exact_mut(cols))
+                .zip(self.ends.par_iter_mut())
+                .enumerate()
+                .map(|(r, ((row, slot), end))| list_row(r, row, slot, end))
+                .reduce(|| true, |a, b| a & b)
+        };
         if binary {
+            // Moves the lists down next to each other (row r's lands at or before its slot, so
+            // going up the rows never overwrites one not yet moved): the kernels read them many
+            // times, and compact lists take a fraction of the cache lines of the slots.
+            let mut next = 0;
+            for r in 0..rows {
+                let (begin, end) = (self.begins[r], self.ends[r]);
+                self.indices.copy_within(begin..end, next);
+                self.begins[r] = next;
+                next += end - begin;
+                self.ends[r] = next;
+            }
+            self.ones = next;
             self.sort_by_count();
         }
         binary
@@ -247,48 +289,34 @@ impl BinaryRows {
             rows * cols,
             "BinaryRows: data has the wrong size"
         );
-        self.rows = cols;
-        self.cols = rows;
         self.counts.clear();
         self.counts.resize(cols, 0);
-        self.starts.clear();
-        self.starts.push(0);
-        if cols == 0 {
-            self.starts.resize(cols + 1, 0);
-            self.by_count.clear();
-            return true;
-        }
         let mut binary = true;
-        for row in data.chunks_exact(cols) {
-            for (c, &x) in self.counts.iter_mut().zip(row) {
-                *c += (x == 1.0) as usize;
-                binary &= x == 0.0 || x == 1.0;
+        if cols > 0 {
+            for row in data.chunks_exact(cols) {
+                for (c, &x) in self.counts.iter_mut().zip(row) {
+                    *c += (x == 1.0) as usize;
+                    binary &= x == 0.0 || x == 1.0;
+                }
             }
         }
         if !binary {
             return false;
         }
-        let mut total = 0;
-        for c in self.counts.iter_mut() {
-            let count = *c;
-            *c = total;
-            total += count;
-            self.starts.push(total);
-        }
-        if self.indices.len() < total {
-            self.indices.resize(total, 0);
-        }
-        // counts[l] is now the next free slot of column l; rows are visited in order, so each
+        self.start_transposed(rows, cols);
+        // next[l] is the next free slot of column l; rows are visited in order, so each
         // column's list comes out sorted.
-        let (indices, next) = (&mut self.indices[..], &mut self.counts[..]);
-        for (r, row) in data.chunks_exact(cols).enumerate() {
-            for (k, chunk) in row.chunks(32).enumerate() {
-                let mut mask = ones_mask(chunk).0;
-                while mask != 0 {
-                    let l = k * 32 + mask.trailing_zeros() as usize;
-                    indices[next[l]] = r as u32;
-                    next[l] += 1;
-                    mask &= mask - 1;
+        if cols > 0 {
+            let (indices, next) = (&mut self.indices[..], &mut self.counts[..]);
+            for (r, row) in data.chunks_exact(cols).enumerate() {
+                for (k, chunk) in row.chunks(32).enumerate() {
+                    let mut mask = ones_mask(chunk).0;
+                    while mask != 0 {
+                        let l = k * 32 + mask.trailing_zeros() as usize;
+                        indices[next[l]] = r as u32;
+                        next[l] += 1;
+                        mask &= mask - 1;
+                    }
                 }
             }
         }
@@ -296,28 +324,73 @@ impl BinaryRows {
         true
     }
 
+    /// Lists the ones of the transpose of the matrix that `src` lists (as
+    /// [`BinaryRows::fill_transposed`] of that matrix would, in O(ones) without reading it).
+    pub fn fill_transposed_from(&mut self, src: &BinaryRows) {
+        let (rows, cols) = (src.rows, src.cols);
+        self.counts.clear();
+        self.counts.resize(cols, 0);
+        for r in 0..rows {
+            for &l in src.row(r) {
+                self.counts[l as usize] += 1;
+            }
+        }
+        self.start_transposed(rows, cols);
+        let (indices, next) = (&mut self.indices[..], &mut self.counts[..]);
+        for r in 0..rows {
+            for &l in src.row(r) {
+                let slot = &mut next[l as usize];
+                indices[*slot] = r as u32;
+                *slot += 1;
+            }
+        }
+        self.sort_by_count();
+    }
+
+    /// For the transposing fills: with `counts[l]` the number of ones of column l of a
+    /// `rows x cols` matrix, lays the lists out one after the other (`cols` rows of `rows`
+    /// columns), sizes `indices`, and turns `counts[l]` into column l's first slot.
+    fn start_transposed(&mut self, rows: usize, cols: usize) {
+        self.rows = cols;
+        self.cols = rows;
+        self.begins.clear();
+        self.ends.clear();
+        let mut total = 0;
+        for c in self.counts.iter_mut() {
+            let count = *c;
+            *c = total;
+            self.begins.push(total);
+            total += count;
+            self.ends.push(total);
+        }
+        self.ones = total;
+        if self.indices.len() < total {
+            self.indices.resize(total, 0);
+        }
+    }
+
     /// Fills `by_count` by a counting sort of the rows on their numbers of ones (stable).
     fn sort_by_count(&mut self) {
-        let longest = (0..self.rows)
-            .map(|r| self.starts[r + 1] - self.starts[r])
-            .max()
-            .unwrap_or(0);
-        self.counts.clear();
-        self.counts.resize(longest + 2, 0);
+        let mut counts = std::mem::take(&mut self.counts);
+        let len = |r: usize| self.ends[r] - self.begins[r];
+        let longest = (0..self.rows).map(len).max().unwrap_or(0);
+        counts.clear();
+        counts.resize(longest + 2, 0);
         for r in 0..self.rows {
-            self.counts[self.starts[r + 1] - self.starts[r] + 1] += 1;
+            counts[len(r) + 1] += 1;
         }
-        for c in 1..self.counts.len() {
-            self.counts[c] += self.counts[c - 1];
+        for c in 1..counts.len() {
+            counts[c] += counts[c - 1];
         }
         // counts[len] is now the first slot of the rows with `len` ones.
         self.by_count.clear();
         self.by_count.resize(self.rows, 0);
         for r in 0..self.rows {
-            let len = self.starts[r + 1] - self.starts[r];
-            self.by_count[self.counts[len]] = r as u32;
-            self.counts[len] += 1;
+            let len = self.ends[r] - self.begins[r];
+            self.by_count[counts[len]] = r as u32;
+            counts[len] += 1;
         }
+        self.counts = counts;
     }
 
     /// The rows in increasing order of their numbers of ones (rows with equal counts in
@@ -338,7 +411,7 @@ impl BinaryRows {
 
     /// Number of ones.
     pub fn ones(&self) -> usize {
-        self.starts.last().copied().unwrap_or(0)
+        self.ones
     }
 
     /// The fraction of entries that are ones (0 for an empty matrix).
@@ -353,7 +426,7 @@ impl BinaryRows {
 
     /// The column indices of the ones of row `r`, increasing.
     pub fn row(&self, r: usize) -> &[u32] {
-        &self.indices[self.starts[r]..self.starts[r + 1]]
+        &self.indices[self.begins[r]..self.ends[r]]
     }
 }
 
@@ -899,13 +972,15 @@ unsafe fn panel_task_portable(
     match job {
         Job::Panel(p) => {
             for (t, term) in terms.iter().enumerate() {
-                unsafe { panel_rows(dst, n, alpha, t, term, p, term.s.by_count()) };
+                let rows = term.s.by_count();
+                unsafe { panel_rows(dst, n, alpha, (t, term), p, rows) };
             }
         }
         Job::Rows(t, range) => {
             let term = &terms[t];
+            let rows = &term.s.by_count()[range];
             for p in 0..term.b.panels() {
-                unsafe { panel_rows(dst, n, alpha, t, term, p, &term.s.by_count()[range.clone()]) };
+                unsafe { panel_rows(dst, n, alpha, (t, term), p, rows) };
             }
         }
     }
@@ -921,8 +996,7 @@ unsafe fn panel_rows(
     dst: &SharedOut,
     n: usize,
     alpha: f32,
-    t: usize,
-    term: &PanelTerm<'_>,
+    (t, term): (usize, &PanelTerm<'_>),
     p: usize,
     rows: &[u32],
 ) {
@@ -932,7 +1006,7 @@ unsafe fn panel_rows(
     {
         let panel = term.b.panel(p);
         let s = term.s;
-        let (starts, indices) = (&s.starts[..], &s.indices[..]);
+        let (begins, ends, indices) = (&s.begins[..], &s.ends[..], &s.indices[..]);
         // Row l of the panel. SAFETY (of every call): l is an index of a list, below
         // s.cols() == panel rows (BinaryRows' invariant and the size checks), so the 16
         // floats at 16 l lie in the panel; [f32; 16] needs only f32 alignment.
@@ -953,8 +1027,8 @@ unsafe fn panel_rows(
             let mut end = [0usize; 8];
             for g in 0..8 {
                 let r = group[g] as usize;
-                begin[g] = starts[r];
-                end[g] = starts[r + 1];
+                begin[g] = begins[r];
+                end[g] = ends[r];
             }
             let common = (0..8).map(|g| end[g] - begin[g]).min().unwrap_or(0);
             let heads: [&[u32]; 8] = [
@@ -1135,35 +1209,49 @@ mod tests {
 
     #[test]
     fn binary_rows_list_the_ones_of_a_matrix_and_of_its_transpose() {
-        let (m, k) = (13, 70);
-        let a = binary(m, k, 0.3, 1);
+        // 13 x 70 is listed on the calling thread, 100 x 784 (MNIST batch) row by row in
+        // parallel; refilling a list with a smaller matrix must not keep stale entries.
         let mut rows = BinaryRows::new();
-        assert!(rows.fill(&a, m, k));
         let mut cols = BinaryRows::new();
-        assert!(cols.fill_transposed(&a, m, k));
-        assert_eq!(
-            (rows.rows(), rows.cols(), cols.rows(), cols.cols()),
-            (m, k, k, m)
-        );
-        for r in 0..m {
-            let want: Vec<u32> = (0..k as u32)
-                .filter(|&j| a[r * k + j as usize] == 1.0)
-                .collect();
-            assert_eq!(rows.row(r), &want[..]);
+        let mut from_rows = BinaryRows::new();
+        for (m, k, salt) in [(100, 784, 2), (13, 70, 1), (0, 5, 3), (4, 0, 4)] {
+            assert!(m * k < FILL_PARALLEL_MIN_ENTRIES || m * k == 100 * 784);
+            let a = binary(m, k, 0.3, salt);
+            assert!(rows.fill(&a, m, k));
+            assert!(cols.fill_transposed(&a, m, k));
+            from_rows.fill_transposed_from(&rows);
+            assert_eq!(
+                (rows.rows(), rows.cols(), cols.rows(), cols.cols()),
+                (m, k, k, m)
+            );
+            assert_eq!((from_rows.rows(), from_rows.cols()), (k, m));
+            for r in 0..m {
+                let want: Vec<u32> = (0..k as u32)
+                    .filter(|&j| a[r * k + j as usize] == 1.0)
+                    .collect();
+                assert_eq!(rows.row(r), &want[..]);
+            }
+            for j in 0..k {
+                let want: Vec<u32> = (0..m as u32)
+                    .filter(|&r| a[r as usize * k + j] == 1.0)
+                    .collect();
+                assert_eq!(cols.row(j), &want[..]);
+                assert_eq!(from_rows.row(j), &want[..]);
+            }
+            let ones = a.iter().filter(|&&x| x == 1.0).count();
+            assert_eq!(
+                (rows.ones(), cols.ones(), from_rows.ones()),
+                (ones, ones, ones)
+            );
+            assert_eq!(from_rows.by_count(), cols.by_count());
+            // Not binary: refused by both.
+            if m * k > 17 {
+                let mut p = a.clone();
+                p[17] = 0.5;
+                assert!(!rows.fill(&p, m, k));
+                assert!(!cols.fill_transposed(&p, m, k));
+            }
         }
-        for j in 0..k {
-            let want: Vec<u32> = (0..m as u32)
-                .filter(|&r| a[r as usize * k + j] == 1.0)
-                .collect();
-            assert_eq!(cols.row(j), &want[..]);
-        }
-        let ones = a.iter().filter(|&&x| x == 1.0).count();
-        assert_eq!((rows.ones(), cols.ones()), (ones, ones));
-        // Not binary: refused by both.
-        let mut p = a.clone();
-        p[17] = 0.5;
-        assert!(!rows.fill(&p, m, k));
-        assert!(!cols.fill_transposed(&p, m, k));
     }
 
     #[test]

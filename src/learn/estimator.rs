@@ -240,8 +240,12 @@ impl GradientEstimator for ContrastiveDivergence {
         let ph = &mut self.ph[..rows * nh];
         let kernels = &mut self.kernels;
         kernels.parameters_changed();
-        // Positive phase: P(h | v) of the data.
-        kernels.hidden_probs(model, v, ph, 1.0, &model.hidden_bias);
+        // Positive phase: P(h | v) of the data; when v went to the binary kernel, the ones of
+        // V^T (for the weight statistics) from its lists.
+        let positive_binary = kernels.hidden_probs(model, v, ph, 1.0, &model.hidden_bias);
+        if positive_binary {
+            self.ones_t.fill_transposed_from(kernels.ones());
+        }
         // Negative phase.
         let neg = if !self.gradient_chains.is_empty() {
             let n = self.n_chains;
@@ -308,17 +312,15 @@ impl GradientEstimator for ContrastiveDivergence {
         };
         let x = &self.x[..neg * nv];
         let phx = &mut self.phx[..neg * nh];
-        kernels.hidden_probs(model, x, phx, 1.0, &model.hidden_bias);
+        let negative_binary = kernels.hidden_probs(model, x, phx, 1.0, &model.hidden_bias);
         // grad_w = V^T P(h|V) / rows - X^T P(h|X) / neg.
         let choice = kernels.choice();
-        let binary = |ones: &mut BinaryRows, x: &[f32]| {
-            choice.use_binary(0.0, nh)
-                && ones.fill_transposed(x, x.len() / nv, nv)
-                && choice.use_binary(ones.density(), nh)
-        };
-        if binary(&mut self.ones_t, v) && binary(&mut self.ones_xt, x) {
+        if positive_binary && negative_binary {
             // Both statistics in one pass over grad_w (the same bits as the two products
-            // below: binary_matmul_panels combines the terms in this order).
+            // below: binary_matmul_panels combines the terms in this order), from the ones of
+            // V^T and X^T (the same choice of kernel as the products with V and X: the same
+            // density and width).
+            self.ones_xt.fill_transposed_from(kernels.ones());
             self.ph_panels.pack(ph, rows, nh);
             self.phx_panels.pack(phx, neg, nh);
             let terms = [
@@ -334,7 +336,11 @@ impl GradientEstimator for ContrastiveDivergence {
                 },
             ];
             binary_matmul_panels(&mut grad.weights, 0.0, &terms);
-            mean_difference(&mut grad.visible_bias, v, x);
+            // <v_i> - <x_i> from the numbers of ones of column i.
+            for (i, g) in grad.visible_bias.iter_mut().enumerate() {
+                *g = self.ones_t.row(i).len() as f32 / rows as f32
+                    - self.ones_xt.row(i).len() as f32 / neg as f32;
+            }
             mean_difference(&mut grad.hidden_bias, ph, phx);
             return;
         }
@@ -372,19 +378,27 @@ impl GradientEstimator for ContrastiveDivergence {
 }
 
 /// out[j] = mean over the rows of `a` of a[., j] minus the same mean of `b` (rows of
-/// `out.len()` columns).
+/// `out.len()` columns): each column summed in f32 over the rows in order, then divided by the
+/// number of rows.
 fn mean_difference(out: &mut [f32], a: &[f32], b: &[f32]) {
+    const BLOCK: usize = 64;
     let cols = out.len();
-    out.fill(0.0);
     let (ra, rb) = (a.len() / cols, b.len() / cols);
-    for row in a.chunks_exact(cols) {
-        for (o, &x) in out.iter_mut().zip(row) {
-            *o += x / ra as f32;
+    let column_sums = |m: &[f32], c0: usize, sums: &mut [f32]| {
+        sums.fill(0.0);
+        for row in m.chunks_exact(cols) {
+            for (s, &x) in sums.iter_mut().zip(&row[c0..]) {
+                *s += x;
+            }
         }
-    }
-    for row in b.chunks_exact(cols) {
-        for (o, &x) in out.iter_mut().zip(row) {
-            *o -= x / rb as f32;
+    };
+    let (mut sa, mut sb) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
+    for (k, o) in out.chunks_mut(BLOCK).enumerate() {
+        let w = o.len();
+        column_sums(a, k * BLOCK, &mut sa[..w]);
+        column_sums(b, k * BLOCK, &mut sb[..w]);
+        for ((o, &x), &y) in o.iter_mut().zip(&sa).zip(&sb) {
+            *o = x / ra as f32 - y / rb as f32;
         }
     }
 }

@@ -241,7 +241,14 @@ impl BinaryConditionals {
             && self.choice.use_binary(self.ones.density(), width)
     }
 
-    /// [`hidden_probs`]: out = sigmoid(beta * v W + offset), for the rows of `v`.
+    /// The ones of the last binary operand: after a call of [`BinaryConditionals::hidden_probs`]
+    /// or [`BinaryConditionals::visible_probs`] that returned `true`, those of its `v` or `h`.
+    pub fn ones(&self) -> &BinaryRows {
+        &self.ones
+    }
+
+    /// [`hidden_probs`]: out = sigmoid(beta * v W + offset), for the rows of `v`. Returns
+    /// whether the binary kernel ran (then [`BinaryConditionals::ones`] lists the ones of `v`).
     pub fn hidden_probs(
         &mut self,
         model: &RbmF32,
@@ -249,7 +256,7 @@ impl BinaryConditionals {
         out: &mut [f32],
         beta: f32,
         offset: &[f32],
-    ) {
+    ) -> bool {
         if self.binary_operand(v, model.n_visible, model.n_hidden) {
             let (nv, nh) = (model.n_visible, model.n_hidden);
             if !self.weights_fresh || self.weights.rows() != nv || self.weights.cols() != nh {
@@ -263,12 +270,15 @@ impl BinaryConditionals {
             };
             binary_matmul_panels(out, 0.0, &[term]);
             sigmoid_rows(out, beta, offset);
+            true
         } else {
             hidden_probs(model, v, out, beta, offset);
+            false
         }
     }
 
-    /// [`visible_probs`]: out = sigmoid(beta * h W^T + offset), for the rows of `h`.
+    /// [`visible_probs`]: out = sigmoid(beta * h W^T + offset), for the rows of `h`. Returns
+    /// whether the binary kernel ran (then [`BinaryConditionals::ones`] lists the ones of `h`).
     pub fn visible_probs(
         &mut self,
         model: &RbmF32,
@@ -276,7 +286,7 @@ impl BinaryConditionals {
         out: &mut [f32],
         beta: f32,
         offset: &[f32],
-    ) {
+    ) -> bool {
         if self.binary_operand(h, model.n_hidden, model.n_visible) {
             let (nv, nh) = (model.n_visible, model.n_hidden);
             if !self.transposed_fresh
@@ -293,8 +303,10 @@ impl BinaryConditionals {
             };
             binary_matmul_panels(out, 0.0, &[term]);
             sigmoid_rows(out, beta, offset);
+            true
         } else {
             visible_probs(model, h, out, beta, offset);
+            false
         }
     }
 }

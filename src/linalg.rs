@@ -327,22 +327,44 @@ impl BinaryRows {
     /// Lists the ones of the transpose of the matrix that `src` lists (as
     /// [`BinaryRows::fill_transposed`] of that matrix would, in O(ones) without reading it).
     pub fn fill_transposed_from(&mut self, src: &BinaryRows) {
-        let (rows, cols) = (src.rows, src.cols);
+        self.fill_transposed_stacked(&[src]);
+    }
+
+    /// Lists the ones of the transpose of the matrices that `parts` list stacked one above the
+    /// other ([A; B; ...]: the rows of A, then those of B numbered from A's row count on), in
+    /// O(ones) without reading the matrices.
+    ///
+    /// # Panics
+    /// If the parts have different numbers of columns.
+    pub fn fill_transposed_stacked(&mut self, parts: &[&BinaryRows]) {
+        let cols = parts.first().map_or(0, |p| p.cols);
+        assert!(
+            parts.iter().all(|p| p.cols == cols),
+            "BinaryRows: stacked parts have different numbers of columns"
+        );
+        let rows: usize = parts.iter().map(|p| p.rows).sum();
+        assert!(rows <= u32::MAX as usize, "BinaryRows: too many rows");
         self.counts.clear();
         self.counts.resize(cols, 0);
-        for r in 0..rows {
-            for &l in src.row(r) {
-                self.counts[l as usize] += 1;
+        for part in parts {
+            for r in 0..part.rows {
+                for &l in part.row(r) {
+                    self.counts[l as usize] += 1;
+                }
             }
         }
         self.start_transposed(rows, cols);
         let (indices, next) = (&mut self.indices[..], &mut self.counts[..]);
-        for r in 0..rows {
-            for &l in src.row(r) {
-                let slot = &mut next[l as usize];
-                indices[*slot] = r as u32;
-                *slot += 1;
+        let mut first = 0;
+        for part in parts {
+            for r in 0..part.rows {
+                for &l in part.row(r) {
+                    let slot = &mut next[l as usize];
+                    indices[*slot] = (first + r) as u32;
+                    *slot += 1;
+                }
             }
+            first += part.rows;
         }
         self.sort_by_count();
     }
@@ -678,6 +700,55 @@ impl Panels {
             } else {
                 for (dst, src) in rows {
                     dst[..w].copy_from_slice(&src[c0..c0 + w]);
+                    dst[w..].fill(0.0);
+                }
+            }
+        };
+        let chunk = rows * PANEL_WIDTH;
+        let panels = self.panels_mut();
+        if rows * cols < 1 << 16 {
+            panels.chunks_exact_mut(chunk).enumerate().for_each(kernel);
+        } else {
+            panels
+                .par_chunks_exact_mut(chunk)
+                .enumerate()
+                .for_each(kernel);
+        }
+    }
+
+    /// Packs the row-major matrices `blocks` (each `rows_k x cols`, with a scale `s_k`) stacked
+    /// one above the other: the packed matrix is [s_1 B_1; s_2 B_2; ...], each entry the f32
+    /// product s_k * b.
+    ///
+    /// # Panics
+    /// If a block's length is not a multiple of `cols` (or `cols` is 0 and a block is not
+    /// empty).
+    pub fn pack_stacked(&mut self, blocks: &[(&[f32], f32)], cols: usize) {
+        for (b, _) in blocks {
+            assert!(
+                if cols == 0 {
+                    b.is_empty()
+                } else {
+                    b.len() % cols == 0
+                },
+                "Panels: a block has the wrong size"
+            );
+        }
+        let rows: usize = blocks.iter().map(|(b, _)| b.len() / cols.max(1)).sum();
+        self.resize(rows, cols);
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        let kernel = |(p, panel): (usize, &mut [f32])| {
+            let c0 = p * PANEL_WIDTH;
+            let w = PANEL_WIDTH.min(cols - c0);
+            let mut lines = panel.chunks_exact_mut(PANEL_WIDTH);
+            for &(block, scale) in blocks {
+                // The block first: zip would take (and lose) a line past the block's end.
+                for (src, dst) in block.chunks_exact(cols).zip(&mut lines) {
+                    for (d, &x) in dst[..w].iter_mut().zip(&src[c0..c0 + w]) {
+                        *d = scale * x;
+                    }
                     dst[w..].fill(0.0);
                 }
             }
@@ -1244,6 +1315,27 @@ mod tests {
                 (ones, ones, ones)
             );
             assert_eq!(from_rows.by_count(), cols.by_count());
+            // Stacked: [A; B] with B the first rows of A reversed.
+            let top = m.min(5);
+            let b: Vec<f32> = (0..top)
+                .rev()
+                .flat_map(|r| a[r * k..(r + 1) * k].to_vec())
+                .collect();
+            let mut b_rows = BinaryRows::new();
+            assert!(b_rows.fill(&b, top, k));
+            let stacked: Vec<f32> = a.iter().chain(&b).copied().collect();
+            let mut want = BinaryRows::new();
+            assert!(want.fill_transposed(&stacked, m + top, k));
+            let mut got = BinaryRows::new();
+            got.fill_transposed_stacked(&[&rows, &b_rows]);
+            assert_eq!(
+                (got.rows(), got.cols(), got.ones()),
+                (want.rows(), want.cols(), want.ones())
+            );
+            for j in 0..k {
+                assert_eq!(got.row(j), want.row(j));
+            }
+            assert_eq!(got.by_count(), want.by_count());
             // Not binary: refused by both.
             if m * k > 17 {
                 let mut p = a.clone();
@@ -1379,6 +1471,18 @@ mod tests {
             for i in 0..r {
                 for j in 0..c {
                     assert_eq!(t.panel(i / 16)[j * 16 + i % 16], a[i * c + j]);
+                }
+            }
+            // [0.25 A; -3 A[..2 rows]] stacked: each entry the f32 product.
+            let top = 2.min(r);
+            let mut st = Panels::new();
+            st.pack_stacked(&[(&a, 0.25), (&a[..top * c], -3.0)], c);
+            assert_eq!((st.rows(), st.cols()), (r + top, c));
+            for i in 0..r + top {
+                let (row, scale) = if i < r { (i, 0.25) } else { (i - r, -3.0) };
+                for j in 0..st.panels() * 16 {
+                    let want = if j < c { scale * a[row * c + j] } else { 0.0 };
+                    assert_eq!(st.panel(j / 16)[i * 16 + j % 16], want);
                 }
             }
         }

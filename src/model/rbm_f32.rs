@@ -258,11 +258,7 @@ impl BinaryConditionals {
         offset: &[f32],
     ) -> bool {
         if self.binary_operand(v, model.n_visible, model.n_hidden) {
-            let (nv, nh) = (model.n_visible, model.n_hidden);
-            if !self.weights_fresh || self.weights.rows() != nv || self.weights.cols() != nh {
-                self.weights.pack(&model.weights, nv, nh);
-                self.weights_fresh = true;
-            }
+            self.pack_weights(model);
             let term = PanelTerm {
                 s: &self.ones,
                 b: &self.weights,
@@ -274,6 +270,15 @@ impl BinaryConditionals {
         } else {
             hidden_probs(model, v, out, beta, offset);
             false
+        }
+    }
+
+    /// Packs W in panels unless they are fresh.
+    fn pack_weights(&mut self, model: &RbmF32) {
+        let (nv, nh) = (model.n_visible, model.n_hidden);
+        if !self.weights_fresh || self.weights.rows() != nv || self.weights.cols() != nh {
+            self.weights.pack(&model.weights, nv, nh);
+            self.weights_fresh = true;
         }
     }
 

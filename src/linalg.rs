@@ -773,46 +773,10 @@ impl Panels {
         if cols == 0 {
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        let avx2 = SimdLevel::get() != SimdLevel::Baseline;
         let kernel = |(p, panel): (usize, &mut [f32])| {
             let r0 = p * PANEL_WIDTH;
             let h = PANEL_WIDTH.min(rows - r0);
-            let mut j0 = 0;
-            // With AVX2 and 16 source rows: 8 x 8 tiles transposed in registers, the rows
-            // r0 .. r0 + 8 of `a` into lanes 0-7 of 8 panel rows, r0 + 8 .. r0 + 16 into 8-15.
-            #[cfg(target_arch = "x86_64")]
-            if avx2 && h == PANEL_WIDTH {
-                while j0 + 8 <= cols {
-                    for half in 0..2 {
-                        let src = &a[(r0 + 8 * half) * cols + j0..];
-                        let dst = &mut panel[j0 * PANEL_WIDTH + 8 * half..];
-                        // SAFETY: AVX2 is available (SimdLevel covers it); the tile's 8 source
-                        // rows (stride `cols`) and 8 destination rows (stride 16) lie in the
-                        // slices, which transpose_8x8_avx2 asserts.
-                        unsafe { transpose_8x8_avx2(src, cols, dst, PANEL_WIDTH) };
-                    }
-                    j0 += 8;
-                }
-            }
-            // Tiles of 16 source columns: 16 x 16 floats, read row by row, written column by
-            // column into 16 consecutive panel rows (1 KiB, in L1).
-            for j0 in (j0..cols).step_by(PANEL_WIDTH) {
-                let jw = PANEL_WIDTH.min(cols - j0);
-                let tile = &mut panel[j0 * PANEL_WIDTH..(j0 + jw) * PANEL_WIDTH];
-                for t in 0..PANEL_WIDTH {
-                    if t < h {
-                        let src = &a[(r0 + t) * cols + j0..(r0 + t) * cols + j0 + jw];
-                        for (j, &x) in src.iter().enumerate() {
-                            tile[j * PANEL_WIDTH + t] = x;
-                        }
-                    } else {
-                        for j in 0..jw {
-                            tile[j * PANEL_WIDTH + t] = 0.0;
-                        }
-                    }
-                }
-            }
+            pack_band_transposed(panel, &a[r0 * cols..(r0 + h) * cols], cols);
         };
         let chunk = cols * PANEL_WIDTH;
         let panels = self.panels_mut();
@@ -824,6 +788,125 @@ impl Panels {
                 .enumerate()
                 .for_each(kernel);
         }
+    }
+}
+
+/// Packs the band `band` (at most 16 rows of a row-major matrix with `cols` columns) into
+/// `panel` (`cols x 16`) transposed: panel row j holds column j of the band, lanes past the
+/// band's rows zero. One panel of [`Panels::pack_transposed`].
+fn pack_band_transposed(panel: &mut [f32], band: &[f32], cols: usize) {
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = SimdLevel::get() != SimdLevel::Baseline;
+    let h = band.len() / cols;
+    let mut j0 = 0;
+    // With AVX2 and 16 source rows: 8 x 8 tiles transposed in registers, the band's rows
+    // 0 .. 8 into lanes 0-7 of 8 panel rows, 8 .. 16 into 8-15.
+    #[cfg(target_arch = "x86_64")]
+    if avx2 && h == PANEL_WIDTH {
+        while j0 + 8 <= cols {
+            for half in 0..2 {
+                let src = &band[8 * half * cols + j0..];
+                let dst = &mut panel[j0 * PANEL_WIDTH + 8 * half..];
+                // SAFETY: AVX2 is available (SimdLevel covers it); the tile's 8 source
+                // rows (stride `cols`) and 8 destination rows (stride 16) lie in the
+                // slices, which transpose_8x8_avx2 asserts.
+                unsafe { transpose_8x8_avx2(src, cols, dst, PANEL_WIDTH) };
+            }
+            j0 += 8;
+        }
+    }
+    // Tiles of 16 source columns: 16 x 16 floats, read row by row, written column by
+    // column into 16 consecutive panel rows (1 KiB, in L1).
+    for j0 in (j0..cols).step_by(PANEL_WIDTH) {
+        let jw = PANEL_WIDTH.min(cols - j0);
+        let tile = &mut panel[j0 * PANEL_WIDTH..(j0 + jw) * PANEL_WIDTH];
+        for t in 0..PANEL_WIDTH {
+            if t < h {
+                let src = &band[t * cols + j0..t * cols + j0 + jw];
+                for (j, &x) in src.iter().enumerate() {
+                    tile[j * PANEL_WIDTH + t] = x;
+                }
+            } else {
+                for j in 0..jw {
+                    tile[j * PANEL_WIDTH + t] = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// Updates the row-major `rows x cols` matrix `w` band by band and leaves it packed in
+/// `packed` ([`Panels::pack`]) and `transposed` ([`Panels::pack_transposed`]), each band packed
+/// while it is in the cache: `update(first_row, w_band, companion_band)` gets 16 rows of `w`
+/// (fewer at the end) and the same rows of `companion` (a matrix of the same shape updated
+/// alongside: an optimizer's velocities). Bands run in parallel when the matrix is large; the
+/// results are those of the update followed by the two packings, whatever the threads.
+///
+/// # Panics
+/// If `w` or `companion` is not `rows x cols`.
+pub fn update_packed<F>(
+    (w, companion): (&mut [f32], &mut [f32]),
+    (rows, cols): (usize, usize),
+    packed: &mut Panels,
+    transposed: &mut Panels,
+    update: F,
+) where
+    F: Fn(usize, &mut [f32], &mut [f32]) + Sync,
+{
+    assert_eq!(
+        w.len(),
+        rows * cols,
+        "update_packed: matrix has the wrong size"
+    );
+    assert_eq!(
+        companion.len(),
+        rows * cols,
+        "update_packed: companion has the wrong size"
+    );
+    packed.resize(rows, cols);
+    transposed.resize(cols, rows);
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let panels = cols.div_ceil(PANEL_WIDTH);
+    let packed_lines = SharedOut(packed.panels_mut().as_mut_ptr());
+    let band = PANEL_WIDTH * cols;
+    let job = |q: usize, wb: &mut [f32], cb: &mut [f32], tp: &mut [f32]| {
+        let r0 = q * PANEL_WIDTH;
+        update(r0, wb, cb);
+        // Row r0 + t of W is line r0 + t of every panel p: disjoint from other bands' lines.
+        for (t, row) in wb.chunks_exact(cols).enumerate() {
+            for p in 0..panels {
+                let c0 = p * PANEL_WIDTH;
+                let width = PANEL_WIDTH.min(cols - c0);
+                // SAFETY: line r0 + t of panel p lies in the packed buffer (`rows` lines of
+                // 16 per panel, `panels` panels) and only this band writes it.
+                let line = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        packed_lines.get().add((p * rows + r0 + t) * PANEL_WIDTH),
+                        PANEL_WIDTH,
+                    )
+                };
+                line[..width].copy_from_slice(&row[c0..c0 + width]);
+                line[width..].fill(0.0);
+            }
+        }
+        pack_band_transposed(tp, wb, cols);
+    };
+    let chunk = cols * PANEL_WIDTH;
+    let transposed_panels = transposed.panels_mut();
+    if rows * cols < 1 << 16 {
+        w.chunks_mut(band)
+            .zip(companion.chunks_mut(band))
+            .zip(transposed_panels.chunks_exact_mut(chunk))
+            .enumerate()
+            .for_each(|(q, ((wb, cb), tp))| job(q, wb, cb, tp));
+    } else {
+        w.par_chunks_mut(band)
+            .zip(companion.par_chunks_mut(band))
+            .zip(transposed_panels.par_chunks_exact_mut(chunk))
+            .enumerate()
+            .for_each(|(q, ((wb, cb), tp))| job(q, wb, cb, tp));
     }
 }
 
@@ -949,6 +1032,13 @@ enum Job {
 struct SharedOut(*mut f32);
 // SAFETY: the tasks write disjoint entries (see `binary_matmul_panels_with`).
 unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so that closures capture the whole `SharedOut`, which is `Sync`).
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// Panel p of every term: the columns 16p .. min(16p + 16, n) of every row of the output,
 /// with the instructions of `level` ([`panel_task_avx512`], [`panel_task_avx2`] or the
@@ -1484,6 +1574,51 @@ mod tests {
                     let want = if j < c { scale * a[row * c + j] } else { 0.0 };
                     assert_eq!(st.panel(j / 16)[i * 16 + j % 16], want);
                 }
+            }
+        }
+    }
+
+    /// update_packed applies the update to every band once (with the companion's same rows)
+    /// and leaves exactly what pack and pack_transposed give of the updated matrix, on the
+    /// calling thread (small) and band-parallel (large, a partial last band).
+    #[test]
+    fn update_packed_updates_then_packs_both_forms() {
+        for (r, c) in [(5, 7), (40, 33), (300, 500), (784, 500)] {
+            let w0: Vec<f32> = (0..r * c).map(|x| (x % 97) as f32 * 0.25 - 3.0).collect();
+            let u0: Vec<f32> = (0..r * c).map(|x| (x % 13) as f32).collect();
+            let (mut w, mut u) = (w0.clone(), u0.clone());
+            let (mut packed, mut transposed) = (Panels::new(), Panels::new());
+            update_packed(
+                (&mut w, &mut u),
+                (r, c),
+                &mut packed,
+                &mut transposed,
+                |r0, wb, ub| {
+                    assert_eq!(r0 % 16, 0);
+                    for (k, (x, y)) in wb.iter_mut().zip(ub.iter_mut()).enumerate() {
+                        *y = 0.5 * *y + (r0 * c + k) as f32;
+                        *x += *y;
+                    }
+                },
+            );
+            for k in 0..r * c {
+                let y = 0.5 * u0[k] + k as f32;
+                assert_eq!((u[k], w[k]), (y, w0[k] + y), "entry {k} of {r} x {c}");
+            }
+            let (mut want, mut want_t) = (Panels::new(), Panels::new());
+            want.pack(&w, r, c);
+            want_t.pack_transposed(&w, r, c);
+            assert_eq!((packed.rows(), packed.cols()), (r, c));
+            assert_eq!((transposed.rows(), transposed.cols()), (c, r));
+            for p in 0..want.panels() {
+                assert_eq!(packed.panel(p), want.panel(p), "panel {p} of W, {r} x {c}");
+            }
+            for p in 0..want_t.panels() {
+                assert_eq!(
+                    transposed.panel(p),
+                    want_t.panel(p),
+                    "panel {p} of W^T, {r} x {c}"
+                );
             }
         }
     }

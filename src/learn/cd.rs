@@ -873,11 +873,14 @@ impl<'a> EpochRunner<'a> {
                 &mut self.rngs,
                 &mut self.grad,
             );
-            self.optimizer.step(
+            estimator.apply_step(
+                &self.optimizer,
                 &mut state.model,
-                &mut state.velocity_weights,
-                &mut state.velocity_visible,
-                &mut state.velocity_hidden,
+                (
+                    &mut state.velocity_weights,
+                    &mut state.velocity_visible,
+                    &mut state.velocity_hidden,
+                ),
                 &self.grad,
                 lr as f32,
             );

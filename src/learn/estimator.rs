@@ -20,6 +20,7 @@
 //! in one pass): the same values as the dense GEMM up to the f32 summation
 //! order, chosen by [`ContrastiveDivergence::with_kernels`] (by density by default).
 
+use super::optimizer::Momentum;
 use crate::linalg::{
     BinaryRows, KernelChoice, PanelTerm, Panels, View, binary_matmul, binary_matmul_panels, matmul,
 };
@@ -92,6 +93,23 @@ pub trait GradientEstimator {
     fn batch_objective(&self) -> Option<f64> {
         None
     }
+
+    /// One optimizer step of `model` along `grad` (this estimator's last gradient) at learning
+    /// rate `lr`, with the velocities `velocities` (W, b, c): by default
+    /// [`Momentum::step`]. An estimator that keeps packed copies of the weights may refresh them
+    /// in the same pass; it may assume that its next [`GradientEstimator::gradient`] call gets
+    /// `model` as this call left it (the epoch loop's order).
+    fn apply_step(
+        &mut self,
+        optimizer: &Momentum,
+        model: &mut RbmF32,
+        velocities: (&mut [f32], &mut [f32], &mut [f32]),
+        grad: &Gradient,
+        lr: f32,
+    ) {
+        let (u_w, u_b, u_c) = velocities;
+        optimizer.step(model, u_w, u_b, u_c, grad, lr);
+    }
 }
 
 /// CD-k (negative samples from k sweeps started at the batch) or PCD-k (from persistent
@@ -119,6 +137,9 @@ pub struct ContrastiveDivergence {
     ones_t: BinaryRows,
     /// [P(h | V) / rows; -P(h | X) / neg] in panels, for the weight statistics.
     statistics: Panels,
+    /// Whether the last [`GradientEstimator::apply_step`] left W and W^T packed for the
+    /// updated model (else the next gradient packs them when needed).
+    packed_by_step: bool,
 }
 
 impl ContrastiveDivergence {
@@ -181,6 +202,7 @@ impl ContrastiveDivergence {
             ones_v: BinaryRows::new(),
             ones_t: BinaryRows::new(),
             statistics: Panels::new(),
+            packed_by_step: false,
         }
     }
 
@@ -237,7 +259,9 @@ impl GradientEstimator for ContrastiveDivergence {
         let v = batch;
         let ph = &mut self.ph[..rows * nh];
         let kernels = &mut self.kernels;
-        kernels.parameters_changed();
+        if !std::mem::take(&mut self.packed_by_step) {
+            kernels.parameters_changed();
+        }
         // Positive phase: P(h | v) of the data; when v went to the binary kernel, its lists are
         // kept for the weight statistics.
         let positive_binary = kernels.hidden_probs(model, v, ph, 1.0, &model.hidden_bias);
@@ -367,6 +391,29 @@ impl GradientEstimator for ContrastiveDivergence {
         self.n_chains.max(batch_rows)
     }
 
+    /// [`Momentum::step`], with W and W^T repacked in the same pass over W when the last
+    /// gradient used both packed forms (the same parameters either way).
+    fn apply_step(
+        &mut self,
+        optimizer: &Momentum,
+        model: &mut RbmF32,
+        (u_w, u_b, u_c): (&mut [f32], &mut [f32], &mut [f32]),
+        grad: &Gradient,
+        lr: f32,
+    ) {
+        if !self.kernels.packs_both() {
+            optimizer.step(model, u_w, u_b, u_c, grad, lr);
+            return;
+        }
+        let nh = model.n_hidden;
+        self.kernels.update_weights(model, u_w, |r0, w, u| {
+            let g = &grad.weights[r0 * nh..r0 * nh + w.len()];
+            optimizer.weights_block(w, u, g, lr);
+        });
+        optimizer.step_biases(model, u_b, u_c, grad, lr);
+        self.packed_by_step = true;
+    }
+
     fn chains(&self) -> &[f32] {
         &self.chains
     }
@@ -404,6 +451,67 @@ mod tests {
     use crate::io::datasets::read_dataset;
     use crate::learn::cd::{CdParams, TrainState, train_with_estimator};
     use crate::progress::Silent;
+
+    /// ContrastiveDivergence's apply_step (the optimizer step fused with the repacking of W and
+    /// W^T) gives the parameters of Momentum::step bit for bit, and the next gradient, computed
+    /// on the panels it left, equals the gradient of an estimator that packs afresh.
+    #[test]
+    fn fused_step_gives_the_optimizer_step_and_fresh_panels() {
+        let (nv, nh, rows) = (300, 160, 20);
+        let mut model = RbmF32 {
+            n_visible: nv,
+            n_hidden: nh,
+            weights: (0..nv * nh)
+                .map(|k| ((k * 7919) % 1000) as f32 * 1e-4 - 0.05)
+                .collect(),
+            visible_bias: vec![-0.5; nv],
+            hidden_bias: vec![0.1; nh],
+        };
+        let batch: Vec<f32> = (0..rows * nv)
+            .map(|k| ((k * 31) % 7 == 0) as u8 as f32)
+            .collect();
+        let chains: Vec<f32> = (0..rows * nv)
+            .map(|k| ((k * 17) % 9 == 0) as u8 as f32)
+            .collect();
+        let optimizer = Momentum {
+            momentum: 0.5,
+            weight_decay: 1e-4,
+        };
+        let rngs = || -> Vec<EbmRng> {
+            (0..rows as u64)
+                .map(|r| crate::rng::stream_for(3, crate::rng::Purpose::Training, r))
+                .collect()
+        };
+        let mut fused = ContrastiveDivergence::new(&model, rows, 1, chains.clone())
+            .with_kernels(KernelChoice::Binary);
+        let mut grad = Gradient::zeros(nv, nh);
+        fused.gradient(&model, &batch, &mut rngs(), &mut grad);
+        assert!(
+            fused.kernels.packs_both(),
+            "the binary products packed W and W^T"
+        );
+        let mut reference = model.clone();
+        let (mut uw, mut ub, mut uc) = (vec![0.01; nv * nh], vec![0.0; nv], vec![0.0; nh]);
+        let (mut rw, mut rb, mut rc) = (uw.clone(), ub.clone(), uc.clone());
+        fused.apply_step(
+            &optimizer,
+            &mut model,
+            (&mut uw, &mut ub, &mut uc),
+            &grad,
+            0.05,
+        );
+        optimizer.step(&mut reference, &mut rw, &mut rb, &mut rc, &grad, 0.05);
+        assert!(model == reference && uw == rw && ub == rb && uc == rc);
+        // The next update: the fused estimator uses the panels of the step, a fresh one (same
+        // chains) packs them from the model.
+        let mut fresh = ContrastiveDivergence::new(&model, rows, 1, fused.chains().to_vec())
+            .with_kernels(KernelChoice::Binary);
+        let (mut g1, mut g2) = (Gradient::zeros(nv, nh), Gradient::zeros(nv, nh));
+        fused.gradient(&model, &batch, &mut rngs(), &mut g1);
+        fresh.gradient(&model, &batch, &mut rngs(), &mut g2);
+        assert_eq!(g1, g2);
+        assert!(g1.weights.iter().any(|&g| g != 0.0));
+    }
 
     /// One epoch of CD-1 and of PCD-1 on the digits data, with every binary product by the
     /// binary-aware kernel (`binary_matmul_panels`, the fused weight statistics) and by GEMM:

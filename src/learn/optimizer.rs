@@ -55,15 +55,10 @@ impl Momentum {
         grad: &Gradient,
         lr: f32,
     ) {
-        let m = self.momentum;
-        let wd = self.weight_decay;
         // Element by element (the same values for any number of threads); blocks of W in
         // parallel when W is large.
         let weights = |((w, u), g): ((&mut [f32], &mut [f32]), &[f32])| {
-            for ((w, u), &g) in w.iter_mut().zip(u).zip(g) {
-                *u = m * *u + lr * (g - wd * *w);
-                *w += *u;
-            }
+            self.weights_block(w, u, g, lr);
         };
         const BLOCK: usize = 1 << 14;
         if model.weights.len() < 4 * BLOCK {
@@ -77,6 +72,29 @@ impl Momentum {
                 .zip(grad.weights.par_chunks(BLOCK))
                 .for_each(weights);
         }
+        self.step_biases(model, velocity_visible, velocity_hidden, grad, lr);
+    }
+
+    /// The update of [`Momentum::step`] for the entries `w` of W, their velocities `u` and
+    /// gradient `g` (any block of W, the same values whatever the blocks).
+    pub fn weights_block(&self, w: &mut [f32], u: &mut [f32], g: &[f32], lr: f32) {
+        let (m, wd) = (self.momentum, self.weight_decay);
+        for ((w, u), &g) in w.iter_mut().zip(u).zip(g) {
+            *u = m * *u + lr * (g - wd * *w);
+            *w += *u;
+        }
+    }
+
+    /// The update of [`Momentum::step`] for the biases b and c.
+    pub fn step_biases(
+        &self,
+        model: &mut RbmF32,
+        velocity_visible: &mut [f32],
+        velocity_hidden: &mut [f32],
+        grad: &Gradient,
+        lr: f32,
+    ) {
+        let m = self.momentum;
         for ((b, u), &g) in model
             .visible_bias
             .iter_mut()

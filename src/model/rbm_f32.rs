@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::linalg::{
-    BinaryRows, KernelChoice, PanelTerm, Panels, View, binary_matmul_panels, matmul,
+    BinaryRows, KernelChoice, PanelTerm, Panels, View, binary_matmul_panels, matmul, update_packed,
 };
 use crate::model::Rbm;
 
@@ -271,6 +271,31 @@ impl BinaryConditionals {
             hidden_probs(model, v, out, beta, offset);
             false
         }
+    }
+
+    /// Whether both packed forms (W and W^T) are fresh: after a gradient, whether its products
+    /// used both (then [`BinaryConditionals::update_weights`] is worth its packing).
+    pub fn packs_both(&self) -> bool {
+        self.weights_fresh && self.transposed_fresh
+    }
+
+    /// Updates the weights of `model` by `update` band by band ([`update_packed`], with
+    /// `velocity` as the companion matrix) and packs W and W^T in the same pass: both fresh
+    /// afterwards, for a following product with the same model.
+    pub fn update_weights<F>(&mut self, model: &mut RbmF32, velocity: &mut [f32], update: F)
+    where
+        F: Fn(usize, &mut [f32], &mut [f32]) + Sync,
+    {
+        let (nv, nh) = (model.n_visible, model.n_hidden);
+        update_packed(
+            (&mut model.weights, velocity),
+            (nv, nh),
+            &mut self.weights,
+            &mut self.transposed,
+            update,
+        );
+        self.weights_fresh = true;
+        self.transposed_fresh = true;
     }
 
     /// Packs W in panels unless they are fresh.

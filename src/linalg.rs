@@ -1105,6 +1105,9 @@ unsafe fn panel_task_avx2(
 /// One 16-wide row of a panel.
 type Line = [f32; PANEL_WIDTH];
 
+/// The line of +0.0 that [`panel_rows`] adds to a sum whose list has ended.
+static ZERO_LINE: Line = [0.0; PANEL_WIDTH];
+
 /// acc += src, lane by lane (one vector add once vectorised).
 #[inline(always)]
 fn add_line(acc: &mut Line, src: &Line) {
@@ -1114,9 +1117,9 @@ fn add_line(acc: &mut Line, src: &Line) {
 }
 
 /// The work of [`panel_task`]: for each term, the rows of S in its order by count of ones, in
-/// groups of 8 whose sums advance together (the first min-length entries of the eight lists
-/// interleaved: eight independent add chains), then each list's remainder, then the
-/// combination into the output ([`combine`]); the last rows (fewer than 8) one by one. Each
+/// groups of 8 whose sums advance together (entry j of the eight lists in turn: eight
+/// independent add chains; a list that has ended adds a line of +0.0, which changes no bit), then
+/// the combination into the output ([`combine`]); the last rows (fewer than 8) one by one. Each
 /// row's sum runs over its own list in order either way.
 ///
 /// # Safety
@@ -1192,6 +1195,7 @@ unsafe fn panel_rows(
                 end[g] = ends[r];
             }
             let common = (0..8).map(|g| end[g] - begin[g]).min().unwrap_or(0);
+            let longest = (0..8).map(|g| end[g] - begin[g]).max().unwrap_or(0);
             let heads: [&[u32]; 8] = [
                 &indices[begin[0]..begin[0] + common],
                 &indices[begin[1]..begin[1] + common],
@@ -1217,10 +1221,27 @@ unsafe fn panel_rows(
                 add_line(&mut a6, line(heads[6][j]));
                 add_line(&mut a7, line(heads[7][j]));
             }
-            for (g, acc) in [a0, a1, a2, a3, a4, a5, a6, a7].iter_mut().enumerate() {
-                for &l in &indices[begin[g] + common..end[g]] {
-                    add_line(acc, line(l));
+            // The tails, still eight chains at once: a list that has ended adds a line of
+            // +0.0, which leaves its sum's bits unchanged (a sum started at +0.0 is never
+            // -0.0, and x + 0.0 = x for every other x, NaN included).
+            let tail = |g: usize, j: usize| -> &Line {
+                if begin[g] + j < end[g] {
+                    line(indices[begin[g] + j])
+                } else {
+                    &ZERO_LINE
                 }
+            };
+            for j in common..longest {
+                add_line(&mut a0, tail(0, j));
+                add_line(&mut a1, tail(1, j));
+                add_line(&mut a2, tail(2, j));
+                add_line(&mut a3, tail(3, j));
+                add_line(&mut a4, tail(4, j));
+                add_line(&mut a5, tail(5, j));
+                add_line(&mut a6, tail(6, j));
+                add_line(&mut a7, tail(7, j));
+            }
+            for (g, acc) in [a0, a1, a2, a3, a4, a5, a6, a7].iter().enumerate() {
                 store(group[g], acc);
             }
         }

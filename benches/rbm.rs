@@ -58,18 +58,23 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .unwrap_or_default();
     let wanted = |name: &str| section.is_empty() || section == name;
-    if wanted("passes") {
-        passes();
-    }
-    if wanted("kernels") {
-        kernels();
-    }
-    if wanted("epochs") {
-        epochs();
-    }
-    if wanted("phases") {
-        phases();
-    }
+    // On a worker of the pool, as `ebm` runs its commands: parallel loops then split work on
+    // this thread's queue instead of waking a worker and blocking the main thread each time
+    // (which inflated the one-thread figures of earlier rounds).
+    rayon::scope(|_| {
+        if wanted("passes") {
+            passes();
+        }
+        if wanted("kernels") {
+            kernels();
+        }
+        if wanted("epochs") {
+            epochs();
+        }
+        if wanted("phases") {
+            phases();
+        }
+    });
 }
 
 /// A 0/1 matrix with about `density` ones, from a fixed linear congruential sequence.

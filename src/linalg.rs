@@ -132,11 +132,15 @@ pub fn matmul(out: &mut [f32], a: View<'_>, b: View<'_>, alpha: f32, beta: f32) 
 /// A dense product costs m k n multiply-adds in `gemm`'s register-blocked kernel; the binary one
 /// costs (ones) x n additions of rows of B from L1-resident panels, plus one pass over the m k
 /// entries to list the ones (and, once per parameter update, packing W or W^T in panels).
-/// Measured on the development machine (`RAYON_NUM_THREADS=1 cargo bench --bench rbm --
-/// kernels`: 100 x 784 times 784 x 500, one thread, under load), against GEMM's 800-850 us:
-/// binary V W 349 us at density 0.13 (MNIST), 575 at 0.35, 694 at 0.5; H W^T 280, 479, 677 plus
-/// 180-225 us to pack W^T once per update. 0.35 keeps the binary kernel where it clearly wins.
-pub const BINARY_MAX_DENSITY: f64 = 0.35;
+/// Measured on the development machine (`RAYON_NUM_THREADS=N cargo bench --bench rbm --
+/// kernels`: 100 x 784 times 784 x 500, idle, 2026-12-01, one / two threads), against GEMM's
+/// 785-841 / 413-457 us: binary V W (listing included) 223 / 100 us at density 0.13 (MNIST),
+/// 436 / 263 at 0.35, 579 / 340 at 0.5, 741 / 433 at 0.7; H W^T (W^T packed) 176 / 85,
+/// 376 / 198, 479 / 305, 637 / 411. Training repacks W and W^T inside the optimizer step
+/// ([`update_packed`]), so the packing is not charged to the products. Up to 0.5 the binary
+/// kernel wins clearly on one and two threads (whole PCD-1 epochs of MNIST-5k x 500, whose
+/// sampled hidden layer has density 0.46 in the first epoch: 2-4 % faster than with 0.35).
+pub const BINARY_MAX_DENSITY: f64 = 0.5;
 
 /// [`KernelChoice::Auto`] uses [`binary_matmul`] only for products at least this many columns
 /// wide: for narrow ones (16 or 25 hidden units) the dense kernel was faster in whole training

@@ -688,38 +688,33 @@ impl Panels {
     /// Packs the row-major `rows x cols` matrix `b` (an exact copy).
     pub fn pack(&mut self, b: &[f32], rows: usize, cols: usize) {
         assert_eq!(b.len(), rows * cols, "Panels: matrix has the wrong size");
-        self.resize(rows, cols);
-        if rows == 0 {
+        if cols == 0 {
+            self.resize(rows, cols);
             return;
         }
-        let kernel = |(p, panel): (usize, &mut [f32])| {
-            let c0 = p * PANEL_WIDTH;
-            let w = PANEL_WIDTH.min(cols - c0);
-            let rows = panel
-                .chunks_exact_mut(PANEL_WIDTH)
-                .zip(b.chunks_exact(cols));
-            if w == PANEL_WIDTH {
-                for (dst, src) in rows {
-                    let src: &[f32; PANEL_WIDTH] =
-                        src[c0..c0 + PANEL_WIDTH].try_into().expect("16 entries");
-                    dst.copy_from_slice(src);
-                }
-            } else {
-                for (dst, src) in rows {
-                    dst[..w].copy_from_slice(&src[c0..c0 + w]);
-                    dst[w..].fill(0.0);
-                }
-            }
-        };
-        let chunk = rows * PANEL_WIDTH;
+        // A scale of 1 changes no entry.
+        self.pack_stacked(&[(b, 1.0)], cols);
+    }
+
+    /// Runs `kernel((p, panel p))` for every panel (after [`Panels::resize`]), in parallel when
+    /// the packed matrix has at least 2^16 entries.
+    fn fill_panels<F>(&mut self, kernel: F)
+    where
+        F: Fn((usize, &mut [f32])) + Sync + Send,
+    {
+        let chunk = self.rows * PANEL_WIDTH;
+        let parallel = self.rows * self.cols >= 1 << 16;
         let panels = self.panels_mut();
-        if rows * cols < 1 << 16 {
-            panels.chunks_exact_mut(chunk).enumerate().for_each(kernel);
-        } else {
+        if chunk == 0 {
+            return;
+        }
+        if parallel {
             panels
                 .par_chunks_exact_mut(chunk)
                 .enumerate()
                 .for_each(kernel);
+        } else {
+            panels.chunks_exact_mut(chunk).enumerate().for_each(kernel);
         }
     }
 
@@ -760,16 +755,7 @@ impl Panels {
                 }
             }
         };
-        let chunk = rows * PANEL_WIDTH;
-        let panels = self.panels_mut();
-        if rows * cols < 1 << 16 {
-            panels.chunks_exact_mut(chunk).enumerate().for_each(kernel);
-        } else {
-            panels
-                .par_chunks_exact_mut(chunk)
-                .enumerate()
-                .for_each(kernel);
-        }
+        self.fill_panels(kernel);
     }
 
     /// Packs the TRANSPOSE of the row-major `rows x cols` matrix `a` (so the packed matrix is
@@ -785,16 +771,7 @@ impl Panels {
             let h = PANEL_WIDTH.min(rows - r0);
             pack_band_transposed(panel, &a[r0 * cols..(r0 + h) * cols], cols);
         };
-        let chunk = cols * PANEL_WIDTH;
-        let panels = self.panels_mut();
-        if rows * cols < 1 << 16 {
-            panels.chunks_exact_mut(chunk).enumerate().for_each(kernel);
-        } else {
-            panels
-                .par_chunks_exact_mut(chunk)
-                .enumerate()
-                .for_each(kernel);
-        }
+        self.fill_panels(kernel);
     }
 }
 

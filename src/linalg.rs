@@ -268,6 +268,11 @@ impl BinaryRows {
                 .map(|(r, ((row, slot), end))| list_row(r, row, slot, end))
                 .reduce(|| true, |a, b| a & b)
         };
+        if !binary {
+            // Unusable lists must not pass for the previous matrix's.
+            self.ones = 0;
+            self.by_count.clear();
+        }
         if binary {
             // Moves the lists down next to each other (row r's lands at or before its slot, so
             // going up the rows never overwrites one not yet moved): the kernels read them many
@@ -879,6 +884,8 @@ pub fn update_packed<F>(
     };
     let chunk = cols * PANEL_WIDTH;
     let transposed_panels = transposed.panels_mut();
+    // One panel of W^T per band of 16 rows of W (zip would drop the surplus silently).
+    debug_assert_eq!(transposed_panels.len() / chunk, rows.div_ceil(PANEL_WIDTH));
     if rows * cols < 1 << 16 {
         w.chunks_mut(band)
             .zip(companion.chunks_mut(band))
@@ -1542,7 +1549,8 @@ mod tests {
 
     #[test]
     fn panels_hold_the_matrix_and_its_transpose() {
-        for &(r, c) in &[(1, 1), (3, 16), (17, 33), (40, 7)] {
+        // (300, 500): the packings in parallel (at least 2^16 entries), a partial last panel.
+        for &(r, c) in &[(1, 1), (3, 16), (17, 33), (40, 7), (300, 500)] {
             let a: Vec<f32> = (0..r * c).map(|x| x as f32 + 0.5).collect();
             let mut p = Panels::new();
             p.pack(&a, r, c);
@@ -1571,7 +1579,7 @@ mod tests {
             // [0.25 A; -3 A[..2 rows]] stacked: each entry the f32 product.
             let top = 2.min(r);
             let mut st = Panels::new();
-            st.pack_stacked(&[(&a, 0.25), (&a[..top * c], -3.0)], c);
+            st.pack_stacked(&[(&a, 0.25), (&[], 7.0), (&a[..top * c], -3.0)], c);
             assert_eq!((st.rows(), st.cols()), (r + top, c));
             for i in 0..r + top {
                 let (row, scale) = if i < r { (i, 0.25) } else { (i - r, -3.0) };

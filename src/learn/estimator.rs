@@ -97,8 +97,8 @@ pub trait GradientEstimator {
     /// One optimizer step of `model` along `grad` (this estimator's last gradient) at learning
     /// rate `lr`, with the velocities `velocities` (W, b, c): by default
     /// [`Momentum::step`]. An estimator that keeps packed copies of the weights may refresh them
-    /// in the same pass; it may assume that its next [`GradientEstimator::gradient`] call gets
-    /// `model` as this call left it (the epoch loop's order).
+    /// in the same pass, for its next [`GradientEstimator::gradient`] call when that gets
+    /// `model` as this call left it (the epoch loop's order); it must check that it does.
     fn apply_step(
         &mut self,
         optimizer: &Momentum,
@@ -137,9 +137,9 @@ pub struct ContrastiveDivergence {
     ones_t: BinaryRows,
     /// [P(h | V) / rows; -P(h | X) / neg] in panels, for the weight statistics.
     statistics: Panels,
-    /// Whether the last [`GradientEstimator::apply_step`] left W and W^T packed for the
-    /// updated model (else the next gradient packs them when needed).
-    packed_by_step: bool,
+    /// When the last [`GradientEstimator::apply_step`] left W and W^T packed: the fingerprint
+    /// of the weights it left (the next gradient repacks unless its model matches).
+    packed_for: Option<WeightsFingerprint>,
 }
 
 impl ContrastiveDivergence {
@@ -202,7 +202,7 @@ impl ContrastiveDivergence {
             ones_v: BinaryRows::new(),
             ones_t: BinaryRows::new(),
             statistics: Panels::new(),
-            packed_by_step: false,
+            packed_for: None,
         }
     }
 
@@ -212,6 +212,37 @@ impl ContrastiveDivergence {
     pub fn with_kernels(mut self, choice: KernelChoice) -> Self {
         self.kernels = BinaryConditionals::new(choice);
         self
+    }
+}
+
+/// What identifies the weights an estimator packed: their address and length and 64 entries
+/// spread over them (bit patterns). A model swapped for another, or changed by another
+/// optimizer step, almost surely differs in the sampled entries; a change of only entries that
+/// are not sampled would go unnoticed, so code that edits a model's weights in place between
+/// [`GradientEstimator::apply_step`] and [`GradientEstimator::gradient`] must build a new
+/// estimator (the epoch loop never does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WeightsFingerprint {
+    address: usize,
+    len: usize,
+    samples: [u32; 64],
+}
+
+impl WeightsFingerprint {
+    fn of(model: &RbmF32) -> Self {
+        let w = &model.weights;
+        let mut samples = [0u32; 64];
+        if !w.is_empty() {
+            for (k, s) in samples.iter_mut().enumerate() {
+                // Entries k (len - 1) / 63: the first, the last and 62 between.
+                *s = w[k * (w.len() - 1) / 63].to_bits();
+            }
+        }
+        WeightsFingerprint {
+            address: w.as_ptr() as usize,
+            len: w.len(),
+            samples,
+        }
     }
 }
 
@@ -259,14 +290,14 @@ impl GradientEstimator for ContrastiveDivergence {
         let v = batch;
         let ph = &mut self.ph[..rows * nh];
         let kernels = &mut self.kernels;
-        if !std::mem::take(&mut self.packed_by_step) {
+        if self.packed_for.take() != Some(WeightsFingerprint::of(model)) {
             kernels.parameters_changed();
         }
         // Positive phase: P(h | v) of the data; when v went to the binary kernel, its lists are
         // kept for the weight statistics.
         let positive_binary = kernels.hidden_probs(model, v, ph, 1.0, &model.hidden_bias);
         if positive_binary {
-            self.ones_v.clone_from(kernels.ones());
+            kernels.swap_ones(&mut self.ones_v);
         }
         // Negative phase.
         let neg = if !self.gradient_chains.is_empty() {
@@ -411,7 +442,7 @@ impl GradientEstimator for ContrastiveDivergence {
             optimizer.weights_block(w, u, g, lr);
         });
         optimizer.step_biases(model, u_b, u_c, grad, lr);
-        self.packed_by_step = true;
+        self.packed_for = Some(WeightsFingerprint::of(model));
     }
 
     fn chains(&self) -> &[f32] {
@@ -511,6 +542,129 @@ mod tests {
         fresh.gradient(&model, &batch, &mut rngs(), &mut g2);
         assert_eq!(g1, g2);
         assert!(g1.weights.iter().any(|&g| g != 0.0));
+    }
+
+    fn patterned_model(nv: usize, nh: usize) -> RbmF32 {
+        RbmF32 {
+            n_visible: nv,
+            n_hidden: nh,
+            weights: (0..nv * nh)
+                .map(|k| ((k * 7919) % 1000) as f32 * 2e-4 - 0.1)
+                .collect(),
+            visible_bias: vec![-0.5; nv],
+            hidden_bias: vec![0.0; nh],
+        }
+    }
+
+    /// About one entry in `period` set to 1, in a pattern fixed by `salt`.
+    fn patterned_bits(n: usize, salt: usize, period: usize) -> Vec<f32> {
+        (0..n)
+            .map(|k| ((k.wrapping_mul(2_654_435_761) + salt) >> 7).is_multiple_of(period))
+            .map(|b| b as u8 as f32)
+            .collect()
+    }
+
+    /// Six updates with the fused step (apply_step) and with Momentum::step on a twin that
+    /// packs afresh every time: the same gradients and parameters bit for bit, for CD-1, CD-2
+    /// and PCD-1 with every kernel choice, on 784 x 500 (update_packed in parallel), shapes with
+    /// partial panels, and batches of several sizes (1 to 100 rows).
+    #[test]
+    fn fused_steps_match_the_optimizer_over_many_updates() {
+        let optimizer = Momentum {
+            momentum: 0.5,
+            weight_decay: 1e-4,
+        };
+        let max = 100;
+        let mut fused_somewhere = false;
+        for (nv, nh) in [(784, 500), (300, 170), (20, 7)] {
+            for (persistent, k, choice) in [
+                (false, 1, KernelChoice::Auto),
+                (false, 2, KernelChoice::Binary),
+                (true, 1, KernelChoice::Auto),
+                (true, 1, KernelChoice::Binary),
+                (true, 1, KernelChoice::Dense),
+            ] {
+                let chains = if persistent {
+                    patterned_bits(30 * nv, 5, 3)
+                } else {
+                    Vec::new()
+                };
+                let new = || {
+                    ContrastiveDivergence::new(&patterned_model(nv, nh), max, k, chains.clone())
+                        .with_kernels(choice)
+                };
+                let (mut fused, mut plain) = (new(), new());
+                let (mut m_fused, mut m_plain) = (patterned_model(nv, nh), patterned_model(nv, nh));
+                let zeros = || (vec![0.0; nv * nh], vec![0.0; nv], vec![0.0; nh]);
+                let (mut u_fused, mut u_plain) = (zeros(), zeros());
+                for (step, rows) in [100, 100, 37, 100, 1, 64].into_iter().enumerate() {
+                    let batch = patterned_bits(rows * nv, step, 7);
+                    let rngs = || -> Vec<EbmRng> {
+                        (0..max as u64)
+                            .map(|r| {
+                                crate::rng::stream_for(
+                                    step as u64,
+                                    crate::rng::Purpose::Training,
+                                    r,
+                                )
+                            })
+                            .collect()
+                    };
+                    let (mut g_fused, mut g_plain) =
+                        (Gradient::zeros(nv, nh), Gradient::zeros(nv, nh));
+                    fused.gradient(&m_fused, &batch, &mut rngs(), &mut g_fused);
+                    plain.gradient(&m_plain, &batch, &mut rngs(), &mut g_plain);
+                    let case = format!("{nv} x {nh}, PCD {persistent}, k {k}, {choice:?}");
+                    assert!(g_fused == g_plain, "{case}: gradient of update {step}");
+                    fused_somewhere |= fused.kernels.packs_both();
+                    let (uw, ub, uc) = &mut u_fused;
+                    fused.apply_step(&optimizer, &mut m_fused, (uw, ub, uc), &g_fused, 0.05);
+                    let (uw, ub, uc) = &mut u_plain;
+                    optimizer.step(&mut m_plain, uw, ub, uc, &g_plain, 0.05);
+                    assert!(m_fused == m_plain, "{case}: model after update {step}");
+                    assert!(u_fused == u_plain, "{case}: velocities after update {step}");
+                }
+            }
+        }
+        assert!(fused_somewhere, "the fused path ran");
+    }
+
+    /// A model swapped for another of the same shape between apply_step and gradient is noticed
+    /// (fingerprint): the gradient is the one of an estimator that packs the new model afresh.
+    #[test]
+    fn a_model_changed_after_the_fused_step_is_packed_again() {
+        let (nv, nh, rows) = (300, 160, 20);
+        let optimizer = Momentum {
+            momentum: 0.5,
+            weight_decay: 1e-4,
+        };
+        let mut model = patterned_model(nv, nh);
+        let mut cd = ContrastiveDivergence::new(&model, rows, 1, Vec::new())
+            .with_kernels(KernelChoice::Binary);
+        let batch = patterned_bits(rows * nv, 1, 7);
+        let rngs = || -> Vec<EbmRng> {
+            (0..rows as u64)
+                .map(|r| crate::rng::stream_for(1, crate::rng::Purpose::Training, r))
+                .collect()
+        };
+        let mut g = Gradient::zeros(nv, nh);
+        cd.gradient(&model, &batch, &mut rngs(), &mut g);
+        let (mut uw, mut ub, mut uc) = (vec![0.0; nv * nh], vec![0.0; nv], vec![0.0; nh]);
+        cd.apply_step(
+            &optimizer,
+            &mut model,
+            (&mut uw, &mut ub, &mut uc),
+            &g,
+            0.05,
+        );
+        assert!(cd.packed_for.is_some(), "the step packed");
+        let other = patterned_model(nv, nh);
+        let mut fresh = ContrastiveDivergence::new(&other, rows, 1, Vec::new())
+            .with_kernels(KernelChoice::Binary);
+        let (mut g1, mut g2) = (Gradient::zeros(nv, nh), Gradient::zeros(nv, nh));
+        cd.gradient(&other, &batch, &mut rngs(), &mut g1);
+        fresh.gradient(&other, &batch, &mut rngs(), &mut g2);
+        assert_eq!(g1, g2);
     }
 
     /// One epoch of CD-1 and of PCD-1 on the digits data, with every binary product by the

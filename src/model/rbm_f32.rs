@@ -274,9 +274,18 @@ impl BinaryConditionals {
     }
 
     /// Whether both packed forms (W and W^T) are fresh: after a gradient, whether its products
-    /// used both (then [`BinaryConditionals::update_weights`] is worth its packing).
+    /// used both or the packing of the previous step was kept (then
+    /// [`BinaryConditionals::update_weights`] is worth its packing; when the layers turn dense
+    /// for good the forms stop being fresh after one update).
     pub fn packs_both(&self) -> bool {
         self.weights_fresh && self.transposed_fresh
+    }
+
+    /// Exchanges the lists of the last binary operand ([`BinaryConditionals::ones`]) with
+    /// `other`, without copying (the conditionals' own lists are scratch, refilled by the next
+    /// product).
+    pub fn swap_ones(&mut self, other: &mut BinaryRows) {
+        std::mem::swap(&mut self.ones, other);
     }
 
     /// Updates the weights of `model` by `update` band by band ([`update_packed`], with

@@ -1011,6 +1011,14 @@ fn gaussian_training_draws_filters_and_monitors_by_ais() {
         ais["log_z_high"].as_f64().unwrap(),
     );
     assert!(low <= log_z && log_z <= high, "{low} <= {log_z} <= {high}");
+    // Every AIS evaluation reports the effective sample size of its weights (between 1 and the
+    // runs) and the flag it implies (ESS below max(10, runs / 10)); exact ones report neither.
+    for (report, runs) in [(&big, 20.0), (&ais, 50.0)] {
+        let ess = report["ais_ess"].as_f64().unwrap();
+        assert!((1.0..=runs).contains(&ess), "ESS {ess} of {runs} runs");
+        assert_eq!(report["ais_unreliable"], ess < 10.0f64.max(runs / 10.0));
+    }
+    assert!(exact.get("ais_ess").is_none() && exact.get("ais_unreliable").is_none());
 }
 
 /// `--real` is the explicit form of how Gaussian models read their data: accepted by

@@ -192,6 +192,12 @@ struct TrainReport {
     log_z_low: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_z_high: Option<f64>,
+    /// Effective sample size of the last AIS evaluation's weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ais_ess: Option<f64>,
+    /// The last AIS evaluation is flagged unreliable (ESS below max(10, runs / 10)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ais_unreliable: Option<bool>,
     sigma_min: f64,
     sigma_max: f64,
     /// Some learned sigma ended at a bound of [MIN_LEARNED_SIGMA, MAX_LEARNED_SIGMA].
@@ -474,7 +480,8 @@ fn fresh_settings(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<Ga
 
 /// The likelihood evaluation of `model` (exact up to [`MAX_EXACT_HIDDEN`] hidden units, AIS
 /// from the beta = 0 base beyond, or as asked): (train LL, test LL, ln Z, method, ln Z low,
-/// ln Z high), the likelihoods in the data's units.
+/// ln Z high, AIS effective sample size and unreliable flag), the likelihoods in the data's
+/// units.
 type Evaluation = (
     f64,
     Option<f64>,
@@ -482,6 +489,7 @@ type Evaluation = (
     &'static str,
     Option<f64>,
     Option<f64>,
+    Option<(f64, bool)>,
 );
 
 fn evaluate_model(
@@ -491,7 +499,7 @@ fn evaluate_model(
     log_jacobian: f64,
     ais: Option<&ebm::infer::ais::AisParams>,
 ) -> anyhow::Result<Evaluation> {
-    let (log_z, method, low, high) = match ais {
+    let (log_z, method, low, high, ess) = match ais {
         Some(params) => {
             let est = ebm::infer::gaussian_ais::gaussian_ais_log_partition(model, params)?;
             (
@@ -499,9 +507,10 @@ fn evaluate_model(
                 "ais",
                 Some(est.log_z_low).filter(|x| x.is_finite()),
                 Some(est.log_z_high),
+                Some((est.ess, est.is_unreliable())),
             )
         }
-        None => (model.log_partition()?, "exact", None, None),
+        None => (model.log_partition()?, "exact", None, None, None),
     };
     let mut hidden = vec![0.0; model.n_hidden()];
     let mut ll = |data: &RealDataset| {
@@ -515,7 +524,7 @@ fn evaluate_model(
     };
     let train_ll = ll(train);
     let test_ll = test.map(&mut ll);
-    Ok((train_ll, test_ll, log_z, method, low, high))
+    Ok((train_ll, test_ll, log_z, method, low, high, ess))
 }
 
 /// `ebm train-rbm --visible gaussian`: a fresh run, or one continued with --resume; the model
@@ -836,6 +845,11 @@ pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         log_z_method: eval.map(|e| e.3),
         log_z_low: eval.and_then(|e| e.4),
         log_z_high: eval.and_then(|e| e.5),
+        ais_ess: eval
+            .and_then(|e| e.6)
+            .map(|(ess, _)| ess)
+            .filter(|x| x.is_finite()),
+        ais_unreliable: eval.and_then(|e| e.6).map(|(_, flag)| flag),
         sigma_min: sigma.iter().copied().fold(f64::INFINITY, f64::min),
         sigma_max: sigma.iter().copied().fold(0.0, f64::max),
         sigma_at_bound: at_bound,
@@ -844,6 +858,17 @@ pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         seed: global.seed,
     };
     outputs.commit()?;
+    if report.ais_unreliable == Some(true) {
+        // On stderr in every mode: the reported likelihoods rest on this ln Z.
+        eprintln!(
+            "warning: the AIS effective sample size of the last evaluation is {:.1} of {} runs, \
+             below {:.0}: ln Z is probably too low, so the reported log-likelihoods too high; \
+             raise --ais-betas (the number of annealing steps)",
+            report.ais_ess.unwrap_or(f64::NAN),
+            args.ais_runs,
+            ebm::infer::ais::ess_threshold(args.ais_runs)
+        );
+    }
     if at_bound {
         // Visible in every mode: the figures of such a run are not to be trusted.
         eprintln!(

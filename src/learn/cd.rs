@@ -792,6 +792,9 @@ fn check_resume(s: &TrainState, train: &Dataset, params: &CdParams) -> Result<()
     Ok(())
 }
 
+/// Batches of at least this many entries are converted to f32 rows in parallel.
+const BATCH_PARALLEL_MIN_ENTRIES: usize = 1 << 15;
+
 /// The shuffling and batching of an epoch, with buffers reused by every batch (no allocation
 /// inside the epoch loop).
 struct EpochRunner<'a> {
@@ -858,10 +861,20 @@ impl<'a> EpochRunner<'a> {
         for bi in 0..n_batches {
             let idx = &self.order[bi * bs..((bi + 1) * bs).min(self.order.len())];
             let rows = idx.len();
-            for (dst, &r) in self.batch.chunks_exact_mut(nv).zip(idx) {
-                for (d, &s) in dst.iter_mut().zip(self.train.row(r)) {
+            // Rows in parallel when the batch is large (a copy: the same for any threads).
+            let train = self.train;
+            let copy_row = |(dst, &r): (&mut [f32], &usize)| {
+                for (d, &s) in dst.iter_mut().zip(train.row(r)) {
                     *d = s as f32;
                 }
+            };
+            if rows * nv < BATCH_PARALLEL_MIN_ENTRIES {
+                self.batch.chunks_exact_mut(nv).zip(idx).for_each(copy_row);
+            } else {
+                use rayon::prelude::*;
+                (self.batch[..rows * nv].par_chunks_exact_mut(nv))
+                    .zip(idx.par_iter())
+                    .for_each(copy_row);
             }
             let batch_seed = derive(seed, &[TAG_BATCH, epoch, bi as u64]);
             for (r, g) in self.rngs.iter_mut().enumerate() {

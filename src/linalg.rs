@@ -336,12 +336,6 @@ impl BinaryRows {
         true
     }
 
-    /// Lists the ones of the transpose of the matrix that `src` lists (as
-    /// [`BinaryRows::fill_transposed`] of that matrix would, in O(ones) without reading it).
-    pub fn fill_transposed_from(&mut self, src: &BinaryRows) {
-        self.fill_transposed_stacked(&[src]);
-    }
-
     /// Lists the ones of the transpose of the matrices that `parts` list stacked one above the
     /// other ([A; B; ...]: the rows of A, then those of B numbered from A's row count on), in
     /// O(ones) without reading the matrices.
@@ -1392,7 +1386,7 @@ mod tests {
             let a = binary(m, k, 0.3, salt);
             assert!(rows.fill(&a, m, k));
             assert!(cols.fill_transposed(&a, m, k));
-            from_rows.fill_transposed_from(&rows);
+            from_rows.fill_transposed_stacked(&[&rows]);
             assert_eq!(
                 (rows.rows(), rows.cols(), cols.rows(), cols.cols()),
                 (m, k, k, m)

@@ -213,14 +213,53 @@ impl BinaryRows {
     /// matrix is large). Returns `false` (and leaves the lists unusable) when an entry is
     /// neither 0.0 nor 1.0: the matrix is not binary.
     pub fn fill(&mut self, data: &[f32], rows: usize, cols: usize) -> bool {
-        assert!(
-            cols <= u32::MAX as usize && rows <= u32::MAX as usize,
-            "BinaryRows: too many rows or columns"
-        );
         assert_eq!(
             data.len(),
             rows * cols,
             "BinaryRows: data has the wrong size"
+        );
+        self.fill_by(rows, cols, |slots, counts| {
+            if cols == 0 {
+                return true;
+            }
+            let list_row = |((row, slot), count): ((&[f32], &mut [u32]), &mut usize)| {
+                let (n, binary) = list_ones(row, slot);
+                *count = n;
+                binary
+            };
+            if rows * cols < FILL_PARALLEL_MIN_ENTRIES {
+                data.chunks_exact(cols)
+                    .zip(slots.chunks_exact_mut(cols))
+                    .zip(counts.iter_mut())
+                    .map(list_row)
+                    .fold(true, |a, b| a & b)
+            } else {
+                data.par_chunks_exact(cols)
+                    .zip(slots.par_chunks_exact_mut(cols))
+                    .zip(counts.par_iter_mut())
+                    .map(list_row)
+                    .reduce(|| true, |a, b| a & b)
+            }
+        })
+    }
+
+    /// Lists the ones of a `rows x cols` 0/1 matrix that `list_rows(slots, counts)` lists: it
+    /// gets `rows` slots of `cols` entries (`slots`, row r's at `r * cols`) and must write the
+    /// column indices of row r's ones, increasing, at the start of row r's slot and their number
+    /// in `counts[r]` (rows may be listed in parallel: the slots are disjoint), then return
+    /// whether the matrix is binary. Returns that flag; when it is `false` the lists are left
+    /// unusable. [`BinaryRows::fill`] is this with a scan of a matrix; a sampler that draws the
+    /// matrix row by row can list each row while it is in the cache.
+    ///
+    /// # Panics
+    /// If `rows` or `cols` exceeds `u32::MAX`, or a count exceeds `cols`.
+    pub fn fill_by<F>(&mut self, rows: usize, cols: usize, list_rows: F) -> bool
+    where
+        F: FnOnce(&mut [u32], &mut [usize]) -> bool,
+    {
+        assert!(
+            cols <= u32::MAX as usize && rows <= u32::MAX as usize,
+            "BinaryRows: too many rows or columns"
         );
         self.rows = rows;
         self.cols = cols;
@@ -231,64 +270,31 @@ impl BinaryRows {
         if self.indices.len() < rows * cols {
             self.indices.resize(rows * cols, 0);
         }
-        if cols == 0 {
-            self.ones = 0;
-            self.sort_by_count();
-            return true;
-        }
-        // Row r into its slot indices[r * cols..]; ends[r] = r * cols + its number of ones.
-        let list_row = |r: usize, row: &[f32], slot: &mut [u32], end: &mut usize| {
-            let mut n = 0;
-            let mut binary = true;
-            for (k, chunk) in row.chunks(32).enumerate() {
-                let (mut mask, ok) = ones_mask(chunk);
-                binary &= ok;
-                while mask != 0 {
-                    slot[n] = (k * 32) as u32 + mask.trailing_zeros();
-                    n += 1;
-                    mask &= mask - 1;
-                }
-            }
-            *end = r * cols + n;
-            binary
-        };
-        let indices = &mut self.indices[..rows * cols];
-        let binary = if rows * cols < FILL_PARALLEL_MIN_ENTRIES {
-            data.chunks_exact(cols)
-                .zip(indices.chunks_exact_mut(cols))
-                .zip(self.ends.iter_mut())
-                .enumerate()
-                .map(|(r, ((row, slot), end))| list_row(r, row, slot, end))
-                .fold(true, |a, b| a & b)
-        } else {
-            data.par_chunks_exact(cols)
-                .zip(indices.par_chunks_exact_mut(cols))
-                .zip(self.ends.par_iter_mut())
-                .enumerate()
-                .map(|(r, ((row, slot), end))| list_row(r, row, slot, end))
-                .reduce(|| true, |a, b| a & b)
-        };
+        let binary = list_rows(&mut self.indices[..rows * cols], &mut self.ends);
         if !binary {
             // Unusable lists must not pass for the previous matrix's.
             self.ones = 0;
             self.by_count.clear();
+            return false;
         }
-        if binary {
-            // Moves the lists down next to each other (row r's lands at or before its slot, so
-            // going up the rows never overwrites one not yet moved): the kernels read them many
-            // times, and compact lists take a fraction of the cache lines of the slots.
-            let mut next = 0;
-            for r in 0..rows {
-                let (begin, end) = (self.begins[r], self.ends[r]);
-                self.indices.copy_within(begin..end, next);
-                self.begins[r] = next;
-                next += end - begin;
-                self.ends[r] = next;
-            }
-            self.ones = next;
-            self.sort_by_count();
+        // Moves the lists down next to each other (row r's lands at or before its slot, so
+        // going up the rows never overwrites one not yet moved): the kernels read them many
+        // times, and compact lists take a fraction of the cache lines of the slots.
+        let mut next = 0;
+        for r in 0..rows {
+            let (begin, count) = (self.begins[r], self.ends[r]);
+            assert!(
+                count <= cols,
+                "BinaryRows: a row lists more ones than columns"
+            );
+            self.indices.copy_within(begin..begin + count, next);
+            self.begins[r] = next;
+            next += count;
+            self.ends[r] = next;
         }
-        binary
+        self.ones = next;
+        self.sort_by_count();
+        true
     }
 
     /// Lists the ones of the TRANSPOSE of the row-major `rows x cols` matrix `data`: row l of
@@ -458,6 +464,29 @@ impl BinaryRows {
     }
 }
 
+/// Writes the positions of the entries 1.0 of `row`, increasing, at the start of `slot` (at
+/// least as long as `row`); returns their number and whether every entry is 0.0 or 1.0. One
+/// row of [`BinaryRows::fill_by`].
+#[inline]
+pub fn list_ones(row: &[f32], slot: &mut [u32]) -> (usize, bool) {
+    assert!(
+        slot.len() >= row.len(),
+        "list_ones: slot shorter than the row"
+    );
+    let mut n = 0;
+    let mut binary = true;
+    for (k, chunk) in row.chunks(32).enumerate() {
+        let (mut mask, ok) = ones_mask(chunk);
+        binary &= ok;
+        while mask != 0 {
+            slot[n] = (k * 32) as u32 + mask.trailing_zeros();
+            n += 1;
+            mask &= mask - 1;
+        }
+    }
+    (n, binary)
+}
+
 /// Bit k of the mask is set when `chunk[k] == 1.0` (at most 32 entries); the flag is whether
 /// every entry is 0.0 or 1.0.
 #[inline(always)]
@@ -512,9 +541,10 @@ pub fn binary_matmul(out: &mut [f32], s: &BinaryRows, b: &[f32], n: usize, alpha
     }
 }
 
-/// The widest vector instructions usable for [`binary_matmul`] on this CPU.
+/// The widest vector instructions usable for [`binary_matmul`] (and the crate's other
+/// run-time dispatched loops) on this CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SimdLevel {
+pub(crate) enum SimdLevel {
     #[cfg(target_arch = "x86_64")]
     Avx512,
     #[cfg(target_arch = "x86_64")]
@@ -524,7 +554,7 @@ enum SimdLevel {
 
 impl SimdLevel {
     /// Detected at the first call, then remembered.
-    fn get() -> Self {
+    pub(crate) fn get() -> Self {
         static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
         *LEVEL.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]

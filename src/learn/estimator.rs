@@ -24,7 +24,7 @@ use super::optimizer::Momentum;
 use crate::linalg::{
     BinaryRows, KernelChoice, PanelTerm, Panels, View, binary_matmul, binary_matmul_panels, matmul,
 };
-use crate::model::rbm_f32::{BinaryConditionals, RbmF32, bernoulli_rows};
+use crate::model::rbm_f32::{BinaryConditionals, RbmF32, sigmoid_rows};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -295,9 +295,16 @@ impl GradientEstimator for ContrastiveDivergence {
         }
         // Positive phase: P(h | v) of the data; when v went to the binary kernel, its lists are
         // kept for the weight statistics.
-        let positive_binary = kernels.hidden_probs(model, v, ph, 1.0, &model.hidden_bias);
+        let positive_binary = kernels.hidden_activations(model, v, false, ph);
         if positive_binary {
             kernels.swap_ones(&mut self.ones_v);
+        }
+        // CD draws h from P(h | v) in the same pass as the sigmoid, listing its ones for h W^T.
+        let restart = self.gradient_chains.is_empty() && !self.persistent;
+        if restart {
+            kernels.sample(ph, 1.0, &model.hidden_bias, &mut self.hx[..rows * nh], rngs);
+        } else {
+            sigmoid_rows(ph, 1.0, &model.hidden_bias);
         }
         // Negative phase.
         let neg = if !self.gradient_chains.is_empty() {
@@ -324,48 +331,45 @@ impl GradientEstimator for ContrastiveDivergence {
             let n = self.n_chains;
             let x = &mut self.x[..n * nv];
             x.copy_from_slice(&self.chains);
-            for _ in 0..self.k {
-                kernels.hidden_probs(model, x, &mut self.phx[..n * nh], 1.0, &model.hidden_bias);
-                bernoulli_rows(&self.phx[..n * nh], &mut self.hx[..n * nh], nh, rngs);
-                kernels.visible_probs(
-                    model,
-                    &self.hx[..n * nh],
-                    &mut self.px[..n * nv],
-                    1.0,
-                    &model.visible_bias,
-                );
-                bernoulli_rows(&self.px[..n * nv], x, nv, rngs);
+            let (phx, hx, px) = (
+                &mut self.phx[..n * nh],
+                &mut self.hx[..n * nh],
+                &mut self.px[..n * nv],
+            );
+            // Each draw lists its ones for the next product (`listed`), which then reads no
+            // f32 matrix.
+            for step in 0..self.k {
+                kernels.hidden_activations(model, x, step > 0, phx);
+                kernels.sample(phx, 1.0, &model.hidden_bias, hx, rngs);
+                kernels.visible_activations(model, hx, true, px);
+                kernels.sample(px, 1.0, &model.visible_bias, x, rngs);
             }
             self.chains.copy_from_slice(x);
             n
         } else {
-            let h = &mut self.hx[..rows * nh];
-            bernoulli_rows(ph, h, nh, rngs);
+            let (x, phx, hx, px) = (
+                &mut self.x[..rows * nv],
+                &mut self.phx[..rows * nh],
+                &mut self.hx[..rows * nh],
+                &mut self.px[..rows * nv],
+            );
+            // h was drawn (and listed) with P(h | v).
             for step in 0..self.k {
-                kernels.visible_probs(
-                    model,
-                    &self.hx[..rows * nh],
-                    &mut self.px[..rows * nv],
-                    1.0,
-                    &model.visible_bias,
-                );
-                bernoulli_rows(&self.px[..rows * nv], &mut self.x[..rows * nv], nv, rngs);
+                kernels.visible_activations(model, hx, true, px);
+                kernels.sample(px, 1.0, &model.visible_bias, x, rngs);
                 if step + 1 < self.k {
-                    kernels.hidden_probs(
-                        model,
-                        &self.x[..rows * nv],
-                        &mut self.phx[..rows * nh],
-                        1.0,
-                        &model.hidden_bias,
-                    );
-                    bernoulli_rows(&self.phx[..rows * nh], &mut self.hx[..rows * nh], nh, rngs);
+                    kernels.hidden_activations(model, x, true, phx);
+                    kernels.sample(phx, 1.0, &model.hidden_bias, hx, rngs);
                 }
             }
             rows
         };
         let x = &self.x[..neg * nv];
         let phx = &mut self.phx[..neg * nh];
-        let negative_binary = kernels.hidden_probs(model, x, phx, 1.0, &model.hidden_bias);
+        // The block-Gibbs chains' last draw listed x.
+        let x_listed = self.gradient_chains.is_empty() && self.k > 0;
+        let negative_binary = kernels.hidden_activations(model, x, x_listed, phx);
+        sigmoid_rows(phx, 1.0, &model.hidden_bias);
         // grad_w = V^T P(h|V) / rows - X^T P(h|X) / neg.
         let choice = kernels.choice();
         if positive_binary && negative_binary {

@@ -17,7 +17,8 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::linalg::{
-    BinaryRows, KernelChoice, PanelTerm, Panels, View, binary_matmul_panels, matmul, update_packed,
+    BinaryRows, KernelChoice, PanelTerm, Panels, SimdLevel, View, binary_matmul_panels, list_ones,
+    matmul, update_packed,
 };
 use crate::model::Rbm;
 
@@ -107,15 +108,55 @@ pub fn exp_f32(x: f32) -> f32 {
 /// have `offset.len()` columns.
 pub fn sigmoid_rows(x: &mut [f32], scale: f32, offset: &[f32]) {
     let cols = offset.len();
-    let kernel = |row: &mut [f32]| {
-        for (v, &o) in row.iter_mut().zip(offset) {
-            *v = 1.0 / (1.0 + exp_f32(-(scale * *v + o)));
-        }
-    };
+    let kernel = |row: &mut [f32]| sigmoid_row(row, scale, offset);
     if x.len() < PARALLEL_MIN_ENTRIES {
         x.chunks_exact_mut(cols).for_each(kernel);
     } else {
         x.par_chunks_exact_mut(cols).for_each(kernel);
+    }
+}
+
+/// One row of [`sigmoid_rows`], with the widest vector instructions of the CPU (the same
+/// operations in the same order whatever the instructions: the same bits; no fused
+/// multiply-adds, which Rust does not form on its own).
+#[inline]
+fn sigmoid_row(row: &mut [f32], scale: f32, offset: &[f32]) {
+    match SimdLevel::get() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX-512F (checked by `SimdLevel::get`).
+        SimdLevel::Avx512 => unsafe { sigmoid_row_avx512(row, scale, offset) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX2 (checked by `SimdLevel::get`).
+        SimdLevel::Avx2 => unsafe { sigmoid_row_avx2(row, scale, offset) },
+        SimdLevel::Baseline => sigmoid_row_portable(row, scale, offset),
+    }
+}
+
+/// [`sigmoid_row_portable`] compiled for AVX-512F.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sigmoid_row_avx512(row: &mut [f32], scale: f32, offset: &[f32]) {
+    sigmoid_row_portable(row, scale, offset)
+}
+
+/// [`sigmoid_row_portable`] compiled for AVX2.
+///
+/// # Safety
+/// AVX2 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sigmoid_row_avx2(row: &mut [f32], scale: f32, offset: &[f32]) {
+    sigmoid_row_portable(row, scale, offset)
+}
+
+/// row[j] = sigmoid(scale * row[j] + offset[j]) = 1 / (1 + e^-(scale * row[j] + offset[j])).
+#[inline(always)]
+fn sigmoid_row_portable(row: &mut [f32], scale: f32, offset: &[f32]) {
+    for (v, &o) in row.iter_mut().zip(offset) {
+        *v = 1.0 / (1.0 + exp_f32(-(scale * *v + o)));
     }
 }
 
@@ -126,24 +167,8 @@ pub fn sigmoid_rows(x: &mut [f32], scale: f32, offset: &[f32]) {
 pub fn bernoulli_rows<R: Rng + Send>(p: &[f32], out: &mut [f32], cols: usize, rngs: &mut [R]) {
     debug_assert_eq!(p.len(), out.len());
     debug_assert!(rngs.len() * cols >= p.len());
-    const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
     let kernel = |((probs, dst), rng): ((&[f32], &mut [f32]), &mut R)| {
-        let mut pairs_p = probs.chunks_exact(2);
-        let mut pairs_d = dst.chunks_exact_mut(2);
-        for (pp, dd) in (&mut pairs_p).zip(&mut pairs_d) {
-            let bits = rng.next_u64();
-            let u0 = (bits >> 40) as u32 as f32 * SCALE;
-            let u1 = ((bits >> 8) & 0xFF_FFFF) as u32 as f32 * SCALE;
-            dd[0] = if u0 < pp[0] { 1.0 } else { 0.0 };
-            dd[1] = if u1 < pp[1] { 1.0 } else { 0.0 };
-        }
-        if let (Some(&pl), Some(dl)) = (
-            pairs_p.remainder().first(),
-            pairs_d.into_remainder().first_mut(),
-        ) {
-            let u = (rng.next_u64() >> 40) as u32 as f32 * SCALE;
-            *dl = if u < pl { 1.0 } else { 0.0 };
-        }
+        bernoulli_row(probs, dst, rng);
     };
     if p.len() < PARALLEL_MIN_ENTRIES {
         p.chunks_exact(cols)
@@ -157,6 +182,80 @@ pub fn bernoulli_rows<R: Rng + Send>(p: &[f32], out: &mut [f32], cols: usize, rn
             .for_each(kernel);
     }
 }
+
+/// One row of [`bernoulli_rows`].
+#[inline]
+fn bernoulli_row<R: Rng>(probs: &[f32], dst: &mut [f32], rng: &mut R) {
+    const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
+    let mut pairs_p = probs.chunks_exact(2);
+    let mut pairs_d = dst.chunks_exact_mut(2);
+    for (pp, dd) in (&mut pairs_p).zip(&mut pairs_d) {
+        let bits = rng.next_u64();
+        let u0 = (bits >> 40) as u32 as f32 * SCALE;
+        let u1 = ((bits >> 8) & 0xFF_FFFF) as u32 as f32 * SCALE;
+        dd[0] = if u0 < pp[0] { 1.0 } else { 0.0 };
+        dd[1] = if u1 < pp[1] { 1.0 } else { 0.0 };
+    }
+    if let (Some(&pl), Some(dl)) = (
+        pairs_p.remainder().first(),
+        pairs_d.into_remainder().first_mut(),
+    ) {
+        let u = (rng.next_u64() >> 40) as u32 as f32 * SCALE;
+        *dl = if u < pl { 1.0 } else { 0.0 };
+    }
+}
+
+/// [`sigmoid_rows`] and then [`bernoulli_rows`] in one pass over the rows, the ones of the draws
+/// listed in `ones` while each row is in the cache ([`BinaryRows::fill_by`]): `act` holds
+/// activations (`rows x offset.len()`) and is left holding the probabilities
+/// sigmoid(scale * act + offset); `out` gets the 0/1 draws, row r from `rngs[r]`. The same bits
+/// as the two calls, for any number of threads.
+pub fn sample_rows_listed<R: Rng + Send>(
+    act: &mut [f32],
+    scale: f32,
+    offset: &[f32],
+    out: &mut [f32],
+    rngs: &mut [R],
+    ones: &mut BinaryRows,
+) {
+    let cols = offset.len();
+    assert_eq!(act.len(), out.len(), "sample_rows_listed: sizes differ");
+    let rows = act.len().checked_div(cols).unwrap_or(0);
+    assert!(rngs.len() >= rows, "sample_rows_listed: too few streams");
+    ones.fill_by(rows, cols, |slots, counts| {
+        if cols == 0 {
+            return true;
+        }
+        let kernel = |((((a, dst), rng), slot), count): Items<'_, R>| {
+            sigmoid_row(a, scale, offset);
+            bernoulli_row(a, dst, rng);
+            *count = list_ones(dst, slot).0;
+        };
+        if act.len() < PARALLEL_MIN_ENTRIES {
+            act.chunks_exact_mut(cols)
+                .zip(out.chunks_exact_mut(cols))
+                .zip(rngs.iter_mut())
+                .zip(slots.chunks_exact_mut(cols))
+                .zip(counts.iter_mut())
+                .for_each(kernel);
+        } else {
+            act.par_chunks_exact_mut(cols)
+                .zip(out.par_chunks_exact_mut(cols))
+                .zip(rngs.par_iter_mut())
+                .zip(slots.par_chunks_exact_mut(cols))
+                .zip(counts.par_iter_mut())
+                .for_each(kernel);
+        }
+        // Draws are 0.0 or 1.0 by construction.
+        true
+    });
+}
+
+/// One row's work of [`sample_rows_listed`]: activations, draws, stream, list slot and count.
+type Items<'a, R> = (
+    (((&'a mut [f32], &'a mut [f32]), &'a mut R), &'a mut [u32]),
+    &'a mut usize,
+);
 
 /// P(h | v) for every row of `v` (`rows x n_visible`) into `out` (`rows x n_hidden`), at inverse
 /// temperature `beta`: out = sigmoid(beta * (v W + c)).
@@ -232,13 +331,46 @@ impl BinaryConditionals {
 
     /// Lists the ones of `x` (`rows x cols`) when it is binary and the choice takes the binary
     /// kernel at its density for a product `width` columns wide.
-    fn binary_operand(&mut self, x: &[f32], cols: usize, width: usize) -> bool {
+    fn binary_operand(&mut self, x: &[f32], cols: usize, width: usize, listed: bool) -> bool {
         // Decide on the width first: a product that cannot go binary is not scanned.
         if cols == 0 || !self.choice.use_binary(0.0, width) {
             return false;
         }
-        self.ones.fill(x, x.len() / cols, cols)
-            && self.choice.use_binary(self.ones.density(), width)
+        if listed {
+            debug_assert!(
+                self.lists(x, cols),
+                "the lists are not those of the operand"
+            );
+        } else if !self.ones.fill(x, x.len() / cols, cols) {
+            return false;
+        }
+        self.choice.use_binary(self.ones.density(), width)
+    }
+
+    /// Whether [`BinaryConditionals::ones`] lists the ones of `x` (`cols` columns): a check of
+    /// the callers of the `listed` products.
+    fn lists(&self, x: &[f32], cols: usize) -> bool {
+        let mut fresh = BinaryRows::new();
+        fresh.fill(x, x.len() / cols, cols)
+            && fresh.rows() == self.ones.rows()
+            && fresh.cols() == self.ones.cols()
+            && (0..fresh.rows()).all(|r| fresh.row(r) == self.ones.row(r))
+            && fresh.by_count() == self.ones.by_count()
+    }
+
+    /// Draws the binary layer `out` from the activations `act` ([`sample_rows_listed`]: `act`
+    /// left holding the probabilities sigmoid(scale * act + offset), row r drawn from
+    /// `rngs[r]`) and lists its ones: a following product with `listed` set reads them instead
+    /// of scanning `out`.
+    pub fn sample<R: Rng + Send>(
+        &mut self,
+        act: &mut [f32],
+        scale: f32,
+        offset: &[f32],
+        out: &mut [f32],
+        rngs: &mut [R],
+    ) {
+        sample_rows_listed(act, scale, offset, out, rngs, &mut self.ones);
     }
 
     /// The ones of the last binary operand: after a call of [`BinaryConditionals::hidden_probs`]
@@ -257,7 +389,23 @@ impl BinaryConditionals {
         beta: f32,
         offset: &[f32],
     ) -> bool {
-        if self.binary_operand(v, model.n_visible, model.n_hidden) {
+        let binary = self.hidden_activations(model, v, false, out);
+        sigmoid_rows(out, beta, offset);
+        binary
+    }
+
+    /// out = v W (the activations of [`BinaryConditionals::hidden_probs`] before the sigmoid).
+    /// With `listed`, [`BinaryConditionals::ones`] must list the ones of `v` (as
+    /// [`BinaryConditionals::sample`] left them): `v` is not scanned. Returns whether the
+    /// binary kernel ran.
+    pub fn hidden_activations(
+        &mut self,
+        model: &RbmF32,
+        v: &[f32],
+        listed: bool,
+        out: &mut [f32],
+    ) -> bool {
+        if self.binary_operand(v, model.n_visible, model.n_hidden, listed) {
             self.pack_weights(model);
             let term = PanelTerm {
                 s: &self.ones,
@@ -265,10 +413,11 @@ impl BinaryConditionals {
                 beta: 1.0,
             };
             binary_matmul_panels(out, 0.0, &[term]);
-            sigmoid_rows(out, beta, offset);
             true
         } else {
-            hidden_probs(model, v, out, beta, offset);
+            let rows = v.len() / model.n_visible;
+            let v = View::row_major(v, rows, model.n_visible);
+            matmul(out, v, model.w(), 0.0, 1.0);
             false
         }
     }
@@ -326,7 +475,22 @@ impl BinaryConditionals {
         beta: f32,
         offset: &[f32],
     ) -> bool {
-        if self.binary_operand(h, model.n_hidden, model.n_visible) {
+        let binary = self.visible_activations(model, h, false, out);
+        sigmoid_rows(out, beta, offset);
+        binary
+    }
+
+    /// out = h W^T (the activations of [`BinaryConditionals::visible_probs`] before the
+    /// sigmoid); `listed` as in [`BinaryConditionals::hidden_activations`]. Returns whether the
+    /// binary kernel ran.
+    pub fn visible_activations(
+        &mut self,
+        model: &RbmF32,
+        h: &[f32],
+        listed: bool,
+        out: &mut [f32],
+    ) -> bool {
+        if self.binary_operand(h, model.n_hidden, model.n_visible, listed) {
             let (nv, nh) = (model.n_visible, model.n_hidden);
             if !self.transposed_fresh
                 || self.transposed.rows() != nh
@@ -341,10 +505,11 @@ impl BinaryConditionals {
                 beta: 1.0,
             };
             binary_matmul_panels(out, 0.0, &[term]);
-            sigmoid_rows(out, beta, offset);
             true
         } else {
-            visible_probs(model, h, out, beta, offset);
+            let rows = h.len() / model.n_hidden;
+            let h = View::row_major(h, rows, model.n_hidden);
+            matmul(out, h, model.w().t(), 0.0, 1.0);
             false
         }
     }
@@ -367,6 +532,93 @@ mod tests {
         assert!(worst < 3e-7, "worst relative error {worst}");
         assert_eq!(exp_f32(-1000.0), exp_f32(-87.0));
         assert!(exp_f32(1000.0).is_finite());
+    }
+
+    /// Activations spread over the sigmoid's range (and past the clamp of `exp_f32`).
+    fn activations(rows: usize, cols: usize) -> Vec<f32> {
+        (0..rows * cols)
+            .map(|k| ((k * 7919) % 2001) as f32 * 0.1 - 100.0)
+            .collect()
+    }
+
+    #[test]
+    fn every_instruction_set_gives_the_same_sigmoid_bits() {
+        let cols = 203;
+        let offset: Vec<f32> = (0..cols).map(|j| j as f32 * 0.01 - 1.0).collect();
+        let x = activations(1, cols);
+        let mut portable = x.clone();
+        sigmoid_row_portable(&mut portable, 0.7, &offset);
+        let mut dispatched = x.clone();
+        sigmoid_row(&mut dispatched, 0.7, &offset);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&portable), bits(&dispatched));
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let mut y = x.clone();
+                // SAFETY: AVX2 was detected.
+                unsafe { sigmoid_row_avx2(&mut y, 0.7, &offset) };
+                assert_eq!(bits(&portable), bits(&y));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                let mut y = x.clone();
+                // SAFETY: AVX-512F was detected.
+                unsafe { sigmoid_row_avx512(&mut y, 0.7, &offset) };
+                assert_eq!(bits(&portable), bits(&y));
+            }
+        }
+        // And the values are the sigmoid's.
+        for (j, &p) in portable.iter().enumerate() {
+            let z = 0.7 * x[j] as f64 + offset[j] as f64;
+            assert!(
+                (p as f64 - 1.0 / (1.0 + (-z).exp())).abs() < 1e-6,
+                "{j}: {p}"
+            );
+        }
+    }
+
+    #[test]
+    fn sampling_with_lists_matches_sigmoid_then_bernoulli() {
+        // 3 x 50 runs on the calling thread, 400 x 300 in parallel.
+        for (rows, cols) in [(3, 50), (400, 300)] {
+            let offset: Vec<f32> = (0..cols).map(|j| (j % 7) as f32 * 0.3 - 1.0).collect();
+            let streams = |seed| -> Vec<EbmRng> {
+                (0..rows as u64)
+                    .map(|r| stream_for(seed, Purpose::RbmChains, r))
+                    .collect()
+            };
+            let act = activations(rows, cols)
+                .iter()
+                .map(|a| a * 0.05)
+                .collect::<Vec<_>>();
+            let mut probs = act.clone();
+            sigmoid_rows(&mut probs, 0.9, &offset);
+            let mut draws = vec![0.5; rows * cols];
+            bernoulli_rows(&probs, &mut draws, cols, &mut streams(11));
+
+            let mut fused_probs = act.clone();
+            let mut fused_draws = vec![0.5; rows * cols];
+            let mut ones = BinaryRows::new();
+            let mut rngs = streams(11);
+            sample_rows_listed(
+                &mut fused_probs,
+                0.9,
+                &offset,
+                &mut fused_draws,
+                &mut rngs,
+                &mut ones,
+            );
+            assert_eq!(probs, fused_probs);
+            assert_eq!(draws, fused_draws);
+            let mut scanned = BinaryRows::new();
+            assert!(scanned.fill(&draws, rows, cols));
+            assert_eq!(ones.ones(), scanned.ones());
+            assert!(ones.ones() > 0 && ones.ones() < rows * cols);
+            for r in 0..rows {
+                assert_eq!(ones.row(r), scanned.row(r), "row {r}");
+            }
+            assert_eq!(ones.by_count(), scanned.by_count());
+        }
     }
 
     #[test]

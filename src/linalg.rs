@@ -925,6 +925,184 @@ pub fn update_packed<F>(
     }
 }
 
+/// Columns of one block of [`binary_row_sums`]: eight lines of [`PANEL_WIDTH`], eight
+/// independent sums in vector registers. [`AlignedRows`] pads its rows to a multiple of it.
+pub const ROW_SUM_BLOCK: usize = 8 * PANEL_WIDTH;
+
+/// A row-major `rows x cols` matrix whose rows start on 64-byte (cache line) boundaries,
+/// each padded with zeros to a multiple of [`ROW_SUM_BLOCK`] entries: the layout
+/// [`binary_row_sums`] reads, a block of a row being eight whole cache lines.
+///
+/// The buffer is kept between packings: repacking a matrix of the same size allocates nothing.
+#[derive(Debug, Clone, Default)]
+pub struct AlignedRows {
+    rows: usize,
+    cols: usize,
+    /// Entries from one row's start to the next's (a multiple of [`ROW_SUM_BLOCK`]).
+    stride: usize,
+    /// Row r starts at `data[offset + r * stride]`, on a 64-byte boundary.
+    data: Vec<f32>,
+    offset: usize,
+}
+
+impl AlignedRows {
+    /// Empty (fill with [`AlignedRows::pack_stacked`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns (without the padding).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Packs the row-major matrices `blocks` (each `rows_k x cols`, with a scale `s_k`) stacked
+    /// one above the other: [s_1 B_1; s_2 B_2; ...], each entry the f32 product s_k * b (the
+    /// entries of [`Panels::pack_stacked`], in rows).
+    ///
+    /// # Panics
+    /// If a block's length is not a multiple of `cols` (or `cols` is 0 and a block is not
+    /// empty).
+    pub fn pack_stacked(&mut self, blocks: &[(&[f32], f32)], cols: usize) {
+        for (b, _) in blocks {
+            assert!(
+                if cols == 0 {
+                    b.is_empty()
+                } else {
+                    b.len() % cols == 0
+                },
+                "AlignedRows: a block has the wrong size"
+            );
+        }
+        let rows: usize = blocks.iter().map(|(b, _)| b.len() / cols.max(1)).sum();
+        self.rows = rows;
+        self.cols = cols;
+        self.stride = cols.div_ceil(ROW_SUM_BLOCK) * ROW_SUM_BLOCK;
+        // Room to start on a cache line boundary (the allocation is only 4-byte aligned).
+        self.data.resize(rows * self.stride + PANEL_WIDTH, 0.0);
+        let misaligned = self.data.as_ptr() as usize % 64 / 4;
+        self.offset = (PANEL_WIDTH - misaligned) % PANEL_WIDTH;
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        let mut dst_rows = self.data[self.offset..].chunks_exact_mut(self.stride);
+        for &(block, scale) in blocks {
+            // The block first: zip would take (and lose) a row past the block's end.
+            for (src, dst) in block.chunks_exact(cols).zip(&mut dst_rows) {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = scale * x;
+                }
+                dst[cols..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Rows `first ..` of S B for a binary S (`m x k`, its [`BinaryRows`]) and a dense B
+/// (`k x n`, in [`AlignedRows`]) into `out` (row-major, `out.len() / n` rows of `n`): row i of
+/// `out` is the sum of the rows l of B with S[first + i, l] = 1, summed in f32 from +0.0 over
+/// increasing l - the sums of [`binary_matmul`] and [`binary_matmul_panels`] (with
+/// `alpha = 0`, `beta = 1`), bit for bit, for whatever instruction set is chosen at run time.
+///
+/// For one row of S at a time, eight lines of 16 columns advance together (independent sums
+/// in registers) over the row's list, the rows of B read being whole cache lines: suited to
+/// short lists over a B that stays in L2 (CD's weight statistics, [V; X]^T [P; P_X], row by
+/// row of W, where the optimizer step can use each row while it is in the cache).
+///
+/// # Panics
+/// If `out` is not whole rows, the rows pass the end of S, or S's columns are not B's rows.
+pub fn binary_row_sums(out: &mut [f32], s: &BinaryRows, first: usize, b: &AlignedRows) {
+    let n = b.cols();
+    if n == 0 {
+        assert!(out.is_empty(), "binary_row_sums: output has the wrong size");
+        return;
+    }
+    assert_eq!(
+        out.len() % n,
+        0,
+        "binary_row_sums: output is not whole rows"
+    );
+    assert!(
+        first + out.len() / n <= s.rows(),
+        "binary_row_sums: rows past the end of S"
+    );
+    assert_eq!(
+        s.cols(),
+        b.rows(),
+        "binary_row_sums: inner dimensions differ"
+    );
+    match SimdLevel::get() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX-512F (checked by `SimdLevel::get`).
+        SimdLevel::Avx512 => unsafe { row_sums_avx512(out, s, first, b) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX2 (checked by `SimdLevel::get`).
+        SimdLevel::Avx2 => unsafe { row_sums_avx2(out, s, first, b) },
+        SimdLevel::Baseline => row_sums_portable(out, s, first, b),
+    }
+}
+
+/// [`row_sums_portable`] compiled for AVX-512F.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn row_sums_avx512(out: &mut [f32], s: &BinaryRows, first: usize, b: &AlignedRows) {
+    row_sums_portable(out, s, first, b)
+}
+
+/// [`row_sums_portable`] compiled for AVX2.
+///
+/// # Safety
+/// AVX2 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_sums_avx2(out: &mut [f32], s: &BinaryRows, first: usize, b: &AlignedRows) {
+    row_sums_portable(out, s, first, b)
+}
+
+/// The loops of [`binary_row_sums`] (sizes checked by it).
+#[inline(always)]
+fn row_sums_portable(out: &mut [f32], s: &BinaryRows, first: usize, b: &AlignedRows) {
+    const W: usize = PANEL_WIDTH;
+    let (n, stride) = (b.cols, b.stride);
+    let data = &b.data[b.offset..b.offset + b.rows * stride];
+    for (i, o) in out.chunks_exact_mut(n).enumerate() {
+        let list = s.row(first + i);
+        for c0 in (0..n).step_by(ROW_SUM_BLOCK) {
+            // Line k of the block of B's row l. SAFETY (of every call): l is an index of a
+            // list, below s.cols() == b.rows (checked by the caller), and c0 + 128 <= stride,
+            // so the 16 floats lie in `data`; [f32; 16] needs only f32 alignment.
+            let line = |l: u32, k: usize| -> &Line {
+                unsafe { &*(data.as_ptr().add(l as usize * stride + c0 + k * W) as *const Line) }
+            };
+            let (mut a0, mut a1, mut a2, mut a3) = ([0.0; W], [0.0; W], [0.0; W], [0.0; W]);
+            let (mut a4, mut a5, mut a6, mut a7) = ([0.0; W], [0.0; W], [0.0; W], [0.0; W]);
+            for &l in list {
+                add_line(&mut a0, line(l, 0));
+                add_line(&mut a1, line(l, 1));
+                add_line(&mut a2, line(l, 2));
+                add_line(&mut a3, line(l, 3));
+                add_line(&mut a4, line(l, 4));
+                add_line(&mut a5, line(l, 5));
+                add_line(&mut a6, line(l, 6));
+                add_line(&mut a7, line(l, 7));
+            }
+            let width = ROW_SUM_BLOCK.min(n - c0);
+            let sums = [a0, a1, a2, a3, a4, a5, a6, a7];
+            for (dst, a) in o[c0..c0 + width].chunks_mut(W).zip(&sums) {
+                dst.copy_from_slice(&a[..dst.len()]);
+            }
+        }
+    }
+}
+
 /// One term beta * S B of [`binary_matmul_panels`]: `s` lists the ones of S (`m x k`), `b` is
 /// B (`k x n`) in panels.
 #[derive(Debug, Clone, Copy)]
@@ -1390,6 +1568,43 @@ fn transpose_8x8_avx2(src: &[f32], src_stride: usize, dst: &mut [f32], dst_strid
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_sums_match_the_row_kernel_bit_for_bit() {
+        // Widths below, at and past a block of 128 columns; rows with no ones; a first row.
+        for (m, k, n) in [(40, 200, 500), (17, 33, 128), (9, 5, 130), (12, 64, 7)] {
+            let s_dense: Vec<f32> = (0..m * k)
+                .map(|x| ((x * 2654435761usize) % 7 < 2 && x % 11 != 0) as u32 as f32)
+                .collect();
+            // Row 3 empty.
+            let mut s_dense = s_dense;
+            s_dense[3 * k..4 * k].fill(0.0);
+            let b: Vec<f32> = (0..k * n)
+                .map(|x| ((x * 7919) % 1013) as f32 * 1e-3 - 0.5)
+                .collect();
+            let mut s = BinaryRows::new();
+            assert!(s.fill(&s_dense, m, k));
+            let mut expected = vec![f32::NAN; m * n];
+            binary_matmul(&mut expected, &s, &b, n, 0.0, 1.0);
+            let mut rows = AlignedRows::new();
+            rows.pack_stacked(&[(&b[..2 * n], 1.0), (&b[2 * n..], 1.0)], n);
+            assert_eq!((rows.rows(), rows.cols()), (k, n));
+            let mut got = vec![f32::NAN; m * n];
+            binary_row_sums(&mut got, &s, 0, &rows);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&expected), "{m} x {k} x {n}");
+            // Rows 5 .. 9 alone.
+            let mut part = vec![f32::NAN; 4 * n];
+            binary_row_sums(&mut part, &s, 5, &rows);
+            assert_eq!(bits(&part), bits(&expected[5 * n..9 * n]));
+            // A scale is applied to each entry before the sums.
+            rows.pack_stacked(&[(&b, -0.25)], n);
+            binary_row_sums(&mut got, &s, 0, &rows);
+            let scaled: Vec<f32> = b.iter().map(|&x| -0.25 * x).collect();
+            binary_matmul(&mut expected, &s, &scaled, n, 0.0, 1.0);
+            assert_eq!(bits(&got), bits(&expected), "scaled {m} x {k} x {n}");
+        }
+    }
 
     /// A 0/1 matrix with about `density` ones from a fixed sequence.
     fn binary(rows: usize, cols: usize, density: f64, salt: u64) -> Vec<f32> {

@@ -880,13 +880,7 @@ impl<'a> EpochRunner<'a> {
             for (r, g) in self.rngs.iter_mut().enumerate() {
                 *g = stream_for(batch_seed, Purpose::Training, r as u64);
             }
-            estimator.gradient(
-                &state.model,
-                &self.batch[..rows * nv],
-                &mut self.rngs,
-                &mut self.grad,
-            );
-            estimator.apply_step(
+            estimator.gradient_and_step(
                 &self.optimizer,
                 &mut state.model,
                 (
@@ -894,7 +888,9 @@ impl<'a> EpochRunner<'a> {
                     &mut state.velocity_visible,
                     &mut state.velocity_hidden,
                 ),
-                &self.grad,
+                &self.batch[..rows * nv],
+                &mut self.rngs,
+                &mut self.grad,
                 lr as f32,
             );
             estimator.step_own_parameters(lr as f32);

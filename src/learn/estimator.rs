@@ -22,7 +22,8 @@
 
 use super::optimizer::Momentum;
 use crate::linalg::{
-    BinaryRows, KernelChoice, PanelTerm, Panels, View, binary_matmul, binary_matmul_panels, matmul,
+    AlignedRows, BinaryRows, KernelChoice, PARALLEL_MIN_FLOPS, View, binary_matmul,
+    binary_row_sums, matmul,
 };
 use crate::model::rbm_f32::{BinaryConditionals, RbmF32, sigmoid_rows};
 use rayon::prelude::*;
@@ -110,6 +111,26 @@ pub trait GradientEstimator {
         let (u_w, u_b, u_c) = velocities;
         optimizer.step(model, u_w, u_b, u_c, grad, lr);
     }
+
+    /// One update, what the epoch loop calls for every batch: the parameters
+    /// [`GradientEstimator::gradient`] followed by [`GradientEstimator::apply_step`] give (the
+    /// default is those two calls). `grad` is scratch here: an estimator that fuses the two may
+    /// leave parts of it unwritten (CD and PCD compute each band of rows of the weight
+    /// statistics inside the step, while the band of W is in the cache).
+    #[allow(clippy::too_many_arguments)]
+    fn gradient_and_step(
+        &mut self,
+        optimizer: &Momentum,
+        model: &mut RbmF32,
+        velocities: (&mut [f32], &mut [f32], &mut [f32]),
+        batch: &[f32],
+        rngs: &mut [EbmRng],
+        grad: &mut Gradient,
+        lr: f32,
+    ) {
+        self.gradient(model, batch, rngs, grad);
+        self.apply_step(optimizer, model, velocities, grad, lr);
+    }
 }
 
 /// CD-k (negative samples from k sweeps started at the batch) or PCD-k (from persistent
@@ -135,8 +156,8 @@ pub struct ContrastiveDivergence {
     /// data batch and the negative samples stacked, transposed, for the weight statistics.
     ones_v: BinaryRows,
     ones_t: BinaryRows,
-    /// [P(h | V) / rows; -P(h | X) / neg] in panels, for the weight statistics.
-    statistics: Panels,
+    /// [P(h | V) / rows; -P(h | X) / neg] in aligned rows, for the weight statistics.
+    statistics: AlignedRows,
     /// When the last [`GradientEstimator::apply_step`] left W and W^T packed: the fingerprint
     /// of the weights it left (the next gradient repacks unless its model matches).
     packed_for: Option<WeightsFingerprint>,
@@ -201,7 +222,7 @@ impl ContrastiveDivergence {
             kernels: BinaryConditionals::new(KernelChoice::Auto),
             ones_v: BinaryRows::new(),
             ones_t: BinaryRows::new(),
-            statistics: Panels::new(),
+            statistics: AlignedRows::new(),
             packed_for: None,
         }
     }
@@ -277,14 +298,19 @@ fn add_weight_statistics(
     }
 }
 
-impl GradientEstimator for ContrastiveDivergence {
-    fn gradient(
+impl ContrastiveDivergence {
+    /// The gradient of [`GradientEstimator::gradient`], except that when both layers went to
+    /// the binary kernels the weight statistics are left to the caller: then `grad.weights` is
+    /// not written, `ones_t` lists [V; X]^T and `statistics` holds
+    /// [P(h | V) / rows; -P(h | X) / neg], and the return value is `true`
+    /// ([`weight_statistics`] or [`ContrastiveDivergence::step_with_statistics`] finish it).
+    fn gradient_deferred(
         &mut self,
         model: &RbmF32,
         batch: &[f32],
         rngs: &mut [EbmRng],
         grad: &mut Gradient,
-    ) {
+    ) -> bool {
         let (nv, nh) = (model.n_visible, model.n_hidden);
         let rows = batch.len() / nv;
         let v = batch;
@@ -383,12 +409,6 @@ impl GradientEstimator for ContrastiveDivergence {
             let (scale_v, scale_x) = (1.0 / rows as f32, -1.0 / neg as f32);
             self.statistics
                 .pack_stacked(&[(&*ph, scale_v), (&*phx, scale_x)], nh);
-            let term = PanelTerm {
-                s: &self.ones_t,
-                b: &self.statistics,
-                beta: 1.0,
-            };
-            binary_matmul_panels(&mut grad.weights, 0.0, &[term]);
             // <v_i> - <x_i> from the numbers of ones of column i of V and of X.
             for (i, g) in grad.visible_bias.iter_mut().enumerate() {
                 let list = self.ones_t.row(i);
@@ -396,7 +416,7 @@ impl GradientEstimator for ContrastiveDivergence {
                 *g = in_v as f32 / rows as f32 - (list.len() - in_v) as f32 / neg as f32;
             }
             mean_difference(&mut grad.hidden_bias, ph, phx);
-            return;
+            return true;
         }
         add_weight_statistics(
             &mut grad.weights,
@@ -420,6 +440,98 @@ impl GradientEstimator for ContrastiveDivergence {
         );
         mean_difference(&mut grad.visible_bias, v, x);
         mean_difference(&mut grad.hidden_bias, ph, phx);
+        false
+    }
+
+    /// The optimizer step after a deferred gradient
+    /// ([`ContrastiveDivergence::gradient_deferred`] returned `true`; `grad` holds the biases'
+    /// gradient): each band of 16 rows of the weight statistics is summed into a per-thread
+    /// scratch ([`binary_row_sums`]) and used at once for the same band of W (and repacked with
+    /// it when both packed forms are in use). The same parameters as [`weight_statistics`]
+    /// followed by [`Momentum::step`], bit for bit.
+    fn step_with_statistics(
+        &mut self,
+        optimizer: &Momentum,
+        model: &mut RbmF32,
+        (u_w, u_b, u_c): (&mut [f32], &mut [f32], &mut [f32]),
+        grad: &Gradient,
+        lr: f32,
+    ) {
+        let (ones_t, statistics) = (&self.ones_t, &self.statistics);
+        let band_update = |r0: usize, w: &mut [f32], u: &mut [f32]| {
+            BAND_STATISTICS.with_borrow_mut(|g| {
+                if g.len() < w.len() {
+                    g.resize(w.len(), 0.0);
+                }
+                let g = &mut g[..w.len()];
+                binary_row_sums(g, ones_t, r0, statistics);
+                optimizer.weights_block(w, u, g, lr);
+            });
+        };
+        if self.kernels.packs_both() {
+            self.kernels.update_weights(model, u_w, band_update);
+            self.packed_for = Some(WeightsFingerprint::of(model));
+        } else {
+            let band = STATISTICS_BAND_ROWS * model.n_hidden.max(1);
+            let job = |(q, (w, u)): (usize, (&mut [f32], &mut [f32]))| {
+                band_update(q * STATISTICS_BAND_ROWS, w, u)
+            };
+            if ones_t.ones() * model.n_hidden < PARALLEL_MIN_FLOPS {
+                model
+                    .weights
+                    .chunks_mut(band)
+                    .zip(u_w.chunks_mut(band))
+                    .enumerate()
+                    .for_each(job);
+            } else {
+                (model.weights.par_chunks_mut(band))
+                    .zip(u_w.par_chunks_mut(band))
+                    .enumerate()
+                    .for_each(job);
+            }
+        }
+        optimizer.step_biases(model, u_b, u_c, grad, lr);
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch of [`ContrastiveDivergence::step_with_statistics`]: one band of rows
+    /// of the weight statistics (grown once to the largest band).
+    static BAND_STATISTICS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl GradientEstimator for ContrastiveDivergence {
+    fn gradient(
+        &mut self,
+        model: &RbmF32,
+        batch: &[f32],
+        rngs: &mut [EbmRng],
+        grad: &mut Gradient,
+    ) {
+        if self.gradient_deferred(model, batch, rngs, grad) {
+            weight_statistics(&mut grad.weights, &self.ones_t, &self.statistics);
+        }
+    }
+
+    /// The gradient and the step, the weight statistics summed band by band inside the step
+    /// when both layers are sparse ([`ContrastiveDivergence::step_with_statistics`]); else
+    /// [`GradientEstimator::gradient`] and [`GradientEstimator::apply_step`]. `grad.weights` is
+    /// not written in the fused case.
+    fn gradient_and_step(
+        &mut self,
+        optimizer: &Momentum,
+        model: &mut RbmF32,
+        velocities: (&mut [f32], &mut [f32], &mut [f32]),
+        batch: &[f32],
+        rngs: &mut [EbmRng],
+        grad: &mut Gradient,
+        lr: f32,
+    ) {
+        if self.gradient_deferred(model, batch, rngs, grad) {
+            self.step_with_statistics(optimizer, model, velocities, grad, lr);
+        } else {
+            self.apply_step(optimizer, model, velocities, grad, lr);
+        }
     }
 
     fn streams(&self, batch_rows: usize) -> usize {
@@ -453,6 +565,29 @@ impl GradientEstimator for ContrastiveDivergence {
         &self.chains
     }
 }
+
+/// grad_w = S B for the lists S of [V; X]^T and the rows B of [P(h | V) / rows; -P(h | X) / neg]
+/// ([`binary_row_sums`]), bands of rows in parallel when the product is large.
+fn weight_statistics(grad_w: &mut [f32], ones_t: &BinaryRows, statistics: &AlignedRows) {
+    let nh = statistics.cols();
+    if nh == 0 {
+        return;
+    }
+    let band = STATISTICS_BAND_ROWS * nh;
+    if ones_t.ones() * nh < PARALLEL_MIN_FLOPS {
+        binary_row_sums(grad_w, ones_t, 0, statistics);
+    } else {
+        grad_w
+            .par_chunks_mut(band)
+            .enumerate()
+            .for_each(|(q, rows)| {
+                binary_row_sums(rows, ones_t, q * STATISTICS_BAND_ROWS, statistics)
+            });
+    }
+}
+
+/// Rows of W per task of the weight statistics.
+const STATISTICS_BAND_ROWS: usize = 16;
 
 /// out[j] = mean over the rows of `a` of a[., j] minus the same mean of `b` (rows of
 /// `out.len()` columns): each column summed in f32 over the rows in order, then divided by the
@@ -518,7 +653,7 @@ mod tests {
             weight_decay: 1e-4,
         };
         let max = 100;
-        let mut fused_somewhere = false;
+        let (mut fused_somewhere, mut deferred_somewhere) = (false, false);
         for (nv, nh) in [(784, 500), (300, 170), (20, 7)] {
             for (persistent, k, choice) in [
                 (false, 1, KernelChoice::Auto),
@@ -536,10 +671,17 @@ mod tests {
                     ContrastiveDivergence::new(&patterned_model(nv, nh), max, k, chains.clone())
                         .with_kernels(choice)
                 };
-                let (mut fused, mut plain) = (new(), new());
-                let (mut m_fused, mut m_plain) = (patterned_model(nv, nh), patterned_model(nv, nh));
+                // `fused`: gradient, then apply_step (packing in the step); `joint`:
+                // gradient_and_step (the statistics inside the step); `plain`: gradient, then
+                // Momentum::step.
+                let (mut fused, mut joint, mut plain) = (new(), new(), new());
+                let (mut m_fused, mut m_joint, mut m_plain) = (
+                    patterned_model(nv, nh),
+                    patterned_model(nv, nh),
+                    patterned_model(nv, nh),
+                );
                 let zeros = || (vec![0.0; nv * nh], vec![0.0; nv], vec![0.0; nh]);
-                let (mut u_fused, mut u_plain) = (zeros(), zeros());
+                let (mut u_fused, mut u_joint, mut u_plain) = (zeros(), zeros(), zeros());
                 for (step, rows) in [100, 100, 37, 100, 1, 64].into_iter().enumerate() {
                     let batch = patterned_bits(rows * nv, step, 7);
                     let rngs = || -> Vec<EbmRng> {
@@ -570,10 +712,35 @@ mod tests {
                     optimizer.step(&mut m_plain, uw, ub, uc, &g_plain, 0.05);
                     assert!(m_fused == m_plain, "{case}: model after update {step}");
                     assert!(u_fused == u_plain, "{case}: velocities after update {step}");
+                    let mut scratch = Gradient::zeros(nv, nh);
+                    let (uw, ub, uc) = &mut u_joint;
+                    joint.gradient_and_step(
+                        &optimizer,
+                        &mut m_joint,
+                        (uw, ub, uc),
+                        &batch,
+                        &mut rngs(),
+                        &mut scratch,
+                        0.05,
+                    );
+                    deferred_somewhere |= joint.statistics.rows() > 0;
+                    assert!(
+                        m_joint == m_plain,
+                        "{case}: joint model after update {step}"
+                    );
+                    assert!(
+                        u_joint == u_plain,
+                        "{case}: joint velocities, update {step}"
+                    );
+                    assert!(
+                        joint.chains == plain.chains,
+                        "{case}: chains, update {step}"
+                    );
                 }
             }
         }
         assert!(fused_somewhere, "the fused path ran");
+        assert!(deferred_somewhere, "the statistics ran inside the step");
     }
 
     /// A model swapped for another of the same shape between apply_step and gradient is noticed

@@ -156,6 +156,10 @@ pub struct ContrastiveDivergence {
     /// data batch and the negative samples stacked, transposed, for the weight statistics.
     ones_v: BinaryRows,
     ones_t: BinaryRows,
+    /// PCD with block Gibbs: the ones of the persistent chains (`chains`), kept from the
+    /// update that drew them when `chains_listed`.
+    ones_chains: BinaryRows,
+    chains_listed: bool,
     /// [P(h | V) / rows; -P(h | X) / neg] in aligned rows, for the weight statistics.
     statistics: AlignedRows,
     /// When the last [`GradientEstimator::apply_step`] left W and W^T packed: the fingerprint
@@ -222,6 +226,8 @@ impl ContrastiveDivergence {
             kernels: BinaryConditionals::new(KernelChoice::Auto),
             ones_v: BinaryRows::new(),
             ones_t: BinaryRows::new(),
+            ones_chains: BinaryRows::new(),
+            chains_listed: false,
             statistics: AlignedRows::new(),
             packed_for: None,
         }
@@ -355,9 +361,15 @@ impl ContrastiveDivergence {
             n
         } else if self.persistent {
             let n = self.n_chains;
-            let x = &mut self.x[..n * nv];
-            x.copy_from_slice(&self.chains);
-            let (phx, hx, px) = (
+            // The chains' state is moved (not copied) into x, their lists into the
+            // conditionals when the last update kept them.
+            std::mem::swap(&mut self.x, &mut self.chains);
+            let listed = std::mem::take(&mut self.chains_listed);
+            if listed {
+                kernels.swap_ones(&mut self.ones_chains);
+            }
+            let (x, phx, hx, px) = (
+                &mut self.x[..n * nv],
                 &mut self.phx[..n * nh],
                 &mut self.hx[..n * nh],
                 &mut self.px[..n * nv],
@@ -365,7 +377,7 @@ impl ContrastiveDivergence {
             // Each draw lists its ones for the next product (`listed`), which then reads no
             // f32 matrix.
             for step in 0..self.k {
-                kernels.hidden_activations(model, x, step > 0, phx);
+                kernels.hidden_activations(model, x, listed || step > 0, phx);
                 kernels.sample(phx, 1.0, &model.hidden_bias, hx, rngs);
                 kernels.visible_activations(model, hx, true, px);
                 kernels.sample(px, 1.0, &model.visible_bias, x, rngs);
@@ -396,6 +408,17 @@ impl ContrastiveDivergence {
         let x_listed = self.gradient_chains.is_empty() && self.k > 0;
         let negative_binary = kernels.hidden_activations(model, x, x_listed, phx);
         sigmoid_rows(phx, 1.0, &model.hidden_bias);
+        // PCD's chains are x: their lists serve the next update's first product too.
+        let keep_chain_lists = self.persistent && x_listed;
+        if keep_chain_lists {
+            kernels.swap_ones(&mut self.ones_chains);
+            self.chains_listed = true;
+        }
+        let x_ones = if keep_chain_lists {
+            &self.ones_chains
+        } else {
+            kernels.ones()
+        };
         // grad_w = V^T P(h|V) / rows - X^T P(h|X) / neg.
         let choice = kernels.choice();
         if positive_binary && negative_binary {
@@ -404,8 +427,7 @@ impl ContrastiveDivergence {
             // the products with V and X: the same densities and width). The same values as the
             // two products below up to the f32 rounding (the scale is applied to each row before
             // the sum instead of after it).
-            self.ones_t
-                .fill_transposed_stacked(&[&self.ones_v, kernels.ones()]);
+            self.ones_t.fill_transposed_stacked(&[&self.ones_v, x_ones]);
             let (scale_v, scale_x) = (1.0 / rows as f32, -1.0 / neg as f32);
             self.statistics
                 .pack_stacked(&[(&*ph, scale_v), (&*phx, scale_x)], nh);
@@ -745,6 +767,34 @@ mod tests {
 
     /// A model swapped for another of the same shape between apply_step and gradient is noticed
     /// (fingerprint): the gradient is the one of an estimator that packs the new model afresh.
+    #[test]
+    fn kept_chain_lists_give_the_gradient_of_fresh_ones() {
+        // PCD keeps the lists of its chains from one update to the next; an estimator built
+        // afresh on the same chains lists them by scanning. Same gradients and chains.
+        let (nv, nh, n) = (300, 170, 40);
+        let model = patterned_model(nv, nh);
+        let mut kept = ContrastiveDivergence::new(&model, n, 1, patterned_bits(n * nv, 5, 3))
+            .with_kernels(KernelChoice::Binary);
+        for step in 0..4 {
+            let batch = patterned_bits(n * nv, step, 7);
+            let rngs = || -> Vec<EbmRng> {
+                (0..n as u64)
+                    .map(|r| crate::rng::stream_for(step as u64, crate::rng::Purpose::Training, r))
+                    .collect()
+            };
+            let mut fresh = ContrastiveDivergence::new(&model, n, 1, kept.chains.clone())
+                .with_kernels(KernelChoice::Binary);
+            let before = kept.chains.clone();
+            let (mut g_kept, mut g_fresh) = (Gradient::zeros(nv, nh), Gradient::zeros(nv, nh));
+            kept.gradient(&model, &batch, &mut rngs(), &mut g_kept);
+            fresh.gradient(&model, &batch, &mut rngs(), &mut g_fresh);
+            assert!(g_kept == g_fresh, "gradient of update {step}");
+            assert!(kept.chains == fresh.chains, "chains after update {step}");
+            assert!(kept.chains != before, "the chains moved in update {step}");
+            assert!(kept.chains_listed && fresh.chains_listed);
+        }
+    }
+
     #[test]
     fn a_model_changed_after_the_fused_step_is_packed_again() {
         let (nv, nh, rows) = (300, 160, 20);

@@ -900,8 +900,14 @@ pub fn update_packed<F>(
                         PANEL_WIDTH,
                     )
                 };
-                line[..width].copy_from_slice(&row[c0..c0 + width]);
-                line[width..].fill(0.0);
+                if width == PANEL_WIDTH {
+                    // A copy of a known size: one vector move, not a call of memcpy.
+                    let src: &Line = row[c0..c0 + PANEL_WIDTH].try_into().expect("16 floats");
+                    line.copy_from_slice(src);
+                } else {
+                    line[..width].copy_from_slice(&row[c0..c0 + width]);
+                    line[width..].fill(0.0);
+                }
             }
         }
         pack_band_transposed(tp, wb, cols);
@@ -1097,7 +1103,12 @@ fn row_sums_portable(out: &mut [f32], s: &BinaryRows, first: usize, b: &AlignedR
             let width = ROW_SUM_BLOCK.min(n - c0);
             let sums = [a0, a1, a2, a3, a4, a5, a6, a7];
             for (dst, a) in o[c0..c0 + width].chunks_mut(W).zip(&sums) {
-                dst.copy_from_slice(&a[..dst.len()]);
+                if let Ok(dst) = <&mut Line>::try_from(&mut *dst) {
+                    // A copy of a known size: one vector move, not a call of memcpy.
+                    *dst = *a;
+                } else {
+                    dst.copy_from_slice(&a[..dst.len()]);
+                }
             }
         }
     }

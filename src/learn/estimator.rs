@@ -334,7 +334,8 @@ impl ContrastiveDivergence {
         // CD draws h from P(h | v) in the same pass as the sigmoid, listing its ones for h W^T.
         let restart = self.gradient_chains.is_empty() && !self.persistent;
         if restart {
-            kernels.sample(ph, 1.0, &model.hidden_bias, &mut self.hx[..rows * nh], rngs);
+            let hx = &mut self.hx[..rows * nh];
+            kernels.sample(ph, (1.0, &model.hidden_bias), hx, rngs, nv);
         } else {
             sigmoid_rows(ph, 1.0, &model.hidden_bias);
         }
@@ -378,9 +379,9 @@ impl ContrastiveDivergence {
             // f32 matrix.
             for step in 0..self.k {
                 kernels.hidden_activations(model, x, listed || step > 0, phx);
-                kernels.sample(phx, 1.0, &model.hidden_bias, hx, rngs);
+                kernels.sample(phx, (1.0, &model.hidden_bias), hx, rngs, nv);
                 kernels.visible_activations(model, hx, true, px);
-                kernels.sample(px, 1.0, &model.visible_bias, x, rngs);
+                kernels.sample(px, (1.0, &model.visible_bias), x, rngs, nh);
             }
             self.chains.copy_from_slice(x);
             n
@@ -394,10 +395,10 @@ impl ContrastiveDivergence {
             // h was drawn (and listed) with P(h | v).
             for step in 0..self.k {
                 kernels.visible_activations(model, hx, true, px);
-                kernels.sample(px, 1.0, &model.visible_bias, x, rngs);
+                kernels.sample(px, (1.0, &model.visible_bias), x, rngs, nh);
                 if step + 1 < self.k {
                     kernels.hidden_activations(model, x, true, phx);
-                    kernels.sample(phx, 1.0, &model.hidden_bias, hx, rngs);
+                    kernels.sample(phx, (1.0, &model.hidden_bias), hx, rngs, nv);
                 }
             }
             rows

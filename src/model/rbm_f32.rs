@@ -121,6 +121,10 @@ pub fn sigmoid_rows(x: &mut [f32], scale: f32, offset: &[f32]) {
 /// multiply-adds, which Rust does not form on its own).
 #[inline]
 fn sigmoid_row(row: &mut [f32], scale: f32, offset: &[f32]) {
+    if row.len() < SIGMOID_DISPATCH_MIN_COLUMNS {
+        // Short rows (small models): the dispatch would cost more than it saves.
+        return sigmoid_row_portable(row, scale, offset);
+    }
     match SimdLevel::get() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU supports AVX-512F (checked by `SimdLevel::get`).
@@ -131,6 +135,9 @@ fn sigmoid_row(row: &mut [f32], scale: f32, offset: &[f32]) {
         SimdLevel::Baseline => sigmoid_row_portable(row, scale, offset),
     }
 }
+
+/// Rows at least this long go to the widest vector instructions in [`sigmoid_row`].
+const SIGMOID_DISPATCH_MIN_COLUMNS: usize = 64;
 
 /// [`sigmoid_row_portable`] compiled for AVX-512F.
 ///
@@ -358,19 +365,27 @@ impl BinaryConditionals {
             && fresh.by_count() == self.ones.by_count()
     }
 
-    /// Draws the binary layer `out` from the activations `act` ([`sample_rows_listed`]: `act`
-    /// left holding the probabilities sigmoid(scale * act + offset), row r drawn from
-    /// `rngs[r]`) and lists its ones: a following product with `listed` set reads them instead
-    /// of scanning `out`.
+    /// Draws the binary layer `out` from the activations `act` (`act` left holding the
+    /// probabilities sigmoid(scale * act + offset), row r drawn from `rngs[r]`: the values of
+    /// [`sigmoid_rows`] and [`bernoulli_rows`]) for a following product `next_width` columns
+    /// wide. When that product can take the binary kernel, the ones are listed in the same pass
+    /// ([`sample_rows_listed`]) and the product, called with `listed` set, reads them instead of
+    /// scanning `out`; otherwise (narrow products: the dense GEMM) nothing is listed, and the
+    /// product with `listed` set takes the GEMM without reading lists.
     pub fn sample<R: Rng + Send>(
         &mut self,
         act: &mut [f32],
-        scale: f32,
-        offset: &[f32],
+        (scale, offset): (f32, &[f32]),
         out: &mut [f32],
         rngs: &mut [R],
+        next_width: usize,
     ) {
-        sample_rows_listed(act, scale, offset, out, rngs, &mut self.ones);
+        if self.choice.use_binary(0.0, next_width) {
+            sample_rows_listed(act, scale, offset, out, rngs, &mut self.ones);
+        } else {
+            sigmoid_rows(act, scale, offset);
+            bernoulli_rows(act, out, offset.len(), rngs);
+        }
     }
 
     /// The ones of the last binary operand: after a call of [`BinaryConditionals::hidden_probs`]

@@ -708,10 +708,7 @@ impl Panels {
         self.rows = rows;
         self.cols = cols;
         let len = cols.div_ceil(PANEL_WIDTH) * PANEL_WIDTH * rows;
-        // Room to start on a cache line boundary (the allocation is only 4-byte aligned).
-        self.data.resize(len + PANEL_WIDTH, 0.0);
-        let misaligned = self.data.as_ptr() as usize % 64 / 4;
-        self.offset = (PANEL_WIDTH - misaligned) % PANEL_WIDTH;
+        self.offset = resize_aligned(&mut self.data, len);
     }
 
     /// Packs the row-major `rows x cols` matrix `b` (an exact copy).
@@ -755,17 +752,7 @@ impl Panels {
     /// If a block's length is not a multiple of `cols` (or `cols` is 0 and a block is not
     /// empty).
     pub fn pack_stacked(&mut self, blocks: &[(&[f32], f32)], cols: usize) {
-        for (b, _) in blocks {
-            assert!(
-                if cols == 0 {
-                    b.is_empty()
-                } else {
-                    b.len() % cols == 0
-                },
-                "Panels: a block has the wrong size"
-            );
-        }
-        let rows: usize = blocks.iter().map(|(b, _)| b.len() / cols.max(1)).sum();
+        let rows = stacked_rows(blocks, cols);
         self.resize(rows, cols);
         if rows == 0 || cols == 0 {
             return;
@@ -935,6 +922,30 @@ pub fn update_packed<F>(
 /// independent sums in vector registers. [`AlignedRows`] pads its rows to a multiple of it.
 pub const ROW_SUM_BLOCK: usize = 8 * PANEL_WIDTH;
 
+/// The number of rows of the row-major blocks (`cols` columns each) stacked one above the other.
+///
+/// # Panics
+/// If a block's length is not a multiple of `cols` (or `cols` is 0 and a block is not empty).
+fn stacked_rows(blocks: &[(&[f32], f32)], cols: usize) -> usize {
+    for (b, _) in blocks {
+        let whole = if cols == 0 {
+            b.is_empty()
+        } else {
+            b.len() % cols == 0
+        };
+        assert!(whole, "a stacked block has the wrong size");
+    }
+    blocks.iter().map(|(b, _)| b.len() / cols.max(1)).sum()
+}
+
+/// Sizes `data` to hold `len` entries from a 64-byte (cache line) boundary on, with room for
+/// the shift (a `Vec<f32>` is only 4-byte aligned); returns the offset of that boundary.
+fn resize_aligned(data: &mut Vec<f32>, len: usize) -> usize {
+    data.resize(len + PANEL_WIDTH, 0.0);
+    let misaligned = data.as_ptr() as usize % 64 / 4;
+    (PANEL_WIDTH - misaligned) % PANEL_WIDTH
+}
+
 /// A row-major `rows x cols` matrix whose rows start on 64-byte (cache line) boundaries,
 /// each padded with zeros to a multiple of [`ROW_SUM_BLOCK`] entries: the layout
 /// [`binary_row_sums`] reads, a block of a row being eight whole cache lines.
@@ -975,24 +986,11 @@ impl AlignedRows {
     /// If a block's length is not a multiple of `cols` (or `cols` is 0 and a block is not
     /// empty).
     pub fn pack_stacked(&mut self, blocks: &[(&[f32], f32)], cols: usize) {
-        for (b, _) in blocks {
-            assert!(
-                if cols == 0 {
-                    b.is_empty()
-                } else {
-                    b.len() % cols == 0
-                },
-                "AlignedRows: a block has the wrong size"
-            );
-        }
-        let rows: usize = blocks.iter().map(|(b, _)| b.len() / cols.max(1)).sum();
+        let rows = stacked_rows(blocks, cols);
         self.rows = rows;
         self.cols = cols;
         self.stride = cols.div_ceil(ROW_SUM_BLOCK) * ROW_SUM_BLOCK;
-        // Room to start on a cache line boundary (the allocation is only 4-byte aligned).
-        self.data.resize(rows * self.stride + PANEL_WIDTH, 0.0);
-        let misaligned = self.data.as_ptr() as usize % 64 / 4;
-        self.offset = (PANEL_WIDTH - misaligned) % PANEL_WIDTH;
+        self.offset = resize_aligned(&mut self.data, rows * self.stride);
         if rows == 0 || cols == 0 {
             return;
         }

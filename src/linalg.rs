@@ -466,9 +466,44 @@ impl BinaryRows {
 
 /// Writes the positions of the entries 1.0 of `row`, increasing, at the start of `slot` (at
 /// least as long as `row`); returns their number and whether every entry is 0.0 or 1.0. One
-/// row of [`BinaryRows::fill_by`].
+/// row of [`BinaryRows::fill_by`], with the widest vector instructions of the CPU (the
+/// comparisons of 32 entries become one mask).
 #[inline]
 pub fn list_ones(row: &[f32], slot: &mut [u32]) -> (usize, bool) {
+    match SimdLevel::get() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX-512F (checked by `SimdLevel::get`).
+        SimdLevel::Avx512 => unsafe { list_ones_avx512(row, slot) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX2 (checked by `SimdLevel::get`).
+        SimdLevel::Avx2 => unsafe { list_ones_avx2(row, slot) },
+        SimdLevel::Baseline => list_ones_portable(row, slot),
+    }
+}
+
+/// [`list_ones_portable`] compiled for AVX-512F.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn list_ones_avx512(row: &[f32], slot: &mut [u32]) -> (usize, bool) {
+    list_ones_portable(row, slot)
+}
+
+/// [`list_ones_portable`] compiled for AVX2.
+///
+/// # Safety
+/// AVX2 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn list_ones_avx2(row: &[f32], slot: &mut [u32]) -> (usize, bool) {
+    list_ones_portable(row, slot)
+}
+
+/// The loop of [`list_ones`], to be inlined into code compiled for a given instruction set.
+#[inline(always)]
+pub(crate) fn list_ones_portable(row: &[f32], slot: &mut [u32]) -> (usize, bool) {
     assert!(
         slot.len() >= row.len(),
         "list_ones: slot shorter than the row"
@@ -1577,6 +1612,39 @@ fn transpose_8x8_avx2(src: &[f32], src_stride: usize, dst: &mut [f32], dst_strid
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_instruction_set_lists_the_same_ones() {
+        // 77 entries: two whole chunks of 32 and a partial one; a 0.5 makes a row not binary.
+        let row: Vec<f32> = (0..77).map(|k| ((k * 5) % 7 < 3) as u32 as f32).collect();
+        let mut half = row.clone();
+        half[40] = 0.5;
+        for (x, binary) in [(&row, true), (&half, false)] {
+            let mut expected = vec![0u32; x.len()];
+            let (n, ok) = list_ones_portable(x, &mut expected);
+            assert_eq!(ok, binary);
+            let ones: Vec<u32> = (0..x.len() as u32)
+                .filter(|&k| x[k as usize] == 1.0)
+                .collect();
+            assert_eq!(&expected[..n], &ones[..]);
+            let mut got = vec![0u32; x.len()];
+            assert_eq!(list_ones(x, &mut got), (n, ok));
+            assert_eq!(&got[..n], &ones[..]);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 was detected.
+                    assert_eq!(unsafe { list_ones_avx2(x, &mut got) }, (n, ok));
+                    assert_eq!(&got[..n], &ones[..]);
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: AVX-512F was detected.
+                    assert_eq!(unsafe { list_ones_avx512(x, &mut got) }, (n, ok));
+                    assert_eq!(&got[..n], &ones[..]);
+                }
+            }
+        }
+    }
 
     #[test]
     fn row_sums_match_the_row_kernel_bit_for_bit() {

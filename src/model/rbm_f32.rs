@@ -17,8 +17,8 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::linalg::{
-    BinaryRows, KernelChoice, PanelTerm, Panels, SimdLevel, View, binary_matmul_panels, list_ones,
-    matmul, update_packed,
+    BinaryRows, KernelChoice, PanelTerm, Panels, SimdLevel, View, binary_matmul_panels,
+    list_ones_portable, matmul, update_packed,
 };
 use crate::model::Rbm;
 
@@ -191,7 +191,7 @@ pub fn bernoulli_rows<R: Rng + Send>(p: &[f32], out: &mut [f32], cols: usize, rn
 }
 
 /// One row of [`bernoulli_rows`].
-#[inline]
+#[inline(always)]
 fn bernoulli_row<R: Rng>(probs: &[f32], dst: &mut [f32], rng: &mut R) {
     const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
     let mut pairs_p = probs.chunks_exact(2);
@@ -234,9 +234,7 @@ pub fn sample_rows_listed<R: Rng + Send>(
             return true;
         }
         let kernel = |((((a, dst), rng), slot), count): Items<'_, R>| {
-            sigmoid_row(a, scale, offset);
-            bernoulli_row(a, dst, rng);
-            *count = list_ones(dst, slot).0;
+            *count = sample_row_listed(a, (scale, offset), dst, rng, slot);
         };
         if act.len() < PARALLEL_MIN_ENTRIES {
             act.chunks_exact_mut(cols)
@@ -256,6 +254,79 @@ pub fn sample_rows_listed<R: Rng + Send>(
         // Draws are 0.0 or 1.0 by construction.
         true
     });
+}
+
+/// One row of [`sample_rows_listed`] (returns the number of ones listed in `slot`), with the
+/// widest vector instructions of the CPU: the same integer and separately rounded float
+/// operations whatever the instructions, so the same bits.
+#[inline]
+fn sample_row_listed<R: Rng>(
+    act: &mut [f32],
+    (scale, offset): (f32, &[f32]),
+    dst: &mut [f32],
+    rng: &mut R,
+    slot: &mut [u32],
+) -> usize {
+    match SimdLevel::get() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX-512F (checked by `SimdLevel::get`).
+        SimdLevel::Avx512 => unsafe {
+            sample_row_listed_avx512(act, scale, offset, dst, rng, slot)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX2 (checked by `SimdLevel::get`).
+        SimdLevel::Avx2 => unsafe { sample_row_listed_avx2(act, scale, offset, dst, rng, slot) },
+        SimdLevel::Baseline => sample_row_listed_portable(act, scale, offset, dst, rng, slot),
+    }
+}
+
+/// [`sample_row_listed_portable`] compiled for AVX-512F.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sample_row_listed_avx512<R: Rng>(
+    act: &mut [f32],
+    scale: f32,
+    offset: &[f32],
+    dst: &mut [f32],
+    rng: &mut R,
+    slot: &mut [u32],
+) -> usize {
+    sample_row_listed_portable(act, scale, offset, dst, rng, slot)
+}
+
+/// [`sample_row_listed_portable`] compiled for AVX2.
+///
+/// # Safety
+/// AVX2 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sample_row_listed_avx2<R: Rng>(
+    act: &mut [f32],
+    scale: f32,
+    offset: &[f32],
+    dst: &mut [f32],
+    rng: &mut R,
+    slot: &mut [u32],
+) -> usize {
+    sample_row_listed_portable(act, scale, offset, dst, rng, slot)
+}
+
+/// Sigmoid, draws and list of one row.
+#[inline(always)]
+fn sample_row_listed_portable<R: Rng>(
+    act: &mut [f32],
+    scale: f32,
+    offset: &[f32],
+    dst: &mut [f32],
+    rng: &mut R,
+    slot: &mut [u32],
+) -> usize {
+    sigmoid_row_portable(act, scale, offset);
+    bernoulli_row(act, dst, rng);
+    list_ones_portable(dst, slot).0
 }
 
 /// One row's work of [`sample_rows_listed`]: activations, draws, stream, list slot and count.

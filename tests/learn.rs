@@ -1622,12 +1622,17 @@ fn the_log_carries_each_objectives_value_per_epoch() {
             .success();
         let text = std::fs::read_to_string(&log).unwrap();
         let mut lines = text.lines();
-        assert!(lines.next().unwrap().ends_with(",seconds,objective"));
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .ends_with(",seconds,objective,ais_ess")
+        );
         let logged = lines
             .next()
             .unwrap()
             .rsplit(',')
-            .next()
+            .nth(1)
             .unwrap()
             .to_string();
         let rbm = ebm::io::safetensors::read_rbm(&model).unwrap().rbm;
@@ -1646,10 +1651,11 @@ fn the_log_carries_each_objectives_value_per_epoch() {
     }
 }
 
-/// A log written before the `objective` column existed (header and rows without it) is resumed:
-/// its rows are kept with an empty `objective`, and the new rows have the value.
+/// Logs written before the `ais_ess` column existed, and before the `objective` column too
+/// (header and rows without them), are resumed: their rows are kept with those columns empty,
+/// and the new rows have the objective.
 #[test]
-fn a_log_without_the_objective_column_is_resumed() {
+fn a_log_without_the_newer_columns_is_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let data_path = digits_path("bars_stripes_4x4.txt");
     let (log, model) = (dir.path().join("l.csv"), dir.path().join("m.safetensors"));
@@ -1681,27 +1687,39 @@ fn a_log_without_the_objective_column_is_resumed() {
             .assert()
             .success();
     };
-    train("2", false);
-    // Rewrite the log as the old format: drop the last column everywhere.
-    let old: String = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| format!("{}\n", l.rsplit_once(',').unwrap().0))
-        .collect();
-    std::fs::write(&log, &old).unwrap();
-    train("3", true);
-    let text = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 4, "{text}");
-    assert!(lines[0].ends_with(",seconds,objective"));
-    for (k, line) in lines[1..].iter().enumerate() {
-        assert_eq!(line.split(',').count(), 10, "{line}");
-        let objective = line.rsplit(',').next().unwrap();
-        if k < 2 {
-            assert_eq!(objective, "", "old row {line}");
-        } else {
-            assert!(objective.parse::<f64>().unwrap() < 0.0, "new row {line}");
+    // Dropping the last column gives the log without `ais_ess`, the last two the one without
+    // `objective` either.
+    for dropped in [1, 2] {
+        train("2", false);
+        let old: String = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut l = l;
+                for _ in 0..dropped {
+                    l = l.rsplit_once(',').unwrap().0;
+                }
+                format!("{l}\n")
+            })
+            .collect();
+        std::fs::write(&log, &old).unwrap();
+        train("3", true);
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].ends_with(",seconds,objective,ais_ess"));
+        for (k, line) in lines[1..].iter().enumerate() {
+            let fields: Vec<&str> = line.split(',').collect();
+            assert_eq!(fields.len(), 11, "{line}");
+            assert_eq!(fields[10], "", "no AIS evaluation: {line}");
+            if k < 2 && dropped == 2 {
+                assert_eq!(fields[9], "", "old row {line}");
+            } else {
+                assert!(fields[9].parse::<f64>().unwrap() < 0.0, "row {line}");
+            }
         }
+        std::fs::remove_file(&log).unwrap();
+        std::fs::remove_file(&model).unwrap();
     }
 }
 
@@ -1716,6 +1734,7 @@ fn train_rbm_ais_evaluation_reports_and_flags_its_effective_sample_size() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.safetensors");
     let data = project_root().join("data/bars_stripes_4x4.txt");
+    let log = dir.path().join("log.csv");
     let train = |betas: &str| {
         let out = ebm()
             .args(["train-rbm", "--hidden", "8", "--epochs", "1000"])
@@ -1724,6 +1743,8 @@ fn train_rbm_ais_evaluation_reports_and_flags_its_effective_sample_size() {
             .arg(&data)
             .arg("--output")
             .arg(&model)
+            .arg("--log")
+            .arg(&log)
             .output()
             .unwrap();
         assert!(
@@ -1748,6 +1769,13 @@ fn train_rbm_ais_evaluation_reports_and_flags_its_effective_sample_size() {
     let (short, stderr) = train("2");
     let ess = short["ais_ess"].as_f64().unwrap();
     assert!((1.0..10.0).contains(&ess), "ESS {ess}");
+    // The log's last row (the final evaluation) has the same ESS; earlier rows have none.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 1001, "header and 1000 epochs");
+    let logged: f64 = rows[1000].rsplit(',').next().unwrap().parse().unwrap();
+    assert_eq!(logged, ess);
+    assert!(rows[999].ends_with(','), "{}", rows[999]);
     assert_eq!(short["ais_unreliable"], true);
     assert!(
         stderr.contains("warning") && stderr.contains("--ais-betas"),

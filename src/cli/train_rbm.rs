@@ -221,8 +221,9 @@ pub struct TrainRbmArgs {
     /// AIS: number of independent runs.
     #[arg(long, default_value_t = DEFAULT_AIS_RUNS)]
     pub ais_runs: usize,
-    /// Write the per-epoch figures as CSV (.csv; on resume, the rows up to the checkpoint's
-    /// epoch are kept).
+    /// Write the per-epoch figures as CSV (.csv): reconstruction error, pseudo-log-likelihood,
+    /// log-likelihoods and ln Z when evaluated, seconds, the objective and the AIS effective
+    /// sample size (on resume, the rows up to the checkpoint's epoch are kept).
     #[arg(long)]
     pub log: Option<PathBuf>,
     /// Write the model (with optimizer state and chains) to --output every N epochs (0: never).
@@ -341,12 +342,24 @@ impl CliObserver<'_> {
 }
 
 /// The `--log` columns. `objective` is the training objective averaged over the epoch's batches
-/// (pseudo-log-likelihood, ratio-matching loss or NCE's J per example; empty for CD and PCD).
-const CSV_HEADER: &str = "epoch,learning_rate,reconstruction_error,pseudo_log_likelihood,train_log_likelihood,test_log_likelihood,log_z,log_z_method,seconds,objective\n";
+/// (pseudo-log-likelihood, ratio-matching loss or NCE's J per example; empty for CD and PCD);
+/// `ais_ess` the effective sample size of the AIS weights of the epoch's likelihood evaluation
+/// (empty without one, or when ln Z was exact).
+const CSV_HEADER: &str = "epoch,learning_rate,reconstruction_error,pseudo_log_likelihood,train_log_likelihood,test_log_likelihood,log_z,log_z_method,seconds,objective,ais_ess\n";
 
-/// The header of logs written before the `objective` column existed: such a log is still
-/// resumed, its rows getting an empty `objective`.
-const CSV_HEADER_WITHOUT_OBJECTIVE: &str = "epoch,learning_rate,reconstruction_error,pseudo_log_likelihood,train_log_likelihood,test_log_likelihood,log_z,log_z_method,seconds";
+/// The headers of logs written by earlier versions (before the `ais_ess` column, and before the
+/// `objective` column too), with the number of columns they lack at the end: such a log is still
+/// resumed, its rows getting those columns empty.
+const OLDER_CSV_HEADERS: [(&str, usize); 2] = [
+    (
+        "epoch,learning_rate,reconstruction_error,pseudo_log_likelihood,train_log_likelihood,test_log_likelihood,log_z,log_z_method,seconds,objective",
+        1,
+    ),
+    (
+        "epoch,learning_rate,reconstruction_error,pseudo_log_likelihood,train_log_likelihood,test_log_likelihood,log_z,log_z_method,seconds",
+        2,
+    ),
+];
 
 fn opt(x: Option<f64>) -> String {
     x.map(|v| format!("{v}")).unwrap_or_default()
@@ -363,7 +376,7 @@ impl TrainObserver for CliObserver<'_> {
         let result = (|| -> anyhow::Result<()> {
             if let Some(path) = self.log {
                 self.csv.push_str(&format!(
-                    "{},{},{},{},{},{},{},{},{},{}\n",
+                    "{},{},{},{},{},{},{},{},{},{},{}\n",
                     s.epoch,
                     s.learning_rate,
                     s.reconstruction_error,
@@ -373,7 +386,8 @@ impl TrainObserver for CliObserver<'_> {
                     opt(s.log_z),
                     s.log_z_method.unwrap_or(""),
                     s.seconds,
-                    opt(s.objective)
+                    opt(s.objective),
+                    opt(s.ais_ess.filter(|x| x.is_finite()))
                 ));
                 write_bytes_atomic(path, self.csv.as_bytes())
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -523,8 +537,11 @@ fn resumed_log(path: &Path, done: usize) -> anyhow::Result<String> {
     };
     let mut lines = text.lines();
     let header = lines.next();
-    let old_format = header == Some(CSV_HEADER_WITHOUT_OBJECTIVE);
-    if header != Some(CSV_HEADER.trim_end()) && !old_format {
+    let missing = OLDER_CSV_HEADERS
+        .iter()
+        .find(|(old, _)| header == Some(*old))
+        .map_or(0, |&(_, missing)| missing);
+    if header != Some(CSV_HEADER.trim_end()) && missing == 0 {
         return Err(usage(format!(
             "--log {}: the existing file is not a train-rbm log (its first line is not the \
              header {}); give another --log",
@@ -547,9 +564,7 @@ fn resumed_log(path: &Path, done: usize) -> anyhow::Result<String> {
             })?;
         if epoch <= done {
             out.push_str(line);
-            if old_format {
-                out.push(',');
-            }
+            out.push_str(&",".repeat(missing));
             out.push('\n');
         }
     }

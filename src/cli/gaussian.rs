@@ -397,6 +397,14 @@ fn dq_name(step: Option<f64>) -> String {
     step.map_or_else(|| "off".to_string(), |s| s.to_string())
 }
 
+/// The `--log` columns of Gaussian training; `ais_ess` is the effective sample size of the
+/// epoch's AIS evaluation (empty without one, or when ln Z was exact).
+const LOG_HEADER: &str = "epoch,learning_rate,objective_loss,train_log_likelihood,test_log_likelihood,log_z,log_z_method,sigma_min,sigma_max,seconds,ais_ess\n";
+
+/// The header of logs written before the `ais_ess` column existed: still resumed, their rows
+/// getting an empty `ais_ess`.
+const LOG_HEADER_WITHOUT_ESS: &str = "epoch,learning_rate,objective_loss,train_log_likelihood,test_log_likelihood,log_z,log_z_method,sigma_min,sigma_max,seconds";
+
 /// The rows of an existing `--log` up to epoch `done` (a fresh `header` when the file does not
 /// exist), for a resumed run.
 fn resumed_log(path: &Path, done: usize, header: &str) -> anyhow::Result<String> {
@@ -406,7 +414,9 @@ fn resumed_log(path: &Path, done: usize, header: &str) -> anyhow::Result<String>
         Err(e) => return Err(e).with_context(|| format!("reading --log {}", path.display())),
     };
     let mut lines = text.lines();
-    if lines.next() != Some(header.trim_end()) {
+    let first = lines.next();
+    let without_ess = header == LOG_HEADER && first == Some(LOG_HEADER_WITHOUT_ESS);
+    if first != Some(header.trim_end()) && !without_ess {
         return Err(usage(format!(
             "--log {}: the existing file is not a Gaussian train-rbm log (its first line is \
              not the header {}); give another --log",
@@ -419,6 +429,9 @@ fn resumed_log(path: &Path, done: usize, header: &str) -> anyhow::Result<String>
         let epoch: Option<usize> = line.split(',').next().and_then(|e| e.parse().ok());
         if epoch.is_some_and(|e| e <= done) {
             out.push_str(line);
+            if without_ess {
+                out.push(',');
+            }
             out.push('\n');
         }
     }
@@ -725,10 +738,9 @@ pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         ebm::io::safetensors::write_gaussian_rbm(&args.output, &file_of(trainer))
             .with_context(|| format!("writing model {}", args.output.display()))
     };
-    const HEADER: &str = "epoch,learning_rate,objective_loss,train_log_likelihood,test_log_likelihood,log_z,log_z_method,sigma_min,sigma_max,seconds\n";
     let mut csv = match (&args.log, &checkpoint) {
-        (Some(p), Some(_)) => resumed_log(p, done, HEADER)?,
-        _ => HEADER.to_string(),
+        (Some(p), Some(_)) => resumed_log(p, done, LOG_HEADER)?,
+        _ => LOG_HEADER.to_string(),
     };
     let mut bar = BarObserver::new(progress_enabled(global), epochs as u64, "training", "");
     let mut train_seconds = 0.0;
@@ -761,7 +773,7 @@ pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
             let sigma = trainer.model().visible_sigma();
             csv.push_str(&format!(
-                "{epoch},{lr},{},{},{},{},{},{},{},{}\n",
+                "{epoch},{lr},{},{},{},{},{},{},{},{},{}\n",
                 opt(loss),
                 opt(eval.map(|e| e.0)),
                 opt(eval.and_then(|e| e.1)),
@@ -769,7 +781,11 @@ pub fn train(args: &TrainRbmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 eval.map_or("", |e| e.3),
                 sigma.iter().copied().fold(f64::INFINITY, f64::min),
                 sigma.iter().copied().fold(0.0, f64::max),
-                start.elapsed().as_secs_f64()
+                start.elapsed().as_secs_f64(),
+                opt(eval
+                    .and_then(|e| e.6)
+                    .map(|(ess, _)| ess)
+                    .filter(|x| x.is_finite()))
             ));
             if let Some(p) = &args.log {
                 ebm::io::atomic::write_bytes_atomic(p, csv.as_bytes())

@@ -248,12 +248,15 @@ impl BinaryRows {
     /// column indices of row r's ones, increasing, at the start of row r's slot and their number
     /// in `counts[r]` (rows may be listed in parallel: the slots are disjoint), then return
     /// whether the matrix is binary. Returns that flag; when it is `false` the lists are left
-    /// unusable. [`BinaryRows::fill`] is this with a scan of a matrix; a sampler that draws the
-    /// matrix row by row can list each row while it is in the cache.
+    /// empty (no rows). [`BinaryRows::fill`] is this with a scan of a matrix; a sampler that
+    /// draws the matrix row by row can list each row while it is in the cache. Crate-private:
+    /// the kernels read B at the listed indices without bounds checks, so every caller lists
+    /// its rows with [`list_ones`] (increasing indices below `cols` by construction; checked in
+    /// debug builds).
     ///
     /// # Panics
     /// If `rows` or `cols` exceeds `u32::MAX`, or a count exceeds `cols`.
-    pub fn fill_by<F>(&mut self, rows: usize, cols: usize, list_rows: F) -> bool
+    pub(crate) fn fill_by<F>(&mut self, rows: usize, cols: usize, list_rows: F) -> bool
     where
         F: FnOnce(&mut [u32], &mut [usize]) -> bool,
     {
@@ -272,7 +275,10 @@ impl BinaryRows {
         }
         let binary = list_rows(&mut self.indices[..rows * cols], &mut self.ends);
         if !binary {
-            // Unusable lists must not pass for the previous matrix's.
+            // Unusable lists must not pass for the previous matrix's (nor be read: no rows).
+            self.rows = 0;
+            self.begins.clear();
+            self.ends.clear();
             self.ones = 0;
             self.by_count.clear();
             return false;
@@ -286,6 +292,15 @@ impl BinaryRows {
             assert!(
                 count <= cols,
                 "BinaryRows: a row lists more ones than columns"
+            );
+            debug_assert!(
+                self.indices[begin..begin + count]
+                    .windows(2)
+                    .all(|w| w[0] < w[1])
+                    && self.indices[begin..begin + count]
+                        .iter()
+                        .all(|&l| (l as usize) < cols),
+                "BinaryRows::fill_by: row {r} is not increasing column indices below {cols}"
             );
             self.indices.copy_within(begin..begin + count, next);
             self.begins[r] = next;

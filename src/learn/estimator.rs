@@ -204,8 +204,15 @@ impl ContrastiveDivergence {
     /// An estimator for batches of at most `max_rows` rows of `model`'s shape, with `k` Gibbs
     /// sweeps per update; `chains` (`chains x n_visible`) are the persistent chains for PCD, or
     /// empty for CD.
+    ///
+    /// # Panics
+    /// If `chains` is not whole rows of `n_visible`.
     pub fn new(model: &RbmF32, max_rows: usize, k: usize, chains: Vec<f32>) -> Self {
         let (nv, nh) = (model.n_visible, model.n_hidden);
+        assert!(
+            chains.len().is_multiple_of(nv.max(1)),
+            "ContrastiveDivergence: the chains are not whole rows of {nv} visible units"
+        );
         let persistent = !chains.is_empty();
         let neg = if persistent {
             chains.len() / nv
@@ -766,8 +773,56 @@ mod tests {
         assert!(deferred_somewhere, "the statistics ran inside the step");
     }
 
-    /// A model swapped for another of the same shape between apply_step and gradient is noticed
-    /// (fingerprint): the gradient is the one of an estimator that packs the new model afresh.
+    #[test]
+    fn statistics_inside_the_step_without_packing_match_the_optimizer() {
+        // Hidden units almost always on (bias +4): h W^T takes the GEMM, so W^T is not packed,
+        // and the step sums the statistics band by band without packing (the sparse v and x
+        // still go to the binary kernel).
+        let optimizer = Momentum {
+            momentum: 0.5,
+            weight_decay: 1e-4,
+        };
+        let (nv, nh, n) = (300, 170, 40);
+        let mut model = patterned_model(nv, nh);
+        model.hidden_bias.fill(4.0);
+        let mut joint = ContrastiveDivergence::new(&model, n, 1, patterned_bits(n * nv, 5, 3));
+        let mut plain = joint.clone();
+        let (mut m_joint, mut m_plain) = (model.clone(), model);
+        let zeros = || (vec![0.0; nv * nh], vec![0.0; nv], vec![0.0; nh]);
+        let (mut u_joint, mut u_plain) = (zeros(), zeros());
+        for step in 0..4 {
+            let batch = patterned_bits(n * nv, step, 7);
+            let rngs = || -> Vec<EbmRng> {
+                (0..n as u64)
+                    .map(|r| crate::rng::stream_for(step as u64, crate::rng::Purpose::Training, r))
+                    .collect()
+            };
+            joint.statistics = AlignedRows::new();
+            let (uw, ub, uc) = &mut u_joint;
+            let mut scratch = Gradient::zeros(nv, nh);
+            joint.gradient_and_step(
+                &optimizer,
+                &mut m_joint,
+                (uw, ub, uc),
+                &batch,
+                &mut rngs(),
+                &mut scratch,
+                0.05,
+            );
+            assert!(
+                joint.statistics.rows() > 0,
+                "deferred statistics, update {step}"
+            );
+            assert!(!joint.kernels.packs_both(), "W^T not packed, update {step}");
+            let mut grad = Gradient::zeros(nv, nh);
+            plain.gradient(&m_plain, &batch, &mut rngs(), &mut grad);
+            let (uw, ub, uc) = &mut u_plain;
+            optimizer.step(&mut m_plain, uw, ub, uc, &grad, 0.05);
+            assert!(m_joint == m_plain, "model after update {step}");
+            assert!(u_joint == u_plain, "velocities after update {step}");
+        }
+    }
+
     #[test]
     fn kept_chain_lists_give_the_gradient_of_fresh_ones() {
         // PCD keeps the lists of its chains from one update to the next; an estimator built
@@ -796,6 +851,8 @@ mod tests {
         }
     }
 
+    /// A model swapped for another of the same shape between apply_step and gradient is noticed
+    /// (fingerprint): the gradient is the one of an estimator that packs the new model afresh.
     #[test]
     fn a_model_changed_after_the_fused_step_is_packed_again() {
         let (nv, nh, rows) = (300, 160, 20);

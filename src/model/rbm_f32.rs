@@ -415,6 +415,10 @@ impl BinaryConditionals {
             return false;
         }
         if listed {
+            assert!(
+                self.ones.cols() == cols && self.ones.rows() * cols == x.len(),
+                "the lists are not those of the operand (their shape differs)"
+            );
             debug_assert!(
                 self.lists(x, cols),
                 "the lists are not those of the operand"

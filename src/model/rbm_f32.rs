@@ -191,7 +191,7 @@ pub fn bernoulli_rows<R: Rng + Send>(p: &[f32], out: &mut [f32], cols: usize, rn
 }
 
 /// One row of [`bernoulli_rows`].
-#[inline(always)]
+#[inline]
 fn bernoulli_row<R: Rng>(probs: &[f32], dst: &mut [f32], rng: &mut R) {
     const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
     let mut pairs_p = probs.chunks_exact(2);

@@ -481,7 +481,7 @@ impl BinaryRows {
 
 /// Writes the positions of the entries 1.0 of `row`, increasing, at the start of `slot` (at
 /// least as long as `row`); returns their number and whether every entry is 0.0 or 1.0. One
-/// row of [`BinaryRows::fill_by`], with the widest vector instructions of the CPU (the
+/// row of `BinaryRows::fill_by`, with the widest vector instructions of the CPU (the
 /// comparisons of 32 entries become one mask).
 #[inline]
 pub fn list_ones(row: &[f32], slot: &mut [u32]) -> (usize, bool) {

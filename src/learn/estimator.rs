@@ -544,7 +544,7 @@ impl GradientEstimator for ContrastiveDivergence {
     }
 
     /// The gradient and the step, the weight statistics summed band by band inside the step
-    /// when both layers are sparse ([`ContrastiveDivergence::step_with_statistics`]); else
+    /// when both layers are sparse (`step_with_statistics`); else
     /// [`GradientEstimator::gradient`] and [`GradientEstimator::apply_step`]. `grad.weights` is
     /// not written in the fused case.
     fn gradient_and_step(

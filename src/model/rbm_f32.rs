@@ -213,7 +213,7 @@ fn bernoulli_row<R: Rng>(probs: &[f32], dst: &mut [f32], rng: &mut R) {
 }
 
 /// [`sigmoid_rows`] and then [`bernoulli_rows`] in one pass over the rows, the ones of the draws
-/// listed in `ones` while each row is in the cache ([`BinaryRows::fill_by`]): `act` holds
+/// listed in `ones` while each row is in the cache: `act` holds
 /// activations (`rows x offset.len()`) and is left holding the probabilities
 /// sigmoid(scale * act + offset); `out` gets the 0/1 draws, row r from `rngs[r]`. The same bits
 /// as the two calls, for any number of threads.

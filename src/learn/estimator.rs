@@ -664,6 +664,13 @@ mod tests {
         }
     }
 
+    /// The training streams of rows 0 .. n for a batch keyed `key`.
+    fn streams(key: u64, n: usize) -> Vec<EbmRng> {
+        (0..n as u64)
+            .map(|r| crate::rng::stream_for(key, crate::rng::Purpose::Training, r))
+            .collect()
+    }
+
     /// About one entry in `period` set to 1, in a pattern fixed by `salt`.
     fn patterned_bits(n: usize, salt: usize, period: usize) -> Vec<f32> {
         (0..n)
@@ -714,17 +721,7 @@ mod tests {
                 let (mut u_fused, mut u_joint, mut u_plain) = (zeros(), zeros(), zeros());
                 for (step, rows) in [100, 100, 37, 100, 1, 64].into_iter().enumerate() {
                     let batch = patterned_bits(rows * nv, step, 7);
-                    let rngs = || -> Vec<EbmRng> {
-                        (0..max as u64)
-                            .map(|r| {
-                                crate::rng::stream_for(
-                                    step as u64,
-                                    crate::rng::Purpose::Training,
-                                    r,
-                                )
-                            })
-                            .collect()
-                    };
+                    let rngs = || streams(step as u64, max);
                     let (mut g_fused, mut g_plain) =
                         (Gradient::zeros(nv, nh), Gradient::zeros(nv, nh));
                     fused.gradient(&m_fused, &batch, &mut rngs(), &mut g_fused);
@@ -792,11 +789,7 @@ mod tests {
         let (mut u_joint, mut u_plain) = (zeros(), zeros());
         for step in 0..4 {
             let batch = patterned_bits(n * nv, step, 7);
-            let rngs = || -> Vec<EbmRng> {
-                (0..n as u64)
-                    .map(|r| crate::rng::stream_for(step as u64, crate::rng::Purpose::Training, r))
-                    .collect()
-            };
+            let rngs = || streams(step as u64, n);
             joint.statistics = AlignedRows::new();
             let (uw, ub, uc) = &mut u_joint;
             let mut scratch = Gradient::zeros(nv, nh);
@@ -833,11 +826,7 @@ mod tests {
             .with_kernels(KernelChoice::Binary);
         for step in 0..4 {
             let batch = patterned_bits(n * nv, step, 7);
-            let rngs = || -> Vec<EbmRng> {
-                (0..n as u64)
-                    .map(|r| crate::rng::stream_for(step as u64, crate::rng::Purpose::Training, r))
-                    .collect()
-            };
+            let rngs = || streams(step as u64, n);
             let mut fresh = ContrastiveDivergence::new(&model, n, 1, kept.chains.clone())
                 .with_kernels(KernelChoice::Binary);
             let before = kept.chains.clone();
@@ -864,11 +853,7 @@ mod tests {
         let mut cd = ContrastiveDivergence::new(&model, rows, 1, Vec::new())
             .with_kernels(KernelChoice::Binary);
         let batch = patterned_bits(rows * nv, 1, 7);
-        let rngs = || -> Vec<EbmRng> {
-            (0..rows as u64)
-                .map(|r| crate::rng::stream_for(1, crate::rng::Purpose::Training, r))
-                .collect()
-        };
+        let rngs = || streams(1, rows);
         let mut g = Gradient::zeros(nv, nh);
         cd.gradient(&model, &batch, &mut rngs(), &mut g);
         let (mut uw, mut ub, mut uc) = (vec![0.0; nv * nh], vec![0.0; nv], vec![0.0; nh]);
